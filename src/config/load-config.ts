@@ -1,0 +1,296 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import dotenv from 'dotenv';
+import { parse as parseYaml } from 'yaml';
+import type { z } from 'zod';
+import { configSchema, type ParsedConfig } from './schema.js';
+import type { EndpointConfig, GatewayConfig } from './types.js';
+
+export type Env = Readonly<Record<string, string | undefined>>;
+
+/** Start-up configuration problems, all of them at once, in plain words. */
+export class ConfigError extends Error {
+  constructor(readonly problems: readonly string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/**
+ * Environment variable -> path in the config structure. These names are the public contract of
+ * CONFIG.md; the environment overrides the config file.
+ */
+const ENV_PATHS: ReadonlyArray<readonly [string, readonly string[]]> = [
+  ['PORT', ['server', 'port']],
+  ['HOST', ['server', 'host']],
+  ['BODY_LIMIT', ['server', 'bodyLimit']],
+  ['SHUTDOWN_GRACE_MS', ['server', 'shutdownGraceMs']],
+  ['HEARTBEAT_INTERVAL_MS', ['server', 'heartbeatIntervalMs']],
+  ['ADMIN_API_KEY', ['auth', 'adminKey']],
+  ['AUTH_DISABLED', ['auth', 'disabled']],
+  ['FILE_LOGGING', ['logging', 'file']],
+  ['LOG_FILE', ['logging', 'filePath']],
+  ['LOG_LEVEL', ['logging', 'level']],
+  ['MODELS_OWNED_BY', ['models', 'ownedBy']],
+  ['DISCOVERY_INTERVAL_MS', ['models', 'discoveryIntervalMs']],
+  ['DISCOVERY_TIMEOUT_MS', ['models', 'discoveryTimeoutMs']],
+  ['ROUTING_STRATEGY', ['routing', 'strategy']],
+  ['MAX_ATTEMPTS', ['routing', 'maxAttempts']],
+  ['CONNECT_TIMEOUT_MS', ['routing', 'timeouts', 'connectMs']],
+  ['FIRST_BYTE_TIMEOUT_MS', ['routing', 'timeouts', 'firstByteMs']],
+  ['IDLE_TIMEOUT_MS', ['routing', 'timeouts', 'idleMs']],
+  ['REQUEST_TIMEOUT_MS', ['routing', 'timeouts', 'totalMs']],
+];
+
+export interface LoadConfigOptions {
+  env: Env;
+  /** Reads the CONFIG_FILE; injectable for tests. */
+  readFile?: (file: string) => string;
+  /** Directory that a relative CONFIG_FILE is resolved against. */
+  cwd?: string;
+}
+
+/**
+ * Builds the frozen gateway configuration from environment variables and an optional config file.
+ * Throws ConfigError listing every problem found.
+ */
+export function loadConfig(options: LoadConfigOptions): GatewayConfig {
+  const { env } = options;
+  const problems: string[] = [];
+  const raw: Record<string, unknown> = {};
+  const fromEnv = new Map<string, string>();
+
+  const configFile = nonBlank(env.CONFIG_FILE);
+  if (configFile) {
+    const file = path.resolve(options.cwd ?? process.cwd(), configFile);
+    try {
+      const text = (options.readFile ?? ((f: string) => readFileSync(f, 'utf8')))(file);
+      const parsed: unknown = text.trim() === '' ? {} : parseYaml(text);
+      if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+        problems.push(`CONFIG_FILE ${configFile}: expected a mapping of sections (server, endpoints, ...)`);
+      } else {
+        Object.assign(raw, interpolate(parsed, env));
+      }
+    } catch (err) {
+      problems.push(`CONFIG_FILE ${configFile}: ${describeFileError(err)}`);
+    }
+  }
+
+  for (const [name, keyPath] of ENV_PATHS) {
+    const value = nonBlank(env[name]);
+    if (value === undefined) continue;
+    setPath(raw, keyPath, value);
+    fromEnv.set(keyPath.join('.'), name);
+  }
+
+  const apiKeyVar = nonBlank(env.API_KEY) !== undefined ? 'API_KEY' : 'PROXY_API_KEY';
+  const apiKeys = nonBlank(env.API_KEY) ?? nonBlank(env.PROXY_API_KEY);
+  if (apiKeys !== undefined) {
+    setPath(raw, ['auth', 'apiKeys'], apiKeys.split(','));
+    fromEnv.set('auth.apiKeys', apiKeyVar);
+  }
+
+  const endpointsJson = nonBlank(env.ENDPOINTS);
+  if (endpointsJson !== undefined) {
+    try {
+      raw.endpoints = JSON.parse(endpointsJson) as unknown;
+      fromEnv.set('endpoints', 'ENDPOINTS');
+    } catch (err) {
+      problems.push(
+        `ENDPOINTS: not valid JSON (${(err as Error).message}); expected a one-line array such as ` +
+          `[{"url":"https://gpu-a.example","apiKey":"...","priority":1,"weight":1}]`,
+      );
+      delete raw.endpoints;
+    }
+  }
+
+  const result = configSchema.safeParse(raw);
+  if (!result.success) {
+    problems.push(...result.error.issues.map((issue) => describeIssue(issue, raw, fromEnv)));
+    throw new ConfigError(problems);
+  }
+  const config = finish(result.data, problems);
+  if (problems.length > 0) throw new ConfigError(problems);
+  return deepFreeze(config);
+}
+
+/**
+ * Reads `.env` (without overriding variables already set) and then the environment. The only place in
+ * the gateway that touches process.env.
+ */
+export function loadConfigFromProcess(): GatewayConfig {
+  dotenv.config({ quiet: true });
+  return loadConfig({ env: process.env });
+}
+
+function finish(parsed: ParsedConfig, problems: string[]): GatewayConfig {
+  const globalTimeouts = parsed.routing.timeouts;
+  const usedNames = new Set<string>();
+  const explicitNames = new Map<string, number>();
+  parsed.endpoints.forEach((ep, i) => {
+    if (ep.name === undefined) return;
+    const first = explicitNames.get(ep.name);
+    if (first !== undefined)
+      problems.push(`endpoints[${i}].name: '${ep.name}' is already used by endpoints[${first}]`);
+    else explicitNames.set(ep.name, i);
+    usedNames.add(ep.name);
+  });
+
+  const endpoints: EndpointConfig[] = parsed.endpoints.map((ep) => ({
+    name: ep.name ?? uniqueName(new URL(ep.url).host, usedNames),
+    url: ep.url,
+    apiKey: nonBlank(ep.apiKey),
+    priority: ep.priority,
+    weight: ep.weight,
+    models: ep.models ? [...new Set(ep.models)] : undefined,
+    maxConcurrent: ep.maxConcurrent,
+    timeouts: { ...globalTimeouts, ...stripUndefined(ep.timeouts ?? {}) },
+  }));
+
+  if (endpoints.length === 0) {
+    problems.push(
+      'ENDPOINTS: no upstream endpoint is configured. Set ENDPOINTS (a one-line JSON array) or CONFIG_FILE, ' +
+        'or run `npm run demo` to try the gateway with local demo upstreams',
+    );
+  }
+
+  const apiKeys = [...new Set(parsed.auth.apiKeys.map((k) => k.trim()).filter((k) => k !== ''))];
+  if (!parsed.auth.disabled && apiKeys.length === 0) {
+    problems.push(
+      'API_KEY: no client API key is set. Set API_KEY (comma-separated for several keys) or, only for a ' +
+        'private network, AUTH_DISABLED=true',
+    );
+  }
+
+  for (const [alias, targets] of Object.entries(parsed.aliases)) {
+    if (targets.includes(alias)) problems.push(`aliases.${alias}: an alias must not list itself`);
+  }
+
+  return {
+    server: {
+      port: parsed.server.port,
+      host: parsed.server.host,
+      bodyLimitBytes: parsed.server.bodyLimit,
+      corsOrigins: parsed.server.cors.origins,
+      shutdownGraceMs: parsed.server.shutdownGraceMs,
+      heartbeatIntervalMs: parsed.server.heartbeatIntervalMs,
+    },
+    auth: { apiKeys, adminKey: nonBlank(parsed.auth.adminKey), disabled: parsed.auth.disabled },
+    logging: parsed.logging,
+    models: parsed.models,
+    endpoints,
+    routing: {
+      strategy: parsed.routing.strategy,
+      maxAttempts: parsed.routing.maxAttempts,
+      timeouts: globalTimeouts,
+    },
+    aliases: parsed.aliases,
+    health: parsed.health,
+  };
+}
+
+function describeIssue(
+  issue: z.core.$ZodIssue,
+  raw: Record<string, unknown>,
+  fromEnv: Map<string, string>,
+): string {
+  const keyPath = issue.path.map(String);
+  let where = formatPath(issue.path);
+  if (keyPath[0] === 'endpoints' && keyPath.length >= 2) {
+    const ep = (raw.endpoints as unknown[] | undefined)?.[Number(keyPath[1])];
+    const label = endpointLabel(ep);
+    if (label) where = `endpoints[${keyPath[1]}] (${label})${formatPath(issue.path.slice(2), true)}`;
+  }
+  for (let n = keyPath.length; n > 0; n--) {
+    const envName = fromEnv.get(keyPath.slice(0, n).join('.'));
+    if (envName !== undefined) {
+      where = envName === 'ENDPOINTS' ? `ENDPOINTS: ${where}` : `${envName} (${where})`;
+      break;
+    }
+  }
+  let message = issue.message;
+  if (issue.code === 'unrecognized_keys')
+    message = `unknown setting(s) ${issue.keys.map((k) => `'${k}'`).join(', ')}`;
+  if (issue.code === 'invalid_type' && issue.input === undefined) message = 'is required';
+  return where === '' ? message : `${where}: ${message}`;
+}
+
+function endpointLabel(ep: unknown): string | undefined {
+  if (ep === null || typeof ep !== 'object') return undefined;
+  const { name, url } = ep as { name?: unknown; url?: unknown };
+  if (typeof name === 'string' && name !== '') return name;
+  if (typeof url === 'string' && url !== '') return url;
+  return undefined;
+}
+
+function formatPath(p: readonly PropertyKey[], continuation = false): string {
+  let out = '';
+  for (const part of p) {
+    if (typeof part === 'number') out += `[${part}]`;
+    else out += out === '' && !continuation ? String(part) : `.${String(part)}`;
+  }
+  return out;
+}
+
+/** Replaces `${VAR}` and `${VAR:-default}` in every string of the parsed file. */
+export function interpolate(value: unknown, env: Env): unknown {
+  if (typeof value === 'string') {
+    return value.replace(
+      /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g,
+      (_m, name: string, fallback?: string) => {
+        const v = env[name];
+        return v !== undefined && v !== '' ? v : (fallback ?? '');
+      },
+    );
+  }
+  if (Array.isArray(value)) return value.map((v) => interpolate(v, env));
+  if (value !== null && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, interpolate(v, env)]));
+  }
+  return value;
+}
+
+function describeFileError(err: unknown): string {
+  const e = err as NodeJS.ErrnoException;
+  if (e.code === 'ENOENT') return 'file not found';
+  if (e.code === 'EACCES') return 'permission denied';
+  return `could not be parsed: ${e.message.split('\n')[0] ?? 'unknown error'}`;
+}
+
+function setPath(target: Record<string, unknown>, keyPath: readonly string[], value: unknown): void {
+  let node = target;
+  keyPath.forEach((key, i) => {
+    if (i === keyPath.length - 1) {
+      node[key] = value;
+      return;
+    }
+    const next = node[key];
+    if (next === null || typeof next !== 'object' || Array.isArray(next)) node[key] = {};
+    node = node[key] as Record<string, unknown>;
+  });
+}
+
+function uniqueName(base: string, used: Set<string>): string {
+  let name = base;
+  for (let i = 2; used.has(name); i++) name = `${base}-${i}`;
+  used.add(name);
+  return name;
+}
+
+function nonBlank(v: string | undefined): string | undefined {
+  if (v === undefined) return undefined;
+  const t = v.trim();
+  return t === '' ? undefined : t;
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o !== null && typeof o === 'object' && !Object.isFrozen(o)) {
+    Object.freeze(o);
+    for (const v of Object.values(o)) deepFreeze(v);
+  }
+  return o;
+}

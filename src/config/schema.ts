@@ -1,0 +1,208 @@
+import { z } from 'zod';
+
+/**
+ * The one configuration schema. The config file (YAML or JSON) has exactly this structure; environment
+ * variables are mapped onto it by the loader before validation, so both forms are checked by the same
+ * rules and reported the same way.
+ */
+
+export const ROUTING_STRATEGIES = ['weighted', 'least-outstanding'] as const;
+export type RoutingStrategy = (typeof ROUTING_STRATEGIES)[number];
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+/** Numbers may arrive as strings from the environment; a blank string means "not set". */
+function numeric<T extends z.ZodType>(schema: T) {
+  return z.preprocess((v) => {
+    if (typeof v !== 'string') return v;
+    const trimmed = v.trim();
+    if (trimmed === '') return undefined;
+    const n = Number(trimmed);
+    return Number.isNaN(n) ? v : n;
+  }, schema);
+}
+
+const positiveMs = (what: string) =>
+  numeric(
+    z
+      .number({ error: `${what} must be a number of milliseconds` })
+      .int()
+      .positive(),
+  );
+
+const booleanLike = z.preprocess(
+  (v) => {
+    if (typeof v !== 'string') return v;
+    const s = v.trim().toLowerCase();
+    if (s === '') return undefined;
+    if (['true', '1', 'yes', 'on'].includes(s)) return true;
+    if (['false', '0', 'no', 'off'].includes(s)) return false;
+    return v;
+  },
+  z.boolean({ error: 'must be true or false' }),
+);
+
+const BYTE_UNITS: Record<string, number> = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 };
+
+/** `10mb`, `512kb`, `1gb` or a plain number of bytes; units are binary (1mb = 1 MiB) as in body-parser. */
+export const byteSize = z.union([z.number().int().positive(), z.string()]).transform((v, ctx) => {
+  if (typeof v === 'number') return v;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb)?\s*$/i.exec(v);
+  if (!m) {
+    ctx.addIssue({ code: 'custom', message: `'${v}' is not a size; use a value such as 10mb or 512kb` });
+    return z.NEVER;
+  }
+  const bytes = Math.floor(Number(m[1]) * (BYTE_UNITS[(m[2] ?? 'b').toLowerCase()] ?? 1));
+  if (bytes <= 0) {
+    ctx.addIssue({ code: 'custom', message: 'must be greater than zero' });
+    return z.NEVER;
+  }
+  return bytes;
+});
+
+const timeoutsShape = {
+  connectMs: positiveMs('connectMs'),
+  firstByteMs: positiveMs('firstByteMs'),
+  idleMs: positiveMs('idleMs'),
+  totalMs: positiveMs('totalMs'),
+};
+
+export const endpointTimeoutsSchema = z.strictObject({
+  connectMs: timeoutsShape.connectMs.optional(),
+  firstByteMs: timeoutsShape.firstByteMs.optional(),
+  idleMs: timeoutsShape.idleMs.optional(),
+  totalMs: timeoutsShape.totalMs.optional(),
+});
+
+/**
+ * Accepts the base URL with or without a trailing `/` or `/v1` (the original gateway's users wrote both)
+ * and normalises to the base without `/v1`.
+ */
+export const endpointUrl = z.string({ error: 'url is required' }).transform((raw, ctx) => {
+  let parsed: URL;
+  try {
+    parsed = new URL(raw.trim());
+  } catch {
+    ctx.addIssue({
+      code: 'custom',
+      message: `'${raw}' is not a valid URL (expected e.g. https://host:8000)`,
+    });
+    return z.NEVER;
+  }
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
+    ctx.addIssue({
+      code: 'custom',
+      message: `url must start with http:// or https:// (got ${parsed.protocol})`,
+    });
+    return z.NEVER;
+  }
+  if (parsed.search || parsed.hash) {
+    ctx.addIssue({ code: 'custom', message: 'url must not contain a query string or fragment' });
+    return z.NEVER;
+  }
+  const path = parsed.pathname.replace(/\/+$/, '').replace(/\/v1$/, '');
+  return `${parsed.protocol}//${parsed.host}${path}`;
+});
+
+export const endpointSchema = z.strictObject({
+  url: endpointUrl,
+  apiKey: z.string().optional(),
+  name: z
+    .string()
+    .trim()
+    .min(1, 'name must not be empty')
+    .max(64)
+    .regex(/^[\w.:@-]+$/, 'name may contain only letters, digits and . _ - : @')
+    .optional(),
+  priority: numeric(z.number({ error: 'priority must be an integer' }).int().min(0)).default(1),
+  weight: numeric(z.number({ error: 'weight must be a number >= 0' }).min(0)).default(1),
+  models: z
+    .array(z.string().trim().min(1))
+    .min(1, 'models must list at least one model when given')
+    .optional(),
+  maxConcurrent: numeric(z.number().int().positive()).optional(),
+  timeouts: endpointTimeoutsSchema.optional(),
+});
+
+export const configSchema = z.strictObject({
+  server: z
+    .strictObject({
+      port: numeric(z.number({ error: 'port must be a number' }).int().min(0).max(65535)).default(3000),
+      host: z.string().min(1).default('0.0.0.0'),
+      bodyLimit: byteSize.default(10 * 1024 * 1024),
+      cors: z.strictObject({ origins: z.array(z.string().min(1)).default(['*']) }).prefault({}),
+      shutdownGraceMs: positiveMs('shutdownGraceMs').default(30_000),
+      /** SSE comment interval while a stream waits for its first token (keeps idle proxies from closing). */
+      heartbeatIntervalMs: positiveMs('heartbeatIntervalMs').default(15_000),
+    })
+    .prefault({}),
+  auth: z
+    .strictObject({
+      apiKeys: z.array(z.string()).default([]),
+      adminKey: z.string().optional(),
+      disabled: booleanLike.default(false),
+    })
+    .prefault({}),
+  logging: z
+    .strictObject({
+      level: z.enum(LOG_LEVELS, { error: `level must be one of ${LOG_LEVELS.join(', ')}` }).default('info'),
+      file: booleanLike.default(false),
+      filePath: z.string().min(1).default('logs/gateway.log'),
+    })
+    .prefault({}),
+  models: z
+    .strictObject({
+      ownedBy: z.string().min(1).default('proxy'),
+      discoveryIntervalMs: positiveMs('discoveryIntervalMs').default(30_000),
+      discoveryTimeoutMs: positiveMs('discoveryTimeoutMs').default(5_000),
+    })
+    .prefault({}),
+  endpoints: z.array(endpointSchema).default([]),
+  routing: z
+    .strictObject({
+      strategy: z
+        .enum(ROUTING_STRATEGIES, { error: `strategy must be one of ${ROUTING_STRATEGIES.join(', ')}` })
+        .default('weighted'),
+      maxAttempts: numeric(
+        z.number({ error: 'maxAttempts must be an integer' }).int().min(1).max(20),
+      ).default(3),
+      timeouts: z
+        .strictObject({
+          connectMs: timeoutsShape.connectMs.default(5_000),
+          firstByteMs: timeoutsShape.firstByteMs.default(120_000),
+          idleMs: timeoutsShape.idleMs.default(60_000),
+          totalMs: timeoutsShape.totalMs.default(600_000),
+        })
+        .prefault({}),
+      // Accepted now so that config files written for later features do not break start-up.
+      continuation: booleanLike.default(true),
+      hedge: z
+        .strictObject({ delayMs: z.union([numeric(z.number().int().min(0)), z.literal('p95')]).default(0) })
+        .prefault({}),
+      affinity: z
+        .strictObject({
+          header: z.string().min(1).optional(),
+          userField: booleanLike.optional(),
+          loadFactor: numeric(z.number().min(1)).optional(),
+        })
+        .optional(),
+    })
+    .prefault({}),
+  aliases: z.record(z.string(), z.array(z.string().min(1)).min(1)).default({}),
+  health: z
+    .strictObject({
+      probeIntervalMs: positiveMs('probeIntervalMs').default(10_000),
+      ejection: z
+        .strictObject({
+          consecutiveFailures: numeric(z.number().int().min(1)).default(3),
+          baseEjectionMs: positiveMs('baseEjectionMs').default(10_000),
+          maxEjectionMs: positiveMs('maxEjectionMs').default(300_000),
+          maxEjectedPercent: numeric(z.number().min(0).max(100)).default(50),
+        })
+        .prefault({}),
+    })
+    .prefault({}),
+});
+
+export type RawConfig = z.input<typeof configSchema>;
+export type ParsedConfig = z.output<typeof configSchema>;

@@ -1,0 +1,52 @@
+import type { RoutingStrategy } from './schema.js';
+
+export interface Timeouts {
+  connectMs: number;
+  firstByteMs: number;
+  idleMs: number;
+  totalMs: number;
+}
+
+export interface EndpointConfig {
+  /** Unique, shown in logs, headers and status; never the key. */
+  name: string;
+  /** Base URL without `/v1` and without a trailing slash. */
+  url: string;
+  apiKey: string | undefined;
+  priority: number;
+  weight: number;
+  /** Static model list; when set, the endpoint is not discovered. */
+  models: readonly string[] | undefined;
+  maxConcurrent: number | undefined;
+  /** Effective timeouts: the endpoint's own values over the global ones. */
+  timeouts: Timeouts;
+}
+
+export interface EjectionConfig {
+  consecutiveFailures: number;
+  baseEjectionMs: number;
+  maxEjectionMs: number;
+  maxEjectedPercent: number;
+}
+
+export interface GatewayConfig {
+  server: {
+    port: number;
+    host: string;
+    bodyLimitBytes: number;
+    corsOrigins: readonly string[];
+    shutdownGraceMs: number;
+    heartbeatIntervalMs: number;
+  };
+  auth: { apiKeys: readonly string[]; adminKey: string | undefined; disabled: boolean };
+  logging: { level: string; file: boolean; filePath: string };
+  models: { ownedBy: string; discoveryIntervalMs: number; discoveryTimeoutMs: number };
+  endpoints: readonly EndpointConfig[];
+  routing: {
+    strategy: RoutingStrategy;
+    maxAttempts: number;
+    timeouts: Timeouts;
+  };
+  aliases: Readonly<Record<string, readonly string[]>>;
+  health: { probeIntervalMs: number; ejection: EjectionConfig };
+}

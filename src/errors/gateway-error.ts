@@ -1,0 +1,166 @@
+/**
+ * One error hierarchy for the whole gateway. Every error that reaches a client is a GatewayError (or is
+ * mapped to one by the error handler) and is serialised in OpenAI's wire format:
+ * `{"error":{"message","type","param","code"}}`. `message` is shown to end users by AkashChat, so it is
+ * written for humans and never carries secrets.
+ */
+export type ErrorType =
+  | 'invalid_request_error'
+  | 'authentication_error'
+  | 'permission_error'
+  | 'not_found_error'
+  | 'rate_limit_error'
+  | 'upstream_error'
+  | 'timeout_error'
+  | 'server_error';
+
+export interface GatewayErrorOptions {
+  status: number;
+  type: ErrorType;
+  code: string;
+  param?: string | null;
+  /** Whether trying again (on another endpoint or later) may succeed. */
+  retryable?: boolean;
+  /** Seconds a client should wait before retrying; sent as Retry-After. */
+  retryAfterSeconds?: number;
+  cause?: unknown;
+}
+
+export class GatewayError extends Error {
+  readonly status: number;
+  readonly type: ErrorType;
+  readonly code: string;
+  readonly param: string | null;
+  readonly retryable: boolean;
+  readonly retryAfterSeconds: number | undefined;
+
+  constructor(message: string, options: GatewayErrorOptions) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.status = options.status;
+    this.type = options.type;
+    this.code = options.code;
+    this.param = options.param ?? null;
+    this.retryable = options.retryable ?? false;
+    this.retryAfterSeconds = options.retryAfterSeconds;
+  }
+}
+
+export class InvalidRequestError extends GatewayError {
+  constructor(message: string, options: { code?: string; param?: string; status?: number } = {}) {
+    super(message, {
+      status: options.status ?? 400,
+      type: 'invalid_request_error',
+      code: options.code ?? 'invalid_request',
+      param: options.param ?? null,
+    });
+  }
+}
+
+export class AuthenticationError extends GatewayError {
+  constructor(message: string, code = 'invalid_api_key') {
+    super(message, { status: 401, type: 'authentication_error', code });
+  }
+}
+
+export class NotFoundError extends GatewayError {
+  constructor(message: string, options: { code: string; param?: string }) {
+    super(message, {
+      status: 404,
+      type: 'not_found_error',
+      code: options.code,
+      param: options.param ?? null,
+    });
+  }
+}
+
+export class ModelNotFoundError extends NotFoundError {
+  constructor(model: string) {
+    super(`The model '${model}' does not exist or is not served by any endpoint of this gateway.`, {
+      code: 'model_not_found',
+      param: 'model',
+    });
+  }
+}
+
+export class PayloadTooLargeError extends GatewayError {
+  constructor(limitBytes: number | undefined) {
+    const limit = limitBytes === undefined ? 'the configured limit' : `${formatBytes(limitBytes)}`;
+    super(`Request body is too large: the gateway accepts at most ${limit}.`, {
+      status: 413,
+      type: 'invalid_request_error',
+      code: 'request_too_large',
+    });
+  }
+}
+
+/** No endpoint could take the request right now (all down, ejected, cooling down or rate limited). */
+export class NoEndpointAvailableError extends GatewayError {
+  constructor(message: string, retryAfterSeconds: number, cause?: unknown) {
+    super(message, {
+      status: 503,
+      type: 'server_error',
+      code: 'no_endpoint_available',
+      retryable: true,
+      retryAfterSeconds,
+      cause,
+    });
+  }
+}
+
+/** Upstreams answered, but badly (5xx, misconfigured key): a gateway-side problem the client cannot fix. */
+export class BadGatewayError extends GatewayError {
+  constructor(message: string, code = 'upstream_error', cause?: unknown) {
+    super(message, { status: 502, type: 'upstream_error', code, retryable: true, cause });
+  }
+}
+
+export class GatewayTimeoutError extends GatewayError {
+  constructor(message: string, code = 'request_timeout', cause?: unknown) {
+    super(message, { status: 504, type: 'timeout_error', code, retryable: true, cause });
+  }
+}
+
+/**
+ * An upstream rejected the request itself (400, 413, 422, other 4xx). Its status and message are kept so
+ * that the client sees the real reason (for instance a context that is too long).
+ */
+export class UpstreamRequestError extends GatewayError {
+  constructor(
+    status: number,
+    message: string,
+    options: { type?: string; code?: string | null; param?: string | null } = {},
+  ) {
+    super(message, {
+      status,
+      type: (options.type as ErrorType | undefined) ?? 'invalid_request_error',
+      code: options.code ?? 'upstream_rejected_request',
+      param: options.param ?? null,
+    });
+  }
+}
+
+export class InternalError extends GatewayError {
+  constructor(cause?: unknown) {
+    super('The gateway hit an internal error. Please try again.', {
+      status: 500,
+      type: 'server_error',
+      code: 'internal_error',
+      cause,
+    });
+  }
+}
+
+export interface OpenAIErrorBody {
+  error: { message: string; type: string; param: string | null; code: string | null };
+}
+
+export function toOpenAIErrorBody(err: GatewayError): OpenAIErrorBody {
+  return { error: { message: err.message, type: err.type, param: err.param, code: err.code } };
+}
+
+function formatBytes(bytes: number): string {
+  if (bytes >= 1024 * 1024 && bytes % (1024 * 1024) === 0) return `${bytes / (1024 * 1024)} MiB`;
+  if (bytes >= 1024 && bytes % 1024 === 0) return `${bytes / 1024} KiB`;
+  return `${bytes} bytes`;
+}

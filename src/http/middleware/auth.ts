@@ -1,0 +1,50 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { RequestHandler } from 'express';
+import { AuthenticationError } from '../../errors/gateway-error.js';
+
+const REALM = 'akash-llm-gateway';
+
+/**
+ * Bearer-key auth. Keys are compared as SHA-256 digests with timingSafeEqual, against every configured
+ * key without an early exit, so neither the key nor its length leaks through timing.
+ */
+export function bearerAuth(keys: readonly string[]): RequestHandler {
+  const digests = keys.map(digest);
+  return (req, res, next) => {
+    const header = req.headers.authorization;
+    if (header === undefined || header.trim() === '') {
+      res.setHeader('www-authenticate', `Bearer realm="${REALM}"`);
+      next(
+        new AuthenticationError(
+          "Missing API key: send it in the header 'Authorization: Bearer <your key>'.",
+          'missing_api_key',
+        ),
+      );
+      return;
+    }
+    const match = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header.trim());
+    if (!match) {
+      res.setHeader('www-authenticate', `Bearer realm="${REALM}", error="invalid_request"`);
+      next(
+        new AuthenticationError(
+          "Malformed Authorization header: expected 'Authorization: Bearer <your key>'.",
+          'invalid_authorization_header',
+        ),
+      );
+      return;
+    }
+    const presented = digest(match[1]!);
+    let ok = false;
+    for (const d of digests) ok = timingSafeEqual(d, presented) || ok;
+    if (!ok) {
+      res.setHeader('www-authenticate', `Bearer realm="${REALM}", error="invalid_token"`);
+      next(new AuthenticationError('Incorrect API key provided.', 'invalid_api_key'));
+      return;
+    }
+    next();
+  };
+}
+
+function digest(key: string): Buffer {
+  return createHash('sha256').update(key, 'utf8').digest();
+}

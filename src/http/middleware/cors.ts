@@ -1,0 +1,29 @@
+import type { RequestHandler } from 'express';
+
+/** CORS for browser clients: `*` or an allow-list of origins; answers preflight requests itself. */
+export function cors(origins: readonly string[]): RequestHandler {
+  const any = origins.includes('*');
+  const allowed = new Set(origins);
+  return (req, res, next) => {
+    const origin = req.headers.origin;
+    if (origin !== undefined && (any || allowed.has(origin))) {
+      res.setHeader('access-control-allow-origin', any ? '*' : origin);
+      if (!any) res.vary('origin');
+      res.setHeader(
+        'access-control-expose-headers',
+        'x-request-id, x-gateway-endpoint, x-gateway-attempts, x-gateway-fallback-model, retry-after',
+      );
+    }
+    if (req.method === 'OPTIONS' && req.headers['access-control-request-method'] !== undefined) {
+      res.setHeader('access-control-allow-methods', 'GET, POST, OPTIONS');
+      res.setHeader(
+        'access-control-allow-headers',
+        req.headers['access-control-request-headers'] ?? 'authorization, content-type',
+      );
+      res.setHeader('access-control-max-age', '600');
+      res.status(204).end();
+      return;
+    }
+    next();
+  };
+}

@@ -1,0 +1,83 @@
+import type { ErrorRequestHandler, RequestHandler } from 'express';
+import {
+  GatewayError,
+  InternalError,
+  InvalidRequestError,
+  NotFoundError,
+  PayloadTooLargeError,
+  toOpenAIErrorBody,
+} from '../../errors/gateway-error.js';
+import type { Logger } from '../../observability/logger.js';
+import { ClientClosedReason } from '../../services/abort-reasons.js';
+import { requestSummary } from './access-log.js';
+
+export function notFound(): RequestHandler {
+  return (req, _res, next) => {
+    next(
+      new NotFoundError(
+        `Unknown route: ${req.method} ${req.path}. See GET /v1/models and POST /v1/chat/completions.`,
+        {
+          code: 'route_not_found',
+        },
+      ),
+    );
+  };
+}
+
+/**
+ * The only place that turns errors into HTTP: OpenAI error JSON while no header has been sent, an SSE
+ * error event (`data: {"error":{...}}`, no [DONE]) once a stream has started. Never a stack trace.
+ */
+export function errorHandler(logger: Logger): ErrorRequestHandler {
+  return (err: unknown, _req, res, _next) => {
+    if (err instanceof ClientClosedReason || res.destroyed) {
+      requestSummary(res).errorCode = 'client_closed';
+      return;
+    }
+    const error = toGatewayError(err);
+    requestSummary(res).errorCode = error.code;
+    if (error instanceof InternalError) logger.error({ err }, 'unhandled error');
+
+    const body = toOpenAIErrorBody(error);
+    if (res.headersSent) {
+      if (!res.writableEnded) res.end(`data: ${JSON.stringify(body)}\n\n`);
+      return;
+    }
+    if (error.retryAfterSeconds !== undefined) res.setHeader('retry-after', String(error.retryAfterSeconds));
+    res.status(error.status).json(body);
+  };
+}
+
+interface HttpErrorLike {
+  type?: string;
+  status?: number;
+  statusCode?: number;
+  limit?: number;
+  expose?: boolean;
+  message?: string;
+}
+
+/** Maps body-parser and other http-errors style errors to our hierarchy. */
+export function toGatewayError(err: unknown): GatewayError {
+  if (err instanceof GatewayError) return err;
+  const e = (err ?? {}) as HttpErrorLike;
+  switch (e.type) {
+    case 'entity.too.large':
+      return new PayloadTooLargeError(e.limit);
+    case 'entity.parse.failed':
+      return new InvalidRequestError('Request body is not valid JSON.', { code: 'invalid_json' });
+    case 'encoding.unsupported':
+    case 'charset.unsupported':
+      return new InvalidRequestError(e.message ?? 'Unsupported content encoding.', {
+        status: 415,
+        code: 'unsupported_encoding',
+      });
+    case 'request.aborted':
+      return new InvalidRequestError('The request body was not fully received.', { code: 'request_aborted' });
+  }
+  const status = e.status ?? e.statusCode;
+  if (typeof status === 'number' && status >= 400 && status < 500 && e.expose !== false) {
+    return new InvalidRequestError(e.message ?? 'Bad request.', { status });
+  }
+  return new InternalError(err);
+}

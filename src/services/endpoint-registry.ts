@@ -1,0 +1,93 @@
+import type { EndpointConfig } from '../config/types.js';
+import type { EndpointHealth, HealthMonitor } from './health.js';
+
+/** Runtime view of one configured endpoint: its config, the models it serves now, and its health. */
+export interface Endpoint {
+  readonly config: EndpointConfig;
+  readonly health: EndpointHealth;
+  /** Models this endpoint serves: the static list, or the last successful discovery. */
+  models: ReadonlySet<string>;
+  /** True once the model list is known (static, or discovered at least once). */
+  modelsKnown: boolean;
+  lastDiscoveryError: string | undefined;
+  lastDiscoveryAt: number | undefined;
+}
+
+export interface ModelInfo {
+  id: string;
+  /** Unix seconds when the gateway first saw the model. */
+  created: number;
+}
+
+/** The set of endpoints and which models each serves. */
+export class EndpointRegistry {
+  readonly endpoints: readonly Endpoint[];
+  private readonly firstSeen = new Map<string, number>();
+
+  constructor(
+    configs: readonly EndpointConfig[],
+    readonly health: HealthMonitor,
+  ) {
+    this.endpoints = configs.map((config) => ({
+      config,
+      health: health.get(config.name),
+      models: new Set(config.models ?? []),
+      modelsKnown: config.models !== undefined,
+      lastDiscoveryError: undefined,
+      lastDiscoveryAt: undefined,
+    }));
+    for (const ep of this.endpoints) this.noteModels(ep.models);
+  }
+
+  /** Endpoints that serve `model` right now (whatever their health). */
+  serving(model: string): Endpoint[] {
+    return this.endpoints.filter((ep) => ep.models.has(model));
+  }
+
+  /** Whether some endpoint's model list is still unknown (down at boot, or first discovery pending). */
+  hasUnknownModels(): boolean {
+    return this.endpoints.some((ep) => !ep.modelsKnown && ep.config.weight > 0);
+  }
+
+  setDiscovered(ep: Endpoint, models: readonly string[], now: number): void {
+    ep.models = new Set(models);
+    ep.modelsKnown = true;
+    ep.lastDiscoveryError = undefined;
+    ep.lastDiscoveryAt = now;
+    this.noteModels(ep.models);
+  }
+
+  /** An upstream said 404 for a model it listed: stop routing it there until discovery lists it again. */
+  removeModel(ep: Endpoint, model: string): void {
+    if (ep.config.models !== undefined || !ep.models.has(model)) return;
+    const next = new Set(ep.models);
+    next.delete(model);
+    ep.models = next;
+  }
+
+  /** Union of all endpoints' models, in endpoint order. */
+  listModels(): ModelInfo[] {
+    const seen = new Set<string>();
+    const out: ModelInfo[] = [];
+    for (const ep of this.endpoints) {
+      for (const id of ep.models) {
+        if (seen.has(id)) continue;
+        seen.add(id);
+        out.push({ id, created: this.firstSeen.get(id) ?? 0 });
+      }
+    }
+    return out;
+  }
+
+  /** Endpoints that take traffic, know their models and are not ejected. */
+  usable(now: number): Endpoint[] {
+    return this.endpoints.filter(
+      (ep) => ep.config.weight > 0 && ep.models.size > 0 && ep.health.ejectedUntil <= now,
+    );
+  }
+
+  private noteModels(models: Iterable<string>): void {
+    const nowSeconds = Math.floor(this.health.now() / 1000);
+    for (const id of models) if (!this.firstSeen.has(id)) this.firstSeen.set(id, nowSeconds);
+  }
+}

@@ -1,0 +1,86 @@
+import { Pool, type Dispatcher } from 'undici';
+import type { EndpointConfig } from '../config/types.js';
+import type { AttemptFailure } from './retry-policy.js';
+
+export interface UpstreamRequest {
+  endpoint: EndpointConfig;
+  method: 'GET' | 'POST';
+  /** Path below the endpoint's base URL, e.g. `/v1/chat/completions`. */
+  path: string;
+  headers: Record<string, string>;
+  body?: Buffer;
+  signal: AbortSignal;
+}
+
+export type UpstreamResponse = Dispatcher.ResponseData;
+
+/**
+ * Sends requests to endpoints through one keep-alive undici Pool per endpoint. Timeouts other than
+ * connect are enforced by the caller (it knows the phase: first byte, idle, total), so undici's own
+ * header and body timeouts are off.
+ */
+export class Forwarder {
+  private readonly pools = new Map<string, { url: string; pool: Pool }>();
+
+  async send(req: UpstreamRequest): Promise<UpstreamResponse> {
+    const { origin, basePath } = splitUrl(req.endpoint.url);
+    const headers: Record<string, string> = { ...req.headers };
+    if (req.endpoint.apiKey) headers.authorization = `Bearer ${req.endpoint.apiKey}`;
+    return this.pool(req.endpoint, origin).request({
+      method: req.method,
+      path: basePath + req.path,
+      headers,
+      body: req.body ?? null,
+      signal: req.signal,
+      headersTimeout: 0,
+      bodyTimeout: 0,
+    });
+  }
+
+  async close(): Promise<void> {
+    const pools = [...this.pools.values()];
+    this.pools.clear();
+    await Promise.allSettled(pools.map(({ pool }) => pool.close()));
+  }
+
+  private pool(endpoint: EndpointConfig, origin: string): Pool {
+    const existing = this.pools.get(endpoint.name);
+    if (existing && existing.url === endpoint.url) return existing.pool;
+    if (existing) void existing.pool.close();
+    const pool = new Pool(origin, {
+      connect: { timeout: endpoint.timeouts.connectMs },
+      keepAliveTimeout: 10_000,
+      keepAliveMaxTimeout: 60_000,
+      headersTimeout: 0,
+      bodyTimeout: 0,
+    });
+    this.pools.set(endpoint.name, { url: endpoint.url, pool });
+    return pool;
+  }
+}
+
+function splitUrl(url: string): { origin: string; basePath: string } {
+  const u = new URL(url);
+  return { origin: u.origin, basePath: u.pathname === '/' ? '' : u.pathname.replace(/\/+$/, '') };
+}
+
+/** Maps a transport error from undici (no HTTP response) to an attempt failure. */
+export function transportFailure(err: unknown): AttemptFailure {
+  const e = err as { code?: string; message?: string; cause?: { code?: string } };
+  const code = e.code ?? e.cause?.code ?? 'UNKNOWN';
+  if (code === 'UND_ERR_CONNECT_TIMEOUT') {
+    return { kind: 'timeout', phase: 'connect', message: 'connect timeout' };
+  }
+  const reason: Record<string, string> = {
+    ECONNREFUSED: 'connection refused',
+    ECONNRESET: 'connection reset',
+    ENOTFOUND: 'host not found (DNS)',
+    EAI_AGAIN: 'DNS lookup failed',
+    EHOSTUNREACH: 'host unreachable',
+    ENETUNREACH: 'network unreachable',
+    EPIPE: 'connection closed while sending',
+    UND_ERR_SOCKET: 'connection closed by upstream',
+    UND_ERR_CLOSED: 'connection closed',
+  };
+  return { kind: 'connect', code, message: reason[code] ?? `transport error (${code})` };
+}

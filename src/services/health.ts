@@ -1,0 +1,167 @@
+import type { EjectionConfig } from '../config/types.js';
+
+/**
+ * Passive health of one endpoint, fed by the outcome of every attempt. Outlier ejection follows the
+ * Envoy model: after `consecutiveFailures` failures in a row the endpoint is ejected for
+ * base * 2^(ejections-1) (capped), then a single trial request is let through (half-open); its success
+ * restores the endpoint, its failure ejects it again for longer. A 429 is not a failure: the endpoint
+ * only cools down for its Retry-After.
+ */
+export type HealthState = 'healthy' | 'ejected' | 'half-open' | 'cooling-down';
+
+export type FailureKind =
+  'connect' | 'timeout' | 'server-error' | 'misconfigured' | 'stream-error' | 'empty-response';
+
+export interface LastError {
+  kind: FailureKind | 'rate-limited' | 'model-missing';
+  message: string;
+  at: number;
+}
+
+const EWMA_ALPHA = 0.3;
+
+export class EndpointHealth {
+  inFlight = 0;
+  consecutiveFailures = 0;
+  ejections = 0;
+  ejectedUntil = 0;
+  cooldownUntil = 0;
+  trialInFlight = false;
+  ewmaLatencyMs: number | undefined;
+  ewmaTtfbMs: number | undefined;
+  requests = 0;
+  failures = 0;
+  lastError: LastError | undefined;
+
+  /** Whether the endpoint has been ejected and not yet proven healthy again. */
+  get isEjected(): boolean {
+    return this.ejectedUntil > 0;
+  }
+
+  state(now: number): HealthState {
+    if (this.ejectedUntil > now) return 'ejected';
+    if (this.isEjected) return 'half-open';
+    if (this.cooldownUntil > now) return 'cooling-down';
+    return 'healthy';
+  }
+
+  /**
+   * When the endpoint may take a request again: `now` or earlier if it can right now. A half-open
+   * endpoint takes one trial at a time.
+   */
+  availableAt(now: number, maxConcurrent: number | undefined): number {
+    let at = Math.max(this.ejectedUntil, this.cooldownUntil);
+    if (at <= now && this.isEjected && this.trialInFlight) at = now + 1;
+    if (at <= now && maxConcurrent !== undefined && this.inFlight >= maxConcurrent) at = now + 1;
+    return at;
+  }
+}
+
+export interface HealthMonitorOptions {
+  ejection: EjectionConfig;
+  now: () => number;
+}
+
+export interface AttemptTicket {
+  readonly isTrial: boolean;
+  settled: boolean;
+}
+
+/** Keeps the health of every endpoint and decides ejections, with a cap on how many may be out at once. */
+export class HealthMonitor {
+  private readonly byName = new Map<string, EndpointHealth>();
+
+  constructor(private readonly options: HealthMonitorOptions) {}
+
+  get(name: string): EndpointHealth {
+    let h = this.byName.get(name);
+    if (!h) {
+      h = new EndpointHealth();
+      this.byName.set(name, h);
+    }
+    return h;
+  }
+
+  now(): number {
+    return this.options.now();
+  }
+
+  begin(name: string): AttemptTicket {
+    const h = this.get(name);
+    h.inFlight++;
+    h.requests++;
+    const isTrial = h.isEjected && h.ejectedUntil <= this.options.now();
+    if (isTrial) h.trialInFlight = true;
+    return { isTrial, settled: false };
+  }
+
+  /** The attempt ended without a verdict on the endpoint (client went away, request was the problem). */
+  release(name: string, ticket: AttemptTicket): void {
+    if (ticket.settled) return;
+    ticket.settled = true;
+    const h = this.get(name);
+    h.inFlight = Math.max(0, h.inFlight - 1);
+    if (ticket.isTrial) h.trialInFlight = false;
+  }
+
+  success(name: string, ticket: AttemptTicket, timing: { latencyMs?: number; ttfbMs?: number } = {}): void {
+    if (ticket.settled) return;
+    this.release(name, ticket);
+    const h = this.get(name);
+    h.consecutiveFailures = 0;
+    h.ejections = 0;
+    h.ejectedUntil = 0;
+    if (timing.latencyMs !== undefined) h.ewmaLatencyMs = ewma(h.ewmaLatencyMs, timing.latencyMs);
+    if (timing.ttfbMs !== undefined) h.ewmaTtfbMs = ewma(h.ewmaTtfbMs, timing.ttfbMs);
+  }
+
+  failure(name: string, ticket: AttemptTicket, kind: FailureKind, message: string): void {
+    if (ticket.settled) return;
+    this.release(name, ticket);
+    const now = this.options.now();
+    const h = this.get(name);
+    h.failures++;
+    h.consecutiveFailures++;
+    h.lastError = { kind, message, at: now };
+    const { consecutiveFailures, baseEjectionMs, maxEjectionMs } = this.options.ejection;
+    const trialFailed = ticket.isTrial;
+    if (!trialFailed && (h.isEjected || h.consecutiveFailures < consecutiveFailures)) return;
+    if (!trialFailed && !this.mayEject(name)) return;
+    h.ejections++;
+    h.ejectedUntil = now + Math.min(maxEjectionMs, baseEjectionMs * 2 ** (h.ejections - 1));
+  }
+
+  /** A 429: not an error, the endpoint just cools down for as long as it asked. */
+  rateLimited(name: string, ticket: AttemptTicket, retryAfterMs: number): void {
+    if (ticket.settled) return;
+    this.release(name, ticket);
+    const now = this.options.now();
+    const h = this.get(name);
+    h.cooldownUntil = Math.max(h.cooldownUntil, now + retryAfterMs);
+    h.lastError = { kind: 'rate-limited', message: `rate limited for ${retryAfterMs} ms`, at: now };
+  }
+
+  noteModelMissing(name: string, model: string): void {
+    this.get(name).lastError = {
+      kind: 'model-missing',
+      message: `model '${model}' not found on this endpoint`,
+      at: this.options.now(),
+    };
+  }
+
+  /**
+   * At most maxEjectedPercent of the known endpoints may be ejected at once (at least one), so that a
+   * wide outage or a bad gateway-side network never empties the whole pool.
+   */
+  private mayEject(name: string): boolean {
+    const total = this.byName.size;
+    let ejected = 0;
+    for (const [n, h] of this.byName) if (n !== name && h.isEjected) ejected++;
+    const allowed = Math.max(1, Math.floor((total * this.options.ejection.maxEjectedPercent) / 100));
+    return ejected < allowed;
+  }
+}
+
+function ewma(previous: number | undefined, sample: number): number {
+  return previous === undefined ? sample : previous + EWMA_ALPHA * (sample - previous);
+}

@@ -1,0 +1,402 @@
+import { readFileSync } from 'node:fs';
+import { describe, it, expect } from 'vitest';
+import YAML from 'yaml';
+import { SDL, generateManifest, validateSDL, type SDLInput } from '@akashnetwork/chain-sdk';
+
+const repoRoot = new URL('../../', import.meta.url);
+const deployText = readFileSync(new URL('deploy.yml', repoRoot), 'utf8');
+const dockerfileText = readFileSync(new URL('Dockerfile', repoRoot), 'utf8');
+
+/** Limits enforced by the Akash SDL schema (chain-sdk sdl-schema.yaml). */
+const AKASH_MAX_BODY_SIZE = 104_857_600;
+const AKASH_MAX_HTTP_TIMEOUT_MS = 60_000;
+const MIB = 1024 * 1024;
+
+/** The environment contract (CONFIG.md); deployment files may only use these names. */
+const CONFIG_ENV_NAMES = new Set([
+  'PORT',
+  'HOST',
+  'API_KEY',
+  'PROXY_API_KEY',
+  'ADMIN_API_KEY',
+  'ENDPOINTS',
+  'CONFIG_FILE',
+  'FILE_LOGGING',
+  'LOG_FILE',
+  'LOG_LEVEL',
+  'BODY_LIMIT',
+  'MODELS_OWNED_BY',
+  'DISCOVERY_INTERVAL_MS',
+  'ROUTING_STRATEGY',
+  'MAX_ATTEMPTS',
+  'CONNECT_TIMEOUT_MS',
+  'FIRST_BYTE_TIMEOUT_MS',
+  'IDLE_TIMEOUT_MS',
+  'REQUEST_TIMEOUT_MS',
+  'SHUTDOWN_GRACE_MS',
+]);
+
+interface StorageVolume {
+  name?: string;
+  size: string;
+}
+
+interface ExposeEntry {
+  port: number;
+  as?: number;
+  to?: { global?: boolean }[];
+  http_options?: { max_body_size?: number; read_timeout?: number; send_timeout?: number };
+}
+
+interface DeploySdl {
+  version: string;
+  services: Record<string, { image?: string; env?: string[]; expose?: ExposeEntry[] }>;
+  profiles: {
+    compute: Record<
+      string,
+      {
+        resources: {
+          cpu: { units: number | string };
+          memory: { size: string };
+          storage: StorageVolume | StorageVolume[];
+        };
+      }
+    >;
+    placement: Record<string, { pricing: Record<string, { denom: string; amount: number | string }> }>;
+  };
+  deployment: Record<string, Record<string, { profile: string; count: number }>>;
+}
+
+/** A fresh, mutable copy of deploy.yml for each test. */
+function loadSdl(): DeploySdl {
+  return YAML.parse(deployText) as DeploySdl;
+}
+
+function gateway(sdl: DeploySdl) {
+  const service = sdl.services.gateway;
+  if (!service) throw new Error('deploy.yml has no "gateway" service');
+  return service;
+}
+
+function gatewayCompute(sdl: DeploySdl) {
+  const compute = sdl.profiles.compute.gateway;
+  if (!compute) throw new Error('deploy.yml has no "gateway" compute profile');
+  return compute;
+}
+
+function globalHttpExpose(sdl: DeploySdl): ExposeEntry {
+  const expose = (gateway(sdl).expose ?? []).find((e) => e.as === 80 && e.to?.some((t) => t.global === true));
+  if (!expose) throw new Error('deploy.yml does not expose the gateway as port 80 to global');
+  return expose;
+}
+
+/**
+ * The provider's (Go) byte-size parser, ported from pkg.akt.dev/go/sdl units: the suffix is case-sensitive
+ * (k, Ki, M, Mi, G, Gi, T, Ti, P, Pi, E, Ei) and memory sizes must use a binary (…i) suffix. The TS chain-sdk
+ * lower-cases sizes before parsing them, so it accepts "4gi" that a provider rejects: this port is what
+ * catches it.
+ */
+const PROVIDER_SIZE = /^([-+]?(([1-9]\d*|0)?[.]\d*|[1-9]\d*))(k|[KMGTPE]i?)?$/;
+
+function providerSizeProblem(size: unknown, kind: 'memory' | 'storage'): string | undefined {
+  if (typeof size !== 'string')
+    return `${kind} size must be a string with a unit, got ${JSON.stringify(size)}`;
+  const match = PROVIDER_SIZE.exec(size);
+  if (!match)
+    return `${kind} size "${size}" is not a valid provider quantity (units are case-sensitive: Mi, Gi)`;
+  if (kind === 'memory' && !size.endsWith('i'))
+    return `memory size "${size}" must use a binary unit (Mi, Gi)`;
+  if (Number.parseFloat(match[1] ?? '') < 0) return `${kind} size "${size}" is negative`;
+  return undefined;
+}
+
+function providerUnitProblems(sdl: DeploySdl): string[] {
+  const problems: string[] = [];
+  for (const [name, profile] of Object.entries(sdl.profiles.compute)) {
+    const memory = providerSizeProblem(profile.resources.memory.size, 'memory');
+    if (memory) problems.push(`${name}: ${memory}`);
+    const storage = profile.resources.storage;
+    for (const volume of Array.isArray(storage) ? storage : [storage]) {
+      const problem = providerSizeProblem(volume.size, 'storage');
+      if (problem) problems.push(`${name}: ${problem}`);
+    }
+  }
+  return problems;
+}
+
+/** All the ways the SDK can object to an SDL: schema/semantic errors, or the manifest builder throwing. */
+function sdkProblems(sdl: DeploySdl): string[] {
+  const errors = validateSDL(sdl as unknown as SDLInput, 'mainnet');
+  if (errors) return errors.map((e) => e.message);
+  try {
+    const result = generateManifest(sdl as unknown as SDLInput, 'mainnet');
+    if (!result.ok) return result.value.map((e) => e.message);
+    SDL.fromString(YAML.stringify(sdl), 'beta3', 'mainnet').manifest(true);
+  } catch (error) {
+    return [String(error)];
+  }
+  return [];
+}
+
+/** Parses an Express/`bytes` style limit such as "10mb" (1024-based). */
+function parseBodyLimit(limit: string): number {
+  const match = /^(\d+(?:\.\d+)?)\s*(b|kb|mb|gb)?$/i.exec(limit.trim());
+  if (!match) throw new Error(`unparseable BODY_LIMIT "${limit}"`);
+  const power = { b: 0, kb: 1, mb: 2, gb: 3 }[(match[2] ?? 'b').toLowerCase() as 'b' | 'kb' | 'mb' | 'gb'];
+  return Math.floor(Number(match[1]) * 1024 ** power);
+}
+
+function envEntries(sdl: DeploySdl): Map<string, string> {
+  const entries = new Map<string, string>();
+  for (const entry of gateway(sdl).env ?? []) {
+    const eq = entry.indexOf('=');
+    expect(eq, `env entry "${entry}" must be NAME=value`).toBeGreaterThan(0);
+    entries.set(entry.slice(0, eq), entry.slice(eq + 1));
+  }
+  return entries;
+}
+
+describe('deploy.yml (Akash SDL)', () => {
+  it('passes the chain-sdk validator for mainnet with no errors', () => {
+    // validateSDL returns undefined when valid, an array of ValidationError otherwise.
+    expect(validateSDL(loadSdl() as unknown as SDLInput, 'mainnet')).toBeUndefined();
+  });
+
+  it('builds the manifest and deployment groups with generateManifest', () => {
+    const result = generateManifest(loadSdl() as unknown as SDLInput, 'mainnet');
+    if (!result.ok) throw new Error(`generateManifest failed: ${JSON.stringify(result.value)}`);
+    const [group] = result.value.groups;
+    expect(result.value.groups).toHaveLength(1);
+    const service = group?.services.find((s) => s.name === 'gateway');
+    expect(service?.image).toBe('ghcr.io/akash-network/akash-llm-gateway:0.1.0');
+    expect(service?.count).toBe(1);
+    const expose = service?.expose[0];
+    expect(expose).toMatchObject({ port: 3000, externalPort: 80, global: true });
+    expect(expose?.httpOptions?.maxBodySize).toBeGreaterThanOrEqual(10 * MIB);
+    expect(expose?.httpOptions?.readTimeout).toBe(AKASH_MAX_HTTP_TIMEOUT_MS);
+    expect(expose?.httpOptions?.sendTimeout).toBe(AKASH_MAX_HTTP_TIMEOUT_MS);
+
+    expect(result.value.groupSpecs).toHaveLength(1);
+    const [resourceUnit] = result.value.groupSpecs[0]?.resources ?? [];
+    expect(resourceUnit?.price?.denom).toBe('uakt');
+    expect(resourceUnit?.count).toBe(1);
+  });
+
+  it('parses with the SDL class (beta3) and produces a manifest and groups', () => {
+    const sdl = SDL.fromString(deployText, 'beta3', 'mainnet');
+    // beta3 SDLs produce the v3 manifest shape (what `manifest()` returns for this version).
+    const manifest = sdl.v3Manifest(true);
+    expect(manifest).toHaveLength(1);
+    expect(manifest[0]?.services.map((s) => [s.name, s.image])).toEqual([
+      ['gateway', 'ghcr.io/akash-network/akash-llm-gateway:0.1.0'],
+    ]);
+    const groups = sdl.groups() as {
+      name: string;
+      resources: { price: { denom: string }; count: number }[];
+    }[];
+    expect(groups).toHaveLength(1);
+    expect(groups[0]?.resources[0]).toMatchObject({ price: { denom: 'uakt' }, count: 1 });
+  });
+
+  it('is SDL version "2.0"', () => {
+    expect(loadSdl().version).toBe('2.0');
+  });
+
+  it('exposes container port 3000 as 80 to global through the HTTP ingress', () => {
+    const expose = globalHttpExpose(loadSdl());
+    expect(expose.port).toBe(3000);
+    expect(expose.as).toBe(80);
+    expect(expose.to).toContainEqual({ global: true });
+  });
+
+  it('raises the ingress body limit and timeouts for LLM traffic, within Akash maxima', () => {
+    const options = globalHttpExpose(loadSdl()).http_options ?? {};
+    expect(options.max_body_size).toBeGreaterThanOrEqual(10 * MIB);
+    expect(options.max_body_size).toBeLessThanOrEqual(AKASH_MAX_BODY_SIZE);
+    expect(options.read_timeout).toBe(AKASH_MAX_HTTP_TIMEOUT_MS);
+    expect(options.send_timeout).toBe(AKASH_MAX_HTTP_TIMEOUT_MS);
+  });
+
+  it('keeps BODY_LIMIT no larger than the ingress max_body_size', () => {
+    const sdl = loadSdl();
+    const limit = envEntries(sdl).get('BODY_LIMIT') ?? '10mb';
+    expect(parseBodyLimit(limit)).toBeLessThanOrEqual(globalHttpExpose(sdl).http_options?.max_body_size ?? 0);
+  });
+
+  it('prices every placement in uakt', () => {
+    const placements = Object.values(loadSdl().profiles.placement);
+    expect(placements.length).toBeGreaterThan(0);
+    for (const placement of placements) {
+      for (const price of Object.values(placement.pricing)) expect(price.denom).toBe('uakt');
+    }
+  });
+
+  it('pins the image to a version tag (not latest, not untagged)', () => {
+    const image = gateway(loadSdl()).image ?? '';
+    const lastSegment = image.slice(image.lastIndexOf('/') + 1);
+    const tag = lastSegment.includes(':') ? lastSegment.slice(lastSegment.indexOf(':') + 1) : '';
+    expect(tag, `image "${image}" has no tag`).not.toBe('');
+    expect(tag).not.toBe('latest');
+    expect(tag).toMatch(/^v?\d+\.\d+\.\d+([-+][\w.-]+)?$/);
+  });
+
+  it('writes memory and storage sizes with upper-case binary units that the provider accepts', () => {
+    const sdl = loadSdl();
+    const compute = gatewayCompute(sdl);
+    expect(compute.resources.memory.size).toMatch(/^\d+(\.\d+)?(Mi|Gi)$/);
+    const storage = compute.resources.storage;
+    for (const volume of Array.isArray(storage) ? storage : [storage]) {
+      expect(volume.size).toMatch(/^\d+(\.\d+)?(Mi|Gi)$/);
+    }
+    expect(providerUnitProblems(sdl)).toEqual([]);
+  });
+
+  it('only sets environment variables from the configuration contract', () => {
+    const names = [...envEntries(loadSdl()).keys()];
+    expect(names).toEqual(
+      expect.arrayContaining(['API_KEY', 'ADMIN_API_KEY', 'ENDPOINTS', 'LOG_LEVEL', 'BODY_LIMIT']),
+    );
+    for (const name of names) expect(CONFIG_ENV_NAMES, `unknown env var ${name}`).toContain(name);
+  });
+
+  it('gives ENDPOINTS as one-line JSON with url, apiKey, priority and weight', () => {
+    const raw = envEntries(loadSdl()).get('ENDPOINTS') ?? '';
+    expect(raw).not.toContain('\n');
+    const endpoints = JSON.parse(raw) as unknown;
+    expect(Array.isArray(endpoints)).toBe(true);
+    expect((endpoints as unknown[]).length).toBeGreaterThanOrEqual(2);
+    for (const endpoint of endpoints as Record<string, unknown>[]) {
+      expect(endpoint.url).toMatch(/^https:\/\/[^/]+$/);
+      expect(typeof endpoint.apiKey).toBe('string');
+      expect(Number.isInteger(endpoint.priority)).toBe(true);
+      expect(endpoint.weight).toBeGreaterThanOrEqual(0);
+    }
+  });
+
+  describe('the checks catch broken SDLs', () => {
+    it('rejects lower-case memory units such as "4gi" (provider rule; the SDK lower-cases and accepts them)', () => {
+      const sdl = loadSdl();
+      gatewayCompute(sdl).resources.memory.size = '4gi';
+      expect(providerUnitProblems(sdl)).toEqual([expect.stringContaining('"4gi"')]);
+    });
+
+    it('rejects other sizes the provider refuses: lower-case storage, decimal memory units, junk', () => {
+      for (const [kind, size] of [
+        ['storage', '1gi'],
+        ['memory', '512M'],
+        ['memory', '512 Mi'],
+        ['memory', '-1Gi'],
+      ] as const) {
+        const sdl = loadSdl();
+        if (kind === 'memory') gatewayCompute(sdl).resources.memory.size = size;
+        else gatewayCompute(sdl).resources.storage = { size };
+        expect(providerUnitProblems(sdl), `${kind} ${size}`).toHaveLength(1);
+      }
+    });
+
+    it('has the SDK reject a size it cannot parse at all', () => {
+      const sdl = loadSdl();
+      gatewayCompute(sdl).resources.memory.size = '512 Mi';
+      expect(validateSDL(sdl as unknown as SDLInput, 'mainnet')).toBeUndefined(); // the schema only wants a string
+      expect(() => generateManifest(sdl as unknown as SDLInput, 'mainnet')).toThrow(/Invalid size string/);
+      expect(() => SDL.fromString(YAML.stringify(sdl), 'beta3', 'mainnet').manifest(true)).toThrow(
+        /Invalid size string/,
+      );
+    });
+
+    it('has the SDK reject a service without an image', () => {
+      const sdl = loadSdl();
+      delete gateway(sdl).image;
+      const errors = validateSDL(sdl as unknown as SDLInput, 'mainnet');
+      expect(errors).toEqual([
+        expect.objectContaining({ keyword: 'required', params: { missingProperty: 'image' } }),
+      ]);
+      expect(() => SDL.fromString(YAML.stringify(sdl), 'beta3', 'mainnet')).toThrow(/image/);
+    });
+
+    it('has the SDK reject http_options above the Akash maxima', () => {
+      const sdl = loadSdl();
+      const options = globalHttpExpose(sdl).http_options ?? {};
+      options.max_body_size = AKASH_MAX_BODY_SIZE + 1;
+      options.read_timeout = AKASH_MAX_HTTP_TIMEOUT_MS + 1;
+      const errors = validateSDL(sdl as unknown as SDLInput, 'mainnet') ?? [];
+      expect(errors.map((e) => e.instancePath)).toEqual(
+        expect.arrayContaining([
+          '/services/gateway/expose/0/http_options/max_body_size',
+          '/services/gateway/expose/0/http_options/read_timeout',
+        ]),
+      );
+    });
+
+    it('has the SDK reject a deployment whose placement has no pricing for the profile', () => {
+      const sdl = loadSdl();
+      const placement = sdl.profiles.placement.dcloud;
+      if (placement) placement.pricing = {};
+      expect(sdkProblems(sdl)).toEqual([expect.stringContaining('pricing')]);
+    });
+
+    it('accepts the unmodified file through every SDK path', () => {
+      expect(sdkProblems(loadSdl())).toEqual([]);
+    });
+  });
+});
+
+describe('Dockerfile', () => {
+  // Join continuation lines and drop comments so each instruction is one line.
+  const instructions = dockerfileText
+    .replace(/\\\r?\n/g, ' ')
+    .split(/\r?\n/)
+    .map((line) => line.trim())
+    .filter((line) => line !== '' && !line.startsWith('#'));
+  const fromIndexes = instructions.flatMap((line, i) => (/^FROM\s/i.test(line) ? [i] : []));
+  const finalStage = instructions.slice(fromIndexes.at(-1) ?? 0);
+
+  it('is multi-stage, on a pinned Node 20 base', () => {
+    expect(fromIndexes.length).toBeGreaterThanOrEqual(2);
+    const argDefaults = new Map(
+      instructions.flatMap((line) => {
+        const m = /^ARG\s+(\w+)=(\S+)/i.exec(line);
+        return m ? [[m[1] ?? '', m[2] ?? ''] as const] : [];
+      }),
+    );
+    for (const i of fromIndexes) {
+      const image = (instructions[i] ?? '').split(/\s+/)[1] ?? '';
+      const resolved = image.replace(
+        /\$\{(\w+)\}|\$(\w+)/g,
+        (_, a?: string, b?: string) => argDefaults.get(a ?? b ?? '') ?? '',
+      );
+      expect(resolved).toMatch(/^node:20\.\d+(\.\d+)?-(bookworm-slim|alpine[\d.]*)$/);
+    }
+  });
+
+  it('builds with npm ci and npm run build, and ships only production dependencies', () => {
+    const buildStages = instructions.slice(0, fromIndexes.at(-1));
+    expect(buildStages.some((l) => /^RUN\s.*npm ci\b/.test(l))).toBe(true);
+    expect(buildStages.some((l) => /^RUN\s.*npm run build\b/.test(l))).toBe(true);
+    expect(finalStage.some((l) => /^RUN\s.*npm (ci|prune)\b.*(--omit[= ]dev|--production)/.test(l))).toBe(
+      true,
+    );
+    expect(finalStage.some((l) => /^COPY\s.*--from=\S+.*\bdist\b/.test(l))).toBe(true);
+  });
+
+  it('runs as the non-root node user in the final stage', () => {
+    const users = finalStage.filter((l) => /^USER\s/i.test(l));
+    expect(users.at(-1)).toMatch(/^USER\s+node$/);
+  });
+
+  it('sets production env, exposes 3000 and health-checks /health with node itself', () => {
+    expect(finalStage.some((l) => /^ENV\s.*NODE_ENV=production/.test(l))).toBe(true);
+    expect(finalStage.some((l) => /^ENV\s.*PORT=3000/.test(l))).toBe(true);
+    expect(finalStage).toContain('EXPOSE 3000');
+    const healthcheck = finalStage.find((l) => /^HEALTHCHECK\s/.test(l)) ?? '';
+    expect(healthcheck).toMatch(/CMD\s+node\s/);
+    expect(healthcheck).toMatch(/\/health(?![\w/-])/);
+    expect(healthcheck).not.toMatch(/\bcurl\b|\bwget\b/);
+  });
+
+  it('starts dist/main.js in exec form so SIGTERM reaches node', () => {
+    const cmd = finalStage.filter((l) => /^CMD\s/.test(l)).at(-1) ?? '';
+    expect(JSON.parse(cmd.replace(/^CMD\s+/, ''))).toEqual(['node', 'dist/main.js']);
+    expect(finalStage.some((l) => /^ENTRYPOINT\s/.test(l))).toBe(false);
+  });
+});
