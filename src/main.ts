@@ -1,0 +1,64 @@
+import { ConfigError, loadConfigFromProcess } from './config/load-config.js';
+import type { GatewayConfig } from './config/types.js';
+import { Gateway } from './gateway.js';
+import { createLogger } from './observability/logger.js';
+
+function loadOrExit(): GatewayConfig {
+  try {
+    return loadConfigFromProcess();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(`${err.message}\n\nSee README.md (Configuration) and .env.example.`);
+      process.exit(1);
+    }
+    throw err;
+  }
+}
+
+const config = loadOrExit();
+const logger = createLogger({
+  level: config.logging.level,
+  file: config.logging.file ? { path: config.logging.filePath } : undefined,
+});
+const gateway = new Gateway({ config, logger });
+
+let stopping = false;
+async function stop(signal: string, code = 0): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  logger.info(
+    { signal, graceMs: config.server.shutdownGraceMs },
+    'shutting down: finishing in-flight requests',
+  );
+  try {
+    await gateway.shutdown(config.server.shutdownGraceMs);
+  } finally {
+    logger.info('stopped');
+    logger.flush();
+    process.exit(code);
+  }
+}
+
+process.on('SIGTERM', () => void stop('SIGTERM'));
+process.on('SIGINT', () => void stop('SIGINT'));
+process.on('unhandledRejection', (err) => logger.error({ err }, 'unhandled promise rejection'));
+process.on('uncaughtException', (err) => {
+  logger.fatal({ err }, 'uncaught exception');
+  void stop('uncaughtException', 1);
+});
+
+try {
+  const address = await gateway.listen();
+  logger.info(
+    {
+      address: `${address.address}:${address.port}`,
+      endpoints: config.endpoints.map((e) => ({ name: e.name, priority: e.priority, weight: e.weight })),
+      auth: config.auth.disabled ? 'disabled' : `${config.auth.apiKeys.length} key(s)`,
+    },
+    'akash llm gateway listening',
+  );
+} catch (err) {
+  logger.fatal({ err }, 'could not start listening');
+  logger.flush();
+  process.exit(1);
+}

@@ -1,0 +1,298 @@
+import { once } from 'node:events';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+
+/**
+ * A scriptable OpenAI-compatible upstream on an ephemeral port. Each chat request takes the next
+ * scripted behaviour (or the default: a normal answer, streamed when the request asks for it).
+ */
+export type Behavior =
+  | { type: 'answer'; text?: string; delayMs?: number }
+  | {
+      type: 'sse';
+      /** Raw event payloads (`data: <payload>\n\n` each); defaults to a normal answer's chunks. */
+      events?: string[];
+      text?: string;
+      firstDelayMs?: number;
+      delayMs?: number;
+      /** What happens after the events: `done` sends [DONE]; the others break the stream. */
+      then?: 'done' | 'end-without-done' | 'reset' | 'hang';
+      headers?: Record<string, string>;
+    }
+  | { type: 'json'; status?: number; body: unknown; headers?: Record<string, string>; delayMs?: number }
+  | { type: 'status'; status: number; body?: unknown; headers?: Record<string, string> }
+  | { type: 'hang' }
+  | { type: 'hang-after-headers'; contentType?: string }
+  | { type: 'reset' }
+  | { type: 'empty' };
+
+export interface RecordedRequest {
+  method: string;
+  path: string;
+  headers: http.IncomingHttpHeaders;
+  body: Buffer;
+  json: Record<string, unknown> | undefined;
+  receivedAt: number;
+  /** Resolves with the time the upstream saw the request's socket close. */
+  closed: Promise<number>;
+}
+
+export interface FakeUpstreamOptions {
+  name?: string;
+  models?: string[];
+  port?: number;
+}
+
+export class FakeUpstream {
+  readonly name: string;
+  models: string[];
+  /** Behaviour of GET /v1/models: a normal list unless set. */
+  modelsBehavior: Behavior | undefined;
+  readonly requests: RecordedRequest[] = [];
+  readonly modelRequests: RecordedRequest[] = [];
+  defaultBehavior: Behavior = { type: 'answer' };
+  private readonly queue: Behavior[] = [];
+  private readonly sockets = new Set<Socket>();
+  private readonly waiters: Array<{ count: number; resolve: (r: RecordedRequest) => void }> = [];
+  private readonly timers = new Set<NodeJS.Timeout>();
+
+  private constructor(
+    private readonly server: http.Server,
+    options: FakeUpstreamOptions,
+  ) {
+    this.name = options.name ?? 'fake';
+    this.models = options.models ?? ['test-model'];
+    server.on('connection', (socket: Socket) => {
+      this.sockets.add(socket);
+      socket.once('close', () => this.sockets.delete(socket));
+    });
+    server.on('request', (req: IncomingMessage, res: ServerResponse) => void this.handle(req, res));
+  }
+
+  static async start(options: FakeUpstreamOptions = {}): Promise<FakeUpstream> {
+    const server = http.createServer({ keepAliveTimeout: 30_000 });
+    const upstream = new FakeUpstream(server, options);
+    server.listen(options.port ?? 0, '127.0.0.1');
+    await once(server, 'listening');
+    return upstream;
+  }
+
+  get port(): number {
+    return (this.server.address() as AddressInfo).port;
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  /** Queue behaviours for the next chat requests, in order. */
+  script(...behaviors: Behavior[]): this {
+    this.queue.push(...behaviors);
+    return this;
+  }
+
+  /** Resolves when the n-th chat request (1-based, counting all so far) has arrived. */
+  waitForRequest(n = this.requests.length + 1): Promise<RecordedRequest> {
+    const existing = this.requests[n - 1];
+    if (existing) return Promise.resolve(existing);
+    return new Promise((resolve) => this.waiters.push({ count: n, resolve }));
+  }
+
+  get openSockets(): number {
+    return this.sockets.size;
+  }
+
+  async stop(): Promise<void> {
+    for (const t of this.timers) clearTimeout(t);
+    this.server.close();
+    for (const s of this.sockets) s.destroy();
+    if (this.server.listening) await once(this.server, 'close').catch(() => undefined);
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const parts: Buffer[] = [];
+    for await (const chunk of req) parts.push(chunk as Buffer);
+    const body = Buffer.concat(parts);
+    let json: Record<string, unknown> | undefined;
+    try {
+      json = body.length ? (JSON.parse(body.toString('utf8')) as Record<string, unknown>) : undefined;
+    } catch {
+      json = undefined;
+    }
+    const socket = req.socket;
+    const closed = new Promise<number>((resolve) => {
+      if (socket.destroyed) resolve(Date.now());
+      else socket.once('close', () => resolve(Date.now()));
+    });
+    const record: RecordedRequest = {
+      method: req.method ?? 'GET',
+      path: req.url ?? '/',
+      headers: req.headers,
+      body,
+      json,
+      receivedAt: Date.now(),
+      closed,
+    };
+
+    if (req.method === 'GET' && req.url === '/v1/models') {
+      this.modelRequests.push(record);
+      const behavior = this.modelsBehavior ?? {
+        type: 'json',
+        body: {
+          object: 'list',
+          data: this.models.map((id) => ({ id, object: 'model', created: 1700000000, owned_by: this.name })),
+        },
+      };
+      await this.respond(behavior, req, res, json);
+      return;
+    }
+    if (req.method !== 'POST' || req.url !== '/v1/chat/completions') {
+      res.writeHead(404, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: { message: `no route ${req.method} ${req.url}`, type: 'not_found' } }));
+      return;
+    }
+    this.requests.push(record);
+    for (const w of [...this.waiters]) {
+      if (this.requests.length >= w.count) {
+        this.waiters.splice(this.waiters.indexOf(w), 1);
+        w.resolve(this.requests[w.count - 1]!);
+      }
+    }
+    await this.respond(this.queue.shift() ?? this.defaultBehavior, req, res, json);
+  }
+
+  private async respond(
+    behavior: Behavior,
+    req: IncomingMessage,
+    res: ServerResponse,
+    json: Record<string, unknown> | undefined,
+  ): Promise<void> {
+    const model = typeof json?.model === 'string' ? json.model : (this.models[0] ?? 'test-model');
+    switch (behavior.type) {
+      case 'answer': {
+        if (behavior.delayMs) await this.delay(behavior.delayMs);
+        const text = behavior.text ?? `Hello from ${this.name}.`;
+        if (json?.stream === true) {
+          await this.respond({ type: 'sse', text }, req, res, json);
+        } else {
+          sendJson(res, 200, completion(model, text));
+        }
+        return;
+      }
+      case 'json':
+        if (behavior.delayMs) await this.delay(behavior.delayMs);
+        sendJson(res, behavior.status ?? 200, behavior.body, behavior.headers);
+        return;
+      case 'status':
+        sendJson(
+          res,
+          behavior.status,
+          behavior.body ?? {
+            error: { message: `upstream ${this.name} says ${behavior.status}`, type: 'server_error' },
+          },
+          behavior.headers,
+        );
+        return;
+      case 'hang':
+        return;
+      case 'hang-after-headers':
+        res.writeHead(200, { 'content-type': behavior.contentType ?? 'text/event-stream' });
+        res.flushHeaders();
+        return;
+      case 'reset':
+        req.socket.destroy();
+        return;
+      case 'empty':
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': '0' });
+        res.end();
+        return;
+      case 'sse': {
+        const events = behavior.events ?? streamEvents(model, behavior.text ?? `Hello from ${this.name}.`);
+        res.writeHead(200, {
+          'content-type': 'text/event-stream',
+          'cache-control': 'no-cache',
+          ...behavior.headers,
+        });
+        res.flushHeaders();
+        if (behavior.firstDelayMs) await this.delay(behavior.firstDelayMs);
+        for (let i = 0; i < events.length; i++) {
+          if (i > 0 && behavior.delayMs) await this.delay(behavior.delayMs);
+          if (res.destroyed) return;
+          res.write(`data: ${events[i]}\n\n`);
+        }
+        const then = behavior.then ?? 'done';
+        if (then === 'done') res.end('data: [DONE]\n\n');
+        else if (then === 'end-without-done') res.end();
+        else if (then === 'reset') req.socket.destroy();
+        return;
+      }
+    }
+  }
+
+  private delay(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(() => {
+        this.timers.delete(t);
+        resolve();
+      }, ms);
+      this.timers.add(t);
+    });
+  }
+}
+
+export function completion(model: string, text: string) {
+  return {
+    id: 'chatcmpl-test',
+    object: 'chat.completion',
+    created: 1700000000,
+    model,
+    choices: [{ index: 0, message: { role: 'assistant', content: text }, finish_reason: 'stop' }],
+    usage: {
+      prompt_tokens: 5,
+      completion_tokens: text.split(' ').length,
+      total_tokens: 5 + text.split(' ').length,
+    },
+  };
+}
+
+/** The chunks of a normal streamed answer: a role delta, one delta per word, a finish_reason chunk. */
+export function streamEvents(model: string, text: string): string[] {
+  const base = { id: 'chatcmpl-test', object: 'chat.completion.chunk', created: 1700000000, model };
+  const words = text.split(/(?<= )/);
+  return [
+    JSON.stringify({
+      ...base,
+      choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }],
+    }),
+    ...words.map((w) =>
+      JSON.stringify({ ...base, choices: [{ index: 0, delta: { content: w }, finish_reason: null }] }),
+    ),
+    JSON.stringify({ ...base, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] }),
+  ];
+}
+
+function sendJson(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): void {
+  const text = typeof body === 'string' ? body : JSON.stringify(body);
+  res.writeHead(status, {
+    'content-type': typeof body === 'string' ? 'text/plain' : 'application/json',
+    'content-length': Buffer.byteLength(text),
+    ...headers,
+  });
+  res.end(text);
+}
+
+/** A URL on which nothing listens: connections are refused. */
+export async function refusedUrl(): Promise<string> {
+  const server = http.createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as AddressInfo;
+  server.close();
+  await once(server, 'close');
+  return `http://127.0.0.1:${port}`;
+}
