@@ -63,6 +63,9 @@ interface FailedAttempt {
  * first byte reaches the client, relays the answer, and keeps endpoint health up to date.
  */
 export class CompletionService {
+  /** Requests inside complete() right now, upstream work included. */
+  active = 0;
+
   constructor(private readonly deps: CompletionServiceDeps) {}
 
   async complete(req: CompletionRequest, res: ClientResponse, trace: CompletionTrace): Promise<void> {
@@ -81,6 +84,7 @@ export class CompletionService {
     const deadline = setTimeout(() => controller.abort(new DeadlineReason(totalMs)), totalMs);
     const state: { committed: boolean; ttfbMs?: number } = { committed: false };
     const heartbeat = req.stream ? this.startHeartbeat(res, state) : undefined;
+    this.active++;
     try {
       await this.attemptLoop(req, res, trace, { signal: controller.signal, state, requestStartedAt });
     } catch (err) {
@@ -92,6 +96,7 @@ export class CompletionService {
       }
       throw err;
     } finally {
+      this.active--;
       trace.ttfbMs = state.ttfbMs;
       clearTimeout(deadline);
       if (heartbeat) clearInterval(heartbeat);

@@ -218,7 +218,8 @@ export class FakeUpstream {
         for (let i = 0; i < events.length; i++) {
           if (i > 0 && behavior.delayMs) await this.delay(behavior.delayMs);
           if (res.destroyed) return;
-          res.write(`data: ${events[i]}\n\n`);
+          // Wait until each event is handed to the socket, so a break that follows cannot overtake it.
+          await new Promise<void>((resolve) => res.write(`data: ${events[i]}\n\n`, () => resolve()));
         }
         const then = behavior.then ?? 'done';
         if (then === 'done') res.end('data: [DONE]\n\n');
