@@ -23,6 +23,8 @@ export interface DiscoveryOptions {
  */
 export class Discovery {
   private timer: NodeJS.Timeout | undefined;
+  /** Aborts polls still in flight when the gateway stops. */
+  private readonly lifetime = new AbortController();
   private running: Promise<void> | undefined;
   private readonly initial: Promise<void>;
   private resolveInitial!: () => void;
@@ -42,6 +44,7 @@ export class Discovery {
   stop(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
+    this.lifetime.abort();
   }
 
   /** Resolves when the first round has finished (at most about timeoutMs after start). */
@@ -64,7 +67,9 @@ export class Discovery {
 
   private async discover(ep: Endpoint): Promise<void> {
     const { forwarder, registry, logger, timeoutMs, now } = this.options;
-    const signal = AbortSignal.timeout(timeoutMs);
+    if (this.lifetime.signal.aborted) return;
+    const timeout = AbortSignal.timeout(timeoutMs);
+    const signal = AbortSignal.any([timeout, this.lifetime.signal]);
     try {
       const res = await forwarder.send({
         endpoint: ep.config,
@@ -82,7 +87,8 @@ export class Discovery {
         logger.info({ endpoint: ep.config.name, models: ids }, 'endpoint models discovered');
       }
     } catch (err) {
-      const message = signal.aborted
+      if (this.lifetime.signal.aborted) return;
+      const message = timeout.aborted
         ? `GET /v1/models did not answer within ${timeoutMs} ms`
         : err instanceof DiscoveryError || (err instanceof Error && !('code' in err))
           ? err.message

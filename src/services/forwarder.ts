@@ -37,10 +37,11 @@ export class Forwarder {
     });
   }
 
+  /** Releases every connection. Called after in-flight client requests are finished or cut. */
   async close(): Promise<void> {
     const pools = [...this.pools.values()];
     this.pools.clear();
-    await Promise.allSettled(pools.map(({ pool }) => pool.close()));
+    await Promise.allSettled(pools.map(({ pool }) => pool.destroy()));
   }
 
   private pool(endpoint: EndpointConfig, origin: string): Pool {

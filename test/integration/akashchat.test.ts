@@ -17,10 +17,15 @@ afterEach(async () => {
   gw = undefined;
 });
 
-async function setup(env: Record<string, string> = {}): Promise<{ upstream: FakeUpstream; apiEndpoint: string }> {
+async function setup(
+  env: Record<string, string> = {},
+): Promise<{ upstream: FakeUpstream; apiEndpoint: string }> {
   const upstream = await FakeUpstream.start({ name: 'gpu-a', models: ['Meta-Llama-3-1-8B-Instruct-FP8'] });
   upstreams.push(upstream);
-  gw = await startGateway({ endpoints: [{ url: upstream.url, name: 'gpu-a', apiKey: 'sk-upstream-a' }], env });
+  gw = await startGateway({
+    endpoints: [{ url: upstream.url, name: 'gpu-a', apiKey: 'sk-upstream-a' }],
+    env,
+  });
   // AkashChat's API_ENDPOINT includes /v1.
   return { upstream, apiEndpoint: `${gw.url}/v1` };
 }
@@ -54,7 +59,9 @@ interface SseEvent {
  * or CR; a blank line dispatches the event; lines starting with `:` are comments; `data:` lines are
  * joined with newlines. Returns events and comments in arrival order.
  */
-function parseEventStream(text: string): Array<{ kind: 'event'; event: SseEvent } | { kind: 'comment'; text: string }> {
+function parseEventStream(
+  text: string,
+): Array<{ kind: 'event'; event: SseEvent } | { kind: 'comment'; text: string }> {
   const out: Array<{ kind: 'event'; event: SseEvent } | { kind: 'comment'; text: string }> = [];
   let data: string[] = [];
   for (const line of text.split(/\r\n|\n|\r/)) {
@@ -159,7 +166,11 @@ describe('AkashChat frontend compatibility', () => {
   it('a non-streaming call with one function tool returns choices[0].message.tool_calls', async () => {
     const { apiEndpoint, upstream } = await setup();
     const toolCalls = [
-      { id: 'call_1', type: 'function', function: { name: 'web_search', arguments: '{"query":"akash gpu"}' } },
+      {
+        id: 'call_1',
+        type: 'function',
+        function: { name: 'web_search', arguments: '{"query":"akash gpu"}' },
+      },
     ];
     upstream.script({
       type: 'json',
@@ -169,7 +180,11 @@ describe('AkashChat frontend compatibility', () => {
         created: 1700000000,
         model: MODEL,
         choices: [
-          { index: 0, message: { role: 'assistant', content: '', tool_calls: toolCalls }, finish_reason: 'tool_calls' },
+          {
+            index: 0,
+            message: { role: 'assistant', content: '', tool_calls: toolCalls },
+            finish_reason: 'tool_calls',
+          },
         ],
         usage: { prompt_tokens: 10, completion_tokens: 5, total_tokens: 15 },
       },
@@ -206,7 +221,9 @@ describe('AkashChat frontend compatibility', () => {
   it('GET /health/readiness (root, bearer key sent) is ok', async () => {
     const { apiEndpoint } = await setup();
     const base = apiEndpoint.replace(/\/v1$/, '');
-    const res = await fetch(`${base}/health/readiness`, { headers: { authorization: `Bearer ${CLIENT_KEY}` } });
+    const res = await fetch(`${base}/health/readiness`, {
+      headers: { authorization: `Bearer ${CLIENT_KEY}` },
+    });
     expect(res.ok).toBe(true);
     const live = await fetch(`${base}/health/liveliness`);
     expect(live.ok).toBe(true);
@@ -215,7 +232,12 @@ describe('AkashChat frontend compatibility', () => {
   const failures: Array<[string, Behavior]> = [
     [
       'a reset',
-      { type: 'sse', events: streamEvents(MODEL, 'Partial answer that').slice(0, 3), delayMs: 2, then: 'reset' },
+      {
+        type: 'sse',
+        events: streamEvents(MODEL, 'Partial answer that').slice(0, 3),
+        delayMs: 2,
+        then: 'reset',
+      },
     ],
     [
       'a close without [DONE]',
@@ -253,7 +275,9 @@ describe('AkashChat frontend compatibility', () => {
     expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);
     const items = parseEventStream(raw);
     const firstEvent = items.findIndex((i) => i.kind === 'event');
-    const heartbeats = items.slice(0, firstEvent).filter((i) => i.kind === 'comment' && i.text === ': keep-alive');
+    const heartbeats = items
+      .slice(0, firstEvent)
+      .filter((i) => i.kind === 'comment' && i.text === ': keep-alive');
     expect(firstEvent).toBeGreaterThan(0);
     expect(heartbeats.length).toBeGreaterThanOrEqual(1);
     const parsed = readAsAiSdk(raw);

@@ -1,0 +1,170 @@
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { FakeUpstream, refusedUrl } from '../helpers/fake-upstream.js';
+import { chat } from '../helpers/http.js';
+import { startGateway, type TestGateway } from '../helpers/start-gateway.js';
+
+let upstreams: FakeUpstream[] = [];
+let gw: TestGateway | undefined;
+afterEach(async () => {
+  await gw?.close();
+  await Promise.all(upstreams.map((u) => u.stop()));
+  upstreams = [];
+  gw = undefined;
+});
+
+async function start(name: string, models: string[], port?: number): Promise<FakeUpstream> {
+  const u = await FakeUpstream.start({ name, models, port });
+  upstreams.push(u);
+  return u;
+}
+
+const body = (model: string) => ({ model, messages: [{ role: 'user', content: 'x' }] });
+
+async function modelIds(g: TestGateway): Promise<string[]> {
+  const res = await fetch(`${g.url}/v1/models`, { headers: g.auth });
+  return ((await res.json()) as { data: Array<{ id: string }> }).data.map((m) => m.id);
+}
+
+describe('model discovery', () => {
+  it('lists the union of all endpoints’ models', async () => {
+    const a = await start('a', ['llama', 'qwen']);
+    const b = await start('b', ['qwen', 'mistral']);
+    gw = await startGateway({ endpoints: [{ url: a.url }, { url: b.url }] });
+    expect(await modelIds(gw)).toEqual(['llama', 'qwen', 'mistral']);
+    expect(a.modelRequests[0]!.headers.authorization).toBeUndefined();
+  });
+
+  it('sends the endpoint’s own key to /v1/models', async () => {
+    const a = await start('a', ['llama']);
+    gw = await startGateway({ endpoints: [{ url: a.url, apiKey: 'sk-a-discovery' }] });
+    expect(a.modelRequests[0]!.headers.authorization).toBe('Bearer sk-a-discovery');
+  });
+
+  it('a hanging endpoint never blocks start-up or other models', async () => {
+    const hanging = await start('hanging', ['slow-model']);
+    hanging.modelsBehavior = { type: 'hang' };
+    const ok = await start('ok', ['fast-model']);
+    const started = Date.now();
+    gw = await startGateway({
+      endpoints: [
+        { url: hanging.url, name: 'hanging' },
+        { url: ok.url, name: 'ok' },
+      ],
+      env: { DISCOVERY_TIMEOUT_MS: '60000' },
+      waitForDiscovery: false,
+    });
+    expect(Date.now() - started).toBeLessThan(1000);
+    await vi.waitFor(async () => expect(await modelIds(gw!)).toEqual(['fast-model']), {
+      timeout: 2000,
+      interval: 10,
+    });
+    const res = await chat(gw.url, gw.auth, { body: body('fast-model') });
+    expect(res.status).toBe(200);
+    expect((await fetch(`${gw.url}/health/readiness`)).status).toBe(200);
+  });
+
+  it('endpoints are polled in parallel, each bounded by DISCOVERY_TIMEOUT_MS', async () => {
+    const hangs = await Promise.all([start('h1', ['m']), start('h2', ['m']), start('h3', ['m'])]);
+    for (const h of hangs) h.modelsBehavior = { type: 'hang' };
+    const started = Date.now();
+    gw = await startGateway({
+      endpoints: hangs.map((h) => ({ url: h.url, name: h.name })),
+      env: { DISCOVERY_TIMEOUT_MS: '200' },
+    });
+    const elapsed = Date.now() - started;
+    expect(elapsed).toBeGreaterThanOrEqual(190);
+    expect(elapsed).toBeLessThan(550);
+    expect(gw.gateway.registry.endpoints.every((e) => e.lastDiscoveryError?.includes('200 ms'))).toBe(true);
+  });
+
+  it('an endpoint that is down at boot joins when it comes back', async () => {
+    const up = await start('up', ['llama']);
+    const downUrl = await refusedUrl();
+    gw = await startGateway({
+      endpoints: [
+        { url: up.url, name: 'up' },
+        { url: downUrl, name: 'late' },
+      ],
+    });
+    expect(await modelIds(gw)).toEqual(['llama']);
+    expect(gw.gateway.registry.endpoints[1]!.lastDiscoveryError).toMatch(/refused/);
+
+    await start('late', ['qwen'], Number(new URL(downUrl).port));
+    await gw.gateway.discovery.refresh();
+    expect(await modelIds(gw)).toEqual(['llama', 'qwen']);
+    const res = await chat(gw.url, gw.auth, { body: body('qwen') });
+    expect(res.status).toBe(200);
+    expect(res.headers['x-gateway-endpoint']).toBe('late');
+  });
+
+  it('a model that disappears from an endpoint stops being routed there', async () => {
+    const a = await start('a', ['llama', 'qwen']);
+    const b = await start('b', ['qwen']);
+    gw = await startGateway({
+      endpoints: [
+        { url: a.url, name: 'a', priority: 1 },
+        { url: b.url, name: 'b', priority: 2 },
+      ],
+    });
+    expect((await chat(gw.url, gw.auth, { body: body('qwen') })).headers['x-gateway-endpoint']).toBe('a');
+
+    a.models = ['llama'];
+    await gw.gateway.discovery.refresh();
+    for (let i = 0; i < 5; i++) {
+      expect((await chat(gw.url, gw.auth, { body: body('qwen') })).headers['x-gateway-endpoint']).toBe('b');
+    }
+    b.models = [];
+    await gw.gateway.discovery.refresh();
+    const gone = await chat(gw.url, gw.auth, { body: body('qwen') });
+    expect(gone.status).toBe(404);
+    expect(gone.json.error.code).toBe('model_not_found');
+    expect(await modelIds(gw)).toEqual(['llama']);
+  });
+
+  it('a failed poll keeps the last known list', async () => {
+    const a = await start('a', ['llama']);
+    gw = await startGateway({ endpoints: [{ url: a.url, name: 'a' }] });
+    a.modelsBehavior = { type: 'status', status: 500 };
+    await gw.gateway.discovery.refresh();
+    expect(await modelIds(gw)).toEqual(['llama']);
+    expect(gw.gateway.registry.endpoints[0]!.lastDiscoveryError).toMatch(/HTTP 500/);
+  });
+
+  it('endpoints with a static models list are never polled', async () => {
+    const a = await start('a', ['ignored']);
+    gw = await startGateway({ endpoints: [{ url: a.url, name: 'a', models: ['static-model'] }] });
+    expect(a.modelRequests).toHaveLength(0);
+    expect(await modelIds(gw)).toEqual(['static-model']);
+  });
+
+  it('polls periodically every DISCOVERY_INTERVAL_MS', async () => {
+    const a = await start('a', ['llama']);
+    gw = await startGateway({ endpoints: [{ url: a.url, name: 'a' }], env: { DISCOVERY_INTERVAL_MS: '30' } });
+    a.models = ['llama', 'new-model'];
+    await vi.waitFor(async () => expect(await modelIds(gw!)).toContain('new-model'), {
+      timeout: 2000,
+      interval: 10,
+    });
+    expect(a.modelRequests.length).toBeGreaterThanOrEqual(2);
+  });
+
+  it('a request that arrives before the first poll finished waits for it instead of failing', async () => {
+    const a = await start('a', ['llama']);
+    a.modelsBehavior = {
+      type: 'json',
+      delayMs: 150,
+      body: { object: 'list', data: [{ id: 'llama', object: 'model' }] },
+    };
+    gw = await startGateway({ endpoints: [{ url: a.url, name: 'a' }], waitForDiscovery: false });
+    const res = await chat(gw.url, gw.auth, { body: body('llama') });
+    expect(res.status).toBe(200);
+  });
+
+  it('ignores malformed model lists without crashing', async () => {
+    const a = await start('a', ['llama']);
+    a.modelsBehavior = { type: 'json', body: { nope: true } };
+    gw = await startGateway({ endpoints: [{ url: a.url, name: 'a' }] });
+    expect(gw.gateway.registry.endpoints[0]!.lastDiscoveryError).toMatch(/no data array/);
+    expect((await fetch(`${gw.url}/health/readiness`)).status).toBe(503);
+  });
+});

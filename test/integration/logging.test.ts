@@ -1,0 +1,205 @@
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import { afterEach, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config/load-config.js';
+import { createLogger } from '../../src/observability/logger.js';
+import { FakeUpstream } from '../helpers/fake-upstream.js';
+import { chat, streamBody, streamedText } from '../helpers/http.js';
+import { CLIENT_KEY, startGateway, type TestGateway } from '../helpers/start-gateway.js';
+
+const UPSTREAM_KEY_A = 'sk-upstream-secret-123';
+const UPSTREAM_KEY_B = 'sk-upstream-secret-456';
+const WRONG_KEY = 'sk-wrong-client-key-987';
+
+let upstreams: FakeUpstream[] = [];
+let gw: TestGateway | undefined;
+let tempDir: string | undefined;
+afterEach(async () => {
+  await gw?.close();
+  await Promise.all(upstreams.map((u) => u.stop()));
+  upstreams = [];
+  gw = undefined;
+  if (tempDir) await rm(tempDir, { recursive: true, force: true });
+  tempDir = undefined;
+});
+
+type Line = Record<string, unknown> & { req?: { id?: string }; res?: { statusCode?: number } };
+
+/** The access lines (pino-http's one line per response) of the request with this id. */
+function accessLines(g: TestGateway, id: string): Line[] {
+  return (g.logs as Line[]).filter((l) => l.responseTime !== undefined && l.req?.id === id);
+}
+
+function headerText(headers: Record<string, string | string[] | undefined>): string {
+  return Object.entries(headers)
+    .map(([k, v]) => `${k}: ${Array.isArray(v) ? v.join(', ') : String(v)}`)
+    .join('\n');
+}
+
+describe('structured logs', () => {
+  it('writes exactly one access line per request and never a secret', async () => {
+    const a = await FakeUpstream.start({ name: 'a' });
+    const b = await FakeUpstream.start({ name: 'b' });
+    upstreams.push(a, b);
+    gw = await startGateway({
+      endpoints: [
+        { url: a.url, name: 'a', apiKey: UPSTREAM_KEY_A, priority: 1 },
+        { url: b.url, name: 'b', apiKey: UPSTREAM_KEY_B, priority: 2 },
+      ],
+    });
+    const seen: string[] = [];
+    const record = (r: { text: string; headers: Record<string, string | string[] | undefined> }) =>
+      seen.push(r.text, headerText(r.headers));
+
+    // 1. A successful JSON request.
+    const json = await chat(gw.url, gw.auth);
+    record(json);
+    expect(json.status).toBe(200);
+    const jsonId = String(json.headers['x-request-id']);
+    const [jsonLine, ...moreJson] = accessLines(gw, jsonId);
+    expect(moreJson).toHaveLength(0);
+    expect(jsonLine).toMatchObject({ model: 'test-model', endpoint: 'a', attempts: 1, res: { statusCode: 200 } });
+    expect(jsonLine!.ttfbMs).toEqual(expect.any(Number));
+    expect(jsonLine!.responseTime).toEqual(expect.any(Number));
+
+    // 2. A streaming request.
+    const stream = await chat(gw.url, gw.auth, { body: streamBody() });
+    record(stream);
+    expect(streamedText(stream.text)).toBe('Hello from a.');
+    const streamLines = accessLines(gw, String(stream.headers['x-request-id']));
+    expect(streamLines).toHaveLength(1);
+    expect(streamLines[0]).toMatchObject({
+      model: 'test-model',
+      stream: true,
+      endpoint: 'a',
+      attempts: 1,
+      res: { statusCode: 200 },
+    });
+    expect(streamLines[0]!.ttfbMs).toEqual(expect.any(Number));
+    expect(streamLines[0]!.responseTime).toEqual(expect.any(Number));
+
+    // 3. An upstream failure that fails over to the next tier.
+    a.script({ type: 'status', status: 500 });
+    const failover = await chat(gw.url, gw.auth);
+    record(failover);
+    expect(failover.status).toBe(200);
+    expect(failover.json.choices[0].message.content).toBe('Hello from b.');
+    const failoverLines = accessLines(gw, String(failover.headers['x-request-id']));
+    expect(failoverLines).toHaveLength(1);
+    expect(failoverLines[0]).toMatchObject({
+      model: 'test-model',
+      endpoint: 'b',
+      attempts: 2,
+      res: { statusCode: 200 },
+    });
+    expect(failoverLines[0]!.ttfbMs).toEqual(expect.any(Number));
+
+    // 4. A wrong client key.
+    const denied = await chat(gw.url, { authorization: `Bearer ${WRONG_KEY}` });
+    record(denied);
+    expect(denied.status).toBe(401);
+    const deniedLines = accessLines(gw, String(denied.headers['x-request-id']));
+    expect(deniedLines).toHaveLength(1);
+    expect(deniedLines[0]).toMatchObject({ res: { statusCode: 401 } });
+    expect(deniedLines[0]!.responseTime).toEqual(expect.any(Number));
+
+    // 5. A client-chosen request id is used in the log, echoed, and sent upstream.
+    const mine = await chat(gw.url, gw.auth, { headers: { 'x-request-id': 'my-req-1' } });
+    record(mine);
+    expect(mine.status).toBe(200);
+    expect(mine.headers['x-request-id']).toBe('my-req-1');
+    const mineLines = accessLines(gw, 'my-req-1');
+    expect(mineLines).toHaveLength(1);
+    expect(mineLines[0]).toMatchObject({ model: 'test-model', endpoint: 'a', attempts: 1, res: { statusCode: 200 } });
+    expect(a.requests.at(-1)!.headers['x-request-id']).toBe('my-req-1');
+
+    // One access line per request in total, all with distinct ids.
+    const ids = (gw.logs as Line[]).filter((l) => l.responseTime !== undefined).map((l) => l.req?.id);
+    expect(ids).toHaveLength(5);
+    expect(new Set(ids).size).toBe(5);
+
+    // No secret anywhere: logs, response bodies, response headers.
+    const raw = gw.rawLogs();
+    const responses = seen.join('\n');
+    for (const secret of [CLIENT_KEY, WRONG_KEY, UPSTREAM_KEY_A, UPSTREAM_KEY_B]) {
+      expect(raw).not.toContain(secret);
+      expect(responses).not.toContain(secret);
+    }
+    // The upstreams did get their own keys, so the check above is meaningful.
+    expect(a.requests[0]!.headers.authorization).toBe(`Bearer ${UPSTREAM_KEY_A}`);
+    expect(b.requests[0]!.headers.authorization).toBe(`Bearer ${UPSTREAM_KEY_B}`);
+  });
+
+  it('does not leak upstream keys when every upstream rejects the gateway credentials', async () => {
+    const a = await FakeUpstream.start({ name: 'a' });
+    upstreams.push(a);
+    a.defaultBehavior = {
+      type: 'status',
+      status: 401,
+      body: { error: { message: `Incorrect API key provided: ${UPSTREAM_KEY_A}` } },
+    };
+    gw = await startGateway({ endpoints: [{ url: a.url, name: 'a', apiKey: UPSTREAM_KEY_A, models: ['test-model'] }] });
+    const res = await chat(gw.url, gw.auth);
+    expect(res.status).toBe(502);
+    expect.soft(res.text).not.toContain(UPSTREAM_KEY_A);
+    expect(headerText(res.headers)).not.toContain(UPSTREAM_KEY_A);
+    expect.soft(gw.rawLogs()).not.toContain(UPSTREAM_KEY_A);
+    expect(accessLines(gw, String(res.headers['x-request-id']))).toHaveLength(1);
+  });
+});
+
+describe('file logging', () => {
+  async function readUntil(file: string, predicate: (text: string) => boolean): Promise<string> {
+    let text = '';
+    for (let i = 0; i < 50; i++) {
+      text = await readFile(file, 'utf8').catch(() => '');
+      if (predicate(text)) return text;
+      await nextTurn();
+    }
+    return text;
+  }
+
+  it('FILE_LOGGING=true with LOG_FILE writes redacted JSON lines to that file', async () => {
+    tempDir = await mkdtemp(path.join(tmpdir(), 'gateway-log-'));
+    const logFile = path.join(tempDir, 'nested', 'gateway.log');
+    const config = loadConfig({
+      env: {
+        API_KEY: CLIENT_KEY,
+        ENDPOINTS: JSON.stringify([{ url: 'http://127.0.0.1:9', models: ['m'] }]),
+        FILE_LOGGING: 'true',
+        LOG_FILE: logFile,
+      },
+    });
+    expect(config.logging).toMatchObject({ file: true, filePath: logFile, level: 'info' });
+
+    // Exactly as main.ts builds it.
+    const logger = createLogger({
+      level: config.logging.level,
+      file: config.logging.file ? { path: config.logging.filePath } : undefined,
+    });
+    logger.info({ marker: 'file-logging-test' }, 'hello file');
+    logger.info({ apiKey: 'sk-x', authorization: 'Bearer sk-y' }, 'secrets');
+    logger.debug('below the level');
+    logger.flush();
+
+    const text = await readUntil(logFile, (t) => t.includes('"msg":"secrets"'));
+    const lines = text
+      .split('\n')
+      .filter((l) => l.trim() !== '')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines.find((l) => l.msg === 'hello file')).toMatchObject({
+      level: 'info',
+      marker: 'file-logging-test',
+      service: 'akash-llm-gateway',
+    });
+    expect(lines.find((l) => l.msg === 'secrets')).toMatchObject({
+      apiKey: '[redacted]',
+      authorization: '[redacted]',
+    });
+    expect(text).not.toContain('sk-x');
+    expect(text).not.toContain('sk-y');
+    expect(text).not.toContain('below the level');
+  });
+});
