@@ -118,9 +118,13 @@ export function loadConfig(options: LoadConfigOptions): GatewayConfig {
  * Reads `.env` (without overriding variables already set) and then the environment. The only place in
  * the gateway that touches process.env.
  */
-export function loadConfigFromProcess(): GatewayConfig {
+export function loadConfigFromProcess(layers: { defaults?: Env; overrides?: Env } = {}): GatewayConfig {
   dotenv.config({ quiet: true });
-  return loadConfig({ env: process.env });
+  return loadConfig({ env: { ...layers.defaults, ...definedOnly(process.env), ...layers.overrides } });
+}
+
+function definedOnly(env: Env): Env {
+  return Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v.trim() !== ''));
 }
 
 function finish(parsed: ParsedConfig, problems: string[]): GatewayConfig {

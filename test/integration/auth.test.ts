@@ -68,8 +68,9 @@ describe('client authentication', () => {
     const { a, gw } = await setup();
     const res = await chat(gw, authorization);
     expect(res.status).toBe(401);
-    expect(res.body.error.type).toBe('authentication_error');
-    expect(res.body.error.message).toEqual(expect.any(String));
+    const { error } = res.body as { error: { type: string; message: string } };
+    expect(error.type).toBe('authentication_error');
+    expect(error.message).toEqual(expect.any(String));
     expect(res.headers['www-authenticate']).toMatch(/^Bearer /);
     expect(a.requests).toHaveLength(0);
   });
@@ -106,7 +107,7 @@ describe('client authentication', () => {
     expect((await request(gw.url).get('/v1/models')).status).toBe(401);
     const models = await request(gw.url).get('/v1/models').set(gw.auth);
     expect(models.status).toBe(200);
-    expect(models.body.data.map((m: { id: string }) => m.id)).toEqual(['test-model']);
+    expect((models.body as { data: Array<{ id: string }> }).data.map((m) => m.id)).toEqual(['test-model']);
   });
 
   it('lets requests through with AUTH_DISABLED=true', async () => {
@@ -178,7 +179,15 @@ describe('what goes upstream', () => {
     expect(response).toMatch(/\r\nx-request-id: req-hop-1\r\n/i);
 
     const headers = a.requests[0]!.headers;
-    for (const name of ['x-hop-custom', 'keep-alive', 'proxy-authorization', 'te', 'upgrade', 'x-api-key', 'cookie']) {
+    for (const name of [
+      'x-hop-custom',
+      'keep-alive',
+      'proxy-authorization',
+      'te',
+      'upgrade',
+      'x-api-key',
+      'cookie',
+    ]) {
       expect(headers, name).not.toHaveProperty(name);
     }
     expect(JSON.stringify(headers)).not.toMatch(/secret-cookie|sk-client-in-x-api-key|must-not-pass/);

@@ -60,7 +60,12 @@ describe('structured logs', () => {
     const jsonId = String(json.headers['x-request-id']);
     const [jsonLine, ...moreJson] = accessLines(gw, jsonId);
     expect(moreJson).toHaveLength(0);
-    expect(jsonLine).toMatchObject({ model: 'test-model', endpoint: 'a', attempts: 1, res: { statusCode: 200 } });
+    expect(jsonLine).toMatchObject({
+      model: 'test-model',
+      endpoint: 'a',
+      attempts: 1,
+      res: { statusCode: 200 },
+    });
     expect(jsonLine!.ttfbMs).toEqual(expect.any(Number));
     expect(jsonLine!.responseTime).toEqual(expect.any(Number));
 
@@ -85,7 +90,9 @@ describe('structured logs', () => {
     const failover = await chat(gw.url, gw.auth);
     record(failover);
     expect(failover.status).toBe(200);
-    expect(failover.json.choices[0].message.content).toBe('Hello from b.');
+    expect(
+      (failover.json as { choices: Array<{ message: { content: string } }> }).choices[0]!.message.content,
+    ).toBe('Hello from b.');
     const failoverLines = accessLines(gw, String(failover.headers['x-request-id']));
     expect(failoverLines).toHaveLength(1);
     expect(failoverLines[0]).toMatchObject({
@@ -112,7 +119,12 @@ describe('structured logs', () => {
     expect(mine.headers['x-request-id']).toBe('my-req-1');
     const mineLines = accessLines(gw, 'my-req-1');
     expect(mineLines).toHaveLength(1);
-    expect(mineLines[0]).toMatchObject({ model: 'test-model', endpoint: 'a', attempts: 1, res: { statusCode: 200 } });
+    expect(mineLines[0]).toMatchObject({
+      model: 'test-model',
+      endpoint: 'a',
+      attempts: 1,
+      res: { statusCode: 200 },
+    });
     expect(a.requests.at(-1)!.headers['x-request-id']).toBe('my-req-1');
 
     // One access line per request in total, all with distinct ids.
@@ -140,7 +152,9 @@ describe('structured logs', () => {
       status: 401,
       body: { error: { message: `Incorrect API key provided: ${UPSTREAM_KEY_A}` } },
     };
-    gw = await startGateway({ endpoints: [{ url: a.url, name: 'a', apiKey: UPSTREAM_KEY_A, models: ['test-model'] }] });
+    gw = await startGateway({
+      endpoints: [{ url: a.url, name: 'a', apiKey: UPSTREAM_KEY_A, models: ['test-model'] }],
+    });
     const res = await chat(gw.url, gw.auth);
     expect(res.status).toBe(502);
     expect.soft(res.text).not.toContain(UPSTREAM_KEY_A);

@@ -29,6 +29,7 @@ async function setup(
 }
 
 const messages = [{ role: 'user' as const, content: 'hi' }];
+const noError = (): undefined => undefined;
 
 describe('openai SDK v6 against the gateway', () => {
   it('lists models with owned_by proxy', async () => {
@@ -177,7 +178,9 @@ describe('openai SDK v6 against the gateway', () => {
       status: 400,
       body: { error: { message, type: 'invalid_request_error', code: 'context_length_exceeded' } },
     });
-    const err = await client.chat.completions.create({ model: 'test-model', messages }).catch((e) => e);
+    const err = await client.chat.completions
+      .create({ model: 'test-model', messages })
+      .then(noError, (e: unknown) => e);
     expect(err).toBeInstanceOf(BadRequestError);
     expect((err as BadRequestError).status).toBe(400);
     expect((err as BadRequestError).error).toMatchObject({ message });
@@ -188,7 +191,9 @@ describe('openai SDK v6 against the gateway', () => {
   it('maps a wrong key to AuthenticationError (401)', async () => {
     const { upstream, gw } = await setup();
     const client = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: 'sk-wrong-key', maxRetries: 0 });
-    const err = await client.chat.completions.create({ model: 'test-model', messages }).catch((e) => e);
+    const err = await client.chat.completions
+      .create({ model: 'test-model', messages })
+      .then(noError, (e: unknown) => e);
     expect(err).toBeInstanceOf(AuthenticationError);
     expect((err as AuthenticationError).status).toBe(401);
     expect(upstream.requests).toHaveLength(0);
@@ -196,7 +201,9 @@ describe('openai SDK v6 against the gateway', () => {
 
   it('maps an unknown model to NotFoundError', async () => {
     const { client, upstream } = await setup();
-    const err = await client.chat.completions.create({ model: 'no-such-model', messages }).catch((e) => e);
+    const err = await client.chat.completions
+      .create({ model: 'no-such-model', messages })
+      .then(noError, (e: unknown) => e);
     expect(err).toBeInstanceOf(NotFoundError);
     expect((err as NotFoundError).status).toBe(404);
     expect((err as NotFoundError).message).toContain('no-such-model');

@@ -1,0 +1,44 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import type { DemoUpstream } from '../../src/demo/demo-upstream.js';
+import { DEMO_MODELS, demoEndpoints, startDemoUpstreams } from '../../src/demo/demo.js';
+import { chat, sseData, streamedText } from '../helpers/http.js';
+import { seededRandom, startGateway, type TestGateway } from '../helpers/start-gateway.js';
+
+let upstreams: DemoUpstream[] = [];
+let gw: TestGateway | undefined;
+afterEach(async () => {
+  await gw?.close();
+  await Promise.all(upstreams.map((u) => u.stop()));
+});
+
+describe('npm run demo', () => {
+  it('serves the demo models through fast, flaky and slow upstreams, failing over invisibly', async () => {
+    upstreams = await startDemoUpstreams(seededRandom(11), 0.05);
+    gw = await startGateway({
+      endpoints: JSON.parse(demoEndpoints(upstreams)) as never,
+      random: seededRandom(3),
+    });
+    const models = (await (await fetch(`${gw.url}/v1/models`, { headers: gw.auth })).json()) as {
+      data: Array<{ id: string }>;
+    };
+    expect(models.data.map((m) => m.id)).toEqual(DEMO_MODELS);
+
+    const statuses: number[] = [];
+    const endpoints = new Set<string>();
+    let completeStreams = 0;
+    for (let i = 0; i < 12; i++) {
+      const res = await chat(gw.url, gw.auth, {
+        body: { model: DEMO_MODELS[1], stream: true, messages: [{ role: 'user', content: `hello ${i}` }] },
+      });
+      statuses.push(res.status);
+      endpoints.add(String(res.headers['x-gateway-endpoint']));
+      if (sseData(res.text).at(-1) === '[DONE]') {
+        completeStreams++;
+        expect(streamedText(res.text)).toContain(`You said: "hello ${i}"`);
+      }
+    }
+    expect(statuses.every((s) => s === 200)).toBe(true);
+    expect(completeStreams).toBeGreaterThanOrEqual(10);
+    expect(endpoints.has('gpu-fast')).toBe(true);
+  });
+});

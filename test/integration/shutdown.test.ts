@@ -1,0 +1,250 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, rm } from 'node:fs/promises';
+import net, { type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { Agent, request } from 'undici';
+import { afterEach, describe, expect, it } from 'vitest';
+import { FakeUpstream } from '../helpers/fake-upstream.js';
+import { sseData, streamBody, streamedText } from '../helpers/http.js';
+import { CLIENT_KEY, startGateway, type TestGateway } from '../helpers/start-gateway.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const MAIN = path.join(ROOT, 'src', 'main.ts');
+const TSX_LOADER = pathToFileURL(path.join(ROOT, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
+const CHILD_TIMEOUT_MS = 15_000;
+const TEXT = 'one two three four five six seven eight nine ten';
+
+let upstreams: FakeUpstream[] = [];
+let gw: TestGateway | undefined;
+let child: ChildProcess | undefined;
+let agent: Agent | undefined;
+let tempDir: string | undefined;
+afterEach(async () => {
+  if (child && child.exitCode === null && child.signalCode === null) {
+    const exited = once(child, 'exit');
+    child.kill('SIGKILL');
+    await exited;
+  }
+  child = undefined;
+  await agent?.close();
+  agent = undefined;
+  await gw?.close();
+  await Promise.all(upstreams.map((u) => u.stop()));
+  upstreams = [];
+  gw = undefined;
+  if (tempDir) await rm(tempDir, { recursive: true, force: true });
+  tempDir = undefined;
+});
+
+/** A slow stream: a role chunk, one chunk per word and a finish chunk, 30 ms apart. */
+async function slowUpstream(): Promise<FakeUpstream> {
+  const upstream = await FakeUpstream.start({ name: 'slow' });
+  upstreams.push(upstream);
+  upstream.defaultBehavior = { type: 'sse', text: TEXT, delayMs: 30 };
+  return upstream;
+}
+
+/** Starts a streaming request and resolves once the first chunk arrived, with a reader for the rest. */
+async function startStream(baseUrl: string, dispatcher?: Agent) {
+  const res = await request(`${baseUrl}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${CLIENT_KEY}` },
+    body: JSON.stringify(streamBody()),
+    dispatcher,
+  });
+  expect(res.statusCode).toBe(200);
+  const iterator = res.body[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  const first = await iterator.next();
+  expect(first.done).toBe(false);
+  let text = (first.value as Buffer).toString('utf8');
+  return {
+    /** Reads one more chunk. */
+    next: async (): Promise<void> => {
+      const r = await iterator.next();
+      expect(r.done).toBe(false);
+      text += (r.value as Buffer).toString('utf8');
+    },
+    rest: async (): Promise<string> => {
+      for (let r = await iterator.next(); !r.done; r = await iterator.next())
+        text += r.value.toString('utf8');
+      return text;
+    },
+  };
+}
+
+/** Resolves with the connection error, or undefined if a TCP connection could be opened. */
+function tryConnect(port: number): Promise<NodeJS.ErrnoException | undefined> {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(undefined);
+    });
+    socket.once('error', (err) => resolve(err));
+  });
+}
+
+async function freePort(): Promise<number> {
+  const server = net.createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as AddressInfo;
+  server.close();
+  await once(server, 'close');
+  return port;
+}
+
+interface Spawned {
+  proc: ChildProcess;
+  stdout: () => string;
+  stderr: () => string;
+  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>;
+}
+
+/** Runs `node --import tsx src/main.ts` in an empty temp dir (no .env can interfere). */
+async function spawnMain(env: Record<string, string>): Promise<Spawned> {
+  tempDir = await mkdtemp(path.join(tmpdir(), 'gateway-proc-'));
+  const proc = spawn(process.execPath, ['--import', TSX_LOADER, MAIN], {
+    cwd: tempDir,
+    env: { PATH: process.env.PATH ?? '', NODE_ENV: 'production', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child = proc;
+  let out = '';
+  let err = '';
+  proc.stdout.on('data', (d: Buffer) => (out += d.toString('utf8')));
+  proc.stderr.on('data', (d: Buffer) => (err += d.toString('utf8')));
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>((resolve) =>
+    proc.once('exit', (code, signal) => resolve({ code, signal, at: Date.now() })),
+  );
+  return { proc, stdout: () => out, stderr: () => err, exit };
+}
+
+/** Resolves when the output contains `text`; rejects if the process exits first or after `ms`. */
+function waitForOutput(s: Spawned, text: string, ms = CHILD_TIMEOUT_MS): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const cleanup = () => {
+      clearTimeout(timer);
+      s.proc.stdout!.off('data', check);
+      s.proc.off('exit', onExit);
+    };
+    const check = () => {
+      if (!s.stdout().includes(text)) return;
+      cleanup();
+      resolve();
+    };
+    const onExit = (code: number | null) => {
+      cleanup();
+      reject(new Error(`process exited (${code}) before '${text}':\n${s.stdout()}\n${s.stderr()}`));
+    };
+    const timer = setTimeout(() => {
+      cleanup();
+      reject(new Error(`no '${text}' within ${ms} ms:\n${s.stdout()}\n${s.stderr()}`));
+    }, ms);
+    s.proc.stdout!.on('data', check);
+    s.proc.once('exit', onExit);
+    check();
+  });
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    promise,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what} did not happen within ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+function expectIntactStream(body: string): void {
+  expect(streamedText(body)).toBe(TEXT);
+  expect(sseData(body).at(-1)).toBe('[DONE]');
+  expect(body).not.toContain('"error"');
+}
+
+describe('graceful shutdown in process', () => {
+  it('finishes an in-flight stream, refuses new connections and resolves after the stream ended', async () => {
+    const upstream = await slowUpstream();
+    gw = await startGateway({ endpoints: [{ url: upstream.url, name: 'slow' }] });
+    const port = Number(new URL(gw.url).port);
+    agent = new Agent();
+    const stream = await startStream(gw.url, agent);
+
+    const g = gw;
+    let resolved = false;
+    let accessLinesAtResolution = -1;
+    const shutdown = g.gateway.shutdown(5_000).then(() => {
+      resolved = true;
+      accessLinesAtResolution = g.logs.filter(
+        (l) => l.responseTime !== undefined && l.stream === true,
+      ).length;
+    });
+    expect(gw.gateway.isShuttingDown).toBe(true);
+
+    // Readiness during shutdown: 503, or no connection at all.
+    const readiness = await request(`${gw.url}/health/readiness`, { dispatcher: new Agent() }).then(
+      async (res) => ({ status: res.statusCode, body: await res.body.text() }),
+      (err: NodeJS.ErrnoException) => ({ status: 0, body: err.code ?? err.message }),
+    );
+    if (readiness.status === 0) expect(readiness.body).toMatch(/ECONNREFUSED/);
+    else expect(readiness.status).toBe(503);
+
+    // A new connection after shutdown began is refused.
+    const connectError = await tryConnect(port);
+    expect(connectError?.code).toBe('ECONNREFUSED');
+
+    // The stream keeps flowing while shutdown waits.
+    await stream.next();
+    expect(resolved).toBe(false);
+    const body = await stream.rest();
+    expectIntactStream(body);
+    await shutdown;
+    // The stream's access line (written when the response ended) existed when shutdown resolved.
+    expect(accessLinesAtResolution).toBe(1);
+    const access = g.logs.filter((l) => l.responseTime !== undefined && l.stream === true);
+    expect(access).toHaveLength(1);
+    expect(access[0]).toMatchObject({ res: { statusCode: 200 } });
+  });
+});
+
+describe('the gateway process', () => {
+  it('on SIGTERM finishes the in-flight stream and exits 0 within the grace period', async () => {
+    const upstream = await slowUpstream();
+    const port = await freePort();
+    const proc = await spawnMain({
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      API_KEY: CLIENT_KEY,
+      ENDPOINTS: JSON.stringify([{ url: upstream.url, name: 'slow', models: ['test-model'] }]),
+      SHUTDOWN_GRACE_MS: '5000',
+      LOG_LEVEL: 'info',
+    });
+    await waitForOutput(proc, 'akash llm gateway listening');
+
+    agent = new Agent();
+    const stream = await startStream(`http://127.0.0.1:${port}`, agent);
+    const signalledAt = Date.now();
+    expect(proc.proc.kill('SIGTERM')).toBe(true);
+    const body = await withTimeout(stream.rest(), CHILD_TIMEOUT_MS, 'the end of the stream');
+    expectIntactStream(body);
+
+    const exit = await withTimeout(proc.exit, CHILD_TIMEOUT_MS, 'process exit');
+    expect(exit).toMatchObject({ code: 0, signal: null });
+    expect(exit.at - signalledAt).toBeLessThan(5_000);
+    expect(proc.stdout()).toContain('shutting down');
+    expect(proc.stderr()).toBe('');
+  });
+
+  it('without ENDPOINTS or CONFIG_FILE exits 1 and points at `npm run demo`', async () => {
+    const proc = await spawnMain({ API_KEY: CLIENT_KEY, PORT: String(await freePort()) });
+    const exit = await withTimeout(proc.exit, CHILD_TIMEOUT_MS, 'process exit');
+    expect(exit.code).toBe(1);
+    expect(proc.stderr()).toContain('npm run demo');
+    expect(proc.stderr()).toContain('ENDPOINTS');
+    expect(proc.stdout()).not.toContain('listening');
+  });
+});
