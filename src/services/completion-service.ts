@@ -19,7 +19,7 @@ import {
   decide,
   type AttemptFailure,
 } from './retry-policy.js';
-import { orderByPriorityAndWeight } from './selector.js';
+import { orderByLeastOutstanding, orderByPriorityAndWeight } from './selector.js';
 import { runAttempt } from './upstream-attempt.js';
 import { upstreamRequestError } from './upstream-error.js';
 
@@ -222,10 +222,18 @@ export class CompletionService {
       );
     const untried = usable.filter((ep) => !tried.has(ep.config.name));
     const pool = untried.length > 0 ? untried : usable;
-    return orderByPriorityAndWeight(
-      pool.map((ep) => ({ ep, priority: ep.config.priority, weight: ep.config.weight })),
-      this.deps.random,
-    )[0]?.ep;
+    const candidates = pool.map((ep) => ({
+      ep,
+      priority: ep.config.priority,
+      weight: ep.config.weight,
+      inFlight: ep.health.inFlight,
+      ewmaTtfbMs: ep.health.ewmaTtfbMs,
+    }));
+    const order =
+      this.deps.config.routing.strategy === 'least-outstanding'
+        ? orderByLeastOutstanding(candidates, this.deps.random)
+        : orderByPriorityAndWeight(candidates, this.deps.random);
+    return order[0]?.ep;
   }
 
   /** Milliseconds until some not-excluded, non-drained endpoint of the model may take a request. */

@@ -11,7 +11,45 @@ export interface Weighted {
   readonly weight: number;
 }
 
+export interface LoadAware extends Weighted {
+  readonly inFlight: number;
+  /** EWMA time to first byte; unknown counts as 0 so that new endpoints get tried. */
+  readonly ewmaTtfbMs: number | undefined;
+}
+
 export function orderByPriorityAndWeight<T extends Weighted>(items: readonly T[], random: () => number): T[] {
+  return orderTiers(items, (tier) => weightedPermutation(tier, random));
+}
+
+/**
+ * `least-outstanding`: priority tiers as above; within a tier, power of two choices: of two endpoints
+ * drawn at random, the one with fewer requests in flight per unit of weight goes first, EWMA time to
+ * first byte breaking ties. Cheap, and it steers traffic away from a slow endpoint whose requests pile up.
+ */
+export function orderByLeastOutstanding<T extends LoadAware>(items: readonly T[], random: () => number): T[] {
+  return orderTiers(items, (tier) => {
+    const remaining = [...tier];
+    const out: T[] = [];
+    while (remaining.length > 1) {
+      const i = Math.floor(random() * remaining.length);
+      let j = Math.floor(random() * (remaining.length - 1));
+      if (j >= i) j++;
+      const index = lessLoaded(remaining[i]!, remaining[j]!) ? i : j;
+      out.push(...remaining.splice(index, 1));
+    }
+    out.push(...remaining);
+    return out;
+  });
+}
+
+function lessLoaded(a: LoadAware, b: LoadAware): boolean {
+  const loadA = (a.inFlight + 1) / a.weight;
+  const loadB = (b.inFlight + 1) / b.weight;
+  if (loadA !== loadB) return loadA < loadB;
+  return (a.ewmaTtfbMs ?? 0) <= (b.ewmaTtfbMs ?? 0);
+}
+
+function orderTiers<T extends Weighted>(items: readonly T[], orderTier: (tier: T[]) => T[]): T[] {
   const tiers = new Map<number, T[]>();
   for (const item of items) {
     if (!(item.weight > 0)) continue;
@@ -21,7 +59,7 @@ export function orderByPriorityAndWeight<T extends Weighted>(items: readonly T[]
   }
   const ordered: T[] = [];
   for (const priority of [...tiers.keys()].sort((a, b) => a - b)) {
-    ordered.push(...weightedPermutation(tiers.get(priority) ?? [], random));
+    ordered.push(...orderTier(tiers.get(priority) ?? []));
   }
   return ordered;
 }

@@ -185,3 +185,31 @@ describe('maxConcurrent', () => {
     expect((await first).headers['x-gateway-endpoint']).toBe('small');
   });
 });
+
+describe('ROUTING_STRATEGY=least-outstanding', () => {
+  it('steers new requests away from an endpoint whose requests pile up', async () => {
+    const [slow, fast] = await start('slow', 'fast');
+    slow!.defaultBehavior = { type: 'answer', delayMs: 400 };
+    gw = await startGateway({
+      endpoints: [
+        { url: slow!.url, name: 'slow' },
+        { url: fast!.url, name: 'fast' },
+      ],
+      env: { ROUTING_STRATEGY: 'least-outstanding' },
+      random: seededRandom(8),
+    });
+    const pending = [];
+    for (let i = 0; i < 10; i++) {
+      pending.push(chat(gw.url, gw.auth));
+      // Each request is in flight before the next is routed.
+      await Promise.race([
+        slow!.waitForRequest(slow!.requests.length + 1),
+        fast!.waitForRequest(fast!.requests.length + 1),
+      ]);
+    }
+    const results = await Promise.all(pending);
+    expect(results.every((r) => r.status === 200)).toBe(true);
+    expect(slow!.requests.length).toBeLessThanOrEqual(1);
+    expect(fast!.requests.length).toBeGreaterThanOrEqual(9);
+  });
+});

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { orderByPriorityAndWeight } from '../../src/services/selector.js';
+import { orderByLeastOutstanding, orderByPriorityAndWeight } from '../../src/services/selector.js';
 import { seededRandom } from '../helpers/start-gateway.js';
 
 const ep = (name: string, priority: number, weight: number) => ({ name, priority, weight });
@@ -46,5 +46,49 @@ describe('orderByPriorityAndWeight', () => {
   it('returns nothing for an empty or fully drained pool', () => {
     expect(orderByPriorityAndWeight([], Math.random)).toEqual([]);
     expect(orderByPriorityAndWeight([ep('a', 1, 0)], Math.random)).toEqual([]);
+  });
+});
+
+describe('orderByLeastOutstanding', () => {
+  const lo = (name: string, priority: number, weight: number, inFlight: number, ewmaTtfbMs?: number) => ({
+    name,
+    priority,
+    weight,
+    inFlight,
+    ewmaTtfbMs,
+  });
+
+  it('puts the endpoint with fewer requests in flight first (two endpoints: always compared)', () => {
+    const random = seededRandom(9);
+    for (let i = 0; i < 50; i++) {
+      const order = orderByLeastOutstanding([lo('busy', 1, 1, 10), lo('idle', 1, 1, 0)], random);
+      expect(order.map((e) => e.name)).toEqual(['idle', 'busy']);
+    }
+  });
+
+  it('scales load by weight and breaks ties on EWMA time to first byte', () => {
+    const random = seededRandom(4);
+    // 3 in flight on weight 4 is less load than 1 in flight on weight 1.
+    expect(orderByLeastOutstanding([lo('small', 1, 1, 1), lo('big', 1, 4, 3)], random)[0]!.name).toBe('big');
+    expect(
+      orderByLeastOutstanding([lo('slow', 1, 1, 0, 900), lo('fast', 1, 1, 0, 100)], random)[0]!.name,
+    ).toBe('fast');
+  });
+
+  it('keeps priority tiers and skips drained endpoints', () => {
+    const order = orderByLeastOutstanding(
+      [lo('backup', 2, 1, 0), lo('primary', 1, 1, 50), lo('drained', 1, 0, 0)],
+      seededRandom(1),
+    );
+    expect(order.map((e) => e.name)).toEqual(['primary', 'backup']);
+  });
+
+  it('never puts the most loaded of three first', () => {
+    const random = seededRandom(12);
+    for (let i = 0; i < 200; i++) {
+      const order = orderByLeastOutstanding([lo('a', 1, 1, 0), lo('b', 1, 1, 5), lo('c', 1, 1, 9)], random);
+      expect(order[0]!.name).not.toBe('c');
+      expect(order).toHaveLength(3);
+    }
   });
 });
