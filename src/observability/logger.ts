@@ -41,14 +41,31 @@ export function createLogger(options: LoggerOptions): Logger {
   if (options.stream) return pino(base, options.stream);
   // Asynchronous destinations: logging must never block the event loop on a slow terminal or disk.
   const stdout = pino.destination({ dest: 1, sync: false });
-  if (!options.file) return pino(base, stdout);
-  mkdirSync(path.dirname(path.resolve(options.file.path)), { recursive: true });
-  const file = pino.destination({ dest: options.file.path, sync: false, mkdir: true });
-  return pino(
-    base,
-    pino.multistream([
-      { stream: stdout, level: 'trace' },
-      { stream: file, level: 'trace' },
-    ]),
-  );
+  const destinations = [stdout];
+  let logger: Logger;
+  if (options.file) {
+    mkdirSync(path.dirname(path.resolve(options.file.path)), { recursive: true });
+    const file = pino.destination({ dest: options.file.path, sync: false, mkdir: true });
+    destinations.push(file);
+    logger = pino(
+      base,
+      pino.multistream([
+        { stream: stdout, level: 'trace' },
+        { stream: file, level: 'trace' },
+      ]),
+    );
+  } else {
+    logger = pino(base, stdout);
+  }
+  // Whatever is still buffered is written out when the process exits (after SIGTERM, on a fatal error).
+  process.once('exit', () => {
+    for (const d of destinations) {
+      try {
+        d.flushSync();
+      } catch {
+        // A destination that is not open yet has nothing to flush.
+      }
+    }
+  });
+  return logger;
 }

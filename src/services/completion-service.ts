@@ -82,11 +82,17 @@ export class CompletionService {
     if (req.signal.aborted) throw new ClientClosedReason();
     req.signal.addEventListener('abort', onClientAbort, { once: true });
     const deadline = setTimeout(() => controller.abort(new DeadlineReason(totalMs)), totalMs);
+    // The body is JSON whatever the client's content-type said (curl -d sends form encoding).
+    const upstreamRequest = { ...req, headers: { ...req.headers, 'content-type': 'application/json' } };
     const state: { committed: boolean; ttfbMs?: number } = { committed: false };
     const heartbeat = req.stream ? this.startHeartbeat(res, state) : undefined;
     this.active++;
     try {
-      await this.attemptLoop(req, res, trace, { signal: controller.signal, state, requestStartedAt });
+      await this.attemptLoop(upstreamRequest, res, trace, {
+        signal: controller.signal,
+        state,
+        requestStartedAt,
+      });
     } catch (err) {
       if (err instanceof DeadlineReason) {
         throw new GatewayTimeoutError(

@@ -40,7 +40,7 @@ export type AttemptResult =
  * reason (client gone, request deadline).
  */
 export async function runAttempt(input: AttemptInput): Promise<AttemptResult> {
-  const { endpoint, res, signal, now } = input;
+  const { endpoint, signal, now } = input;
   const timeouts = endpoint.config.timeouts;
   const controller = new AbortController();
   const onParentAbort = () => controller.abort(signal.reason);
@@ -71,18 +71,22 @@ export async function runAttempt(input: AttemptInput): Promise<AttemptResult> {
     if (statusCode < 200 || statusCode >= 300) {
       let text: string;
       try {
-        text = await readText(upstream, MAX_ERROR_BODY_BYTES);
+        // Some servers echo the key they were sent in their error text: it must go no further.
+        text = redactSecret(await readText(upstream, MAX_ERROR_BODY_BYTES), endpoint.config.apiKey);
       } catch (err) {
         return { type: 'failed', failure: beforeCommitFailure(err, controller.signal) };
       }
-      const parsed = parseUpstreamError(statusCode, text);
+      const detail =
+        statusCode === 401 || statusCode === 403
+          ? 'the upstream rejected the gateway credentials'
+          : parseUpstreamError(statusCode, text).message;
       return {
         type: 'failed',
         failure: {
           kind: 'http',
           status: statusCode,
           retryAfterMs: parseRetryAfterMs(upstream.headers, Date.now()),
-          message: `HTTP ${statusCode}: ${parsed.message}`,
+          message: `HTTP ${statusCode}: ${detail}`,
           body: text,
         },
       };
@@ -265,6 +269,10 @@ function afterCommitFailure(err: unknown, signal: AbortSignal): AttemptResult {
       'upstream_stream_error',
     ),
   };
+}
+
+function redactSecret(text: string, secret: string | undefined): string {
+  return secret ? text.split(secret).join('[redacted]') : text;
 }
 
 async function readText(upstream: UpstreamResponse, maxBytes: number): Promise<string> {

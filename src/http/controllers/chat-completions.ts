@@ -45,7 +45,7 @@ export function chatCompletions(service: CompletionService): RequestHandler {
           model,
           stream: stream === true,
           body: raw,
-          headers: { ...forwardableHeaders(req.headers), 'x-request-id': String(req.id) },
+          headers: { ...forwardableHeaders(req.headers), 'x-request-id': requestId(req) },
           signal: controller.signal,
         },
         res,
@@ -58,6 +58,10 @@ export function chatCompletions(service: CompletionService): RequestHandler {
       summary.upstreamStatus = trace.upstreamStatus;
     }
   };
+}
+
+function requestId(req: Request): string {
+  return typeof req.id === 'string' || typeof req.id === 'number' ? String(req.id) : '';
 }
 
 function rawBody(req: Request): Buffer {
