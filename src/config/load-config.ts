@@ -96,8 +96,11 @@ export function loadConfig(options: LoadConfigOptions): GatewayConfig {
       raw.endpoints = JSON.parse(endpointsJson) as unknown;
       fromEnv.set('endpoints', 'ENDPOINTS');
     } catch (err) {
+      // V8's message quotes the text around the error, which may be an unquoted key: keep only the position.
+      const at = /position (\d+)/.exec((err as Error).message)?.[1];
       problems.push(
-        `ENDPOINTS: not valid JSON (${(err as Error).message}); expected a one-line array such as ` +
+        `ENDPOINTS: not valid JSON${at === undefined ? '' : ` (syntax error at character ${at})`}; ` +
+          'expected a one-line array such as ' +
           `[{"url":"https://gpu-a.example","apiKey":"...","priority":1,"weight":1}]`,
       );
       delete raw.endpoints;
@@ -105,6 +108,7 @@ export function loadConfig(options: LoadConfigOptions): GatewayConfig {
   }
 
   const result = configSchema.safeParse(raw);
+  if (!hasClientKeyOrAuthDisabled(raw)) problems.push(MISSING_API_KEY);
   if (!result.success) {
     problems.push(...result.error.issues.map((issue) => describeIssue(issue, raw, fromEnv)));
     throw new ConfigError(problems);
@@ -159,12 +163,6 @@ function finish(parsed: ParsedConfig, problems: string[]): GatewayConfig {
   }
 
   const apiKeys = [...new Set(parsed.auth.apiKeys.map((k) => k.trim()).filter((k) => k !== ''))];
-  if (!parsed.auth.disabled && apiKeys.length === 0) {
-    problems.push(
-      'API_KEY: no client API key is set. Set API_KEY (comma-separated for several keys) or, only for a ' +
-        'private network, AUTH_DISABLED=true',
-    );
-  }
 
   for (const [alias, targets] of Object.entries(parsed.aliases)) {
     if (targets.includes(alias)) problems.push(`aliases.${alias}: an alias must not list itself`);
@@ -297,4 +295,17 @@ function deepFreeze<T>(o: T): T {
     for (const v of Object.values(o)) deepFreeze(v);
   }
   return o;
+}
+
+const MISSING_API_KEY =
+  'API_KEY: no client API key is set. Set API_KEY (comma-separated for several keys) or, only for a ' +
+  'private network, AUTH_DISABLED=true';
+
+/** The API-key check on the raw input, so that it is reported even when the schema found other problems. */
+function hasClientKeyOrAuthDisabled(raw: Record<string, unknown>): boolean {
+  const { apiKeys, disabled } = (raw.auth ?? {}) as { apiKeys?: unknown; disabled?: unknown };
+  if (disabled === true) return true;
+  if (typeof disabled === 'string' && ['true', '1', 'yes', 'on'].includes(disabled.trim().toLowerCase()))
+    return true;
+  return Array.isArray(apiKeys) && apiKeys.some((k) => typeof k === 'string' && k.trim() !== '');
 }

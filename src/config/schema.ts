@@ -11,6 +11,10 @@ export type RoutingStrategy = (typeof ROUTING_STRATEGIES)[number];
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
+/** A message for a value of the wrong type only; range and integer problems keep zod's precise wording. */
+const typeError = (message: string) => (issue: { code: string }) =>
+  issue.code === 'invalid_type' ? message : undefined;
+
 /** Numbers may arrive as strings from the environment; a blank string means "not set". */
 function numeric<T extends z.ZodType>(schema: T) {
   return z.preprocess((v) => {
@@ -25,7 +29,7 @@ function numeric<T extends z.ZodType>(schema: T) {
 const positiveMs = (what: string) =>
   numeric(
     z
-      .number({ error: `${what} must be a number of milliseconds` })
+      .number({ error: typeError(`${what} must be a number of milliseconds`) })
       .int()
       .positive(),
   );
@@ -114,8 +118,13 @@ export const endpointSchema = z.strictObject({
     .max(64)
     .regex(/^[\w.:@-]+$/, 'name may contain only letters, digits and . _ - : @')
     .optional(),
-  priority: numeric(z.number({ error: 'priority must be an integer' }).int().min(0)).default(1),
-  weight: numeric(z.number({ error: 'weight must be a number >= 0' }).min(0)).default(1),
+  priority: numeric(
+    z
+      .number({ error: typeError('priority must be an integer') })
+      .int()
+      .min(0),
+  ).default(1),
+  weight: numeric(z.number({ error: typeError('weight must be a number >= 0') }).min(0)).default(1),
   models: z
     .array(z.string().trim().min(1))
     .min(1, 'models must list at least one model when given')
@@ -127,7 +136,13 @@ export const endpointSchema = z.strictObject({
 export const configSchema = z.strictObject({
   server: z
     .strictObject({
-      port: numeric(z.number({ error: 'port must be a number' }).int().min(0).max(65535)).default(3000),
+      port: numeric(
+        z
+          .number({ error: typeError('port must be a number') })
+          .int()
+          .min(0)
+          .max(65535),
+      ).default(3000),
       host: z.string().min(1).default('0.0.0.0'),
       bodyLimit: byteSize.default(10 * 1024 * 1024),
       cors: z.strictObject({ origins: z.array(z.string().min(1)).default(['*']) }).prefault({}),
@@ -164,7 +179,11 @@ export const configSchema = z.strictObject({
         .enum(ROUTING_STRATEGIES, { error: `strategy must be one of ${ROUTING_STRATEGIES.join(', ')}` })
         .default('weighted'),
       maxAttempts: numeric(
-        z.number({ error: 'maxAttempts must be an integer' }).int().min(1).max(20),
+        z
+          .number({ error: typeError('maxAttempts must be an integer') })
+          .int()
+          .min(1)
+          .max(20),
       ).default(3),
       timeouts: z
         .strictObject({
