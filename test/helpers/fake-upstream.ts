@@ -55,6 +55,7 @@ export class FakeUpstream {
   private readonly sockets = new Set<Socket>();
   private readonly waiters: Array<{ count: number; resolve: (r: RecordedRequest) => void }> = [];
   private readonly timers = new Set<NodeJS.Timeout>();
+  private readonly closedBySocket = new WeakMap<Socket, Promise<number>>();
 
   private constructor(
     private readonly server: http.Server,
@@ -119,11 +120,7 @@ export class FakeUpstream {
     } catch {
       json = undefined;
     }
-    const socket = req.socket;
-    const closed = new Promise<number>((resolve) => {
-      if (socket.destroyed) resolve(Date.now());
-      else socket.once('close', () => resolve(Date.now()));
-    });
+    const closed = this.socketClosed(req.socket);
     const record: RecordedRequest = {
       method: req.method ?? 'GET',
       path: req.url ?? '/',
@@ -228,6 +225,19 @@ export class FakeUpstream {
         return;
       }
     }
+  }
+
+  /** One close promise per socket: keep-alive sockets carry many requests. */
+  private socketClosed(socket: Socket): Promise<number> {
+    let closed = this.closedBySocket.get(socket);
+    if (!closed) {
+      closed = new Promise<number>((resolve) => {
+        if (socket.destroyed) resolve(Date.now());
+        else socket.once('close', () => resolve(Date.now()));
+      });
+      this.closedBySocket.set(socket, closed);
+    }
+    return closed;
   }
 
   private delay(ms: number): Promise<void> {
