@@ -1,8 +1,9 @@
-import express, { Router } from 'express';
-import type { GatewayConfig } from './config/types.js';
+import express, { Router, type RequestHandler } from 'express';
+import type { ConfigSource } from './config/config-store.js';
 import { chatCompletions } from './http/controllers/chat-completions.js';
 import { liveness, readiness } from './http/controllers/health.js';
 import { getModel, listModels } from './http/controllers/models.js';
+import { providersStatus } from './http/controllers/providers-status.js';
 import { accessLog } from './http/middleware/access-log.js';
 import { bearerAuth } from './http/middleware/auth.js';
 import { cors } from './http/middleware/cors.js';
@@ -12,14 +13,21 @@ import type { CompletionService } from './services/completion-service.js';
 import type { EndpointRegistry } from './services/endpoint-registry.js';
 
 export interface AppDeps {
-  config: GatewayConfig;
+  config: ConfigSource;
   logger: Logger;
   registry: EndpointRegistry;
   completions: CompletionService;
   isShuttingDown: () => boolean;
+  /** Re-reads the configuration (admin route); resolves with a summary or rejects with the problems. */
+  reload: () => Promise<unknown>;
 }
 
-/** The HTTP application: middleware order, routes, 404 and the error handler. No env, no listen. */
+const NO_KEYS: readonly string[] = Object.freeze([]);
+
+/**
+ * The HTTP application: middleware order, routes, 404 and the error handler. No env, no listen. Settings
+ * are read from the configuration in force at each request, so a reload needs no new app.
+ */
 export function createApp(deps: AppDeps): express.Express {
   const { config, registry } = deps;
   const app = express();
@@ -28,25 +36,56 @@ export function createApp(deps: AppDeps): express.Express {
   app.set('trust proxy', true);
 
   app.use(accessLog(deps.logger));
-  app.use(cors(config.server.corsOrigins));
+  app.use(cors(() => config.current.server.corsOrigins));
 
   app.get('/health', liveness());
   app.get(['/health/liveliness', '/health/liveness'], liveness());
   app.get('/health/readiness', readiness(registry, deps.isShuttingDown));
 
+  const ownedBy = () => config.current.models.ownedBy;
+  const clientAuth = bearerAuth(() => config.current.auth.apiKeys);
   const v1 = Router();
-  if (!config.auth.disabled) v1.use(bearerAuth(config.auth.apiKeys));
-  v1.get('/models', listModels(registry, config.models.ownedBy));
-  v1.get('/models/*model', getModel(registry, config.models.ownedBy));
+  v1.use((req, res, next) => (config.current.auth.disabled ? next() : clientAuth(req, res, next)));
+  v1.get('/models', listModels(registry, ownedBy));
+  v1.get('/models/*model', getModel(registry, ownedBy));
+  // Raw bytes for any content type: forwarded untouched, parsed once by the controller.
   v1.post(
     '/chat/completions',
-    // Raw bytes for any content type: forwarded untouched, parsed once by the controller.
-    express.raw({ type: () => true, limit: config.server.bodyLimitBytes }),
+    rawBody(() => config.current.server.bodyLimitBytes),
     chatCompletions(deps.completions),
   );
   app.use('/v1', v1);
 
+  // Admin routes exist only while ADMIN_API_KEY is set; client keys never open them.
+  const adminKeys = () => {
+    const key = config.current.auth.adminKey;
+    return key === undefined ? NO_KEYS : [key];
+  };
+  const adminAuth = bearerAuth(adminKeys);
+  const admin = Router();
+  admin.use((req, res, next) =>
+    config.current.auth.adminKey === undefined ? next('router') : adminAuth(req, res, next),
+  );
+  admin.get('/providers/status', providersStatus(registry));
+  admin.post('/config/reload', async (_req, res) => {
+    res.json({ object: 'config.reload', ...((await deps.reload()) as object) });
+  });
+  app.use('/api/v1', admin);
+
   app.use(notFound());
   app.use(errorHandler(deps.logger));
   return app;
+}
+
+function rawBody(limit: () => number): RequestHandler {
+  let parser: RequestHandler | undefined;
+  let parserLimit = -1;
+  return (req, res, next) => {
+    const current = limit();
+    if (!parser || parserLimit !== current) {
+      parser = express.raw({ type: () => true, limit: current });
+      parserLimit = current;
+    }
+    parser(req, res, next);
+  };
 }

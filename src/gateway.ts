@@ -3,7 +3,10 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type express from 'express';
 import { createApp } from './app.js';
+import { ConfigStore } from './config/config-store.js';
+import { ConfigError } from './config/load-config.js';
 import type { GatewayConfig } from './config/types.js';
+import { InvalidConfigReloadError, ReloadUnavailableError } from './errors/gateway-error.js';
 import type { Logger } from './observability/logger.js';
 import { CompletionService } from './services/completion-service.js';
 import { Discovery } from './services/discovery.js';
@@ -14,14 +17,25 @@ import { HealthMonitor } from './services/health.js';
 export interface GatewayOptions {
   config: GatewayConfig;
   logger: Logger;
+  /** Re-reads the configuration for a reload (SIGHUP, a changed CONFIG_FILE, the admin route). */
+  loadConfig?: () => GatewayConfig;
   /** Injected for deterministic tests; Math.random and Date.now otherwise. */
   random?: () => number;
   now?: () => number;
 }
 
-/** The composed gateway: services wired together, an HTTP server, start and graceful stop. */
+export interface ReloadSummary {
+  added: string[];
+  removed: string[];
+  changed: string[];
+  /** Settings that only take effect after a restart. */
+  restartNeeded: string[];
+}
+
+/** The composed gateway: services wired together, an HTTP server, start, reload and graceful stop. */
 export class Gateway {
   readonly app: express.Express;
+  readonly config: ConfigStore;
   readonly registry: EndpointRegistry;
   readonly discovery: Discovery;
   readonly completions: CompletionService;
@@ -32,20 +46,20 @@ export class Gateway {
   private idle: (() => void) | undefined;
 
   constructor(private readonly options: GatewayOptions) {
-    const { config, logger } = options;
+    const { logger } = options;
     const now = options.now ?? Date.now;
-    const health = new HealthMonitor({ ejection: config.health.ejection, now });
-    this.registry = new EndpointRegistry(config.endpoints, health);
+    this.config = new ConfigStore(options.config);
+    const health = new HealthMonitor({ ejection: options.config.health.ejection, now });
+    this.registry = new EndpointRegistry(options.config.endpoints, health);
     this.discovery = new Discovery({
       registry: this.registry,
       forwarder: this.forwarder,
       logger,
-      intervalMs: config.models.discoveryIntervalMs,
-      timeoutMs: config.models.discoveryTimeoutMs,
+      config: this.config,
       now,
     });
     this.completions = new CompletionService({
-      config,
+      config: this.config,
       registry: this.registry,
       forwarder: this.forwarder,
       logger,
@@ -54,18 +68,62 @@ export class Gateway {
       now,
     });
     this.app = createApp({
-      config,
+      config: this.config,
       logger,
       registry: this.registry,
       completions: this.completions,
       isShuttingDown: () => this.shuttingDown,
+      reload: () => Promise.resolve(this.reloadFromSource()),
     });
+  }
+
+  /**
+   * Applies a new configuration without dropping requests in flight: endpoints are added, removed,
+   * re-weighted or drained; every other setting applies to the next request.
+   */
+  reload(next: GatewayConfig): ReloadSummary {
+    const previous = this.config.current;
+    const restartNeeded: string[] = (['port', 'host'] as const).filter(
+      (k) => previous.server[k] !== next.server[k],
+    );
+    if (previous.logging.file !== next.logging.file || previous.logging.filePath !== next.logging.filePath) {
+      restartNeeded.push('logging.file');
+    }
+    this.config.replace(next);
+    this.options.logger.level = next.logging.level;
+    this.registry.health.setEjection(next.health.ejection);
+    const change = this.registry.update(next.endpoints);
+    for (const name of change.removed) this.forwarder.retire(name);
+    this.discovery.schedule();
+    if (change.added.length > 0 || change.changed.length > 0) void this.discovery.refresh();
+    const summary = { ...change, restartNeeded };
+    this.options.logger.info(summary, 'configuration reloaded');
+    return summary;
+  }
+
+  /** Reads the configuration again and applies it; a bad one is rejected and the old one stays. */
+  reloadFromSource(): ReloadSummary {
+    if (!this.options.loadConfig) throw new ReloadUnavailableError();
+    let next: GatewayConfig;
+    try {
+      next = this.options.loadConfig();
+    } catch (err) {
+      if (err instanceof ConfigError) {
+        this.options.logger.error(
+          { problems: err.problems },
+          'configuration reload rejected; keeping the old one',
+        );
+        throw new InvalidConfigReloadError(err.problems);
+      }
+      throw err;
+    }
+    return this.reload(next);
   }
 
   /** Starts discovery (without waiting for it) and listens. */
   async listen(
-    port = this.options.config.server.port,
-    host = this.options.config.server.host,
+    port = this.config.current.server.port,
+    host = this.config.current.server.host,
   ): Promise<AddressInfo> {
     this.discovery.start();
     const server = this.app.listen(port, host);
@@ -101,7 +159,7 @@ export class Gateway {
    * Graceful stop: refuse new connections, let in-flight requests (streams included) finish within
    * graceMs, then cut what is left and release upstream connections.
    */
-  async shutdown(graceMs = this.options.config.server.shutdownGraceMs): Promise<void> {
+  async shutdown(graceMs = this.config.current.server.shutdownGraceMs): Promise<void> {
     if (this.shuttingDown) return;
     this.shuttingDown = true;
     this.discovery.stop();

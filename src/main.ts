@@ -1,3 +1,4 @@
+import { watchConfigFile } from './config/config-watcher.js';
 import { ConfigError, loadConfigFromProcess } from './config/load-config.js';
 import type { GatewayConfig } from './config/types.js';
 import { Gateway } from './gateway.js';
@@ -20,7 +21,7 @@ const logger = createLogger({
   level: config.logging.level,
   file: config.logging.file ? { path: config.logging.filePath } : undefined,
 });
-const gateway = new Gateway({ config, logger });
+const gateway = new Gateway({ config, logger, loadConfig: () => loadConfigFromProcess() });
 
 let stopping = false;
 async function stop(signal: string, code = 0): Promise<void> {
@@ -30,8 +31,9 @@ async function stop(signal: string, code = 0): Promise<void> {
     { signal, graceMs: config.server.shutdownGraceMs },
     'shutting down: finishing in-flight requests',
   );
+  stopWatching?.();
   try {
-    await gateway.shutdown(config.server.shutdownGraceMs);
+    await gateway.shutdown(gateway.config.current.server.shutdownGraceMs);
   } finally {
     logger.info('stopped');
     logger.flush();
@@ -39,6 +41,20 @@ async function stop(signal: string, code = 0): Promise<void> {
   }
 }
 
+function reload(trigger: string): void {
+  try {
+    gateway.reloadFromSource();
+  } catch {
+    // Already logged with every problem; the old configuration stays in force.
+  }
+  logger.debug({ trigger }, 'reload handled');
+}
+
+const configFile = process.env.CONFIG_FILE?.trim();
+const stopWatching = configFile
+  ? watchConfigFile(configFile, () => reload('config file changed'))
+  : undefined;
+process.on('SIGHUP', () => reload('SIGHUP'));
 process.on('SIGTERM', () => void stop('SIGTERM'));
 process.on('SIGINT', () => void stop('SIGINT'));
 process.on('unhandledRejection', (err) => logger.error({ err }, 'unhandled promise rejection'));

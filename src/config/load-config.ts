@@ -34,6 +34,7 @@ const ENV_PATHS: ReadonlyArray<readonly [string, readonly string[]]> = [
   ['MODELS_OWNED_BY', ['models', 'ownedBy']],
   ['DISCOVERY_INTERVAL_MS', ['models', 'discoveryIntervalMs']],
   ['DISCOVERY_TIMEOUT_MS', ['models', 'discoveryTimeoutMs']],
+  ['HEALTH_PROBE_INTERVAL_MS', ['health', 'probeIntervalMs']],
   ['ROUTING_STRATEGY', ['routing', 'strategy']],
   ['MAX_ATTEMPTS', ['routing', 'maxAttempts']],
   ['CONNECT_TIMEOUT_MS', ['routing', 'timeouts', 'connectMs']],
@@ -61,8 +62,8 @@ export function loadConfig(options: LoadConfigOptions): GatewayConfig {
   const fromEnv = new Map<string, string>();
 
   const configFile = nonBlank(env.CONFIG_FILE);
-  if (configFile) {
-    const file = path.resolve(options.cwd ?? process.cwd(), configFile);
+  const file = configFile ? path.resolve(options.cwd ?? process.cwd(), configFile) : undefined;
+  if (configFile && file) {
     try {
       const text = (options.readFile ?? ((f: string) => readFileSync(f, 'utf8')))(file);
       const parsed: unknown = text.trim() === '' ? {} : parseYaml(text);
@@ -113,7 +114,7 @@ export function loadConfig(options: LoadConfigOptions): GatewayConfig {
     problems.push(...result.error.issues.map((issue) => describeIssue(issue, raw, fromEnv)));
     throw new ConfigError(problems);
   }
-  const config = finish(result.data, problems);
+  const config = finish(result.data, file, problems);
   if (problems.length > 0) throw new ConfigError(problems);
   return deepFreeze(config);
 }
@@ -131,7 +132,7 @@ function definedOnly(env: Env): Env {
   return Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v.trim() !== ''));
 }
 
-function finish(parsed: ParsedConfig, problems: string[]): GatewayConfig {
+function finish(parsed: ParsedConfig, configFile: string | undefined, problems: string[]): GatewayConfig {
   const globalTimeouts = parsed.routing.timeouts;
   const usedNames = new Set<string>();
   const explicitNames = new Map<string, number>();
@@ -169,6 +170,7 @@ function finish(parsed: ParsedConfig, problems: string[]): GatewayConfig {
   }
 
   return {
+    configFile,
     server: {
       port: parsed.server.port,
       host: parsed.server.host,

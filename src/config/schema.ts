@@ -214,6 +214,8 @@ export const configSchema = z.strictObject({
       ejection: z
         .strictObject({
           consecutiveFailures: numeric(z.number().int().min(1)).default(3),
+          failureRatio: numeric(z.number().gt(0).max(1)).default(0.5),
+          minRequests: numeric(z.number().int().min(1).max(20)).default(10),
           baseEjectionMs: positiveMs('baseEjectionMs').default(10_000),
           maxEjectionMs: positiveMs('maxEjectionMs').default(300_000),
           maxEjectedPercent: numeric(z.number().min(0).max(100)).default(50),

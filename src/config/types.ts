@@ -24,12 +24,18 @@ export interface EndpointConfig {
 
 export interface EjectionConfig {
   consecutiveFailures: number;
+  /** Eject when at least this share of the recent requests failed… */
+  failureRatio: number;
+  /** …once at least this many recent requests are known. */
+  minRequests: number;
   baseEjectionMs: number;
   maxEjectionMs: number;
   maxEjectedPercent: number;
 }
 
 export interface GatewayConfig {
+  /** Absolute path of CONFIG_FILE when one was given (watched for reloads). */
+  configFile: string | undefined;
   server: {
     port: number;
     host: string;

@@ -140,6 +140,30 @@ export class UpstreamRequestError extends GatewayError {
   }
 }
 
+/** A reload (admin route) found problems in the new configuration; the old one stays in force. */
+export class InvalidConfigReloadError extends GatewayError {
+  constructor(readonly problems: readonly string[]) {
+    super(
+      `The new configuration was rejected; the old one stays in force. Problems: ${problems.join('; ')}`,
+      {
+        status: 422,
+        type: 'invalid_request_error',
+        code: 'invalid_configuration',
+      },
+    );
+  }
+}
+
+export class ReloadUnavailableError extends GatewayError {
+  constructor() {
+    super('This gateway was started without a configuration source to reload from.', {
+      status: 409,
+      type: 'invalid_request_error',
+      code: 'reload_unavailable',
+    });
+  }
+}
+
 export class InternalError extends GatewayError {
   constructor(cause?: unknown) {
     super('The gateway hit an internal error. Please try again.', {

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { GatewayConfig } from '../config/types.js';
+import type { ConfigSource } from '../config/config-store.js';
 import {
   BadGatewayError,
   type GatewayError,
@@ -43,7 +43,7 @@ export interface CompletionTrace {
 }
 
 export interface CompletionServiceDeps {
-  config: Pick<GatewayConfig, 'routing' | 'server'>;
+  config: ConfigSource;
   registry: EndpointRegistry;
   forwarder: Forwarder;
   logger: Logger;
@@ -69,7 +69,8 @@ export class CompletionService {
   constructor(private readonly deps: CompletionServiceDeps) {}
 
   async complete(req: CompletionRequest, res: ClientResponse, trace: CompletionTrace): Promise<void> {
-    const { registry, config, now } = this.deps;
+    const { registry, now } = this.deps;
+    const config = this.deps.config.current;
     if (registry.serving(req.model).length === 0 && registry.hasUnknownModels()) {
       await this.deps.initialDiscovery();
     }
@@ -117,7 +118,7 @@ export class CompletionService {
     ctx: { signal: AbortSignal; state: { committed: boolean; ttfbMs?: number }; requestStartedAt: number },
   ): Promise<void> {
     const { registry, now, random, logger } = this.deps;
-    const { maxAttempts } = this.deps.config.routing;
+    const { maxAttempts } = this.deps.config.current.routing;
     const excluded = new Set<string>();
     const tried = new Set<string>();
     const failures: FailedAttempt[] = [];
@@ -157,17 +158,17 @@ export class CompletionService {
           state: ctx.state,
         });
       } catch (err) {
-        registry.health.release(name, ticket);
+        registry.health.release(ticket);
         throw err;
       }
 
       if (result.type === 'done') {
         trace.upstreamStatus = 200;
-        registry.health.success(name, ticket, { latencyMs: result.latencyMs, ttfbMs: result.ttfbMs });
+        registry.health.success(ticket, { latencyMs: result.latencyMs, ttfbMs: result.ttfbMs });
         return;
       }
       if (result.type === 'broken') {
-        registry.health.failure(name, ticket, result.kind, result.error.message);
+        registry.health.failure(ticket, result.kind, result.error.message);
         logger.warn({ endpoint: name, code: result.error.code }, 'upstream failed after the answer started');
         throw result.error;
       }
@@ -176,7 +177,7 @@ export class CompletionService {
       if (failure.kind === 'http') trace.upstreamStatus = failure.status;
       const decision = decide(failure);
       if (decision.action === 'return') {
-        registry.health.success(name, ticket);
+        registry.health.success(ticket);
         throw upstreamRequestError(
           (failure as { status: number }).status,
           (failure as { body: string }).body,
@@ -188,25 +189,23 @@ export class CompletionService {
       switch (decision.health) {
         case 'cooldown':
           registry.health.rateLimited(
-            name,
             ticket,
             (failure.kind === 'http' ? failure.retryAfterMs : undefined) ?? DEFAULT_COOLDOWN_MS,
           );
           break;
         case 'model-missing':
-          registry.health.release(name, ticket);
-          registry.health.noteModelMissing(name, req.model);
+          registry.health.noteModelMissing(ticket, req.model);
           registry.removeModel(endpoint, req.model);
           break;
         case 'misconfigured':
-          registry.health.failure(name, ticket, 'misconfigured', failure.message);
+          registry.health.failure(ticket, 'misconfigured', failure.message);
           logger.error(
             { endpoint: name, status: failure.kind === 'http' ? failure.status : undefined },
             'upstream rejected the gateway credentials: check the apiKey configured for this endpoint',
           );
           break;
         case 'failure':
-          registry.health.failure(name, ticket, failureKind(failure), failure.message);
+          registry.health.failure(ticket, failureKind(failure), failure.message);
           break;
       }
       logger.debug({ endpoint: name, attempt, failure: failure.message }, 'attempt failed, trying next');
@@ -236,7 +235,7 @@ export class CompletionService {
       ewmaTtfbMs: ep.health.ewmaTtfbMs,
     }));
     const order =
-      this.deps.config.routing.strategy === 'least-outstanding'
+      this.deps.config.current.routing.strategy === 'least-outstanding'
         ? orderByLeastOutstanding(candidates, this.deps.random)
         : orderByPriorityAndWeight(candidates, this.deps.random);
     return order[0]?.ep;
@@ -284,7 +283,7 @@ export class CompletionService {
       if (state.committed || res.writableEnded || res.destroyed) return;
       if (!res.headersSent) res.writeHead(200, { ...SSE_HEADERS });
       res.write(SSE_HEARTBEAT);
-    }, this.deps.config.server.heartbeatIntervalMs);
+    }, this.deps.config.current.server.heartbeatIntervalMs);
   }
 }
 

@@ -1,7 +1,10 @@
+import type { ConfigSource } from '../config/config-store.js';
 import type { Logger } from '../observability/logger.js';
 import type { Endpoint, EndpointRegistry } from './endpoint-registry.js';
 import type { Forwarder } from './forwarder.js';
 import { transportFailure } from './forwarder.js';
+import type { FailureKind } from './health.js';
+import { readBody } from './read-body.js';
 
 const MAX_MODELS_BODY_BYTES = 4 * 1024 * 1024;
 
@@ -9,35 +12,48 @@ export interface DiscoveryOptions {
   registry: EndpointRegistry;
   forwarder: Forwarder;
   logger: Logger;
-  intervalMs: number;
-  timeoutMs: number;
+  config: ConfigSource;
   now: () => number;
 }
 
 /**
- * Keeps each endpoint's model list current by polling its `GET /v1/models`, all endpoints in parallel,
- * each bounded by a timeout, at start and then on an interval. Start-up never waits for it. A failed poll
- * keeps the last known list (passive health handles an endpoint that is down); a successful poll
- * replaces it, so a model that disappears stops being routed there and an endpoint that was down at boot
- * joins as soon as it answers.
+ * Model discovery and active health probes in one cheap request: `GET /v1/models` on each endpoint, all
+ * in parallel, each bounded by DISCOVERY_TIMEOUT_MS. A healthy endpoint is polled every
+ * DISCOVERY_INTERVAL_MS; one that is ejected, failing its probes or whose models are unknown is probed
+ * every `health.probeIntervalMs`, so that it rejoins quickly. Start-up never waits for a poll.
+ *
+ * A successful poll replaces a discovered endpoint's model list (a vanished model stops being routed
+ * there, a late endpoint joins) and makes an ejected endpoint half-open at once. A failed one keeps the
+ * last known list and counts towards ejection, so a dead endpoint is taken out before clients pay for it.
  */
 export class Discovery {
   private timer: NodeJS.Timeout | undefined;
-  /** Aborts polls still in flight when the gateway stops. */
-  private readonly lifetime = new AbortController();
   private running: Promise<void> | undefined;
+  private readonly polling = new Set<Endpoint>();
   private readonly initial: Promise<void>;
   private resolveInitial!: () => void;
+  /** Aborts polls still in flight when the gateway stops. */
+  private readonly lifetime = new AbortController();
 
   constructor(private readonly options: DiscoveryOptions) {
     this.initial = new Promise((resolve) => (this.resolveInitial = resolve));
-    if (this.targets().length === 0) this.resolveInitial();
   }
 
-  /** Starts polling now and every intervalMs. Returns at once. */
+  /** Polls every endpoint now, then keeps polling on schedule. Returns at once. */
   start(): void {
     void this.refresh();
-    this.timer = setInterval(() => void this.refresh(), this.options.intervalMs);
+    this.schedule();
+  }
+
+  /** Re-reads the intervals (after a configuration reload). */
+  schedule(): void {
+    if (this.timer) clearInterval(this.timer);
+    if (this.lifetime.signal.aborted) return;
+    const { models, health } = this.options.config.current;
+    this.timer = setInterval(
+      () => void this.tick(),
+      Math.min(models.discoveryIntervalMs, health.probeIntervalMs),
+    );
     this.timer.unref();
   }
 
@@ -47,29 +63,45 @@ export class Discovery {
     this.lifetime.abort();
   }
 
-  /** Resolves when the first round has finished (at most about timeoutMs after start). */
+  /** Resolves when the first round has finished (at most about DISCOVERY_TIMEOUT_MS after start). */
   initialRound(): Promise<void> {
     return this.initial;
   }
 
-  /** One round over every endpoint without a static model list; concurrent calls share one round. */
+  /** Polls every endpoint now; concurrent calls share one round. */
   refresh(): Promise<void> {
-    this.running ??= Promise.allSettled(this.targets().map((ep) => this.discover(ep))).then(() => {
+    this.running ??= this.pollAll(this.options.registry.endpoints).then(() => {
       this.running = undefined;
       this.resolveInitial();
     });
     return this.running;
   }
 
-  private targets(): Endpoint[] {
-    return this.options.registry.endpoints.filter((ep) => ep.config.models === undefined);
+  private tick(): Promise<void> {
+    const now = this.options.now();
+    const { models, health } = this.options.config.current;
+    const due = this.options.registry.endpoints.filter((ep) => {
+      const last = ep.health.lastProbeAt;
+      if (last === undefined) return true;
+      const unwell = !ep.modelsKnown || ep.health.probeFailing || ep.health.isEjected;
+      return now - last >= (unwell ? health.probeIntervalMs : models.discoveryIntervalMs);
+    });
+    return this.pollAll(due);
   }
 
-  private async discover(ep: Endpoint): Promise<void> {
-    const { forwarder, registry, logger, timeoutMs, now } = this.options;
+  private async pollAll(endpoints: readonly Endpoint[]): Promise<void> {
+    await Promise.allSettled(endpoints.filter((ep) => !this.polling.has(ep)).map((ep) => this.poll(ep)));
+  }
+
+  private async poll(ep: Endpoint): Promise<void> {
+    const { forwarder, registry, logger, now } = this.options;
     if (this.lifetime.signal.aborted) return;
+    this.polling.add(ep);
+    const timeoutMs = this.options.config.current.models.discoveryTimeoutMs;
     const timeout = AbortSignal.timeout(timeoutMs);
     const signal = AbortSignal.any([timeout, this.lifetime.signal]);
+    let failure: { kind: FailureKind; message: string } | undefined;
+    let discoveryError: string | undefined;
     try {
       const res = await forwarder.send({
         endpoint: ep.config,
@@ -78,26 +110,36 @@ export class Discovery {
         headers: { accept: 'application/json' },
         signal,
       });
-      const text = await readLimited(res.body as AsyncIterable<Buffer>, MAX_MODELS_BODY_BYTES);
-      if (res.statusCode !== 200) throw new Error(`GET /v1/models answered HTTP ${res.statusCode}`);
-      const ids = parseModelIds(text);
-      const before = [...ep.models].sort().join(',');
-      registry.setDiscovered(ep, ids, now());
-      if (before !== [...ids].sort().join(',')) {
-        logger.info({ endpoint: ep.config.name, models: ids }, 'endpoint models discovered');
+      const text = await readBody(res.body, MAX_MODELS_BODY_BYTES, 'throw');
+      if (res.statusCode >= 500) {
+        failure = { kind: 'server-error', message: `GET /v1/models answered HTTP ${res.statusCode}` };
+      } else if (res.statusCode !== 200) {
+        // Alive, but no model list: not a health problem (some servers lack /v1/models), a discovery one.
+        discoveryError = `GET /v1/models answered HTTP ${res.statusCode}`;
+      } else if (ep.config.models === undefined) {
+        const ids = parseModelIds(text);
+        const before = [...ep.models].sort().join(',');
+        registry.setDiscovered(ep, ids, now());
+        if (before !== [...ids].sort().join(',')) {
+          logger.info({ endpoint: ep.config.name, models: ids }, 'endpoint models discovered');
+        }
       }
     } catch (err) {
       if (this.lifetime.signal.aborted) return;
-      const message = timeout.aborted
-        ? `GET /v1/models did not answer within ${timeoutMs} ms`
-        : err instanceof DiscoveryError || (err instanceof Error && !('code' in err))
-          ? err.message
-          : transportFailure(err).message;
-      if (ep.lastDiscoveryError !== message) {
-        logger.warn({ endpoint: ep.config.name, error: message }, 'model discovery failed');
-      }
-      ep.lastDiscoveryError = message;
+      if (timeout.aborted)
+        failure = { kind: 'timeout', message: `GET /v1/models did not answer within ${timeoutMs} ms` };
+      else if (err instanceof DiscoveryError) discoveryError = err.message;
+      else failure = { kind: 'connect', message: transportFailure(err).message };
+    } finally {
+      this.polling.delete(ep);
     }
+    if (failure) registry.health.probeFailed(ep.health, failure.kind, failure.message);
+    else registry.health.probeSucceeded(ep.health);
+    const error = failure?.message ?? discoveryError;
+    if (error !== undefined && ep.lastDiscoveryError !== error) {
+      logger.warn({ endpoint: ep.config.name, error }, 'endpoint probe failed');
+    }
+    ep.lastDiscoveryError = error;
   }
 }
 
@@ -118,15 +160,4 @@ export function parseModelIds(text: string): string[] {
     if (typeof id === 'string' && id.trim() !== '') ids.add(id);
   }
   return [...ids];
-}
-
-async function readLimited(body: AsyncIterable<Buffer>, maxBytes: number): Promise<string> {
-  const parts: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    size += chunk.length;
-    if (size > maxBytes) throw new DiscoveryError('GET /v1/models returned more than 4 MiB');
-    parts.push(chunk);
-  }
-  return Buffer.concat(parts).toString('utf8');
 }

@@ -3,7 +3,8 @@ import type { EndpointHealth, HealthMonitor } from './health.js';
 
 /** Runtime view of one configured endpoint: its config, the models it serves now, and its health. */
 export interface Endpoint {
-  readonly config: EndpointConfig;
+  /** Replaced on a configuration reload; requests in flight keep the object they picked. */
+  config: EndpointConfig;
   readonly health: EndpointHealth;
   /** Models this endpoint serves: the static list, or the last successful discovery. */
   models: ReadonlySet<string>;
@@ -19,24 +20,75 @@ export interface ModelInfo {
   created: number;
 }
 
+export interface RegistryChange {
+  added: string[];
+  removed: string[];
+  changed: string[];
+}
+
 /** The set of endpoints and which models each serves. */
 export class EndpointRegistry {
-  readonly endpoints: readonly Endpoint[];
+  private list: Endpoint[];
   private readonly firstSeen = new Map<string, number>();
 
   constructor(
     configs: readonly EndpointConfig[],
     readonly health: HealthMonitor,
   ) {
-    this.endpoints = configs.map((config) => ({
+    this.list = configs.map((config) => this.create(config));
+  }
+
+  get endpoints(): readonly Endpoint[] {
+    return this.list;
+  }
+
+  /**
+   * Applies a new endpoint list: endpoints are matched by name and keep their health and discovered
+   * models (unless their URL changed); new ones are added, missing ones removed. Requests in flight hold
+   * their Endpoint object and finish undisturbed.
+   */
+  update(configs: readonly EndpointConfig[]): RegistryChange {
+    const previous = new Map(this.list.map((ep) => [ep.config.name, ep]));
+    const change: RegistryChange = { added: [], removed: [], changed: [] };
+    this.list = configs.map((config) => {
+      const ep = previous.get(config.name);
+      if (!ep) {
+        change.added.push(config.name);
+        return this.create(config);
+      }
+      previous.delete(config.name);
+      const old = ep.config;
+      if (JSON.stringify(old) !== JSON.stringify(config)) change.changed.push(config.name);
+      ep.config = config;
+      if (config.models !== undefined) {
+        ep.models = new Set(config.models);
+        ep.modelsKnown = true;
+        this.noteModels(ep.models);
+      } else if (old.models !== undefined || old.url !== config.url) {
+        // Newly discovered, or another server behind the name: its models are unknown until polled.
+        ep.models = new Set();
+        ep.modelsKnown = false;
+      }
+      return ep;
+    });
+    for (const name of previous.keys()) {
+      change.removed.push(name);
+      this.health.forget(name);
+    }
+    return change;
+  }
+
+  private create(config: EndpointConfig): Endpoint {
+    const ep: Endpoint = {
       config,
-      health: health.get(config.name),
+      health: this.health.get(config.name),
       models: new Set(config.models ?? []),
       modelsKnown: config.models !== undefined,
       lastDiscoveryError: undefined,
       lastDiscoveryAt: undefined,
-    }));
-    for (const ep of this.endpoints) this.noteModels(ep.models);
+    };
+    this.noteModels(ep.models);
+    return ep;
   }
 
   /** Endpoints that serve `model` right now (whatever their health). */

@@ -37,6 +37,14 @@ export class Forwarder {
     });
   }
 
+  /** An endpoint left the configuration: its connections close once their requests are done. */
+  retire(name: string): void {
+    const entry = this.pools.get(name);
+    if (!entry) return;
+    this.pools.delete(name);
+    void entry.pool.close();
+  }
+
   /** Releases every connection. Called after in-flight client requests are finished or cut. */
   async close(): Promise<void> {
     const pools = [...this.pools.values()];

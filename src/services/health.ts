@@ -19,6 +19,8 @@ export interface LastError {
 }
 
 const EWMA_ALPHA = 0.3;
+/** Outcomes remembered for the error ratio. */
+export const OUTCOME_WINDOW = 20;
 
 export class EndpointHealth {
   inFlight = 0;
@@ -32,6 +34,33 @@ export class EndpointHealth {
   requests = 0;
   failures = 0;
   lastError: LastError | undefined;
+  /** Last OUTCOME_WINDOW request outcomes, true for a failure (ring buffer). */
+  private readonly outcomes: boolean[] = [];
+  private outcomeIndex = 0;
+  /** Set by active probes: the endpoint does not answer GET /v1/models. */
+  probeFailing = false;
+  lastProbeAt: number | undefined;
+
+  /** Share of failures among the last OUTCOME_WINDOW requests (0 when none). */
+  get errorRatio(): number {
+    if (this.outcomes.length === 0) return 0;
+    return this.outcomes.filter(Boolean).length / this.outcomes.length;
+  }
+
+  get windowSize(): number {
+    return this.outcomes.length;
+  }
+
+  recordOutcome(failed: boolean): void {
+    if (this.outcomes.length < OUTCOME_WINDOW) this.outcomes.push(failed);
+    else this.outcomes[this.outcomeIndex] = failed;
+    this.outcomeIndex = (this.outcomeIndex + 1) % OUTCOME_WINDOW;
+  }
+
+  resetOutcomes(): void {
+    this.outcomes.length = 0;
+    this.outcomeIndex = 0;
+  }
 
   /** Whether the endpoint has been ejected and not yet proven healthy again. */
   get isEjected(): boolean {
@@ -62,7 +91,9 @@ export interface HealthMonitorOptions {
   now: () => number;
 }
 
+/** One attempt on one endpoint; settled exactly once. Holds the health object itself, so an endpoint removed by a reload while the attempt runs is still accounted for. */
 export interface AttemptTicket {
+  readonly health: EndpointHealth;
   readonly isTrial: boolean;
   settled: boolean;
 }
@@ -92,22 +123,23 @@ export class HealthMonitor {
     h.requests++;
     const isTrial = h.isEjected && h.ejectedUntil <= this.options.now();
     if (isTrial) h.trialInFlight = true;
-    return { isTrial, settled: false };
+    return { health: h, isTrial, settled: false };
   }
 
   /** The attempt ended without a verdict on the endpoint (client went away, request was the problem). */
-  release(name: string, ticket: AttemptTicket): void {
+  release(ticket: AttemptTicket): void {
     if (ticket.settled) return;
     ticket.settled = true;
-    const h = this.get(name);
+    const h = ticket.health;
     h.inFlight = Math.max(0, h.inFlight - 1);
     if (ticket.isTrial) h.trialInFlight = false;
   }
 
-  success(name: string, ticket: AttemptTicket, timing: { latencyMs?: number; ttfbMs?: number } = {}): void {
+  success(ticket: AttemptTicket, timing: { latencyMs?: number; ttfbMs?: number } = {}): void {
     if (ticket.settled) return;
-    this.release(name, ticket);
-    const h = this.get(name);
+    this.release(ticket);
+    const h = ticket.health;
+    h.recordOutcome(false);
     h.consecutiveFailures = 0;
     h.ejections = 0;
     h.ejectedUntil = 0;
@@ -115,34 +147,83 @@ export class HealthMonitor {
     if (timing.ttfbMs !== undefined) h.ewmaTtfbMs = ewma(h.ewmaTtfbMs, timing.ttfbMs);
   }
 
-  failure(name: string, ticket: AttemptTicket, kind: FailureKind, message: string): void {
+  failure(ticket: AttemptTicket, kind: FailureKind, message: string): void {
     if (ticket.settled) return;
-    this.release(name, ticket);
-    const now = this.options.now();
-    const h = this.get(name);
+    this.release(ticket);
+    const h = ticket.health;
     h.failures++;
+    h.recordOutcome(true);
+    this.registerFailure(h, kind, message, ticket.isTrial);
+  }
+
+  /**
+   * An active probe (GET /v1/models) failed: counts towards ejection like a failed request, so a dead
+   * endpoint is taken out before clients pay for it.
+   */
+  probeFailed(h: EndpointHealth, kind: FailureKind, message: string): void {
+    h.probeFailing = true;
+    h.lastProbeAt = this.options.now();
+    if (h.isEjected) {
+      h.lastError = { kind, message, at: this.options.now() };
+      return;
+    }
+    this.registerFailure(h, kind, message, false);
+  }
+
+  /**
+   * An active probe succeeded. An ejected endpoint becomes half-open at once: the next request is its
+   * single trial, so recovery does not wait for the ejection to run out.
+   */
+  probeSucceeded(h: EndpointHealth): void {
+    const now = this.options.now();
+    h.probeFailing = false;
+    h.lastProbeAt = now;
+    if (h.ejectedUntil > now) h.ejectedUntil = now;
+  }
+
+  private registerFailure(h: EndpointHealth, kind: FailureKind, message: string, trialFailed: boolean): void {
+    const now = this.options.now();
     h.consecutiveFailures++;
     h.lastError = { kind, message, at: now };
-    const { consecutiveFailures, baseEjectionMs, maxEjectionMs } = this.options.ejection;
-    const trialFailed = ticket.isTrial;
-    if (!trialFailed && (h.isEjected || h.consecutiveFailures < consecutiveFailures)) return;
-    if (!trialFailed && !this.mayEject(name)) return;
+    const { consecutiveFailures, failureRatio, minRequests } = this.options.ejection;
+    const outlier =
+      h.consecutiveFailures >= consecutiveFailures ||
+      (h.windowSize >= minRequests && h.errorRatio >= failureRatio);
+    if (!trialFailed && (h.isEjected || !outlier)) return;
+    if (!trialFailed && !this.mayEject(h)) return;
+    this.eject(h, now);
+  }
+
+  private eject(h: EndpointHealth, now: number): void {
+    const { baseEjectionMs, maxEjectionMs } = this.options.ejection;
     h.ejections++;
     h.ejectedUntil = now + Math.min(maxEjectionMs, baseEjectionMs * 2 ** (h.ejections - 1));
+    h.resetOutcomes();
+  }
+
+  /** The endpoint was removed from the configuration. */
+  forget(name: string): void {
+    this.byName.delete(name);
+  }
+
+  /** New ejection settings from a configuration reload. */
+  setEjection(ejection: EjectionConfig): void {
+    this.options.ejection = ejection;
   }
 
   /** A 429: not an error, the endpoint just cools down for as long as it asked. */
-  rateLimited(name: string, ticket: AttemptTicket, retryAfterMs: number): void {
+  rateLimited(ticket: AttemptTicket, retryAfterMs: number): void {
     if (ticket.settled) return;
-    this.release(name, ticket);
+    this.release(ticket);
     const now = this.options.now();
-    const h = this.get(name);
+    const h = ticket.health;
     h.cooldownUntil = Math.max(h.cooldownUntil, now + retryAfterMs);
     h.lastError = { kind: 'rate-limited', message: `rate limited for ${retryAfterMs} ms`, at: now };
   }
 
-  noteModelMissing(name: string, model: string): void {
-    this.get(name).lastError = {
+  noteModelMissing(ticket: AttemptTicket, model: string): void {
+    this.release(ticket);
+    ticket.health.lastError = {
       kind: 'model-missing',
       message: `model '${model}' not found on this endpoint`,
       at: this.options.now(),
@@ -153,10 +234,10 @@ export class HealthMonitor {
    * At most maxEjectedPercent of the known endpoints may be ejected at once (at least one), so that a
    * wide outage or a bad gateway-side network never empties the whole pool.
    */
-  private mayEject(name: string): boolean {
+  private mayEject(candidate: EndpointHealth): boolean {
     const total = this.byName.size;
     let ejected = 0;
-    for (const [n, h] of this.byName) if (n !== name && h.isEjected) ejected++;
+    for (const h of this.byName.values()) if (h !== candidate && h.isEjected) ejected++;
     const allowed = Math.max(1, Math.floor((total * this.options.ejection.maxEjectedPercent) / 100));
     return ejected < allowed;
   }

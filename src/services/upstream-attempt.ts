@@ -7,6 +7,7 @@ import { transportFailure } from './forwarder.js';
 import type { FailureKind } from './health.js';
 import { parseRetryAfterMs, type AttemptFailure } from './retry-policy.js';
 import { parseUpstreamError } from './upstream-error.js';
+import { readBody } from './read-body.js';
 
 /** Error bodies are read only this far: enough for any real message, bounded against a hostile upstream. */
 const MAX_ERROR_BODY_BYTES = 64 * 1024;
@@ -72,7 +73,10 @@ export async function runAttempt(input: AttemptInput): Promise<AttemptResult> {
       let text: string;
       try {
         // Some servers echo the key they were sent in their error text: it must go no further.
-        text = redactSecret(await readText(upstream, MAX_ERROR_BODY_BYTES), endpoint.config.apiKey);
+        text = redactSecret(
+          await readBody(upstream.body, MAX_ERROR_BODY_BYTES, 'truncate'),
+          endpoint.config.apiKey,
+        );
       } catch (err) {
         return { type: 'failed', failure: beforeCommitFailure(err, controller.signal) };
       }
@@ -273,18 +277,6 @@ function afterCommitFailure(err: unknown, signal: AbortSignal): AttemptResult {
 
 function redactSecret(text: string, secret: string | undefined): string {
   return secret ? text.split(secret).join('[redacted]') : text;
-}
-
-async function readText(upstream: UpstreamResponse, maxBytes: number): Promise<string> {
-  const parts: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of upstream.body as AsyncIterable<Buffer>) {
-    const room = maxBytes - size;
-    parts.push(chunk.length > room ? chunk.subarray(0, room) : chunk);
-    size += Math.min(chunk.length, room);
-    if (size >= maxBytes) break;
-  }
-  return Buffer.concat(parts).toString('utf8');
 }
 
 /**

@@ -21,6 +21,8 @@ export interface StartOptions {
   env?: Env;
   random?: () => number;
   now?: () => number;
+  /** Environment for reloads (SIGHUP, admin route): re-read through the same loader. */
+  reloadEnv?: () => Env;
   /** Wait for the first discovery round before returning (default true). */
   waitForDiscovery?: boolean;
 }
@@ -37,14 +39,20 @@ export interface TestGateway {
 }
 
 /** Starts a real gateway on an ephemeral port, configured through the same loader as production. */
-export async function startGateway(options: StartOptions): Promise<TestGateway> {
-  const env: Env = {
+export function gatewayEnv(endpoints: EndpointSpec[], env: Env = {}): Env {
+  return {
     API_KEY: CLIENT_KEY,
-    ENDPOINTS: JSON.stringify(options.endpoints),
+    ENDPOINTS: JSON.stringify(endpoints),
     LOG_LEVEL: 'debug',
+    // Polls only when a test asks (discovery.refresh()) unless it sets shorter intervals.
     DISCOVERY_INTERVAL_MS: '3600000',
-    ...options.env,
+    HEALTH_PROBE_INTERVAL_MS: '3600000',
+    ...env,
   };
+}
+
+export async function startGateway(options: StartOptions): Promise<TestGateway> {
+  const env = gatewayEnv(options.endpoints, options.env);
   const config = loadConfig({ env });
   const chunks: string[] = [];
   const stream = new Writable({
@@ -54,7 +62,14 @@ export async function startGateway(options: StartOptions): Promise<TestGateway> 
     },
   });
   const logger = createLogger({ level: config.logging.level, stream });
-  const gateway = new Gateway({ config, logger, random: options.random, now: options.now });
+  const reloadEnv = options.reloadEnv;
+  const gateway = new Gateway({
+    config,
+    logger,
+    random: options.random,
+    now: options.now,
+    loadConfig: reloadEnv ? () => loadConfig({ env: { ...env, ...reloadEnv() } }) : undefined,
+  });
   await gateway.listen(0, '127.0.0.1');
   if (options.waitForDiscovery !== false) await gateway.discovery.initialRound();
   const logs: Array<Record<string, unknown>> = [];

@@ -1,6 +1,7 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import { FakeUpstream, streamEvents, type Behavior } from '../helpers/fake-upstream.js';
-import { CLIENT_KEY, startGateway, type TestGateway } from '../helpers/start-gateway.js';
+import { describe, expect, it } from 'vitest';
+import { streamEvents, type Behavior, type FakeUpstream } from '../helpers/fake-upstream.js';
+import { CLIENT_KEY } from '../helpers/start-gateway.js';
+import { useTestBed } from '../helpers/test-bed.js';
 
 /**
  * What the AkashChat frontend does (AKASHCHAT.md), reproduced at the HTTP level: `@ai-sdk/openai` 1.3 in
@@ -8,21 +9,13 @@ import { CLIENT_KEY, startGateway, type TestGateway } from '../helpers/start-gat
  * (global fetch, the same headers and body fields) and parse the answer the way it does.
  */
 
-let upstreams: FakeUpstream[] = [];
-let gw: TestGateway | undefined;
-afterEach(async () => {
-  await gw?.close();
-  await Promise.all(upstreams.map((u) => u.stop()));
-  upstreams = [];
-  gw = undefined;
-});
+const bed = useTestBed();
 
 async function setup(
   env: Record<string, string> = {},
 ): Promise<{ upstream: FakeUpstream; apiEndpoint: string }> {
-  const upstream = await FakeUpstream.start({ name: 'gpu-a', models: ['Meta-Llama-3-1-8B-Instruct-FP8'] });
-  upstreams.push(upstream);
-  gw = await startGateway({
+  const upstream = await bed.upstream({ name: 'gpu-a', models: ['Meta-Llama-3-1-8B-Instruct-FP8'] });
+  const gw = await bed.gateway({
     endpoints: [{ url: upstream.url, name: 'gpu-a', apiKey: 'sk-upstream-a' }],
     env,
   });

@@ -1,29 +1,22 @@
 import { once } from 'node:events';
 import net from 'node:net';
 import request from 'supertest';
-import { afterEach, describe, expect, it } from 'vitest';
-import { FakeUpstream } from '../helpers/fake-upstream.js';
-import { CLIENT_KEY, startGateway, type EndpointSpec, type TestGateway } from '../helpers/start-gateway.js';
+import { describe, expect, it } from 'vitest';
+import type { FakeUpstream } from '../helpers/fake-upstream.js';
+import { CLIENT_KEY, type EndpointSpec, type TestGateway } from '../helpers/start-gateway.js';
+import { useTestBed } from '../helpers/test-bed.js';
 
 const UPSTREAM_KEY = 'sk-upstream-a-SECRET-42';
 const BODY = { model: 'test-model', messages: [{ role: 'user', content: 'hi' }] };
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
-let upstreams: FakeUpstream[] = [];
-let gw: TestGateway | undefined;
-afterEach(async () => {
-  await gw?.close();
-  await Promise.all(upstreams.map((u) => u.stop()));
-  upstreams = [];
-  gw = undefined;
-});
+const bed = useTestBed();
 
 async function setup(
   options: { endpoint?: Partial<EndpointSpec>; env?: Record<string, string> } = {},
 ): Promise<{ a: FakeUpstream; gw: TestGateway }> {
-  const a = await FakeUpstream.start({ name: 'a' });
-  upstreams.push(a);
-  gw = await startGateway({
+  const a = await bed.upstream('a');
+  const gw = await bed.gateway({
     endpoints: [{ url: a.url, name: 'a', apiKey: UPSTREAM_KEY, ...options.endpoint }],
     env: options.env,
   });

@@ -1,20 +1,16 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import type { DemoUpstream } from '../../src/demo/demo-upstream.js';
+import { describe, expect, it } from 'vitest';
 import { DEMO_MODELS, demoEndpoints, startDemoUpstreams } from '../../src/demo/demo.js';
 import { chat, sseData, streamedText } from '../helpers/http.js';
-import { seededRandom, startGateway, type TestGateway } from '../helpers/start-gateway.js';
+import { seededRandom } from '../helpers/start-gateway.js';
+import { useTestBed } from '../helpers/test-bed.js';
 
-let upstreams: DemoUpstream[] = [];
-let gw: TestGateway | undefined;
-afterEach(async () => {
-  await gw?.close();
-  await Promise.all(upstreams.map((u) => u.stop()));
-});
+const bed = useTestBed();
 
 describe('npm run demo', () => {
   it('serves the demo models through fast, flaky and slow upstreams, failing over invisibly', async () => {
-    upstreams = await startDemoUpstreams(seededRandom(11), 0.05);
-    gw = await startGateway({
+    const upstreams = await startDemoUpstreams(seededRandom(11), 0.05);
+    bed.onCleanup(() => Promise.all(upstreams.map((u) => u.stop())));
+    const gw = await bed.gateway({
       endpoints: JSON.parse(demoEndpoints(upstreams)) as never,
       random: seededRandom(3),
     });

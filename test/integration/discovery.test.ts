@@ -1,22 +1,11 @@
-import { afterEach, describe, expect, it, vi } from 'vitest';
-import { FakeUpstream, refusedUrl } from '../helpers/fake-upstream.js';
+import { describe, expect, it, vi } from 'vitest';
+import { refusedUrl } from '../helpers/fake-upstream.js';
 import { chat } from '../helpers/http.js';
-import { startGateway, type TestGateway } from '../helpers/start-gateway.js';
+import type { TestGateway } from '../helpers/start-gateway.js';
+import { useTestBed } from '../helpers/test-bed.js';
 
-let upstreams: FakeUpstream[] = [];
-let gw: TestGateway | undefined;
-afterEach(async () => {
-  await gw?.close();
-  await Promise.all(upstreams.map((u) => u.stop()));
-  upstreams = [];
-  gw = undefined;
-});
-
-async function start(name: string, models: string[], port?: number): Promise<FakeUpstream> {
-  const u = await FakeUpstream.start({ name, models, port });
-  upstreams.push(u);
-  return u;
-}
+const bed = useTestBed();
+const start = (name: string, models: string[], port?: number) => bed.upstream({ name, models, port });
 
 const body = (model: string) => ({ model, messages: [{ role: 'user', content: 'x' }] });
 
@@ -29,14 +18,14 @@ describe('model discovery', () => {
   it('lists the union of all endpoints’ models', async () => {
     const a = await start('a', ['llama', 'qwen']);
     const b = await start('b', ['qwen', 'mistral']);
-    gw = await startGateway({ endpoints: [{ url: a.url }, { url: b.url }] });
+    const gw = await bed.gateway({ endpoints: [{ url: a.url }, { url: b.url }] });
     expect(await modelIds(gw)).toEqual(['llama', 'qwen', 'mistral']);
     expect(a.modelRequests[0]!.headers.authorization).toBeUndefined();
   });
 
   it('sends the endpoint’s own key to /v1/models', async () => {
     const a = await start('a', ['llama']);
-    gw = await startGateway({ endpoints: [{ url: a.url, apiKey: 'sk-a-discovery' }] });
+    await bed.gateway({ endpoints: [{ url: a.url, apiKey: 'sk-a-discovery' }] });
     expect(a.modelRequests[0]!.headers.authorization).toBe('Bearer sk-a-discovery');
   });
 
@@ -45,7 +34,7 @@ describe('model discovery', () => {
     hanging.modelsBehavior = { type: 'hang' };
     const ok = await start('ok', ['fast-model']);
     const started = Date.now();
-    gw = await startGateway({
+    const gw = await bed.gateway({
       endpoints: [
         { url: hanging.url, name: 'hanging' },
         { url: ok.url, name: 'ok' },
@@ -54,7 +43,7 @@ describe('model discovery', () => {
       waitForDiscovery: false,
     });
     expect(Date.now() - started).toBeLessThan(1000);
-    await vi.waitFor(async () => expect(await modelIds(gw!)).toEqual(['fast-model']), {
+    await vi.waitFor(async () => expect(await modelIds(gw)).toEqual(['fast-model']), {
       timeout: 2000,
       interval: 10,
     });
@@ -67,7 +56,7 @@ describe('model discovery', () => {
     const hangs = await Promise.all([start('h1', ['m']), start('h2', ['m']), start('h3', ['m'])]);
     for (const h of hangs) h.modelsBehavior = { type: 'hang' };
     const started = Date.now();
-    gw = await startGateway({
+    const gw = await bed.gateway({
       endpoints: hangs.map((h) => ({ url: h.url, name: h.name })),
       env: { DISCOVERY_TIMEOUT_MS: '200' },
     });
@@ -80,7 +69,7 @@ describe('model discovery', () => {
   it('an endpoint that is down at boot joins when it comes back', async () => {
     const up = await start('up', ['llama']);
     const downUrl = await refusedUrl();
-    gw = await startGateway({
+    const gw = await bed.gateway({
       endpoints: [
         { url: up.url, name: 'up' },
         { url: downUrl, name: 'late' },
@@ -100,7 +89,7 @@ describe('model discovery', () => {
   it('a model that disappears from an endpoint stops being routed there', async () => {
     const a = await start('a', ['llama', 'qwen']);
     const b = await start('b', ['qwen']);
-    gw = await startGateway({
+    const gw = await bed.gateway({
       endpoints: [
         { url: a.url, name: 'a', priority: 1 },
         { url: b.url, name: 'b', priority: 2 },
@@ -123,25 +112,33 @@ describe('model discovery', () => {
 
   it('a failed poll keeps the last known list', async () => {
     const a = await start('a', ['llama']);
-    gw = await startGateway({ endpoints: [{ url: a.url, name: 'a' }] });
+    const gw = await bed.gateway({ endpoints: [{ url: a.url, name: 'a' }] });
     a.modelsBehavior = { type: 'status', status: 500 };
     await gw.gateway.discovery.refresh();
     expect(await modelIds(gw)).toEqual(['llama']);
     expect(gw.gateway.registry.endpoints[0]!.lastDiscoveryError).toMatch(/HTTP 500/);
   });
 
-  it('endpoints with a static models list are never polled', async () => {
+  it('a static models list is never replaced by discovery; the endpoint is still probed for health', async () => {
     const a = await start('a', ['ignored']);
-    gw = await startGateway({ endpoints: [{ url: a.url, name: 'a', models: ['static-model'] }] });
-    expect(a.modelRequests).toHaveLength(0);
+    const gw = await bed.gateway({ endpoints: [{ url: a.url, name: 'a', models: ['static-model'] }] });
+    expect(a.modelRequests).toHaveLength(1);
+    expect(await modelIds(gw)).toEqual(['static-model']);
+    // An endpoint without /v1/models is alive all the same: no health failure for a 404 there.
+    a.modelsBehavior = { type: 'status', status: 404 };
+    await gw.gateway.discovery.refresh();
+    expect(gw.gateway.registry.health.get('a').consecutiveFailures).toBe(0);
     expect(await modelIds(gw)).toEqual(['static-model']);
   });
 
   it('polls periodically every DISCOVERY_INTERVAL_MS', async () => {
     const a = await start('a', ['llama']);
-    gw = await startGateway({ endpoints: [{ url: a.url, name: 'a' }], env: { DISCOVERY_INTERVAL_MS: '30' } });
+    const gw = await bed.gateway({
+      endpoints: [{ url: a.url, name: 'a' }],
+      env: { DISCOVERY_INTERVAL_MS: '30' },
+    });
     a.models = ['llama', 'new-model'];
-    await vi.waitFor(async () => expect(await modelIds(gw!)).toContain('new-model'), {
+    await vi.waitFor(async () => expect(await modelIds(gw)).toContain('new-model'), {
       timeout: 2000,
       interval: 10,
     });
@@ -155,7 +152,7 @@ describe('model discovery', () => {
       delayMs: 150,
       body: { object: 'list', data: [{ id: 'llama', object: 'model' }] },
     };
-    gw = await startGateway({ endpoints: [{ url: a.url, name: 'a' }], waitForDiscovery: false });
+    const gw = await bed.gateway({ endpoints: [{ url: a.url, name: 'a' }], waitForDiscovery: false });
     const res = await chat(gw.url, gw.auth, { body: body('llama') });
     expect(res.status).toBe(200);
   });
@@ -163,7 +160,7 @@ describe('model discovery', () => {
   it('ignores malformed model lists without crashing', async () => {
     const a = await start('a', ['llama']);
     a.modelsBehavior = { type: 'json', body: { nope: true } };
-    gw = await startGateway({ endpoints: [{ url: a.url, name: 'a' }] });
+    const gw = await bed.gateway({ endpoints: [{ url: a.url, name: 'a' }] });
     expect(gw.gateway.registry.endpoints[0]!.lastDiscoveryError).toMatch(/no data array/);
     expect((await fetch(`${gw.url}/health/readiness`)).status).toBe(503);
   });

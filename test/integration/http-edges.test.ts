@@ -1,29 +1,17 @@
 import { Readable } from 'node:stream';
 import { request } from 'undici';
-import { afterEach, describe, expect, it } from 'vitest';
-import { FakeUpstream, refusedUrl } from '../helpers/fake-upstream.js';
-import { startGateway, type EndpointSpec, type TestGateway } from '../helpers/start-gateway.js';
+import { describe, expect, it } from 'vitest';
+import { refusedUrl } from '../helpers/fake-upstream.js';
+import type { EndpointSpec, TestGateway } from '../helpers/start-gateway.js';
+import { useTestBed } from '../helpers/test-bed.js';
 
 const MiB = 1024 * 1024;
 
-let upstreams: FakeUpstream[] = [];
-let gw: TestGateway | undefined;
-afterEach(async () => {
-  await gw?.close();
-  await Promise.all(upstreams.map((u) => u.stop()));
-  upstreams = [];
-  gw = undefined;
-});
-
-async function upstream(name: string, models = ['test-model']): Promise<FakeUpstream> {
-  const u = await FakeUpstream.start({ name, models });
-  upstreams.push(u);
-  return u;
-}
+const bed = useTestBed();
 
 async function setup(env: Record<string, string> = {}, extra: EndpointSpec[] = []) {
-  const a = await upstream('a');
-  gw = await startGateway({ endpoints: [{ url: a.url, name: 'a', apiKey: 'sk-up-a' }, ...extra], env });
+  const a = await bed.upstream('a');
+  const gw = await bed.gateway({ endpoints: [{ url: a.url, name: 'a', apiKey: 'sk-up-a' }, ...extra], env });
   return { a, gw };
 }
 
@@ -264,7 +252,7 @@ describe('pass-through', () => {
   ])(
     'keeps the status and message of an upstream %s %i, without failover',
     async (_s, status, upBody, want) => {
-      const b = await upstream('b');
+      const b = await bed.upstream('b');
       const { a, gw } = await setup({}, [{ url: b.url, name: 'b', priority: 2 }]);
       a.script({ type: 'status', status, body: upBody });
       const e = expectError(await post(gw, body), status);
@@ -277,9 +265,9 @@ describe('pass-through', () => {
 
 describe('GET /v1/models', () => {
   it('serves the OpenAI list: union of the upstreams, no duplicates, created in seconds', async () => {
-    const a = await upstream('a', ['model-a', 'shared']);
-    const b = await upstream('b', ['shared', 'model-b']);
-    gw = await startGateway({
+    const a = await bed.upstream({ name: 'a', models: ['model-a', 'shared'] });
+    const b = await bed.upstream({ name: 'b', models: ['shared', 'model-b'] });
+    const gw = await bed.gateway({
       endpoints: [
         { url: a.url, name: 'a' },
         { url: b.url, name: 'b' },
@@ -308,8 +296,8 @@ describe('GET /v1/models', () => {
   });
 
   it('serves one model by an id that contains a slash', async () => {
-    const a = await upstream('a', ['meta-llama/Llama-3.1-8B']);
-    gw = await startGateway({ endpoints: [{ url: a.url, name: 'a' }] });
+    const a = await bed.upstream({ name: 'a', models: ['meta-llama/Llama-3.1-8B'] });
+    const gw = await bed.gateway({ endpoints: [{ url: a.url, name: 'a' }] });
     for (const path of ['/v1/models/meta-llama/Llama-3.1-8B', '/v1/models/meta-llama%2FLlama-3.1-8B']) {
       const res = await send(gw, path);
       expect(res.status, path).toBe(200);
@@ -337,7 +325,7 @@ describe('health', () => {
   });
 
   it('is not ready (503) when the only endpoint could not be discovered', async () => {
-    gw = await startGateway({ endpoints: [{ url: await refusedUrl(), name: 'down' }] });
+    const gw = await bed.gateway({ endpoints: [{ url: await refusedUrl(), name: 'down' }] });
     const res = await send(gw, '/health/readiness');
     expect(res.status).toBe(503);
     expect(res.json?.status).toBe('not_ready');
@@ -345,8 +333,8 @@ describe('health', () => {
   });
 
   it('is not ready when the only endpoint is drained (weight 0)', async () => {
-    const a = await upstream('a');
-    gw = await startGateway({ endpoints: [{ url: a.url, name: 'a', weight: 0 }] });
+    const a = await bed.upstream('a');
+    const gw = await bed.gateway({ endpoints: [{ url: a.url, name: 'a', weight: 0 }] });
     expect((await send(gw, '/health/readiness')).status).toBe(503);
   });
 });

@@ -1,29 +1,18 @@
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/load-config.js';
 import { createLogger } from '../../src/observability/logger.js';
-import { FakeUpstream } from '../helpers/fake-upstream.js';
 import { chat, streamBody, streamedText } from '../helpers/http.js';
-import { CLIENT_KEY, startGateway, type TestGateway } from '../helpers/start-gateway.js';
+import { CLIENT_KEY, type TestGateway } from '../helpers/start-gateway.js';
+import { useTestBed } from '../helpers/test-bed.js';
 
 const UPSTREAM_KEY_A = 'sk-upstream-secret-123';
 const UPSTREAM_KEY_B = 'sk-upstream-secret-456';
 const WRONG_KEY = 'sk-wrong-client-key-987';
 
-let upstreams: FakeUpstream[] = [];
-let gw: TestGateway | undefined;
-let tempDir: string | undefined;
-afterEach(async () => {
-  await gw?.close();
-  await Promise.all(upstreams.map((u) => u.stop()));
-  upstreams = [];
-  gw = undefined;
-  if (tempDir) await rm(tempDir, { recursive: true, force: true });
-  tempDir = undefined;
-});
+const bed = useTestBed();
 
 type Line = Record<string, unknown> & { req?: { id?: string }; res?: { statusCode?: number } };
 
@@ -40,10 +29,9 @@ function headerText(headers: Record<string, string | string[] | undefined>): str
 
 describe('structured logs', () => {
   it('writes exactly one access line per request and never a secret', async () => {
-    const a = await FakeUpstream.start({ name: 'a' });
-    const b = await FakeUpstream.start({ name: 'b' });
-    upstreams.push(a, b);
-    gw = await startGateway({
+    const a = await bed.upstream('a');
+    const b = await bed.upstream('b');
+    const gw = await bed.gateway({
       endpoints: [
         { url: a.url, name: 'a', apiKey: UPSTREAM_KEY_A, priority: 1 },
         { url: b.url, name: 'b', apiKey: UPSTREAM_KEY_B, priority: 2 },
@@ -145,14 +133,13 @@ describe('structured logs', () => {
   });
 
   it('does not leak upstream keys when every upstream rejects the gateway credentials', async () => {
-    const a = await FakeUpstream.start({ name: 'a' });
-    upstreams.push(a);
+    const a = await bed.upstream('a');
     a.defaultBehavior = {
       type: 'status',
       status: 401,
       body: { error: { message: `Incorrect API key provided: ${UPSTREAM_KEY_A}` } },
     };
-    gw = await startGateway({
+    const gw = await bed.gateway({
       endpoints: [{ url: a.url, name: 'a', apiKey: UPSTREAM_KEY_A, models: ['test-model'] }],
     });
     const res = await chat(gw.url, gw.auth);
@@ -176,7 +163,7 @@ describe('file logging', () => {
   }
 
   it('FILE_LOGGING=true with LOG_FILE writes redacted JSON lines to that file', async () => {
-    tempDir = await mkdtemp(path.join(tmpdir(), 'gateway-log-'));
+    const tempDir = await bed.tempDir('gateway-log-');
     const logFile = path.join(tempDir, 'nested', 'gateway.log');
     const config = loadConfig({
       env: {

@@ -5,25 +5,18 @@ import OpenAI, {
   BadRequestError,
   NotFoundError,
 } from 'openai';
-import { afterEach, describe, expect, it } from 'vitest';
-import { FakeUpstream, streamEvents } from '../helpers/fake-upstream.js';
-import { CLIENT_KEY, startGateway, type TestGateway } from '../helpers/start-gateway.js';
+import { describe, expect, it } from 'vitest';
+import { streamEvents, type FakeUpstream } from '../helpers/fake-upstream.js';
+import { CLIENT_KEY, type TestGateway } from '../helpers/start-gateway.js';
+import { useTestBed } from '../helpers/test-bed.js';
 
-let upstreams: FakeUpstream[] = [];
-let gw: TestGateway | undefined;
-afterEach(async () => {
-  await gw?.close();
-  await Promise.all(upstreams.map((u) => u.stop()));
-  upstreams = [];
-  gw = undefined;
-});
+const bed = useTestBed();
 
 async function setup(
   options: { models?: string[] } = {},
 ): Promise<{ upstream: FakeUpstream; client: OpenAI; gw: TestGateway }> {
-  const upstream = await FakeUpstream.start({ name: 'a', models: options.models ?? ['test-model'] });
-  upstreams.push(upstream);
-  gw = await startGateway({ endpoints: [{ url: upstream.url, name: 'a', apiKey: 'sk-upstream-a' }] });
+  const upstream = await bed.upstream({ name: 'a', models: options.models ?? ['test-model'] });
+  const gw = await bed.gateway({ endpoints: [{ url: upstream.url, name: 'a', apiKey: 'sk-upstream-a' }] });
   const client = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: CLIENT_KEY, maxRetries: 0, timeout: 10_000 });
   return { upstream, client, gw };
 }

@@ -1,46 +1,30 @@
 /**
  * Every row of the outcome table in ARCHITECTURE.md, against real upstream servers, JSON and streaming.
  */
-import { afterEach, describe, expect, it, vi } from 'vitest';
-import { FakeUpstream, refusedUrl, type Behavior } from '../helpers/fake-upstream.js';
+import { describe, expect, it, vi } from 'vitest';
+import { refusedUrl, type Behavior, type FakeUpstream } from '../helpers/fake-upstream.js';
 import { chat, sseData, streamBody, streamedText } from '../helpers/http.js';
 import { startSilentServer } from '../helpers/silent-tls.js';
-import { startGateway, type EndpointSpec, type TestGateway } from '../helpers/start-gateway.js';
+import type { EndpointSpec } from '../helpers/start-gateway.js';
+import { useTestBed } from '../helpers/test-bed.js';
 
-let upstreams: FakeUpstream[] = [];
-let cleanups: Array<() => Promise<void>> = [];
-let gw: TestGateway | undefined;
-
-afterEach(async () => {
-  await gw?.close();
-  await Promise.all([...upstreams.map((u) => u.stop()), ...cleanups.map((c) => c())]);
-  upstreams = [];
-  cleanups = [];
-  gw = undefined;
-});
-
-async function upstream(name: string, ...script: Behavior[]): Promise<FakeUpstream> {
-  const u = await FakeUpstream.start({ name });
-  u.script(...script);
-  upstreams.push(u);
-  return u;
-}
+const bed = useTestBed();
 
 /** Primary (priority 1) scripted to fail, healthy backup at priority 2. */
 async function primaryAndBackup(
   failing: EndpointSpec | Behavior,
   env: Record<string, string> = {},
 ): Promise<{ primary: FakeUpstream | undefined; backup: FakeUpstream }> {
-  const backup = await upstream('backup');
+  const backup = await bed.upstream('backup');
   let primary: FakeUpstream | undefined;
   let primarySpec: EndpointSpec;
   if ('type' in failing) {
-    primary = await upstream('primary', failing, failing);
+    primary = await bed.upstream('primary', failing, failing);
     primarySpec = { url: primary.url, name: 'primary', priority: 1, models: ['test-model'] };
   } else {
     primarySpec = { name: 'primary', priority: 1, models: ['test-model'], ...failing };
   }
-  gw = await startGateway({
+  await bed.gateway({
     endpoints: [primarySpec, { url: backup.url, name: 'backup', priority: 2 }],
     env: { FIRST_BYTE_TIMEOUT_MS: '300', CONNECT_TIMEOUT_MS: '300', ...env },
   });
@@ -54,7 +38,7 @@ const modes = [
 
 describe.each(modes)('before commit, failures move on to the next endpoint ($mode)', ({ mode, body }) => {
   async function expectServedByBackup() {
-    const res = await chat(gw!.url, gw!.auth, { body });
+    const res = await chat(bed.gw.url, bed.gw.auth, { body });
     expect(res.status).toBe(200);
     expect(res.headers['x-gateway-endpoint']).toBe('backup');
     expect(res.headers['x-gateway-attempts']).toBe('2');
@@ -66,7 +50,7 @@ describe.each(modes)('before commit, failures move on to the next endpoint ($mod
   it('connection refused', async () => {
     await primaryAndBackup({ url: await refusedUrl() });
     await expectServedByBackup();
-    expect(gw!.gateway.registry.health.get('primary').lastError?.kind).toBe('connect');
+    expect(bed.gw.gateway.registry.health.get('primary').lastError?.kind).toBe('connect');
   });
 
   it('connection reset', async () => {
@@ -78,16 +62,16 @@ describe.each(modes)('before commit, failures move on to the next endpoint ($mod
   it('DNS failure', async () => {
     await primaryAndBackup({ url: 'http://gpu-a.nonexistent.invalid:8000' });
     await expectServedByBackup();
-    expect(gw!.gateway.registry.health.get('primary').lastError?.message).toMatch(/DNS|not found/);
+    expect(bed.gw.gateway.registry.health.get('primary').lastError?.message).toMatch(/DNS|not found/);
   });
 
   it('connect timeout (TLS handshake never answered)', async () => {
     const silent = await startSilentServer();
-    cleanups.push(silent.stop);
+    bed.onCleanup(silent.stop);
     await primaryAndBackup({ url: silent.url, timeouts: { connectMs: 150 } });
     await expectServedByBackup();
     expect(silent.connections()).toBeGreaterThan(0);
-    expect(gw!.gateway.registry.health.get('primary').lastError?.kind).toBe('timeout');
+    expect(bed.gw.gateway.registry.health.get('primary').lastError?.kind).toBe('timeout');
   });
 
   it('first-byte timeout (no response at all)', async () => {
@@ -110,7 +94,7 @@ describe.each(modes)('before commit, failures move on to the next endpoint ($mod
   it.each([500, 502, 503, 504, 408])('HTTP %i', async (status) => {
     await primaryAndBackup({ type: 'status', status });
     await expectServedByBackup();
-    expect(gw!.gateway.registry.health.get('primary').consecutiveFailures).toBe(1);
+    expect(bed.gw.gateway.registry.health.get('primary').consecutiveFailures).toBe(1);
   });
 
   it('429: moves on and the endpoint cools down for its Retry-After, not counted as an error', async () => {
@@ -120,11 +104,11 @@ describe.each(modes)('before commit, failures move on to the next endpoint ($mod
       headers: { 'retry-after': '30' },
     });
     await expectServedByBackup();
-    const health = gw!.gateway.registry.health.get('primary');
+    const health = bed.gw.gateway.registry.health.get('primary');
     expect(health.consecutiveFailures).toBe(0);
     expect(health.state(Date.now())).toBe('cooling-down');
     // While cooling down the primary gets no traffic at all.
-    const second = await chat(gw!.url, gw!.auth, { body });
+    const second = await chat(bed.gw.url, bed.gw.auth, { body });
     expect(second.headers['x-gateway-endpoint']).toBe('backup');
     expect(second.headers['x-gateway-attempts']).toBe('1');
     expect(primary!.requests).toHaveLength(1);
@@ -135,15 +119,15 @@ describe.each(modes)('before commit, failures move on to the next endpoint ($mod
     async (status) => {
       await primaryAndBackup({ type: 'status', status });
       await expectServedByBackup();
-      const line = gw!.logs.find((l) => String(l.msg).includes('rejected the gateway credentials'));
+      const line = bed.gw.logs.find((l) => String(l.msg).includes('rejected the gateway credentials'));
       expect(line).toMatchObject({ endpoint: 'primary', level: 'error' });
     },
   );
 
   it('404 model not found on that upstream: next endpoint, model removed from it', async () => {
-    const backup = await upstream('backup');
-    const primary = await upstream('primary', { type: 'status', status: 404 });
-    gw = await startGateway({
+    const backup = await bed.upstream('backup');
+    const primary = await bed.upstream('primary', { type: 'status', status: 404 });
+    const gw = await bed.gateway({
       endpoints: [
         { url: primary.url, name: 'primary', priority: 1 },
         { url: backup.url, name: 'backup', priority: 2 },
@@ -175,19 +159,19 @@ describe.each(modes)('the request’s own fault is returned to the client ($mode
         },
       },
     });
-    const res = await chat(gw!.url, gw!.auth, { body });
+    const res = await chat(bed.gw.url, bed.gw.auth, { body });
     expect(res.status).toBe(status);
     expect(res.json.error.message).toBe(`This model's maximum context length is 8192 tokens (${status})`);
     expect(res.json.error.param).toBe('messages');
     expect(primary!.requests).toHaveLength(1);
     expect(backup.requests).toHaveLength(0);
-    expect(gw!.gateway.registry.health.get('primary').consecutiveFailures).toBe(0);
+    expect(bed.gw.gateway.registry.health.get('primary').consecutiveFailures).toBe(0);
   });
 });
 
 describe('when every candidate fails', () => {
   it('503 with Retry-After when no endpoint is reachable', async () => {
-    gw = await startGateway({
+    const gw = await bed.gateway({
       endpoints: [
         { url: await refusedUrl(), name: 'a', models: ['test-model'] },
         { url: await refusedUrl(), name: 'b', models: ['test-model'] },
@@ -201,9 +185,9 @@ describe('when every candidate fails', () => {
   });
 
   it('502 when the upstreams answered badly (5xx everywhere)', async () => {
-    const a = await upstream('a', { type: 'status', status: 500 }, { type: 'status', status: 500 });
-    const b = await upstream('b', { type: 'status', status: 502 }, { type: 'status', status: 502 });
-    gw = await startGateway({
+    const a = await bed.upstream('a', { type: 'status', status: 500 }, { type: 'status', status: 500 });
+    const b = await bed.upstream('b', { type: 'status', status: 502 }, { type: 'status', status: 502 });
+    const gw = await bed.gateway({
       endpoints: [
         { url: a.url, name: 'a' },
         { url: b.url, name: 'b' },
@@ -218,8 +202,8 @@ describe('when every candidate fails', () => {
   });
 
   it('502 when every upstream rejects the gateway’s credentials', async () => {
-    const a = await upstream('a', { type: 'status', status: 401 });
-    gw = await startGateway({ endpoints: [{ url: a.url, name: 'a', apiKey: 'sk-wrong' }] });
+    const a = await bed.upstream('a', { type: 'status', status: 401 });
+    const gw = await bed.gateway({ endpoints: [{ url: a.url, name: 'a', apiKey: 'sk-wrong' }] });
     const res = await chat(gw.url, gw.auth);
     expect(res.status).toBe(502);
     expect(res.json.error.code).toBe('upstream_auth_error');
@@ -227,8 +211,8 @@ describe('when every candidate fails', () => {
   });
 
   it('a single endpoint that says 429 with a short Retry-After is waited for and retried', async () => {
-    const a = await upstream('a', { type: 'status', status: 429, headers: { 'retry-after-ms': '150' } });
-    gw = await startGateway({ endpoints: [{ url: a.url, name: 'a' }] });
+    const a = await bed.upstream('a', { type: 'status', status: 429, headers: { 'retry-after-ms': '150' } });
+    const gw = await bed.gateway({ endpoints: [{ url: a.url, name: 'a' }] });
     const started = Date.now();
     const res = await chat(gw.url, gw.auth);
     expect(res.status).toBe(200);
@@ -237,8 +221,8 @@ describe('when every candidate fails', () => {
   });
 
   it('a long Retry-After is passed on as 503 with that Retry-After', async () => {
-    const a = await upstream('a', { type: 'status', status: 429, headers: { 'retry-after': '30' } });
-    gw = await startGateway({ endpoints: [{ url: a.url, name: 'a' }] });
+    const a = await bed.upstream('a', { type: 'status', status: 429, headers: { 'retry-after': '30' } });
+    const gw = await bed.gateway({ endpoints: [{ url: a.url, name: 'a' }] });
     const res = await chat(gw.url, gw.auth);
     expect(res.status).toBe(503);
     expect(Number(res.headers['retry-after'])).toBeGreaterThanOrEqual(29);
@@ -247,8 +231,8 @@ describe('when every candidate fails', () => {
   });
 
   it('all endpoints 404 for the model: 404 model_not_found', async () => {
-    const a = await upstream('a', { type: 'status', status: 404 });
-    gw = await startGateway({ endpoints: [{ url: a.url, name: 'a' }] });
+    const a = await bed.upstream('a', { type: 'status', status: 404 });
+    const gw = await bed.gateway({ endpoints: [{ url: a.url, name: 'a' }] });
     const res = await chat(gw.url, gw.auth);
     expect(res.status).toBe(404);
     expect(res.json.error.code).toBe('model_not_found');
@@ -256,8 +240,8 @@ describe('when every candidate fails', () => {
 
   it('MAX_ATTEMPTS bounds the number of upstream attempts', async () => {
     const fail: Behavior = { type: 'status', status: 503 };
-    const a = await upstream('a', fail, fail, fail, fail, fail);
-    gw = await startGateway({
+    const a = await bed.upstream('a', fail, fail, fail, fail, fail);
+    const gw = await bed.gateway({
       endpoints: [{ url: a.url, name: 'a' }],
       env: { MAX_ATTEMPTS: '2' },
       random: () => 0,
@@ -268,8 +252,11 @@ describe('when every candidate fails', () => {
   });
 
   it('REQUEST_TIMEOUT_MS bounds the whole request: 504', async () => {
-    const a = await upstream('a', { type: 'hang' });
-    gw = await startGateway({ endpoints: [{ url: a.url, name: 'a' }], env: { REQUEST_TIMEOUT_MS: '200' } });
+    const a = await bed.upstream('a', { type: 'hang' });
+    const gw = await bed.gateway({
+      endpoints: [{ url: a.url, name: 'a' }],
+      env: { REQUEST_TIMEOUT_MS: '200' },
+    });
     const res = await chat(gw.url, gw.auth);
     expect(res.status).toBe(504);
     expect(res.json.error.code).toBe('request_timeout');
@@ -279,9 +266,9 @@ describe('when every candidate fails', () => {
 
 describe('after commit', () => {
   async function brokenStream(behavior: Behavior, env: Record<string, string> = {}) {
-    const a = await upstream('a', behavior);
-    const b = await upstream('b');
-    gw = await startGateway({
+    const a = await bed.upstream('a', behavior);
+    const b = await bed.upstream('b');
+    const gw = await bed.gateway({
       endpoints: [
         { url: a.url, name: 'a', priority: 1 },
         { url: b.url, name: 'b', priority: 2 },
@@ -312,7 +299,7 @@ describe('after commit', () => {
     expect(last.error?.message).toMatch(/incomplete/);
     // No retry after commit.
     expect(b.requests).toHaveLength(0);
-    expect(gw!.gateway.registry.health.get('a').lastError?.kind).toBe('stream-error');
+    expect(bed.gw.gateway.registry.health.get('a').lastError?.kind).toBe('stream-error');
   });
 
   it('a stream that stalls longer than IDLE_TIMEOUT_MS ends with an idle-timeout error event', async () => {
@@ -333,7 +320,7 @@ describe('after commit', () => {
 
   it('the gateway keeps serving after broken streams', async () => {
     await brokenStream({ type: 'sse', text: 'x', then: 'reset' });
-    const ok = await chat(gw!.url, gw!.auth, { body: streamBody() });
+    const ok = await chat(bed.gw.url, bed.gw.auth, { body: streamBody() });
     expect(streamedText(ok.text)).toMatch(/Hello from/);
   });
 });
@@ -344,8 +331,8 @@ describe('client disconnects abort the upstream request at once', () => {
     whenArrived: (u: FakeUpstream) => Promise<unknown>,
     body?: unknown,
   ) {
-    const a = await upstream('a', behavior);
-    gw = await startGateway({ endpoints: [{ url: a.url, name: 'a' }] });
+    const a = await bed.upstream('a', behavior);
+    const gw = await bed.gateway({ endpoints: [{ url: a.url, name: 'a' }] });
     const controller = new AbortController();
     const pending = chat(gw.url, gw.auth, { body, signal: controller.signal }).catch((e: Error) => e);
     await whenArrived(a);
@@ -354,7 +341,7 @@ describe('client disconnects abort the upstream request at once', () => {
     expect(await pending).toBeInstanceOf(Error);
     const closedAt = await a.requests[0]!.closed;
     expect(closedAt - abortedAt).toBeLessThan(100);
-    await vi.waitFor(() => expect(gw!.gateway.completions.active).toBe(0), { timeout: 1000, interval: 5 });
+    await vi.waitFor(() => expect(gw.gateway.completions.active).toBe(0), { timeout: 1000, interval: 5 });
     return a;
   }
 
@@ -371,19 +358,19 @@ describe('client disconnects abort the upstream request at once', () => {
   });
 
   it('during a wait for Retry-After: no further attempt is made', async () => {
-    const a = await upstream('a', { type: 'status', status: 429, headers: { 'retry-after-ms': '3000' } });
-    gw = await startGateway({ endpoints: [{ url: a.url, name: 'a' }] });
+    const a = await bed.upstream('a', { type: 'status', status: 429, headers: { 'retry-after-ms': '3000' } });
+    const gw = await bed.gateway({ endpoints: [{ url: a.url, name: 'a' }] });
     const controller = new AbortController();
     const pending = chat(gw.url, gw.auth, { signal: controller.signal }).catch((e: Error) => e);
     await a.waitForRequest(1);
-    await vi.waitFor(() => expect(gw!.gateway.registry.health.get('a').cooldownUntil).toBeGreaterThan(0), {
+    await vi.waitFor(() => expect(gw.gateway.registry.health.get('a').cooldownUntil).toBeGreaterThan(0), {
       timeout: 1000,
       interval: 5,
     });
     const abortedAt = Date.now();
     controller.abort();
     await pending;
-    await vi.waitFor(() => expect(gw!.gateway.completions.active).toBe(0), { timeout: 1000, interval: 5 });
+    await vi.waitFor(() => expect(gw.gateway.completions.active).toBe(0), { timeout: 1000, interval: 5 });
     expect(Date.now() - abortedAt).toBeLessThan(100);
     expect(a.requests).toHaveLength(1);
   });

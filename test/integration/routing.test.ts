@@ -1,27 +1,16 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import { FakeUpstream, refusedUrl } from '../helpers/fake-upstream.js';
+import { describe, expect, it } from 'vitest';
+import { refusedUrl, type FakeUpstream } from '../helpers/fake-upstream.js';
 import { chat } from '../helpers/http.js';
-import { seededRandom, startGateway, type TestGateway } from '../helpers/start-gateway.js';
+import { seededRandom } from '../helpers/start-gateway.js';
+import { useTestBed } from '../helpers/test-bed.js';
 
-let upstreams: FakeUpstream[] = [];
-let gw: TestGateway | undefined;
-afterEach(async () => {
-  await gw?.close();
-  await Promise.all(upstreams.map((u) => u.stop()));
-  upstreams = [];
-  gw = undefined;
-});
-
-async function start(...names: string[]): Promise<FakeUpstream[]> {
-  const list = await Promise.all(names.map((name) => FakeUpstream.start({ name })));
-  upstreams.push(...list);
-  return list;
-}
+const bed = useTestBed();
+const start = (...names: string[]): Promise<FakeUpstream[]> => Promise.all(names.map((n) => bed.upstream(n)));
 
 describe('selection through the gateway', () => {
   it('splits traffic 3:1 by weight within a tier (seeded, 400 requests)', async () => {
     const [heavy, light] = await start('heavy', 'light');
-    gw = await startGateway({
+    const gw = await bed.gateway({
       endpoints: [
         { url: heavy!.url, name: 'heavy', weight: 3 },
         { url: light!.url, name: 'light', weight: 1 },
@@ -41,7 +30,7 @@ describe('selection through the gateway', () => {
 
   it('prefers the lowest priority number while it is healthy', async () => {
     const [p1, p2] = await start('p1', 'p2');
-    gw = await startGateway({
+    const gw = await bed.gateway({
       endpoints: [
         { url: p2!.url, name: 'p2', priority: 2, weight: 100 },
         { url: p1!.url, name: 'p1', priority: 1, weight: 1 },
@@ -55,7 +44,7 @@ describe('selection through the gateway', () => {
 
   it('weight 0 drains an endpoint: it never gets traffic (the original gateway treated 0 as 1)', async () => {
     const [drained, live] = await start('drained', 'live');
-    gw = await startGateway({
+    const gw = await bed.gateway({
       endpoints: [
         { url: drained!.url, name: 'drained', weight: 0 },
         { url: live!.url, name: 'live', weight: 1 },
@@ -69,7 +58,7 @@ describe('selection through the gateway', () => {
 
   it('an all-drained pool answers 503, not 404', async () => {
     const [drained] = await start('drained');
-    gw = await startGateway({ endpoints: [{ url: drained!.url, name: 'drained', weight: 0 }] });
+    const gw = await bed.gateway({ endpoints: [{ url: drained!.url, name: 'drained', weight: 0 }] });
     const res = await chat(gw.url, gw.auth);
     expect(res.status).toBe(503);
     expect(res.json.error.code).toBe('no_endpoint_available');
@@ -79,7 +68,7 @@ describe('selection through the gateway', () => {
     const [a, b] = await start('a', 'b');
     a!.models = ['llama'];
     b!.models = ['qwen'];
-    gw = await startGateway({
+    const gw = await bed.gateway({
       endpoints: [
         { url: a!.url, name: 'a' },
         { url: b!.url, name: 'b' },
@@ -100,7 +89,7 @@ describe('passive health: ejection and half-open recovery', () => {
     const [primary, backup] = await start('primary', 'backup');
     for (let i = 0; i < 3; i++) primary!.script({ type: 'status', status: 503 });
     let now = 1_000_000;
-    gw = await startGateway({
+    const gw = await bed.gateway({
       endpoints: [
         { url: primary!.url, name: 'primary', priority: 1 },
         { url: backup!.url, name: 'backup', priority: 2 },
@@ -136,7 +125,7 @@ describe('passive health: ejection and half-open recovery', () => {
     b!.models = ['other'];
     for (let i = 0; i < 3; i++) a!.script({ type: 'status', status: 500 });
     let now = 5_000_000;
-    gw = await startGateway({
+    const gw = await bed.gateway({
       endpoints: [
         { url: a!.url, name: 'a' },
         { url: b!.url, name: 'b' },
@@ -155,16 +144,18 @@ describe('passive health: ejection and half-open recovery', () => {
 
   it('a refused endpoint among healthy ones stops costing anything once ejected', async () => {
     const [b] = await start('b');
-    gw = await startGateway({
+    const gw = await bed.gateway({
       endpoints: [
         { url: await refusedUrl(), name: 'dead', priority: 1, models: ['test-model'] },
         { url: b!.url, name: 'b', priority: 2 },
       ],
     });
+    // The start-up probe already counted one failure: two requests pay for the dead endpoint, not three.
+    expect(gw.gateway.registry.health.get('dead').consecutiveFailures).toBe(1);
     const attempts: string[] = [];
     for (let i = 0; i < 6; i++)
       attempts.push(String((await chat(gw.url, gw.auth)).headers['x-gateway-attempts']));
-    expect(attempts).toEqual(['2', '2', '2', '1', '1', '1']);
+    expect(attempts).toEqual(['2', '2', '1', '1', '1', '1']);
   });
 });
 
@@ -172,7 +163,7 @@ describe('maxConcurrent', () => {
   it('a full endpoint is skipped and its tier spills to the next', async () => {
     const [small, big] = await start('small', 'big');
     small!.script({ type: 'answer', delayMs: 200 });
-    gw = await startGateway({
+    const gw = await bed.gateway({
       endpoints: [
         { url: small!.url, name: 'small', priority: 1, maxConcurrent: 1 },
         { url: big!.url, name: 'big', priority: 2 },
@@ -190,7 +181,7 @@ describe('ROUTING_STRATEGY=least-outstanding', () => {
   it('steers new requests away from an endpoint whose requests pile up', async () => {
     const [slow, fast] = await start('slow', 'fast');
     slow!.defaultBehavior = { type: 'answer', delayMs: 400 };
-    gw = await startGateway({
+    const gw = await bed.gateway({
       endpoints: [
         { url: slow!.url, name: 'slow' },
         { url: fast!.url, name: 'fast' },

@@ -1,15 +1,14 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, rm } from 'node:fs/promises';
 import net, { type AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Agent, request } from 'undici';
-import { afterEach, describe, expect, it } from 'vitest';
-import { FakeUpstream } from '../helpers/fake-upstream.js';
+import { describe, expect, it } from 'vitest';
+import type { FakeUpstream } from '../helpers/fake-upstream.js';
 import { sseData, streamBody, streamedText } from '../helpers/http.js';
-import { CLIENT_KEY, startGateway, type TestGateway } from '../helpers/start-gateway.js';
+import { CLIENT_KEY } from '../helpers/start-gateway.js';
+import { useTestBed } from '../helpers/test-bed.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const MAIN = path.join(ROOT, 'src', 'main.ts');
@@ -17,32 +16,18 @@ const TSX_LOADER = pathToFileURL(path.join(ROOT, 'node_modules', 'tsx', 'dist', 
 const CHILD_TIMEOUT_MS = 15_000;
 const TEXT = 'one two three four five six seven eight nine ten';
 
-let upstreams: FakeUpstream[] = [];
-let gw: TestGateway | undefined;
-let child: ChildProcess | undefined;
-let agent: Agent | undefined;
-let tempDir: string | undefined;
-afterEach(async () => {
-  if (child && child.exitCode === null && child.signalCode === null) {
-    const exited = once(child, 'exit');
-    child.kill('SIGKILL');
-    await exited;
-  }
-  child = undefined;
-  await agent?.close();
-  agent = undefined;
-  await gw?.close();
-  await Promise.all(upstreams.map((u) => u.stop()));
-  upstreams = [];
-  gw = undefined;
-  if (tempDir) await rm(tempDir, { recursive: true, force: true });
-  tempDir = undefined;
-});
+const bed = useTestBed();
+
+/** An undici Agent, destroyed after the test (before the gateway process is killed: it cannot wait for it). */
+function newAgent(): Agent {
+  const agent = new Agent();
+  bed.onCleanup(() => agent.destroy());
+  return agent;
+}
 
 /** A slow stream: a role chunk, one chunk per word and a finish chunk, 30 ms apart. */
 async function slowUpstream(): Promise<FakeUpstream> {
-  const upstream = await FakeUpstream.start({ name: 'slow' });
-  upstreams.push(upstream);
+  const upstream = await bed.upstream('slow');
   upstream.defaultBehavior = { type: 'sse', text: TEXT, delayMs: 30 };
   return upstream;
 }
@@ -106,13 +91,18 @@ interface Spawned {
 
 /** Runs `node --import tsx src/main.ts` in an empty temp dir (no .env can interfere). */
 async function spawnMain(env: Record<string, string>): Promise<Spawned> {
-  tempDir = await mkdtemp(path.join(tmpdir(), 'gateway-proc-'));
+  const tempDir = await bed.tempDir('gateway-proc-');
   const proc = spawn(process.execPath, ['--import', TSX_LOADER, MAIN], {
     cwd: tempDir,
     env: { PATH: process.env.PATH ?? '', NODE_ENV: 'production', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  child = proc;
+  bed.onCleanup(async () => {
+    if (proc.exitCode !== null || proc.signalCode !== null) return;
+    const exited = once(proc, 'exit');
+    proc.kill('SIGKILL');
+    await exited;
+  });
   let out = '';
   let err = '';
   proc.stdout.on('data', (d: Buffer) => (out += d.toString('utf8')));
@@ -169,9 +159,9 @@ function expectIntactStream(body: string): void {
 describe('graceful shutdown in process', () => {
   it('finishes an in-flight stream, refuses new connections and resolves after the stream ended', async () => {
     const upstream = await slowUpstream();
-    gw = await startGateway({ endpoints: [{ url: upstream.url, name: 'slow' }] });
+    const gw = await bed.gateway({ endpoints: [{ url: upstream.url, name: 'slow' }] });
     const port = Number(new URL(gw.url).port);
-    agent = new Agent();
+    const agent = newAgent();
     const stream = await startStream(gw.url, agent);
 
     const g = gw;
@@ -225,7 +215,7 @@ describe('the gateway process', () => {
     });
     await waitForOutput(proc, 'akash llm gateway listening');
 
-    agent = new Agent();
+    const agent = newAgent();
     const stream = await startStream(`http://127.0.0.1:${port}`, agent);
     const signalledAt = Date.now();
     expect(proc.proc.kill('SIGTERM')).toBe(true);

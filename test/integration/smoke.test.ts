@@ -1,22 +1,13 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import { FakeUpstream } from '../helpers/fake-upstream.js';
+import { describe, expect, it } from 'vitest';
 import { chat, sseData, streamBody, streamedText } from '../helpers/http.js';
-import { startGateway, type TestGateway } from '../helpers/start-gateway.js';
+import { useTestBed } from '../helpers/test-bed.js';
 
-let upstreams: FakeUpstream[] = [];
-let gw: TestGateway | undefined;
-afterEach(async () => {
-  await gw?.close();
-  await Promise.all(upstreams.map((u) => u.stop()));
-  upstreams = [];
-  gw = undefined;
-});
+const bed = useTestBed();
 
 describe('smoke', () => {
   it('answers JSON and streams', async () => {
-    const a = await FakeUpstream.start({ name: 'a' });
-    upstreams.push(a);
-    gw = await startGateway({ endpoints: [{ url: a.url, name: 'a', apiKey: 'sk-upstream-a' }] });
+    const a = await bed.upstream('a');
+    const gw = await bed.gateway({ endpoints: [{ url: a.url, name: 'a', apiKey: 'sk-upstream-a' }] });
     const json = await chat(gw.url, gw.auth);
     expect(json.status).toBe(200);
     expect(json.json.choices[0].message.content).toBe('Hello from a.');

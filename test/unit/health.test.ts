@@ -6,6 +6,8 @@ function monitor(names: string[], overrides: Partial<{ maxEjectedPercent: number
   const m = new HealthMonitor({
     ejection: {
       consecutiveFailures: 3,
+      failureRatio: 0.5,
+      minRequests: 10,
       baseEjectionMs: 10_000,
       maxEjectionMs: 60_000,
       maxEjectedPercent: 50,
@@ -18,7 +20,7 @@ function monitor(names: string[], overrides: Partial<{ maxEjectedPercent: number
 }
 
 function fail(m: HealthMonitor, name: string, times = 1) {
-  for (let i = 0; i < times; i++) m.failure(name, m.begin(name), 'connect', 'refused');
+  for (let i = 0; i < times; i++) m.failure(m.begin(name), 'connect', 'refused');
 }
 
 describe('HealthMonitor', () => {
@@ -35,7 +37,7 @@ describe('HealthMonitor', () => {
     expect(trial.isTrial).toBe(true);
     // Only one trial at a time.
     expect(m.get('a').availableAt(now(), undefined)).toBeGreaterThan(now());
-    m.success('a', trial, { latencyMs: 50, ttfbMs: 20 });
+    m.success(trial, { latencyMs: 50, ttfbMs: 20 });
     expect(m.get('a').state(now())).toBe('healthy');
     expect(m.get('a').inFlight).toBe(0);
     expect(m.get('a').ewmaTtfbMs).toBe(20);
@@ -58,7 +60,7 @@ describe('HealthMonitor', () => {
   it('a success resets the consecutive failure count', () => {
     const { m, now } = monitor(['a', 'b']);
     fail(m, 'a', 2);
-    m.success('a', m.begin('a'));
+    m.success(m.begin('a'));
     fail(m, 'a', 2);
     expect(m.get('a').state(now())).toBe('healthy');
   });
@@ -74,7 +76,7 @@ describe('HealthMonitor', () => {
 
   it('429 cools down for Retry-After without counting as a failure', () => {
     const { m, advance, now } = monitor(['a']);
-    m.rateLimited('a', m.begin('a'), 3_000);
+    m.rateLimited(m.begin('a'), 3_000);
     expect(m.get('a').state(now())).toBe('cooling-down');
     expect(m.get('a').consecutiveFailures).toBe(0);
     expect(m.get('a').availableAt(now(), undefined)).toBe(now() + 3_000);
@@ -86,17 +88,46 @@ describe('HealthMonitor', () => {
     const { m, now } = monitor(['a']);
     const t1 = m.begin('a');
     expect(m.get('a').availableAt(now(), 1)).toBeGreaterThan(now());
-    m.release('a', t1);
+    m.release(t1);
     expect(m.get('a').availableAt(now(), 1)).toBe(0);
   });
 
   it('settling a ticket twice counts once', () => {
     const { m } = monitor(['a']);
     const t = m.begin('a');
-    m.failure('a', t, 'timeout', 'x');
-    m.failure('a', t, 'timeout', 'x');
-    m.release('a', t);
+    m.failure(t, 'timeout', 'x');
+    m.failure(t, 'timeout', 'x');
+    m.release(t);
     expect(m.get('a').failures).toBe(1);
     expect(m.get('a').inFlight).toBe(0);
+  });
+
+  it('ejects on the error ratio over the recent window even without consecutive failures', () => {
+    const { m, now } = monitor(['a', 'b']);
+    // Alternating failure and success: never 3 in a row, but over half of the last 11.
+    for (let i = 0; i < 11; i++) {
+      if (i % 2 === 0) fail(m, 'a');
+      else m.success(m.begin('a'));
+    }
+    expect(m.get('a').state(now())).toBe('ejected');
+  });
+
+  it('does not judge the ratio before minRequests outcomes are known', () => {
+    const { m, now } = monitor(['a', 'b']);
+    fail(m, 'a');
+    m.success(m.begin('a'));
+    fail(m, 'a');
+    expect(m.get('a').errorRatio).toBeCloseTo(2 / 3);
+    expect(m.get('a').state(now())).toBe('healthy');
+  });
+
+  it('active probes: failures eject a dead endpoint, a success makes an ejected one half-open at once', () => {
+    const { m, now } = monitor(['a', 'b']);
+    for (let i = 0; i < 3; i++) m.probeFailed(m.get('a'), 'connect', 'connection refused');
+    expect(m.get('a').state(now())).toBe('ejected');
+    expect(m.get('a').probeFailing).toBe(true);
+    m.probeSucceeded(m.get('a'));
+    expect(m.get('a').state(now())).toBe('half-open');
+    expect(m.begin('a').isTrial).toBe(true);
   });
 });

@@ -8,9 +8,16 @@ const REALM = 'akash-llm-gateway';
  * Bearer-key auth. Keys are compared as SHA-256 digests with timingSafeEqual, against every configured
  * key without an early exit, so neither the key nor its length leaks through timing.
  */
-export function bearerAuth(keys: readonly string[]): RequestHandler {
-  const digests = keys.map(digest);
+export function bearerAuth(keys: () => readonly string[]): RequestHandler {
+  // Digests are recomputed only when a configuration reload brings another key list.
+  let cachedFor: readonly string[] | undefined;
+  let digests: Buffer[] = [];
   return (req, res, next) => {
+    const current = keys();
+    if (current !== cachedFor) {
+      cachedFor = current;
+      digests = current.map(digest);
+    }
     const header = req.headers.authorization;
     if (header === undefined || header.trim() === '') {
       res.setHeader('www-authenticate', `Bearer realm="${REALM}"`);

@@ -1,12 +1,12 @@
 import type { RequestHandler } from 'express';
 
 /** CORS for browser clients: `*` or an allow-list of origins; answers preflight requests itself. */
-export function cors(origins: readonly string[]): RequestHandler {
-  const any = origins.includes('*');
-  const allowed = new Set(origins);
+export function cors(origins: () => readonly string[]): RequestHandler {
   return (req, res, next) => {
     const origin = req.headers.origin;
-    if (origin !== undefined && (any || allowed.has(origin))) {
+    const allowed = origins();
+    const any = allowed.includes('*');
+    if (origin !== undefined && (any || allowed.includes(origin))) {
       res.setHeader('access-control-allow-origin', any ? '*' : origin);
       if (!any) res.vary('origin');
       res.setHeader(

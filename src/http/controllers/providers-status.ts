@@ -1,0 +1,60 @@
+import type { RequestHandler } from 'express';
+import type { Endpoint, EndpointRegistry } from '../../services/endpoint-registry.js';
+
+export type EndpointState = 'healthy' | 'ejected' | 'half-open' | 'cooling-down' | 'draining';
+
+/** One endpoint as an operator sees it: never its key, nor credentials in its URL. */
+export function describeEndpoint(ep: Endpoint, now: number) {
+  const h = ep.health;
+  const state: EndpointState = ep.config.weight > 0 ? h.state(now) : 'draining';
+  const url = new URL(ep.config.url);
+  url.username = '';
+  url.password = '';
+  return {
+    name: ep.config.name,
+    url: url.toString().replace(/\/$/, ''),
+    priority: ep.config.priority,
+    weight: ep.config.weight,
+    maxConcurrent: ep.config.maxConcurrent ?? null,
+    state,
+    ejectedUntil: h.ejectedUntil > now ? new Date(h.ejectedUntil).toISOString() : null,
+    coolingDownUntil: h.cooldownUntil > now ? new Date(h.cooldownUntil).toISOString() : null,
+    ejections: h.ejections,
+    inFlight: h.inFlight,
+    requests: h.requests,
+    failures: h.failures,
+    consecutiveFailures: h.consecutiveFailures,
+    errorRatio: round(h.errorRatio),
+    ewmaLatencyMs: h.ewmaLatencyMs === undefined ? null : Math.round(h.ewmaLatencyMs),
+    ewmaTtfbMs: h.ewmaTtfbMs === undefined ? null : Math.round(h.ewmaTtfbMs),
+    probe: {
+      ok: !h.probeFailing,
+      lastAt: h.lastProbeAt === undefined ? null : new Date(h.lastProbeAt).toISOString(),
+      error: ep.lastDiscoveryError ?? null,
+    },
+    models: [...ep.models],
+    modelsSource: ep.config.models !== undefined ? 'static' : 'discovered',
+    lastError: h.lastError
+      ? { kind: h.lastError.kind, message: h.lastError.message, at: new Date(h.lastError.at).toISOString() }
+      : null,
+  };
+}
+
+/** `GET /api/v1/providers/status` (admin key): the live state of every endpoint. */
+export function providersStatus(registry: EndpointRegistry): RequestHandler {
+  return (_req, res) => {
+    const now = registry.health.now();
+    const endpoints = registry.endpoints.map((ep) => describeEndpoint(ep, now));
+    res.setHeader('cache-control', 'no-store');
+    res.json({
+      object: 'providers.status',
+      time: new Date(now).toISOString(),
+      ready: registry.usable(now).length > 0,
+      endpoints,
+    });
+  };
+}
+
+function round(n: number): number {
+  return Math.round(n * 1000) / 1000;
+}

@@ -1,0 +1,31 @@
+/**
+ * Reads a response body as text up to `maxBytes`: past it, either keep what fits (`truncate`, for error
+ * messages) or fail (`throw`, for documents that are useless when cut).
+ */
+export async function readBody(
+  body: AsyncIterable<Buffer> | NodeJS.ReadableStream,
+  maxBytes: number,
+  overflow: 'truncate' | 'throw',
+): Promise<string> {
+  const parts: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body as AsyncIterable<Buffer>) {
+    const room = maxBytes - size;
+    if (chunk.length > room) {
+      if (overflow === 'throw') throw new BodyTooLargeError(maxBytes);
+      parts.push(chunk.subarray(0, room));
+      size = maxBytes;
+      break;
+    }
+    parts.push(chunk);
+    size += chunk.length;
+  }
+  return Buffer.concat(parts).toString('utf8');
+}
+
+export class BodyTooLargeError extends Error {
+  constructor(maxBytes: number) {
+    super(`response body larger than ${maxBytes} bytes`);
+    this.name = 'BodyTooLargeError';
+  }
+}
