@@ -1,19 +1,12 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
-import net, { type AddressInfo } from 'node:net';
-import path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import net from 'node:net';
 import { Agent, request } from 'undici';
 import { describe, expect, it } from 'vitest';
 import type { FakeUpstream } from '../helpers/fake-upstream.js';
 import { sseData, streamBody, streamedText } from '../helpers/http.js';
 import { CLIENT_KEY } from '../helpers/start-gateway.js';
 import { useTestBed } from '../helpers/test-bed.js';
+import { CHILD_TIMEOUT_MS, freePort, spawnGateway, waitForOutput } from '../helpers/child-gateway.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const MAIN = path.join(ROOT, 'src', 'main.ts');
-const TSX_LOADER = pathToFileURL(path.join(ROOT, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
-const CHILD_TIMEOUT_MS = 15_000;
 const TEXT = 'one two three four five six seven eight nine ten';
 
 const bed = useTestBed();
@@ -69,74 +62,6 @@ function tryConnect(port: number): Promise<NodeJS.ErrnoException | undefined> {
       resolve(undefined);
     });
     socket.once('error', (err) => resolve(err));
-  });
-}
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
-  server.close();
-  await once(server, 'close');
-  return port;
-}
-
-interface Spawned {
-  proc: ChildProcess;
-  stdout: () => string;
-  stderr: () => string;
-  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>;
-}
-
-/** Runs `node --import tsx src/main.ts` in an empty temp dir (no .env can interfere). */
-async function spawnMain(env: Record<string, string>): Promise<Spawned> {
-  const tempDir = await bed.tempDir('gateway-proc-');
-  const proc = spawn(process.execPath, ['--import', TSX_LOADER, MAIN], {
-    cwd: tempDir,
-    env: { PATH: process.env.PATH ?? '', NODE_ENV: 'production', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  bed.onCleanup(async () => {
-    if (proc.exitCode !== null || proc.signalCode !== null) return;
-    const exited = once(proc, 'exit');
-    proc.kill('SIGKILL');
-    await exited;
-  });
-  let out = '';
-  let err = '';
-  proc.stdout.on('data', (d: Buffer) => (out += d.toString('utf8')));
-  proc.stderr.on('data', (d: Buffer) => (err += d.toString('utf8')));
-  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>((resolve) =>
-    proc.once('exit', (code, signal) => resolve({ code, signal, at: Date.now() })),
-  );
-  return { proc, stdout: () => out, stderr: () => err, exit };
-}
-
-/** Resolves when the output contains `text`; rejects if the process exits first or after `ms`. */
-function waitForOutput(s: Spawned, text: string, ms = CHILD_TIMEOUT_MS): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const cleanup = () => {
-      clearTimeout(timer);
-      s.proc.stdout!.off('data', check);
-      s.proc.off('exit', onExit);
-    };
-    const check = () => {
-      if (!s.stdout().includes(text)) return;
-      cleanup();
-      resolve();
-    };
-    const onExit = (code: number | null) => {
-      cleanup();
-      reject(new Error(`process exited (${code}) before '${text}':\n${s.stdout()}\n${s.stderr()}`));
-    };
-    const timer = setTimeout(() => {
-      cleanup();
-      reject(new Error(`no '${text}' within ${ms} ms:\n${s.stdout()}\n${s.stderr()}`));
-    }, ms);
-    s.proc.stdout!.on('data', check);
-    s.proc.once('exit', onExit);
-    check();
   });
 }
 
@@ -205,7 +130,7 @@ describe('the gateway process', () => {
   it('on SIGTERM finishes the in-flight stream and exits 0 within the grace period', async () => {
     const upstream = await slowUpstream();
     const port = await freePort();
-    const proc = await spawnMain({
+    const proc = await spawnGateway(bed, {
       PORT: String(port),
       HOST: '127.0.0.1',
       API_KEY: CLIENT_KEY,
@@ -230,7 +155,7 @@ describe('the gateway process', () => {
   });
 
   it('without ENDPOINTS or CONFIG_FILE exits 1 and points at `npm run demo`', async () => {
-    const proc = await spawnMain({ API_KEY: CLIENT_KEY, PORT: String(await freePort()) });
+    const proc = await spawnGateway(bed, { API_KEY: CLIENT_KEY, PORT: String(await freePort()) });
     const exit = await withTimeout(proc.exit, CHILD_TIMEOUT_MS, 'process exit');
     expect(exit.code).toBe(1);
     expect(proc.stderr()).toContain('npm run demo');
