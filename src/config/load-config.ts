@@ -41,6 +41,8 @@ const ENV_PATHS: ReadonlyArray<readonly [string, readonly string[]]> = [
   ['FIRST_BYTE_TIMEOUT_MS', ['routing', 'timeouts', 'firstByteMs']],
   ['IDLE_TIMEOUT_MS', ['routing', 'timeouts', 'idleMs']],
   ['REQUEST_TIMEOUT_MS', ['routing', 'timeouts', 'totalMs']],
+  ['MIN_BYTES_PER_SECOND', ['routing', 'timeouts', 'minBytesPerSecond']],
+  ['THROUGHPUT_WINDOW_MS', ['routing', 'timeouts', 'throughputWindowMs']],
 ];
 
 export interface LoadConfigOptions {

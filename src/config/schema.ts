@@ -64,7 +64,12 @@ export const byteSize = z.union([z.number().int().positive(), z.string()]).trans
   return bytes;
 });
 
+const nonNegative = (what: string) =>
+  numeric(z.number({ error: typeError(`${what} must be a number >= 0`) }).min(0));
+
 const timeoutsShape = {
+  minBytesPerSecond: nonNegative('minBytesPerSecond'),
+  throughputWindowMs: positiveMs('throughputWindowMs'),
   connectMs: positiveMs('connectMs'),
   firstByteMs: positiveMs('firstByteMs'),
   idleMs: positiveMs('idleMs'),
@@ -76,6 +81,8 @@ export const endpointTimeoutsSchema = z.strictObject({
   firstByteMs: timeoutsShape.firstByteMs.optional(),
   idleMs: timeoutsShape.idleMs.optional(),
   totalMs: timeoutsShape.totalMs.optional(),
+  minBytesPerSecond: timeoutsShape.minBytesPerSecond.optional(),
+  throughputWindowMs: timeoutsShape.throughputWindowMs.optional(),
 });
 
 /**
@@ -190,6 +197,9 @@ export const configSchema = z.strictObject({
           connectMs: timeoutsShape.connectMs.default(5_000),
           firstByteMs: timeoutsShape.firstByteMs.default(120_000),
           idleMs: timeoutsShape.idleMs.default(60_000),
+          // 0 = off. After the first byte, a stream slower than this over a window is cut.
+          minBytesPerSecond: timeoutsShape.minBytesPerSecond.default(0),
+          throughputWindowMs: timeoutsShape.throughputWindowMs.default(10_000),
           totalMs: timeoutsShape.totalMs.default(600_000),
         })
         .prefault({}),

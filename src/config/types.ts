@@ -5,6 +5,9 @@ export interface Timeouts {
   firstByteMs: number;
   idleMs: number;
   totalMs: number;
+  /** Minimum throughput after the first byte, judged over throughputWindowMs; 0 = off. */
+  minBytesPerSecond: number;
+  throughputWindowMs: number;
 }
 
 export interface EndpointConfig {

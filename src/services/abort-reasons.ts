@@ -16,7 +16,7 @@ export class DeadlineReason extends Error {
   }
 }
 
-export type TimeoutPhase = 'first-byte' | 'idle' | 'attempt-total';
+export type TimeoutPhase = 'first-byte' | 'idle' | 'attempt-total' | 'throughput';
 
 export class AttemptTimeoutReason extends Error {
   constructor(
@@ -28,7 +28,9 @@ export class AttemptTimeoutReason extends Error {
         ? `no response within ${timeoutMs} ms (first byte timeout)`
         : phase === 'idle'
           ? `stream stalled: no data for ${timeoutMs} ms (idle timeout)`
-          : `attempt exceeded the endpoint's total timeout of ${timeoutMs} ms`,
+          : phase === 'throughput'
+            ? `stream slower than the minimum throughput over ${timeoutMs} ms`
+            : `attempt exceeded the endpoint's total timeout of ${timeoutMs} ms`,
     );
     this.name = 'AttemptTimeoutReason';
   }

@@ -1,17 +1,15 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ConfigSource } from '../config/config-store.js';
-import {
-  BadGatewayError,
-  type GatewayError,
-  GatewayTimeoutError,
-  ModelNotFoundError,
-  NoEndpointAvailableError,
-} from '../errors/gateway-error.js';
+import type { Timeouts } from '../config/types.js';
+import { GatewayError, GatewayTimeoutError, ModelNotFoundError } from '../errors/gateway-error.js';
 import type { Logger } from '../observability/logger.js';
 import { ClientClosedReason, DeadlineReason } from './abort-reasons.js';
 import { SSE_HEADERS, SSE_HEARTBEAT, type ClientResponse } from './client-response.js';
-import type { Endpoint, EndpointRegistry } from './endpoint-registry.js';
+import type { EndpointRegistry } from './endpoint-registry.js';
+import { EndpointPicker } from './endpoint-picker.js';
+import { exhaustedError, type FailedAttempt } from './exhausted-error.js';
 import type { Forwarder } from './forwarder.js';
+import type { FailureKind } from './health.js';
 import {
   MAX_WAIT_FOR_RECOVERY_MS,
   DEFAULT_COOLDOWN_MS,
@@ -19,27 +17,32 @@ import {
   decide,
   type AttemptFailure,
 } from './retry-policy.js';
-import { orderByLeastOutstanding, orderByPriorityAndWeight } from './selector.js';
-import { runAttempt } from './upstream-attempt.js';
+import { runAttempt, type CommitState } from './upstream-attempt.js';
 import { upstreamRequestError } from './upstream-error.js';
 
 export interface CompletionRequest {
+  /** The model (or alias) the client asked for. */
   model: string;
   stream: boolean;
-  /** The client's body, byte for byte: forwarded untouched. */
+  /** The client's body, byte for byte: forwarded untouched unless an alias rewrites `model`. */
   body: Buffer;
+  /** The parsed body, for the fields the gateway reads. */
+  json: Readonly<Record<string, unknown>>;
   /** Client headers that may go upstream (already stripped of credentials and hop-by-hop headers). */
   headers: Record<string, string>;
+  /** Per-request timeout overrides (request headers). */
+  timeouts: Partial<Timeouts>;
   /** Aborted when the client goes away. */
   signal: AbortSignal;
 }
 
-/** What happened, for the access log and response headers. */
+/** What happened, for the access log and response headers; filled in as the request goes. */
 export interface CompletionTrace {
   endpoint?: string;
-  attempts: number;
+  attempts?: number;
   ttfbMs?: number;
   upstreamStatus?: number;
+  servedModel?: string;
 }
 
 export interface CompletionServiceDeps {
@@ -53,47 +56,72 @@ export interface CompletionServiceDeps {
   now: () => number;
 }
 
-interface FailedAttempt {
-  endpoint: string;
-  failure: AttemptFailure;
+interface RequestContext {
+  signal: AbortSignal;
+  state: CommitState;
+  requestStartedAt: number;
+  responseHeaders?: Record<string, string>;
 }
 
 /**
  * Routes one chat completion: picks endpoints by priority and weight, retries and fails over before the
- * first byte reaches the client, relays the answer, and keeps endpoint health up to date.
+ * first byte reaches the client, falls back along an alias chain when a model's whole pool is exhausted,
+ * relays the answer, and keeps endpoint health up to date.
  */
 export class CompletionService {
   /** Requests inside complete() right now, upstream work included. */
   active = 0;
+  private readonly picker: EndpointPicker;
 
-  constructor(private readonly deps: CompletionServiceDeps) {}
+  constructor(private readonly deps: CompletionServiceDeps) {
+    this.picker = new EndpointPicker(deps);
+  }
 
   async complete(req: CompletionRequest, res: ClientResponse, trace: CompletionTrace): Promise<void> {
     const { registry, now } = this.deps;
     const config = this.deps.config.current;
-    if (registry.serving(req.model).length === 0 && registry.hasUnknownModels()) {
-      await this.deps.initialDiscovery();
-    }
-    if (registry.serving(req.model).length === 0) throw new ModelNotFoundError(req.model);
+    const chain = config.aliases[req.model] ?? [req.model];
+    const servedNow = () => chain.some((m) => registry.serving(m).length > 0);
+    if (!servedNow() && registry.hasUnknownModels()) await this.deps.initialDiscovery();
+    if (!servedNow()) throw new ModelNotFoundError(req.model);
 
     const requestStartedAt = now();
-    const totalMs = config.routing.timeouts.totalMs;
+    const totalMs = req.timeouts.totalMs ?? config.routing.timeouts.totalMs;
     const controller = new AbortController();
     const onClientAbort = () => controller.abort(new ClientClosedReason());
     if (req.signal.aborted) throw new ClientClosedReason();
     req.signal.addEventListener('abort', onClientAbort, { once: true });
     const deadline = setTimeout(() => controller.abort(new DeadlineReason(totalMs)), totalMs);
-    // The body is JSON whatever the client's content-type said (curl -d sends form encoding).
-    const upstreamRequest = { ...req, headers: { ...req.headers, 'content-type': 'application/json' } };
-    const state: { committed: boolean; ttfbMs?: number } = { committed: false };
+    // The body is JSON whatever the client's content-type said (curl -d sends form encoding); answers are
+    // asked for uncompressed, since they are relayed chunk by chunk.
+    const headers = { ...req.headers, 'content-type': 'application/json', 'accept-encoding': 'identity' };
+    const state: CommitState = { committed: false };
     const heartbeat = req.stream ? this.startHeartbeat(res, state) : undefined;
+    const ctx: RequestContext = { signal: controller.signal, state, requestStartedAt };
     this.active++;
     try {
-      await this.attemptLoop(upstreamRequest, res, trace, {
-        signal: controller.signal,
-        state,
-        requestStartedAt,
-      });
+      let lastError: unknown;
+      for (const [i, model] of chain.entries()) {
+        if (registry.serving(model).length === 0) continue;
+        const fallback = i > 0;
+        const body = model === req.model ? req.body : Buffer.from(JSON.stringify({ ...req.json, model }));
+        try {
+          trace.servedModel = model;
+          await this.tryPool({ ...req, model, body, headers }, res, trace, {
+            ...ctx,
+            responseHeaders: fallback ? { 'x-gateway-fallback-model': model } : undefined,
+          });
+          return;
+        } catch (err) {
+          if (state.committed || !poolExhausted(err)) throw err;
+          lastError = err;
+          this.deps.logger.info(
+            { model, alias: req.model },
+            'model pool exhausted; trying the next model of the alias',
+          );
+        }
+      }
+      throw lastError;
     } catch (err) {
       if (err instanceof DeadlineReason) {
         throw new GatewayTimeoutError(
@@ -111,11 +139,12 @@ export class CompletionService {
     }
   }
 
-  private async attemptLoop(
+  /** Attempts on the endpoints of one model until one answers or the pool is exhausted. */
+  private async tryPool(
     req: CompletionRequest,
     res: ClientResponse,
     trace: CompletionTrace,
-    ctx: { signal: AbortSignal; state: { committed: boolean; ttfbMs?: number }; requestStartedAt: number },
+    ctx: RequestContext,
   ): Promise<void> {
     const { registry, now, random, logger } = this.deps;
     const { maxAttempts } = this.deps.config.current.routing;
@@ -125,12 +154,12 @@ export class CompletionService {
     let backoffNext = false;
 
     for (let attempt = 1; attempt <= maxAttempts; attempt++) {
-      let endpoint = this.pick(req.model, excluded, tried);
+      let endpoint = this.picker.pick({ model: req.model, excluded, tried });
       if (!endpoint) {
-        const waitMs = this.msUntilRecovery(req.model, excluded);
+        const waitMs = this.picker.msUntilRecovery(req.model, excluded);
         if (waitMs === undefined || waitMs > MAX_WAIT_FOR_RECOVERY_MS) break;
         await sleep(waitMs, undefined, { signal: ctx.signal }).catch(() => rethrowReason(ctx.signal));
-        endpoint = this.pick(req.model, excluded, tried);
+        endpoint = this.picker.pick({ model: req.model, excluded, tried });
         if (!endpoint) break;
       } else if (backoffNext) {
         await sleep(backoffMs(attempt - 1, random), undefined, { signal: ctx.signal }).catch(() =>
@@ -139,7 +168,7 @@ export class CompletionService {
       }
 
       const name = endpoint.config.name;
-      trace.attempts = attempt;
+      trace.attempts = (trace.attempts ?? 0) + 1;
       trace.endpoint = name;
       tried.add(name);
       const ticket = registry.health.begin(name);
@@ -147,7 +176,8 @@ export class CompletionService {
       try {
         result = await runAttempt({
           endpoint,
-          attempt,
+          timeouts: { ...endpoint.config.timeouts, ...req.timeouts },
+          attempt: trace.attempts,
           body: req.body,
           headers: req.headers,
           res,
@@ -156,6 +186,7 @@ export class CompletionService {
           now,
           requestStartedAt: ctx.requestStartedAt,
           state: ctx.state,
+          responseHeaders: ctx.responseHeaders,
         });
       } catch (err) {
         registry.health.release(ticket);
@@ -163,7 +194,7 @@ export class CompletionService {
       }
 
       if (result.type === 'done') {
-        trace.upstreamStatus = 200;
+        trace.upstreamStatus = result.status;
         registry.health.success(ticket, { latencyMs: result.latencyMs, ttfbMs: result.ttfbMs });
         return;
       }
@@ -179,8 +210,8 @@ export class CompletionService {
       if (decision.action === 'return') {
         registry.health.success(ticket);
         throw upstreamRequestError(
-          (failure as { status: number }).status,
-          (failure as { body: string }).body,
+          failure.kind === 'http' ? failure.status : 400,
+          failure.kind === 'http' ? failure.body : '',
         );
       }
       failures.push({ endpoint: name, failure });
@@ -200,8 +231,12 @@ export class CompletionService {
         case 'misconfigured':
           registry.health.failure(ticket, 'misconfigured', failure.message);
           logger.error(
-            { endpoint: name, status: failure.kind === 'http' ? failure.status : undefined },
-            'upstream rejected the gateway credentials: check the apiKey configured for this endpoint',
+            {
+              endpoint: name,
+              status: failure.kind === 'http' ? failure.status : undefined,
+              error: failure.message,
+            },
+            'upstream endpoint is misconfigured (rejected credentials or redirected): check its url and apiKey',
           );
           break;
         case 'failure':
@@ -210,75 +245,14 @@ export class CompletionService {
       }
       logger.debug({ endpoint: name, attempt, failure: failure.message }, 'attempt failed, trying next');
     }
-    throw this.exhausted(req.model, failures, excluded);
-  }
-
-  /** The next endpoint to try: untried ones first, by priority then weight; then already-tried ones. */
-  private pick(
-    model: string,
-    excluded: ReadonlySet<string>,
-    tried: ReadonlySet<string>,
-  ): Endpoint | undefined {
-    const now = this.deps.now();
-    const usable = this.deps.registry
-      .serving(model)
-      .filter(
-        (ep) => !excluded.has(ep.config.name) && ep.health.availableAt(now, ep.config.maxConcurrent) <= now,
-      );
-    const untried = usable.filter((ep) => !tried.has(ep.config.name));
-    const pool = untried.length > 0 ? untried : usable;
-    const candidates = pool.map((ep) => ({
-      ep,
-      priority: ep.config.priority,
-      weight: ep.config.weight,
-      inFlight: ep.health.inFlight,
-      ewmaTtfbMs: ep.health.ewmaTtfbMs,
-    }));
-    const order =
-      this.deps.config.current.routing.strategy === 'least-outstanding'
-        ? orderByLeastOutstanding(candidates, this.deps.random)
-        : orderByPriorityAndWeight(candidates, this.deps.random);
-    return order[0]?.ep;
-  }
-
-  /** Milliseconds until some not-excluded, non-drained endpoint of the model may take a request. */
-  private msUntilRecovery(model: string, excluded: ReadonlySet<string>): number | undefined {
-    const now = this.deps.now();
-    let soonest: number | undefined;
-    for (const ep of this.deps.registry.serving(model)) {
-      if (excluded.has(ep.config.name) || !(ep.config.weight > 0)) continue;
-      const at = ep.health.availableAt(now, ep.config.maxConcurrent);
-      soonest = soonest === undefined ? at : Math.min(soonest, at);
-    }
-    return soonest === undefined ? undefined : Math.max(0, soonest - now);
-  }
-
-  private exhausted(model: string, failures: FailedAttempt[], excluded: ReadonlySet<string>): GatewayError {
-    const last = failures.at(-1);
-    const summary = failures.map((f) => `${f.endpoint}: ${f.failure.message}`).join('; ');
-    if (last && failures.every((f) => f.failure.kind === 'http' && f.failure.status === 404)) {
-      return new ModelNotFoundError(model);
-    }
-    if (last?.failure.kind === 'http' && last.failure.status !== 429) {
-      return new BadGatewayError(
-        `No endpoint could answer for model '${model}'; upstream errors: ${summary}`,
-        last.failure.status === 401 || last.failure.status === 403 ? 'upstream_auth_error' : 'upstream_error',
-      );
-    }
-    const waitMs = this.msUntilRecovery(model, excluded) ?? 1_000;
-    const retryAfterSeconds = Math.max(1, Math.ceil(waitMs / 1000));
-    const detail = summary ? `; ${summary}` : ': every endpoint is unavailable, drained or cooling down';
-    return new NoEndpointAvailableError(
-      `No endpoint is available for model '${model}' right now${detail}. Retry in ${retryAfterSeconds} s.`,
-      retryAfterSeconds,
-    );
+    throw exhaustedError(req.model, failures, this.picker.msUntilRecovery(req.model, excluded));
   }
 
   /**
    * While a stream waits for its first token, SSE comments keep idle proxies (Akash ingress closes a
    * response idle for 60 s) from cutting it. Comments are not content: failover stays invisible.
    */
-  private startHeartbeat(res: ClientResponse, state: { committed: boolean }): NodeJS.Timeout {
+  private startHeartbeat(res: ClientResponse, state: CommitState): NodeJS.Timeout {
     return setInterval(() => {
       if (state.committed || res.writableEnded || res.destroyed) return;
       if (!res.headersSent) res.writeHead(200, { ...SSE_HEADERS });
@@ -287,14 +261,19 @@ export class CompletionService {
   }
 }
 
-function failureKind(failure: AttemptFailure): 'connect' | 'timeout' | 'server-error' | 'empty-response' {
+/** A model's pool gave up before commit for reasons another model might not share. */
+function poolExhausted(err: unknown): boolean {
+  return err instanceof GatewayError && (err.status >= 500 || err.code === 'model_not_found');
+}
+
+function failureKind(failure: AttemptFailure): FailureKind {
   switch (failure.kind) {
     case 'connect':
       return 'connect';
     case 'timeout':
       return 'timeout';
-    case 'empty-response':
-      return 'empty-response';
+    case 'bad-response':
+      return 'bad-response';
     case 'http':
       return 'server-error';
   }

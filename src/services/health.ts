@@ -10,7 +10,7 @@ import type { EjectionConfig } from '../config/types.js';
 export type HealthState = 'healthy' | 'ejected' | 'half-open' | 'cooling-down';
 
 export type FailureKind =
-  'connect' | 'timeout' | 'server-error' | 'misconfigured' | 'stream-error' | 'empty-response';
+  'connect' | 'timeout' | 'server-error' | 'misconfigured' | 'stream-error' | 'bad-response';
 
 export interface LastError {
   kind: FailureKind | 'rate-limited' | 'model-missing';

@@ -9,7 +9,8 @@ export type AttemptFailure =
   | { kind: 'connect'; code: string; message: string }
   | { kind: 'timeout'; phase: 'connect' | 'first-byte' | 'idle'; message: string }
   | { kind: 'http'; status: number; retryAfterMs: number | undefined; message: string; body: string }
-  | { kind: 'empty-response'; message: string };
+  /** A 2xx that is not a usable answer: empty, or a JSON answer that does not parse. */
+  | { kind: 'bad-response'; message: string };
 
 export type Decision =
   /** Try another candidate; `backoff` asks for a jittered pause first; `exclude` bars this endpoint for the rest of the request. */
@@ -29,7 +30,7 @@ export function decide(failure: AttemptFailure): Decision {
     case 'connect':
       return { action: 'retry', health: 'failure', backoff: false, exclude: false };
     case 'timeout':
-    case 'empty-response':
+    case 'bad-response':
       return { action: 'retry', health: 'failure', backoff: true, exclude: false };
     case 'http':
       return decideStatus(failure.status);
@@ -42,6 +43,9 @@ function decideStatus(status: number): Decision {
   if (status === 401 || status === 403)
     return { action: 'retry', health: 'misconfigured', backoff: false, exclude: true };
   if (status === 404) return { action: 'retry', health: 'model-missing', backoff: false, exclude: true };
+  // A redirect means the endpoint URL is wrong (often http:// in front of an https-only ingress).
+  if (status >= 300 && status < 400)
+    return { action: 'retry', health: 'misconfigured', backoff: false, exclude: true };
   // 408 and every 5xx (including ones such as 520+ from CDNs in front of a provider) are the endpoint's trouble.
   if (RETRYABLE_STATUSES.has(status) || status >= 500)
     return { action: 'retry', health: 'failure', backoff: true, exclude: false };

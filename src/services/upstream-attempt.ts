@@ -1,48 +1,30 @@
-import { BadGatewayError, GatewayTimeoutError, type GatewayError } from '../errors/gateway-error.js';
-import { AttemptTimeoutReason, type TimeoutPhase } from './abort-reasons.js';
-import { SSE_HEADERS, type ClientResponse } from './client-response.js';
-import type { Endpoint } from './endpoint-registry.js';
-import type { Forwarder, UpstreamResponse } from './forwarder.js';
+import { pipeline, type Readable } from 'node:stream';
+import zlib from 'node:zlib';
+import { AttemptTimeoutReason } from './abort-reasons.js';
+import type { AttemptInput, AttemptResult } from './attempt-types.js';
+import type { UpstreamResponse } from './forwarder.js';
 import { transportFailure } from './forwarder.js';
-import type { FailureKind } from './health.js';
-import { parseRetryAfterMs, type AttemptFailure } from './retry-policy.js';
-import { parseUpstreamError } from './upstream-error.js';
+import { sendJsonAnswer } from './json-answer.js';
+import { PhaseTimer } from './phase-timer.js';
 import { readBody } from './read-body.js';
+import { parseRetryAfterMs, type AttemptFailure } from './retry-policy.js';
+import { relayStream } from './stream-relay.js';
+import { parseUpstreamError } from './upstream-error.js';
+
+export type { AttemptInput, AttemptResult, CommitState } from './attempt-types.js';
 
 /** Error bodies are read only this far: enough for any real message, bounded against a hostile upstream. */
 const MAX_ERROR_BODY_BYTES = 64 * 1024;
-
-export interface AttemptInput {
-  endpoint: Endpoint;
-  attempt: number;
-  body: Buffer;
-  headers: Record<string, string>;
-  res: ClientResponse;
-  forwarder: Forwarder;
-  /** Aborted when the client leaves or the request's deadline passes. */
-  signal: AbortSignal;
-  now: () => number;
-  requestStartedAt: number;
-  /** Shared with the heartbeat: set once the first upstream byte has been sent to the client. */
-  state: { committed: boolean; ttfbMs?: number };
-}
-
-export type AttemptResult =
-  /** The whole answer reached the client. */
-  | { type: 'done'; ttfbMs: number; latencyMs: number }
-  /** Failed before commit: the client saw nothing of it, another attempt may follow. */
-  | { type: 'failed'; failure: AttemptFailure }
-  /** Failed after commit: the client's response is broken and must end with this error. */
-  | { type: 'broken'; error: GatewayError; kind: FailureKind };
+/** A non-streamed answer larger than this is refused rather than buffered. */
+const MAX_JSON_ANSWER_BYTES = 64 * 1024 * 1024;
 
 /**
  * One attempt on one endpoint: send, wait for the first byte under the first-byte timeout, then commit
- * and relay every chunk as it arrives under the idle timeout. Rejects only with the parent signal's
- * reason (client gone, request deadline).
+ * and relay (streams) or check and send (JSON). Rejects only with the parent signal's reason (client
+ * gone, request deadline).
  */
 export async function runAttempt(input: AttemptInput): Promise<AttemptResult> {
-  const { endpoint, signal, now } = input;
-  const timeouts = endpoint.config.timeouts;
+  const { endpoint, signal, now, timeouts } = input;
   const controller = new AbortController();
   const onParentAbort = () => controller.abort(signal.reason);
   signal.addEventListener('abort', onParentAbort, { once: true });
@@ -52,8 +34,10 @@ export async function runAttempt(input: AttemptInput): Promise<AttemptResult> {
     () => controller.abort(new AttemptTimeoutReason('attempt-total', timeouts.totalMs)),
     timeouts.totalMs,
   );
+  const failed = (failure: AttemptFailure): AttemptResult => ({ type: 'failed', failure });
   const startedAt = now();
   let upstream: UpstreamResponse | undefined;
+  let body: Readable | undefined;
   try {
     try {
       upstream = await input.forwarder.send({
@@ -65,169 +49,111 @@ export async function runAttempt(input: AttemptInput): Promise<AttemptResult> {
         signal: controller.signal,
       });
     } catch (err) {
-      return { type: 'failed', failure: beforeCommitFailure(err, controller.signal) };
+      return failed(beforeCommitFailure(err, controller.signal));
     }
+    const { statusCode, headers } = upstream;
+    body = decoded(upstream);
+    if (!body)
+      return failed({
+        kind: 'bad-response',
+        message: `unsupported content-encoding ${String(headers['content-encoding'])}`,
+      });
 
-    const { statusCode } = upstream;
     if (statusCode < 200 || statusCode >= 300) {
       let text: string;
       try {
         // Some servers echo the key they were sent in their error text: it must go no further.
-        text = redactSecret(
-          await readBody(upstream.body, MAX_ERROR_BODY_BYTES, 'truncate'),
-          endpoint.config.apiKey,
-        );
+        text = redactSecret(await readBody(body, MAX_ERROR_BODY_BYTES, 'truncate'), endpoint.config.apiKey);
       } catch (err) {
-        return { type: 'failed', failure: beforeCommitFailure(err, controller.signal) };
+        return failed(beforeCommitFailure(err, controller.signal));
       }
-      const detail =
-        statusCode === 401 || statusCode === 403
-          ? 'the upstream rejected the gateway credentials'
-          : parseUpstreamError(statusCode, text).message;
-      return {
-        type: 'failed',
-        failure: {
-          kind: 'http',
-          status: statusCode,
-          retryAfterMs: parseRetryAfterMs(upstream.headers, Date.now()),
-          message: `HTTP ${statusCode}: ${detail}`,
-          body: text,
-        },
-      };
+      return failed({
+        kind: 'http',
+        status: statusCode,
+        retryAfterMs: parseRetryAfterMs(headers, Date.now()),
+        message: `HTTP ${statusCode}: ${describeStatus(statusCode, text, headers.location)}`,
+        body: text,
+      });
     }
 
-    const chunks = upstream.body[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+    const chunks = body[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
     let first: IteratorResult<Buffer>;
     try {
       first = await chunks.next();
     } catch (err) {
-      return { type: 'failed', failure: beforeCommitFailure(err, controller.signal) };
+      return failed(beforeCommitFailure(err, controller.signal));
     }
-    if (first.done) {
-      return {
-        type: 'failed',
-        failure: { kind: 'empty-response', message: 'upstream sent an empty response' },
-      };
-    }
+    if (first.done) return failed({ kind: 'bad-response', message: 'upstream sent an empty answer' });
     const ttfbMs = now() - startedAt;
-    const contentType = String(upstream.headers['content-type'] ?? 'application/json');
+    const contentType = String(headers['content-type'] ?? 'application/json');
 
     if (contentType.includes('text/event-stream')) {
-      commit(input);
-      const broken = await relayStream(input, first.value, chunks, timer, controller.signal);
+      const broken = await relayStream(input, first.value, chunks, timer, controller);
       if (broken) return broken;
     } else {
+      // Buffered (answers are small): a truncated or garbled answer can still be retried elsewhere.
       timer.arm('idle', timeouts.idleMs);
       const parts = [first.value];
+      let size = first.value.length;
       try {
         for (let r = await chunks.next(); !r.done; r = await chunks.next()) {
+          size += r.value.length;
+          if (size > MAX_JSON_ANSWER_BYTES)
+            return failed({ kind: 'bad-response', message: 'answer larger than 64 MiB' });
           parts.push(r.value);
           timer.arm('idle', timeouts.idleMs);
         }
       } catch (err) {
-        return { type: 'failed', failure: beforeCommitFailure(err, controller.signal) };
+        return failed(beforeCommitFailure(err, controller.signal));
       }
-      sendJson(input, statusCode, contentType, Buffer.concat(parts));
+      const answer = Buffer.concat(parts);
+      let json: unknown;
+      try {
+        json = JSON.parse(answer.toString('utf8'));
+      } catch {
+        return failed({
+          kind: 'bad-response',
+          message: `upstream answered ${statusCode} with a body that is not JSON (${contentType})`,
+        });
+      }
+      sendJsonAnswer(input, statusCode, 'application/json', answer, json);
     }
-    return { type: 'done', ttfbMs, latencyMs: now() - startedAt };
+    return { type: 'done', status: statusCode, ttfbMs, latencyMs: now() - startedAt };
   } finally {
     timer.clear();
     clearTimeout(totalTimer);
     signal.removeEventListener('abort', onParentAbort);
     if (upstream && !upstream.body.destroyed) upstream.body.destroy();
+    if (body && !body.destroyed) body.destroy();
   }
 }
 
-function commit(input: AttemptInput): void {
-  input.state.committed = true;
-  input.state.ttfbMs = input.now() - input.requestStartedAt;
-  if (!input.res.headersSent) {
-    input.res.writeHead(200, {
-      ...SSE_HEADERS,
-      'x-gateway-endpoint': input.endpoint.config.name,
-      'x-gateway-attempts': String(input.attempt),
-    });
-  }
+/** The body with its content-encoding undone (the gateway asks for identity, not every server obeys). */
+function decoded(upstream: UpstreamResponse): Readable | undefined {
+  const encoding = String(upstream.headers['content-encoding'] ?? 'identity')
+    .trim()
+    .toLowerCase();
+  const decoder =
+    encoding === 'identity' || encoding === ''
+      ? undefined
+      : encoding === 'gzip' || encoding === 'x-gzip'
+        ? zlib.createGunzip()
+        : encoding === 'deflate'
+          ? zlib.createInflate()
+          : encoding === 'br'
+            ? zlib.createBrotliDecompress()
+            : null;
+  if (decoder === undefined) return upstream.body;
+  if (decoder === null) return undefined;
+  return pipeline(upstream.body, decoder, () => undefined);
 }
 
-function sendJson(input: AttemptInput, status: number, contentType: string, body: Buffer): void {
-  const { res } = input;
-  if (res.headersSent) {
-    // Heartbeats already opened an event stream: deliver the answer as one event.
-    input.state.committed = true;
-    input.state.ttfbMs = input.now() - input.requestStartedAt;
-    res.write(`data: ${body.toString('utf8').trim()}\n\ndata: [DONE]\n\n`);
-    res.end();
-    return;
+function describeStatus(status: number, text: string, location: string | string[] | undefined): string {
+  if (status === 401 || status === 403) return 'the upstream rejected the gateway credentials';
+  if (status >= 300 && status < 400) {
+    return `redirect to ${String(location ?? 'an unknown location')} (fix the endpoint url)`;
   }
-  input.state.committed = true;
-  input.state.ttfbMs = input.now() - input.requestStartedAt;
-  res.writeHead(status, {
-    'content-type': contentType,
-    'content-length': String(body.length),
-    'x-gateway-endpoint': input.endpoint.config.name,
-    'x-gateway-attempts': String(input.attempt),
-  });
-  res.end(body);
-}
-
-/**
- * Relays an SSE body chunk by chunk. The stream is complete only if it ended with `data: [DONE]`;
- * anything else (reset, stall, clean close without [DONE]) is reported to the client as an error event
- * rather than passed on as a clean end.
- */
-async function relayStream(
-  input: AttemptInput,
-  first: Buffer,
-  chunks: AsyncIterator<Buffer>,
-  timer: PhaseTimer,
-  signal: AbortSignal,
-): Promise<AttemptResult | undefined> {
-  const { res } = input;
-  const idleMs = input.endpoint.config.timeouts.idleMs;
-  let tail = '';
-  let chunk: Buffer | undefined = first;
-  try {
-    while (chunk !== undefined) {
-      tail = (tail + chunk.toString('latin1', Math.max(0, chunk.length - 32))).slice(-32);
-      if (!res.write(chunk)) {
-        timer.clear();
-        await drained(res, signal);
-      }
-      timer.arm('idle', idleMs);
-      const r = await chunks.next();
-      chunk = r.done ? undefined : r.value;
-    }
-  } catch (err) {
-    return afterCommitFailure(err, signal);
-  }
-  if (!/data: ?\[DONE\]\s*$/.test(tail)) {
-    return {
-      type: 'broken',
-      kind: 'stream-error',
-      error: new BadGatewayError(
-        'The model server closed the stream before the answer was complete.',
-        'upstream_stream_truncated',
-      ),
-    };
-  }
-  res.end();
-  return undefined;
-}
-
-function drained(res: ClientResponse, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const done = () => {
-      res.removeListener('drain', done);
-      res.removeListener('close', done);
-      signal.removeEventListener('abort', done);
-      if (signal.aborted) reject(signal.reason as Error);
-      else resolve();
-    };
-    res.once('drain', done);
-    res.once('close', done);
-    signal.addEventListener('abort', done, { once: true });
-  });
+  return parseUpstreamError(status, text).message;
 }
 
 /** Before commit: a timeout of this attempt is a failure to retry; a client abort or deadline propagates. */
@@ -246,64 +172,6 @@ function beforeCommitFailure(err: unknown, signal: AbortSignal): AttemptFailure 
   return transportFailure(err);
 }
 
-function afterCommitFailure(err: unknown, signal: AbortSignal): AttemptResult {
-  if (signal.aborted) {
-    const reason: unknown = signal.reason;
-    if (reason instanceof AttemptTimeoutReason) {
-      const error =
-        reason.phase === 'idle'
-          ? new GatewayTimeoutError(
-              `The model server stopped sending data for ${Math.round(reason.timeoutMs / 1000)} s; the answer is incomplete.`,
-              'upstream_idle_timeout',
-            )
-          : new GatewayTimeoutError(
-              'The answer took longer than the endpoint timeout allows.',
-              'request_timeout',
-            );
-      return { type: 'broken', kind: 'timeout', error };
-    }
-    throw reason;
-  }
-  const failure = transportFailure(err);
-  return {
-    type: 'broken',
-    kind: 'stream-error',
-    error: new BadGatewayError(
-      `The connection to the model server was lost mid-answer (${failure.message}); the answer is incomplete.`,
-      'upstream_stream_error',
-    ),
-  };
-}
-
 function redactSecret(text: string, secret: string | undefined): string {
   return secret ? text.split(secret).join('[redacted]') : text;
-}
-
-/**
- * One re-armable timer per attempt for the current phase (first byte, then idle between chunks).
- * Re-arming the same phase refreshes the existing timer, so a chunk costs no new timer or allocation.
- */
-class PhaseTimer {
-  private handle: NodeJS.Timeout | undefined;
-  private phase: TimeoutPhase | undefined;
-
-  constructor(private readonly controller: AbortController) {}
-
-  arm(phase: TimeoutPhase, timeoutMs: number): void {
-    if (this.handle !== undefined && this.phase === phase) {
-      this.handle.refresh();
-      return;
-    }
-    this.clear();
-    this.phase = phase;
-    this.handle = setTimeout(
-      () => this.controller.abort(new AttemptTimeoutReason(phase, timeoutMs)),
-      timeoutMs,
-    );
-  }
-
-  clear(): void {
-    if (this.handle !== undefined) clearTimeout(this.handle);
-    this.handle = undefined;
-  }
 }

@@ -119,7 +119,7 @@ describe.each(modes)('before commit, failures move on to the next endpoint ($mod
     async (status) => {
       await primaryAndBackup({ type: 'status', status });
       await expectServedByBackup();
-      const line = bed.gw.logs.find((l) => String(l.msg).includes('rejected the gateway credentials'));
+      const line = bed.gw.logs.find((l) => String(l.msg).includes('endpoint is misconfigured'));
       expect(line).toMatchObject({ endpoint: 'primary', level: 'error' });
     },
   );

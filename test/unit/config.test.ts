@@ -45,7 +45,14 @@ describe('defaults', () => {
     expect(c.routing).toEqual({
       strategy: 'weighted',
       maxAttempts: 3,
-      timeouts: { connectMs: 5000, firstByteMs: 120_000, idleMs: 60_000, totalMs: 600_000 },
+      timeouts: {
+        connectMs: 5000,
+        firstByteMs: 120_000,
+        idleMs: 60_000,
+        totalMs: 600_000,
+        minBytesPerSecond: 0,
+        throughputWindowMs: 10_000,
+      },
     });
     expect(c.logging).toEqual({ level: 'info', file: false, filePath: 'logs/gateway.log' });
     expect(c.auth).toEqual({ apiKeys: ['sk-client'], adminKey: undefined, disabled: false });
@@ -138,6 +145,8 @@ describe('endpoints', () => {
       firstByteMs: 1000,
       idleMs: 60_000,
       totalMs: 2000,
+      minBytesPerSecond: 0,
+      throughputWindowMs: 10_000,
     });
     expect(c.endpoints[1]!.timeouts).toEqual({ ...c.routing.timeouts });
     expect(c.routing.timeouts.connectMs).toBe(700);
@@ -209,7 +218,14 @@ describe('CONFIG_FILE', () => {
     expect(c.routing).toEqual({
       strategy: 'least-outstanding',
       maxAttempts: 4,
-      timeouts: { connectMs: 1000, firstByteMs: 2000, idleMs: 3000, totalMs: 4000 },
+      timeouts: {
+        connectMs: 1000,
+        firstByteMs: 2000,
+        idleMs: 3000,
+        totalMs: 4000,
+        minBytesPerSecond: 0,
+        throughputWindowMs: 10_000,
+      },
     });
     expect(c.endpoints[1]!.timeouts).toEqual(c.routing.timeouts);
   });
@@ -249,7 +265,7 @@ describe('CONFIG_FILE', () => {
     expect(c.auth.apiKeys).toEqual(['env-1', 'env-2']);
     expect(c.models.ownedBy).toBe('env-owner');
     expect(c.routing.maxAttempts).toBe(2);
-    expect(c.routing.timeouts).toEqual({ connectMs: 1000, firstByteMs: 2000, idleMs: 9000, totalMs: 4000 });
+    expect(c.routing.timeouts).toMatchObject({ connectMs: 1000, firstByteMs: 2000, idleMs: 9000, totalMs: 4000 });
     expect(c.endpoints.map((e) => e.name)).toEqual(['from-env']);
   });
 

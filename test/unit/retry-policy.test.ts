@@ -52,7 +52,7 @@ describe('decide: the outcome table', () => {
       action: 'retry',
       backoff: true,
     });
-    expect(decide({ kind: 'empty-response', message: '' })).toMatchObject({
+    expect(decide({ kind: 'bad-response', message: '' })).toMatchObject({
       action: 'retry',
       health: 'failure',
     });

@@ -1,10 +1,11 @@
 import type { Request, RequestHandler } from 'express';
 import { z } from 'zod';
 import { InvalidRequestError } from '../../errors/gateway-error.js';
-import type { CompletionService } from '../../services/completion-service.js';
 import { ClientClosedReason } from '../../services/abort-reasons.js';
+import type { CompletionService } from '../../services/completion-service.js';
 import { forwardableHeaders } from '../../services/forward-headers.js';
 import { requestSummary } from '../middleware/access-log.js';
+import { timeoutOverrides } from '../request-options.js';
 
 /**
  * Only the fields the gateway reads are validated; every other field (tools, response_format,
@@ -18,6 +19,8 @@ const chatRequestSchema = z.looseObject({
   stream: z.boolean({ error: "'stream' must be true or false" }).nullish(),
 });
 
+const UTF8_BOM = Buffer.from([0xef, 0xbb, 0xbf]);
+
 export function chatCompletions(service: CompletionService): RequestHandler {
   return async (req, res) => {
     const raw = rawBody(req);
@@ -29,7 +32,9 @@ export function chatCompletions(service: CompletionService): RequestHandler {
         code: 'invalid_request',
       });
     }
+    const timeouts = timeoutOverrides(req.headers);
     const { model, stream } = parsed.data;
+    // The access line reads this object when the response closes, so the service fills it as it goes.
     const summary = requestSummary(res);
     summary.model = model;
     summary.stream = stream === true;
@@ -38,25 +43,21 @@ export function chatCompletions(service: CompletionService): RequestHandler {
     res.once('close', () => {
       if (!res.writableFinished) controller.abort(new ClientClosedReason());
     });
-    const trace = { attempts: 0 } as Parameters<CompletionService['complete']>[2];
-    try {
-      await service.complete(
-        {
-          model,
-          stream: stream === true,
-          body: raw,
-          headers: { ...forwardableHeaders(req.headers), 'x-request-id': requestId(req) },
-          signal: controller.signal,
-        },
-        res,
-        trace,
-      );
-    } finally {
-      summary.endpoint = trace.endpoint;
-      summary.attempts = trace.attempts;
-      summary.ttfbMs = trace.ttfbMs;
-      summary.upstreamStatus = trace.upstreamStatus;
-    }
+    // A write racing a disconnect must never become an uncaught 'error' event.
+    res.on('error', () => undefined);
+    await service.complete(
+      {
+        model,
+        stream: stream === true,
+        body: raw,
+        json: parsed.data,
+        headers: { ...forwardableHeaders(req.headers), 'x-request-id': requestId(req) },
+        timeouts,
+        signal: controller.signal,
+      },
+      res,
+      summary,
+    );
   };
 }
 
@@ -64,24 +65,32 @@ function requestId(req: Request): string {
   return typeof req.id === 'string' || typeof req.id === 'number' ? String(req.id) : '';
 }
 
+/** The body bytes, without a UTF-8 byte order mark (JSON.parse and many upstreams reject one). */
 function rawBody(req: Request): Buffer {
   const body: unknown = req.body;
-  if (Buffer.isBuffer(body)) return body;
-  return Buffer.alloc(0);
+  if (!Buffer.isBuffer(body)) return Buffer.alloc(0);
+  return body.subarray(0, 3).equals(UTF8_BOM) ? body.subarray(3) : body;
 }
 
 function parseJson(raw: Buffer): unknown {
   if (raw.length === 0) {
     throw new InvalidRequestError(
       'Request body is empty: send a JSON object with at least "model" and "messages".',
-      { code: 'invalid_json' },
+      {
+        code: 'invalid_json',
+      },
     );
   }
   try {
     return JSON.parse(raw.toString('utf8')) as unknown;
   } catch (err) {
-    throw new InvalidRequestError(`Request body is not valid JSON: ${(err as Error).message}`, {
-      code: 'invalid_json',
-    });
+    // V8's message quotes part of the body; only the position is worth repeating.
+    const at = /position (\d+)/.exec((err as Error).message)?.[1];
+    throw new InvalidRequestError(
+      `Request body is not valid JSON${at === undefined ? '' : ` (syntax error at character ${at})`}.`,
+      {
+        code: 'invalid_json',
+      },
+    );
   }
 }

@@ -8,6 +8,7 @@ const CLIENT_REQUEST_ID = /^[\w.:@/+=-]{1,128}$/;
 export interface RequestSummary {
   model?: string;
   stream?: boolean;
+  servedModel?: string;
   endpoint?: string;
   attempts?: number;
   ttfbMs?: number;
@@ -27,6 +28,11 @@ export function requestSummary(res: ServerResponse): RequestSummary {
  * one JSON access line per request with model, endpoint, attempts, time to first byte and duration.
  * Headers are never logged: they carry keys.
  */
+/** Express rewrites req.url inside routers; the access line wants the path the client asked for. */
+function path(req: IncomingMessage): string {
+  return (req as IncomingMessage & { originalUrl?: string }).originalUrl ?? req.url ?? '';
+}
+
 export function accessLog(logger: Logger) {
   return pinoHttp({
     logger,

@@ -1,0 +1,39 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Timeouts } from '../config/types.js';
+import { InvalidRequestError } from '../errors/gateway-error.js';
+
+/**
+ * Per-request timeout overrides, for clients that know better than the deployment defaults (a batch job
+ * that tolerates a slow first token, a chat UI that would rather fail over sooner).
+ */
+export const TIMEOUT_HEADERS = {
+  'x-gateway-first-byte-timeout-ms': 'firstByteMs',
+  'x-gateway-idle-timeout-ms': 'idleMs',
+  'x-gateway-request-timeout-ms': 'totalMs',
+  'x-gateway-min-bytes-per-second': 'minBytesPerSecond',
+} as const satisfies Record<string, keyof Timeouts>;
+
+const MAX_TIMEOUT_MS = 3_600_000;
+
+export function timeoutOverrides(headers: IncomingHttpHeaders): Partial<Timeouts> {
+  const out: Partial<Timeouts> = {};
+  for (const [header, key] of Object.entries(TIMEOUT_HEADERS)) {
+    const raw = headers[header];
+    if (raw === undefined) continue;
+    const value = Array.isArray(raw) ? raw[0] : raw;
+    const n = Number(value);
+    const isRate = key === 'minBytesPerSecond';
+    const valid =
+      value !== undefined && /^\d+$/.test(value.trim()) && (isRate ? n >= 0 : n > 0 && n <= MAX_TIMEOUT_MS);
+    if (!valid) {
+      throw new InvalidRequestError(
+        isRate
+          ? `Header ${header} must be a whole number of bytes per second (0 turns the check off).`
+          : `Header ${header} must be a whole number of milliseconds between 1 and ${MAX_TIMEOUT_MS}.`,
+        { param: header, code: 'invalid_header' },
+      );
+    }
+    out[key] = n;
+  }
+  return out;
+}

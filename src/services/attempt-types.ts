@@ -1,0 +1,54 @@
+import type { Timeouts } from '../config/types.js';
+import type { GatewayError } from '../errors/gateway-error.js';
+import type { ClientResponse } from './client-response.js';
+import type { Endpoint } from './endpoint-registry.js';
+import type { Forwarder } from './forwarder.js';
+import type { FailureKind } from './health.js';
+import type { AttemptFailure } from './retry-policy.js';
+
+/** Shared by the attempts of one request and its heartbeat. */
+export interface CommitState {
+  /** Set once the first upstream byte has been sent to the client: no retry after that. */
+  committed: boolean;
+  ttfbMs?: number;
+}
+
+export interface AttemptInput {
+  endpoint: Endpoint;
+  /** The endpoint's timeouts with the request's overrides applied. */
+  timeouts: Timeouts;
+  /** Headers to add to the client response at commit (e.g. x-gateway-fallback-model). */
+  responseHeaders?: Record<string, string> | undefined;
+  attempt: number;
+  body: Buffer;
+  headers: Record<string, string>;
+  res: ClientResponse;
+  forwarder: Forwarder;
+  /** Aborted when the client leaves or the request's deadline passes. */
+  signal: AbortSignal;
+  now: () => number;
+  requestStartedAt: number;
+  state: CommitState;
+}
+
+export type AttemptResult =
+  /** The whole answer reached the client. */
+  | { type: 'done'; status: number; ttfbMs: number; latencyMs: number }
+  /** Failed before commit: the client saw nothing of it, another attempt may follow. */
+  | { type: 'failed'; failure: AttemptFailure }
+  /** Failed after commit: the client's response is broken and must end with this error. */
+  | { type: 'broken'; error: GatewayError; kind: FailureKind };
+
+/** Response headers the gateway adds at commit. */
+export function gatewayHeaders(input: AttemptInput): Record<string, string> {
+  return {
+    'x-gateway-endpoint': input.endpoint.config.name,
+    'x-gateway-attempts': String(input.attempt),
+    ...input.responseHeaders,
+  };
+}
+
+export function markCommitted(input: AttemptInput): void {
+  input.state.committed = true;
+  input.state.ttfbMs = input.now() - input.requestStartedAt;
+}

@@ -1,0 +1,52 @@
+import { gatewayHeaders, markCommitted, type AttemptInput } from './attempt-types.js';
+
+/**
+ * Sends a complete (non-streamed) answer. Normally as JSON with its length; if heartbeats already opened
+ * an event stream, the completion is turned into one chunk event so stream readers see its content.
+ */
+export function sendJsonAnswer(
+  input: AttemptInput,
+  status: number,
+  contentType: string,
+  body: Buffer,
+  json: unknown,
+): void {
+  const { res } = input;
+  markCommitted(input);
+  if (res.headersSent) {
+    res.end(`data: ${JSON.stringify(asChunk(json))}\n\ndata: [DONE]\n\n`);
+    return;
+  }
+  res.writeHead(status, {
+    'content-type': contentType,
+    'content-length': String(body.length),
+    ...gatewayHeaders(input),
+  });
+  res.end(body);
+}
+
+interface Completion {
+  object?: unknown;
+  choices?: Array<{ index?: number; message?: Record<string, unknown>; finish_reason?: unknown }>;
+}
+
+/** chat.completion -> chat.completion.chunk: each choice's message becomes its delta. */
+export function asChunk(json: unknown): unknown {
+  const c = json as Completion | null;
+  if (!c || c.object !== 'chat.completion' || !Array.isArray(c.choices)) return json;
+  return {
+    ...c,
+    object: 'chat.completion.chunk',
+    choices: c.choices.map((choice, i) => {
+      const message = choice.message ?? {};
+      const toolCalls = Array.isArray(message.tool_calls)
+        ? (message.tool_calls as Array<Record<string, unknown>>).map((call, index) => ({ index, ...call }))
+        : undefined;
+      return {
+        index: choice.index ?? i,
+        delta: { ...message, ...(toolCalls ? { tool_calls: toolCalls } : {}) },
+        finish_reason: choice.finish_reason ?? null,
+      };
+    }),
+  };
+}
