@@ -1,5 +1,6 @@
 import express, { Router, type RequestHandler } from 'express';
 import type { ConfigSource } from './config/config-store.js';
+import { InvalidRequestError } from './errors/gateway-error.js';
 import { chatCompletions } from './http/controllers/chat-completions.js';
 import { liveness, readiness } from './http/controllers/health.js';
 import { getModel, listModels } from './http/controllers/models.js';
@@ -54,6 +55,8 @@ export function createApp(deps: AppDeps): express.Express {
     rawBody(() => config.current.server.bodyLimitBytes),
     chatCompletions(deps.completions),
   );
+  v1.all('/chat/completions', methodNotAllowed('POST'));
+  v1.all(['/models', '/models/*model'], methodNotAllowed('GET'));
   app.use('/v1', v1);
 
   // Admin routes exist only while ADMIN_API_KEY is set; client keys never open them.
@@ -75,6 +78,18 @@ export function createApp(deps: AppDeps): express.Express {
   app.use(notFound());
   app.use(errorHandler(deps.logger));
   return app;
+}
+
+function methodNotAllowed(allow: string): RequestHandler {
+  return (req, res, next) => {
+    res.setHeader('allow', allow);
+    next(
+      new InvalidRequestError(`Method ${req.method} is not allowed here; use ${allow}.`, {
+        status: 405,
+        code: 'method_not_allowed',
+      }),
+    );
+  };
 }
 
 function rawBody(limit: () => number): RequestHandler {

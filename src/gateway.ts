@@ -1,12 +1,17 @@
 import { once } from 'node:events';
-import type { Server } from 'node:http';
+import type { Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type express from 'express';
 import { createApp } from './app.js';
 import { ConfigStore } from './config/config-store.js';
 import { ConfigError } from './config/load-config.js';
 import type { GatewayConfig } from './config/types.js';
-import { InvalidConfigReloadError, ReloadUnavailableError } from './errors/gateway-error.js';
+import {
+  GatewayError,
+  InvalidConfigReloadError,
+  ReloadUnavailableError,
+  toOpenAIErrorBody,
+} from './errors/gateway-error.js';
 import type { Logger } from './observability/logger.js';
 import { CompletionService } from './services/completion-service.js';
 import { Discovery } from './services/discovery.js';
@@ -42,7 +47,8 @@ export class Gateway {
   private readonly forwarder = new Forwarder();
   private server: Server | undefined;
   private shuttingDown = false;
-  private inFlight = 0;
+  /** Responses not yet closed: what a graceful stop waits for. */
+  private readonly open = new Set<ServerResponse>();
   private idle: (() => void) | undefined;
 
   constructor(private readonly options: GatewayOptions) {
@@ -128,16 +134,16 @@ export class Gateway {
     this.discovery.start();
     const server = this.app.listen(port, host);
     this.server = server;
-    // LLM answers can take minutes: node's default request timeout (5 min) must not cut them.
-    server.requestTimeout = 0;
+    // requestTimeout bounds only the receiving of a request (Node's default, 5 min): long answers are
+    // not affected, and a client that trickles its body forever is cut.
     server.headersTimeout = 60_000;
     server.keepAliveTimeout = 65_000;
-    server.on('request', (_req, res) => {
-      this.inFlight++;
+    server.on('request', (_req, res: ServerResponse) => {
+      this.open.add(res);
       if (this.shuttingDown) res.setHeader('connection', 'close');
       res.once('close', () => {
-        this.inFlight--;
-        if (this.inFlight === 0) this.idle?.();
+        this.open.delete(res);
+        if (this.open.size === 0) this.idle?.();
       });
     });
     await once(server, 'listening');
@@ -168,18 +174,19 @@ export class Gateway {
       const closed = once(server, 'close');
       server.close();
       server.closeIdleConnections();
-      if (this.inFlight > 0) {
+      if (this.open.size > 0) {
         let timer: NodeJS.Timeout | undefined;
         await Promise.race([
           new Promise<void>((resolve) => (this.idle = resolve)),
           new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs))),
         ]);
         clearTimeout(timer);
-        if (this.inFlight > 0) {
+        if (this.open.size > 0) {
           this.options.logger.warn(
-            { inFlight: this.inFlight },
+            { inFlight: this.open.size },
             'grace period over: closing remaining requests',
           );
+          await endOpenStreams([...this.open]);
         }
       }
       server.closeAllConnections();
@@ -187,4 +194,27 @@ export class Gateway {
     }
     await this.forwarder.close();
   }
+}
+
+/**
+ * Streams still open when the grace period ends get an error event, so clients know the answer is
+ * incomplete, rather than a bare disconnect; the event gets a moment to be flushed.
+ */
+async function endOpenStreams(responses: ServerResponse[]): Promise<void> {
+  const error = new GatewayError('The gateway is shutting down; the answer is incomplete. Please retry.', {
+    status: 503,
+    type: 'server_error',
+    code: 'server_shutting_down',
+  });
+  const event = `data: ${JSON.stringify(toOpenAIErrorBody(error))}\n\n`;
+  const flushed: Array<Promise<unknown>> = [];
+  for (const res of responses) {
+    const isStream = String(res.getHeader('content-type') ?? '').includes('text/event-stream');
+    if (!res.headersSent || !isStream || res.writableEnded || res.destroyed) continue;
+    flushed.push(once(res, 'finish').catch(() => undefined));
+    res.end(event);
+  }
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([Promise.all(flushed), new Promise((resolve) => (timer = setTimeout(resolve, 1_000)))]);
+  clearTimeout(timer);
 }

@@ -2,7 +2,7 @@ import { watchConfigFile } from './config/config-watcher.js';
 import { ConfigError, loadConfigFromProcess } from './config/load-config.js';
 import type { GatewayConfig } from './config/types.js';
 import { Gateway } from './gateway.js';
-import { createLogger } from './observability/logger.js';
+import { createLogger, LogFileError, type Logger } from './observability/logger.js';
 
 function loadOrExit(): GatewayConfig {
   try {
@@ -17,10 +17,19 @@ function loadOrExit(): GatewayConfig {
 }
 
 const config = loadOrExit();
-const logger = createLogger({
-  level: config.logging.level,
-  file: config.logging.file ? { path: config.logging.filePath } : undefined,
-});
+function loggerOrExit(): Logger {
+  try {
+    return createLogger({
+      level: config.logging.level,
+      file: config.logging.file ? { path: config.logging.filePath } : undefined,
+    });
+  } catch (err) {
+    console.error(err instanceof LogFileError ? err.message : err);
+    process.exit(1);
+  }
+}
+
+const logger = loggerOrExit();
 const gateway = new Gateway({ config, logger, loadConfig: () => loadConfigFromProcess() });
 
 let stopping = false;
@@ -74,7 +83,14 @@ try {
     'akash llm gateway listening',
   );
 } catch (err) {
-  logger.fatal({ err }, 'could not start listening');
-  logger.flush();
+  const e = err as NodeJS.ErrnoException;
+  const reason =
+    e.code === 'EADDRINUSE'
+      ? `port ${config.server.port} on ${config.server.host} is already in use (set PORT to another one)`
+      : e.code === 'EACCES'
+        ? `no permission to listen on port ${config.server.port} (use a port above 1024)`
+        : e.message;
+  logger.fatal({ code: e.code }, `could not start listening: ${reason}`);
+  console.error(`Could not start listening: ${reason}`);
   process.exit(1);
 }

@@ -64,6 +64,9 @@ export function loadConfig(options: LoadConfigOptions): GatewayConfig {
   const fromEnv = new Map<string, string>();
 
   const configFile = nonBlank(env.CONFIG_FILE);
+  // A source that failed to parse would only add follow-up complaints (no endpoints, no key).
+  let fileFailed = false;
+  let endpointsFailed = false;
   const file = configFile ? path.resolve(options.cwd ?? process.cwd(), configFile) : undefined;
   if (configFile && file) {
     try {
@@ -76,6 +79,7 @@ export function loadConfig(options: LoadConfigOptions): GatewayConfig {
       }
     } catch (err) {
       problems.push(`CONFIG_FILE ${configFile}: ${describeFileError(err)}`);
+      fileFailed = true;
     }
   }
 
@@ -107,16 +111,18 @@ export function loadConfig(options: LoadConfigOptions): GatewayConfig {
           `[{"url":"https://gpu-a.example","apiKey":"...","priority":1,"weight":1}]`,
       );
       delete raw.endpoints;
+      endpointsFailed = true;
     }
   }
 
-  const result = configSchema.safeParse(raw);
-  if (!hasClientKeyOrAuthDisabled(raw)) problems.push(MISSING_API_KEY);
+  // reportInput: tells a missing value ('is required') from a wrong one.
+  const result = configSchema.safeParse(raw, { reportInput: true });
+  if (!fileFailed && !hasClientKeyOrAuthDisabled(raw)) problems.push(MISSING_API_KEY);
   if (!result.success) {
     problems.push(...result.error.issues.map((issue) => describeIssue(issue, raw, fromEnv)));
     throw new ConfigError(problems);
   }
-  const config = finish(result.data, file, problems);
+  const config = finish(result.data, file, problems, fileFailed || endpointsFailed);
   if (problems.length > 0) throw new ConfigError(problems);
   return deepFreeze(config);
 }
@@ -134,7 +140,12 @@ function definedOnly(env: Env): Env {
   return Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v.trim() !== ''));
 }
 
-function finish(parsed: ParsedConfig, configFile: string | undefined, problems: string[]): GatewayConfig {
+function finish(
+  parsed: ParsedConfig,
+  configFile: string | undefined,
+  problems: string[],
+  endpointSourceFailed: boolean,
+): GatewayConfig {
   const globalTimeouts = parsed.routing.timeouts;
   const usedNames = new Set<string>();
   const explicitNames = new Map<string, number>();
@@ -158,7 +169,7 @@ function finish(parsed: ParsedConfig, configFile: string | undefined, problems: 
     timeouts: { ...globalTimeouts, ...stripUndefined(ep.timeouts ?? {}) },
   }));
 
-  if (endpoints.length === 0) {
+  if (endpoints.length === 0 && !endpointSourceFailed) {
     problems.push(
       'ENDPOINTS: no upstream endpoint is configured. Set ENDPOINTS (a one-line JSON array) or CONFIG_FILE, ' +
         'or run `npm run demo` to try the gateway with local demo upstreams',
@@ -260,7 +271,10 @@ function describeFileError(err: unknown): string {
   const e = err as NodeJS.ErrnoException;
   if (e.code === 'ENOENT') return 'file not found';
   if (e.code === 'EACCES') return 'permission denied';
-  return `could not be parsed: ${e.message.split('\n')[0] ?? 'unknown error'}`;
+  const hint = /flow|\$\{/i.test(e.message)
+    ? ' (put values that use ${VAR} in quotes: port: "${PORT:-3000}")'
+    : '';
+  return `could not be parsed: ${e.message.split('\n')[0] ?? 'unknown error'}${hint}`;
 }
 
 function setPath(target: Record<string, unknown>, keyPath: readonly string[], value: unknown): void {

@@ -107,6 +107,10 @@ export const endpointUrl = z.string({ error: 'url is required' }).transform((raw
     });
     return z.NEVER;
   }
+  if (parsed.username || parsed.password) {
+    ctx.addIssue({ code: 'custom', message: 'url must not contain credentials: put the key in apiKey' });
+    return z.NEVER;
+  }
   if (parsed.search || parsed.hash) {
     ctx.addIssue({ code: 'custom', message: 'url must not contain a query string or fragment' });
     return z.NEVER;

@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync } from 'node:fs';
 import path from 'node:path';
 import pino, { type DestinationStream, type Logger } from 'pino';
 
@@ -44,7 +44,7 @@ export function createLogger(options: LoggerOptions): Logger {
   const destinations = [stdout];
   let logger: Logger;
   if (options.file) {
-    mkdirSync(path.dirname(path.resolve(options.file.path)), { recursive: true });
+    assertWritable(options.file.path);
     const file = pino.destination({ dest: options.file.path, sync: false, mkdir: true });
     destinations.push(file);
     logger = pino(
@@ -57,6 +57,9 @@ export function createLogger(options: LoggerOptions): Logger {
   } else {
     logger = pino(base, stdout);
   }
+  // A disk that fills up later must not take the gateway down: report on stderr and carry on.
+  for (const d of destinations)
+    d.on('error', (err: Error) => process.stderr.write(`log write failed: ${err.message}\n`));
   // Whatever is still buffered is written out when the process exits (after SIGTERM, on a fatal error).
   process.once('exit', () => {
     for (const d of destinations) {
@@ -68,4 +71,23 @@ export function createLogger(options: LoggerOptions): Logger {
     }
   });
   return logger;
+}
+
+export class LogFileError extends Error {
+  constructor(file: string, cause: NodeJS.ErrnoException) {
+    super(
+      `LOG_FILE ${file}: cannot be written (${cause.code ?? cause.message}); fix the path or set FILE_LOGGING=false`,
+    );
+    this.name = 'LogFileError';
+  }
+}
+
+/** Opens the log file once, synchronously, so a bad path stops start-up with a clear message. */
+function assertWritable(file: string): void {
+  try {
+    mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+    closeSync(openSync(file, 'a'));
+  } catch (err) {
+    throw new LogFileError(file, err as NodeJS.ErrnoException);
+  }
 }

@@ -231,14 +231,15 @@ export class HealthMonitor {
   }
 
   /**
-   * At most maxEjectedPercent of the known endpoints may be ejected at once (at least one), so that a
-   * wide outage or a bad gateway-side network never empties the whole pool.
+   * At most maxEjectedPercent of the known endpoints may be ejected at once (rounded down: a lone
+   * endpoint is never ejected), so that a wide outage or a bad gateway-side network never empties the
+   * pool; an endpoint that is not ejected keeps getting tried, and answers fast when it is down.
    */
   private mayEject(candidate: EndpointHealth): boolean {
     const total = this.byName.size;
     let ejected = 0;
     for (const h of this.byName.values()) if (h !== candidate && h.isEjected) ejected++;
-    const allowed = Math.max(1, Math.floor((total * this.options.ejection.maxEjectedPercent) / 100));
+    const allowed = Math.floor((total * this.options.ejection.maxEjectedPercent) / 100);
     return ejected < allowed;
   }
 }

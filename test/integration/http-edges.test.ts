@@ -35,7 +35,7 @@ async function send(
   g: TestGateway,
   path: string,
   options: {
-    method?: 'GET' | 'POST' | 'OPTIONS';
+    method?: 'GET' | 'POST' | 'OPTIONS' | 'DELETE';
     body?: string | Buffer;
     headers?: Record<string, string>;
   } = {},
@@ -91,7 +91,16 @@ describe('routes and request validation', () => {
     const { gw } = await setup();
     expectError(await send(gw, '/nope'), 404, 'route_not_found');
     expectError(await send(gw, '/v1/completions', { body: '{}' }), 404, 'route_not_found');
-    expectError(await send(gw, '/v1/chat/completions'), 404, 'route_not_found');
+  });
+
+  it('answers a known route with the wrong method with 405 and Allow', async () => {
+    const { gw } = await setup();
+    const res = await send(gw, '/v1/chat/completions');
+    expectError(res, 405, 'method_not_allowed');
+    expect(res.headers.allow).toBe('POST');
+    const models = await send(gw, '/v1/models', { method: 'DELETE' });
+    expectError(models, 405, 'method_not_allowed');
+    expect(models.headers.allow).toBe('GET');
   });
 
   it('answers an unknown model with 404 model_not_found without calling the upstream', async () => {

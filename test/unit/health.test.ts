@@ -65,7 +65,7 @@ describe('HealthMonitor', () => {
     expect(m.get('a').state(now())).toBe('healthy');
   });
 
-  it('never ejects more than maxEjectedPercent of the endpoints (at least one)', () => {
+  it('never ejects more than maxEjectedPercent of the endpoints', () => {
     const { m, now } = monitor(['a', 'b', 'c', 'd']);
     fail(m, 'a', 3);
     fail(m, 'b', 3);
@@ -129,5 +129,12 @@ describe('HealthMonitor', () => {
     m.probeSucceeded(m.get('a'));
     expect(m.get('a').state(now())).toBe('half-open');
     expect(m.begin('a').isTrial).toBe(true);
+  });
+
+  it('never ejects a lone endpoint: the pool must not empty itself', () => {
+    const { m, now } = monitor(['solo']);
+    fail(m, 'solo', 10);
+    expect(m.get('solo').state(now())).toBe('healthy');
+    expect(m.get('solo').consecutiveFailures).toBe(10);
   });
 });

@@ -7,12 +7,10 @@ export type EndpointState = 'healthy' | 'ejected' | 'half-open' | 'cooling-down'
 export function describeEndpoint(ep: Endpoint, now: number) {
   const h = ep.health;
   const state: EndpointState = ep.config.weight > 0 ? h.state(now) : 'draining';
-  const url = new URL(ep.config.url);
-  url.username = '';
-  url.password = '';
   return {
     name: ep.config.name,
-    url: url.toString().replace(/\/$/, ''),
+    // The config rejects credentials in URLs, so the URL is safe to show.
+    url: ep.config.url,
     priority: ep.config.priority,
     weight: ep.config.weight,
     maxConcurrent: ep.config.maxConcurrent ?? null,

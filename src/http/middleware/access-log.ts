@@ -43,26 +43,31 @@ export function accessLog(logger: Logger) {
       return id;
     },
     serializers: {
-      req: (req: { id: unknown; method: string; url: string }) => ({
+      // pino-http hands the serializer its own view of the request; `raw` is the express request.
+      req: (req: { id: unknown; method: string; url: string; raw?: IncomingMessage }) => ({
         id: req.id,
         method: req.method,
-        url: req.url,
+        url: req.raw ? path(req.raw) : req.url,
       }),
       res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }),
     },
     customProps: (_req, res) => ({
       ...(res as ServerResponse & { gatewaySummary?: RequestSummary }).gatewaySummary,
+      ...(res.writableEnded ? {} : { errorCode: 'client_closed' }),
     }),
+    // pino-http invents an Error (with a stack) for every 5xx; the status and errorCode say it all.
+    customErrorObject: (_req, _res, err: Error, value: Record<string, unknown>) =>
+      err.message.startsWith('failed with status code') ? { ...value, err: undefined } : value,
     customLogLevel(req, res, err) {
-      if (req.url?.startsWith('/health')) return 'debug';
+      if (path(req).startsWith('/health')) return 'debug';
       if (res.statusCode >= 500 || (err && res.writableEnded)) return 'error';
       if (res.statusCode >= 400) return 'warn';
       return 'info';
     },
-    customSuccessMessage: (req, res) => `${req.method} ${req.url} ${res.statusCode}`,
+    customSuccessMessage: (req, res) => `${req.method} ${path(req)} ${res.statusCode}`,
     customErrorMessage: (req, res) =>
       res.writableEnded
-        ? `${req.method} ${req.url} ${res.statusCode}`
-        : `${req.method} ${req.url} client closed`,
+        ? `${req.method} ${path(req)} ${res.statusCode}`
+        : `${req.method} ${path(req)} client closed`,
   });
 }
