@@ -43,12 +43,11 @@ export function createApp(deps: AppDeps): express.Express {
   app.get(['/health/liveliness', '/health/liveness'], liveness());
   app.get('/health/readiness', readiness(registry, deps.isShuttingDown));
 
-  const ownedBy = () => config.current.models.ownedBy;
   const clientAuth = bearerAuth(() => config.current.auth.apiKeys);
   const v1 = Router();
   v1.use((req, res, next) => (config.current.auth.disabled ? next() : clientAuth(req, res, next)));
-  v1.get('/models', listModels(registry, ownedBy));
-  v1.get('/models/*model', getModel(registry, ownedBy));
+  v1.get('/models', listModels(registry, config));
+  v1.get('/models/*model', getModel(registry, config));
   // Raw bytes for any content type: forwarded untouched, parsed once by the controller.
   v1.post(
     '/chat/completions',

@@ -236,8 +236,20 @@ function endpointLabel(ep: unknown): string | undefined {
   if (ep === null || typeof ep !== 'object') return undefined;
   const { name, url } = ep as { name?: unknown; url?: unknown };
   if (typeof name === 'string' && name !== '') return name;
-  if (typeof url === 'string' && url !== '') return url;
+  if (typeof url === 'string' && url !== '') return withoutCredentials(url);
   return undefined;
+}
+
+function withoutCredentials(url: string): string {
+  try {
+    const u = new URL(url);
+    if (!u.username && !u.password) return url;
+    u.username = '';
+    u.password = '';
+    return u.toString();
+  } catch {
+    return url.replace(/\/\/[^/@]*@/, '//');
+  }
 }
 
 function formatPath(p: readonly PropertyKey[], continuation = false): string {

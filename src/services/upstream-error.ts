@@ -1,6 +1,6 @@
 import { UpstreamRequestError } from '../errors/gateway-error.js';
 
-const MAX_MESSAGE_CHARS = 2_000;
+const MAX_MESSAGE_CHARS = 500;
 
 interface Parsed {
   message: string;
@@ -21,6 +21,11 @@ export function parseUpstreamError(status: number, body: string): Parsed {
     json = JSON.parse(body);
   } catch {
     const text = body.trim();
+    if (/^<(!doctype|html|\?xml|head|body)/i.test(text)) {
+      // A proxy's or ingress's error page: its title is the only useful part.
+      const title = /<title[^>]*>([^<]{1,200})<\/title>/i.exec(text)?.[1]?.trim();
+      return { message: title ? `${title} (HTML error page)` : `${fallback} (HTML error page)` };
+    }
     return { message: text ? truncate(text) : fallback };
   }
   if (json === null || typeof json !== 'object') return { message: fallback };

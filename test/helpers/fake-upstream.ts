@@ -24,7 +24,9 @@ export type Behavior =
   | { type: 'hang' }
   | { type: 'hang-after-headers'; contentType?: string }
   | { type: 'reset' }
-  | { type: 'empty' };
+  | { type: 'empty' }
+  /** Anything else: the test writes the response itself. */
+  | { type: 'custom'; handle: (req: IncomingMessage, res: ServerResponse) => void };
 
 export interface RecordedRequest {
   method: string;
@@ -198,6 +200,9 @@ export class FakeUpstream {
         return;
       case 'reset':
         req.socket.destroy();
+        return;
+      case 'custom':
+        behavior.handle(req, res);
         return;
       case 'empty':
         res.writeHead(200, { 'content-type': 'application/json', 'content-length': '0' });

@@ -56,12 +56,7 @@ describe('GET /api/v1/providers/status', () => {
     for (let i = 0; i < 3; i++) expect((await chat(gw.url, gw.auth)).status).toBe(200);
     const { status: code, text, json } = await status(gw);
     expect(code).toBe(200);
-    for (const secret of [
-      'sk-upstream-a-secret',
-      'sk-upstream-b-secret',
-      ADMIN_KEY,
-      CLIENT_KEY,
-    ]) {
+    for (const secret of ['sk-upstream-a-secret', 'sk-upstream-b-secret', ADMIN_KEY, CLIENT_KEY]) {
       expect(text).not.toContain(secret);
     }
     const sa = byName(json, 'a');

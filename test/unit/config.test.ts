@@ -265,7 +265,12 @@ describe('CONFIG_FILE', () => {
     expect(c.auth.apiKeys).toEqual(['env-1', 'env-2']);
     expect(c.models.ownedBy).toBe('env-owner');
     expect(c.routing.maxAttempts).toBe(2);
-    expect(c.routing.timeouts).toMatchObject({ connectMs: 1000, firstByteMs: 2000, idleMs: 9000, totalMs: 4000 });
+    expect(c.routing.timeouts).toMatchObject({
+      connectMs: 1000,
+      firstByteMs: 2000,
+      idleMs: 9000,
+      totalMs: 4000,
+    });
     expect(c.endpoints.map((e) => e.name)).toEqual(['from-env']);
   });
 

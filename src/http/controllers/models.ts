@@ -1,24 +1,37 @@
 import type { RequestHandler } from 'express';
+import type { ConfigSource } from '../../config/config-store.js';
 import { ModelNotFoundError } from '../../errors/gateway-error.js';
 import type { EndpointRegistry, ModelInfo } from '../../services/endpoint-registry.js';
 
-function toOpenAIModel(m: ModelInfo, ownedBy: string) {
-  return { id: m.id, object: 'model' as const, created: m.created, owned_by: ownedBy };
+/** Every served model, then every alias with at least one served target (clients may ask for either). */
+function catalogue(registry: EndpointRegistry, config: ConfigSource): ModelInfo[] {
+  const models = registry.listModels();
+  const byId = new Map(models.map((m) => [m.id, m]));
+  for (const [alias, targets] of Object.entries(config.current.aliases)) {
+    if (byId.has(alias)) continue;
+    const served = targets.map((t) => byId.get(t)).filter((m): m is ModelInfo => m !== undefined);
+    if (served.length > 0) models.push({ id: alias, created: Math.min(...served.map((m) => m.created)) });
+  }
+  return models;
 }
 
-export function listModels(registry: EndpointRegistry, ownedBy: () => string): RequestHandler {
+function toOpenAIModel(m: ModelInfo, config: ConfigSource) {
+  return { id: m.id, object: 'model' as const, created: m.created, owned_by: config.current.models.ownedBy };
+}
+
+export function listModels(registry: EndpointRegistry, config: ConfigSource): RequestHandler {
   return (_req, res) => {
-    res.json({ object: 'list', data: registry.listModels().map((m) => toOpenAIModel(m, ownedBy())) });
+    res.json({ object: 'list', data: catalogue(registry, config).map((m) => toOpenAIModel(m, config)) });
   };
 }
 
 /** `GET /v1/models/{id}`; ids such as `meta-llama/Llama-3.1-8B` contain slashes. */
-export function getModel(registry: EndpointRegistry, ownedBy: () => string): RequestHandler {
+export function getModel(registry: EndpointRegistry, config: ConfigSource): RequestHandler {
   return (req, res) => {
     const segments = (req.params as Record<string, string | string[]>).model ?? [];
     const id = Array.isArray(segments) ? segments.join('/') : segments;
-    const model = registry.listModels().find((m) => m.id === id);
+    const model = catalogue(registry, config).find((m) => m.id === id);
     if (!model) throw new ModelNotFoundError(id);
-    res.json(toOpenAIModel(model, ownedBy()));
+    res.json(toOpenAIModel(model, config));
   };
 }

@@ -1,0 +1,79 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig, type Env } from '../../src/config/load-config.js';
+import { createLogger, LogFileError } from '../../src/observability/logger.js';
+
+const base: Env = { API_KEY: 'k', ENDPOINTS: '[{"url":"http://127.0.0.1:8000"}]' };
+
+function problems(env: Env, file?: string): string[] {
+  try {
+    loadConfig({ env: { ...base, ...env }, readFile: () => file ?? '' });
+  } catch (err) {
+    if (err instanceof ConfigError) return [...err.problems];
+    throw err;
+  }
+  return [];
+}
+
+describe('configuration errors say what is wrong', () => {
+  it.each([
+    [{ PORT: 'abc' }, /PORT \(server\.port\): port must be a number/],
+    [{ FILE_LOGGING: 'maybe' }, /FILE_LOGGING \(logging\.file\): must be true or false/],
+    [{ CONNECT_TIMEOUT_MS: 'abc' }, /CONNECT_TIMEOUT_MS .*: connectMs must be a number of milliseconds/],
+    [
+      { ENDPOINTS: '[{"url":"http://x","priority":1.5}]' },
+      /endpoints\[0\] \(http:\/\/x\)\.priority: .*integer/i,
+    ],
+    [{ ENDPOINTS: '{"url":"http://x"}' }, /ENDPOINTS: endpoints: .*array/i],
+  ])('%o', (env, expected) => {
+    const found = problems(env);
+    expect(found.join('\n')).toMatch(expected);
+    expect(found.join('\n')).not.toMatch(/is required/);
+  });
+
+  it('reports a missing required field as required', () => {
+    expect(problems({ ENDPOINTS: '[{"apiKey":"x"}]' }).join('\n')).toMatch(
+      /url: (is required|url is required)/,
+    );
+  });
+
+  it('rejects credentials in an endpoint URL without echoing them', () => {
+    const found = problems({ ENDPOINTS: '[{"url":"http://user:sk-secret-in-url@gpu.example"}]' }).join('\n');
+    expect(found).toMatch(/must not contain credentials: put the key in apiKey/);
+    expect(found).not.toContain('sk-secret-in-url');
+  });
+
+  it('hints at quoting when an unquoted ${VAR} breaks flow-style YAML, without follow-up noise', () => {
+    const found = problems(
+      { CONFIG_FILE: 'gateway.yaml', ENDPOINTS: '', API_KEY: '' },
+      'server: { port: ${GW_PORT:-3102} }\n',
+    );
+    expect(found).toHaveLength(1);
+    expect(found[0]).toMatch(/CONFIG_FILE gateway\.yaml: could not be parsed/);
+    expect(found[0]).toMatch(/put values that use \$\{VAR\} in quotes/);
+  });
+
+  it('a quoted ${VAR:-default} in flow style works', () => {
+    const c = loadConfig({
+      env: { ...base, CONFIG_FILE: 'g.yaml' },
+      readFile: () => 'server: { port: "${GW_PORT:-3102}" }\n',
+    });
+    expect(c.server.port).toBe(3102);
+  });
+});
+
+describe('LOG_FILE that cannot be written', () => {
+  it('stops start-up with a clear message instead of crashing later', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'gateway-log-'));
+    try {
+      expect(() => createLogger({ level: 'info', file: { path: dir } })).toThrow(LogFileError);
+      expect(() => createLogger({ level: 'info', file: { path: dir } })).toThrow(
+        /LOG_FILE .* cannot be written \(EISDIR\)/,
+      );
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
