@@ -41,6 +41,9 @@ const ENV_PATHS: ReadonlyArray<readonly [string, readonly string[]]> = [
   ['FIRST_BYTE_TIMEOUT_MS', ['routing', 'timeouts', 'firstByteMs']],
   ['IDLE_TIMEOUT_MS', ['routing', 'timeouts', 'idleMs']],
   ['REQUEST_TIMEOUT_MS', ['routing', 'timeouts', 'totalMs']],
+  ['AFFINITY_HEADER', ['routing', 'affinity', 'header']],
+  ['AFFINITY_USER_FIELD', ['routing', 'affinity', 'userField']],
+  ['AFFINITY_LOAD_FACTOR', ['routing', 'affinity', 'loadFactor']],
   ['MIN_BYTES_PER_SECOND', ['routing', 'timeouts', 'minBytesPerSecond']],
   ['THROUGHPUT_WINDOW_MS', ['routing', 'timeouts', 'throughputWindowMs']],
 ];
@@ -200,6 +203,7 @@ function finish(
       strategy: parsed.routing.strategy,
       maxAttempts: parsed.routing.maxAttempts,
       timeouts: globalTimeouts,
+      affinity: parsed.routing.affinity,
     },
     aliases: parsed.aliases,
     health: parsed.health,

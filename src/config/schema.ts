@@ -214,9 +214,9 @@ export const configSchema = z.strictObject({
         .prefault({}),
       affinity: z
         .strictObject({
-          header: z.string().min(1).optional(),
-          userField: booleanLike.optional(),
-          loadFactor: numeric(z.number().min(1)).optional(),
+          header: z.string().trim().toLowerCase().min(1).default('x-session-id'),
+          userField: booleanLike.default(true),
+          loadFactor: numeric(z.number().min(1).max(10)).default(1.25),
         })
         .optional(),
     })

@@ -25,6 +25,15 @@ export interface EndpointConfig {
   timeouts: Timeouts;
 }
 
+export interface AffinityConfig {
+  /** Request header carrying the session id (lower case). */
+  header: string;
+  /** Also use the body's `user` field as the session id. */
+  userField: boolean;
+  /** Bounded load: an endpoint above loadFactor × the average load takes no more sessions. */
+  loadFactor: number;
+}
+
 export interface EjectionConfig {
   consecutiveFailures: number;
   /** Eject when at least this share of the recent requests failed… */
@@ -55,6 +64,8 @@ export interface GatewayConfig {
     strategy: RoutingStrategy;
     maxAttempts: number;
     timeouts: Timeouts;
+    /** Session affinity, when configured. */
+    affinity: AffinityConfig | undefined;
   };
   aliases: Readonly<Record<string, readonly string[]>>;
   health: { probeIntervalMs: number; ejection: EjectionConfig };

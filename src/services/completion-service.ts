@@ -58,6 +58,7 @@ export interface CompletionServiceDeps {
 
 interface RequestContext {
   signal: AbortSignal;
+  sessionKey?: string | undefined;
   state: CommitState;
   requestStartedAt: number;
   responseHeaders?: Record<string, string>;
@@ -97,7 +98,12 @@ export class CompletionService {
     const headers = { ...req.headers, 'content-type': 'application/json', 'accept-encoding': 'identity' };
     const state: CommitState = { committed: false };
     const heartbeat = req.stream ? this.startHeartbeat(res, state) : undefined;
-    const ctx: RequestContext = { signal: controller.signal, state, requestStartedAt };
+    const ctx: RequestContext = {
+      signal: controller.signal,
+      state,
+      requestStartedAt,
+      sessionKey: this.sessionKey(req),
+    };
     this.active++;
     try {
       let lastError: unknown;
@@ -154,7 +160,7 @@ export class CompletionService {
     let backoffNext = false;
 
     for (let attempt = 1; attempt <= maxAttempts; attempt++) {
-      let endpoint = this.picker.pick({ model: req.model, excluded, tried });
+      let endpoint = this.picker.pick({ model: req.model, excluded, tried, sessionKey: ctx.sessionKey });
       if (!endpoint) {
         const waitMs = this.picker.msUntilRecovery(req.model, excluded);
         if (waitMs === undefined || waitMs > MAX_WAIT_FOR_RECOVERY_MS) break;
@@ -246,6 +252,21 @@ export class CompletionService {
       logger.debug({ endpoint: name, attempt, failure: failure.message }, 'attempt failed, trying next');
     }
     throw exhaustedError(req.model, failures, this.picker.msUntilRecovery(req.model, excluded));
+  }
+
+  /** The session id for affinity: the configured header, else the body's `user` field. */
+  private sessionKey(req: CompletionRequest): string | undefined {
+    const affinity = this.deps.config.current.routing.affinity;
+    if (!affinity) return undefined;
+    const header = req.headers[affinity.header];
+    if (header) return `h:${header}`;
+    const user = req.json.user;
+    return affinity.userField && typeof user === 'string' && user !== '' ? `u:${user}` : undefined;
+  }
+
+  /** Where a session is placed now. */
+  placementOf(sessionKey: string): string | undefined {
+    return this.picker.placementOf(sessionKey);
   }
 
   /**

@@ -1,6 +1,7 @@
 import type { ConfigSource } from '../config/config-store.js';
 import type { Endpoint, EndpointRegistry } from './endpoint-registry.js';
 import { orderByLeastOutstanding, orderByPriorityAndWeight } from './selector.js';
+import { SessionAffinity } from './session-affinity.js';
 
 export interface PickOptions {
   model: string;
@@ -8,6 +9,8 @@ export interface PickOptions {
   excluded: ReadonlySet<string>;
   /** Endpoints this request already tried: untried ones come first. */
   tried: ReadonlySet<string>;
+  /** Session id for affinity (first attempt only), when affinity is configured. */
+  sessionKey?: string | undefined;
 }
 
 /**
@@ -24,13 +27,20 @@ export class EndpointPicker {
     },
   ) {}
 
-  pick({ model, excluded, tried }: PickOptions): Endpoint | undefined {
+  private readonly affinity = new SessionAffinity();
+
+  pick({ model, excluded, tried, sessionKey }: PickOptions): Endpoint | undefined {
     const now = this.deps.now();
     const usable = this.deps.registry
       .serving(model)
       .filter(
         (ep) => !excluded.has(ep.config.name) && ep.health.availableAt(now, ep.config.maxConcurrent) <= now,
       );
+    const affinity = this.deps.config.current.routing.affinity;
+    if (affinity && sessionKey !== undefined && tried.size === 0) {
+      const sticky = this.sticky(sessionKey, usable, affinity.loadFactor);
+      if (sticky) return sticky;
+    }
     const untried = usable.filter((ep) => !tried.has(ep.config.name));
     const pool = untried.length > 0 ? untried : usable;
     const candidates = pool.map((ep) => ({
@@ -45,6 +55,21 @@ export class EndpointPicker {
         ? orderByLeastOutstanding(candidates, this.deps.random)
         : orderByPriorityAndWeight(candidates, this.deps.random);
     return order[0]?.ep;
+  }
+
+  /** Affinity applies within the best priority tier that can take the request. */
+  private sticky(sessionKey: string, usable: readonly Endpoint[], loadFactor: number): Endpoint | undefined {
+    const live = usable.filter((ep) => ep.config.weight > 0);
+    if (live.length === 0) return undefined;
+    const best = Math.min(...live.map((ep) => ep.config.priority));
+    const tier = live
+      .filter((ep) => ep.config.priority === best)
+      .map((ep) => ({ ep, name: ep.config.name, weight: ep.config.weight, inFlight: ep.health.inFlight }));
+    return this.affinity.choose(sessionKey, tier, loadFactor)?.ep;
+  }
+
+  placementOf(sessionKey: string): string | undefined {
+    return this.affinity.placementOf(sessionKey);
   }
 
   /** Milliseconds until some not-excluded, non-drained endpoint of the model may take a request. */
