@@ -41,6 +41,7 @@ const ENV_PATHS: ReadonlyArray<readonly [string, readonly string[]]> = [
   ['FIRST_BYTE_TIMEOUT_MS', ['routing', 'timeouts', 'firstByteMs']],
   ['IDLE_TIMEOUT_MS', ['routing', 'timeouts', 'idleMs']],
   ['REQUEST_TIMEOUT_MS', ['routing', 'timeouts', 'totalMs']],
+  ['HEDGE_DELAY_MS', ['routing', 'hedge', 'delayMs']],
   ['AFFINITY_HEADER', ['routing', 'affinity', 'header']],
   ['AFFINITY_USER_FIELD', ['routing', 'affinity', 'userField']],
   ['AFFINITY_LOAD_FACTOR', ['routing', 'affinity', 'loadFactor']],
@@ -98,6 +99,19 @@ export function loadConfig(options: LoadConfigOptions): GatewayConfig {
   if (apiKeys !== undefined) {
     setPath(raw, ['auth', 'apiKeys'], apiKeys.split(','));
     fromEnv.set('auth.apiKeys', apiKeyVar);
+  }
+
+  const hedgeModels = nonBlank(env.HEDGE_MODELS);
+  if (hedgeModels !== undefined) {
+    setPath(
+      raw,
+      ['routing', 'hedge', 'models'],
+      hedgeModels
+        .split(',')
+        .map((m) => m.trim())
+        .filter(Boolean),
+    );
+    fromEnv.set('routing.hedge.models', 'HEDGE_MODELS');
   }
 
   const endpointsJson = nonBlank(env.ENDPOINTS);
@@ -204,6 +218,7 @@ function finish(
       maxAttempts: parsed.routing.maxAttempts,
       timeouts: globalTimeouts,
       affinity: parsed.routing.affinity,
+      hedge: parsed.routing.hedge,
     },
     aliases: parsed.aliases,
     health: parsed.health,

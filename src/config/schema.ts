@@ -207,10 +207,17 @@ export const configSchema = z.strictObject({
           totalMs: timeoutsShape.totalMs.default(600_000),
         })
         .prefault({}),
-      // Accepted now so that config files written for later features do not break start-up.
+      // Accepted so that config files written for a later feature do not break start-up.
       continuation: booleanLike.default(true),
       hedge: z
-        .strictObject({ delayMs: z.union([numeric(z.number().int().min(0)), z.literal('p95')]).default(0) })
+        .strictObject({
+          delayMs: z
+            .union([z.literal('p95'), numeric(z.number().int().min(0))], {
+              error: "delayMs must be 'p95' or a number of milliseconds",
+            })
+            .default(0),
+          models: z.array(z.string().trim().min(1)).default([]),
+        })
         .prefault({}),
       affinity: z
         .strictObject({

@@ -25,6 +25,13 @@ export interface EndpointConfig {
   timeouts: Timeouts;
 }
 
+export interface HedgeConfig {
+  /** Start a rival attempt when no first byte came within this delay; 0 = off; 'p95' = the model's p95. */
+  delayMs: number | 'p95';
+  /** Models hedging applies to ('*' for all). */
+  models: readonly string[];
+}
+
 export interface AffinityConfig {
   /** Request header carrying the session id (lower case). */
   header: string;
@@ -66,6 +73,7 @@ export interface GatewayConfig {
     timeouts: Timeouts;
     /** Session affinity, when configured. */
     affinity: AffinityConfig | undefined;
+    hedge: HedgeConfig;
   };
   aliases: Readonly<Record<string, readonly string[]>>;
   health: { probeIntervalMs: number; ejection: EjectionConfig };

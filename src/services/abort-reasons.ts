@@ -35,3 +35,11 @@ export class AttemptTimeoutReason extends Error {
     this.name = 'AttemptTimeoutReason';
   }
 }
+
+/** A hedged rival committed first: this attempt is stopped, with no verdict on its endpoint. */
+export class HedgeLostReason extends Error {
+  constructor() {
+    super('another attempt answered first');
+    this.name = 'HedgeLostReason';
+  }
+}

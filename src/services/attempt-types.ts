@@ -11,6 +11,10 @@ export interface CommitState {
   /** Set once the first upstream byte has been sent to the client: no retry after that. */
   committed: boolean;
   ttfbMs?: number;
+  /** The attempt that committed; with hedging, two attempts race for it. */
+  owner?: AttemptInput;
+  /** Told which attempt won, so that a hedged rival can be aborted at once. */
+  onCommit?: (winner: AttemptInput) => void;
 }
 
 export interface AttemptInput {
@@ -37,7 +41,9 @@ export type AttemptResult =
   /** Failed before commit: the client saw nothing of it, another attempt may follow. */
   | { type: 'failed'; failure: AttemptFailure }
   /** Failed after commit: the client's response is broken and must end with this error. */
-  | { type: 'broken'; error: GatewayError; kind: FailureKind };
+  | { type: 'broken'; error: GatewayError; kind: FailureKind }
+  /** A hedged rival committed first; this attempt stopped without a verdict on its endpoint. */
+  | { type: 'lost' };
 
 /** Response headers the gateway adds at commit. */
 export function gatewayHeaders(input: AttemptInput): Record<string, string> {
@@ -48,7 +54,13 @@ export function gatewayHeaders(input: AttemptInput): Record<string, string> {
   };
 }
 
-export function markCommitted(input: AttemptInput): void {
-  input.state.committed = true;
-  input.state.ttfbMs = input.now() - input.requestStartedAt;
+/** Takes the right to answer the client; false if another attempt of this request already has it. */
+export function claimCommit(input: AttemptInput): boolean {
+  const { state } = input;
+  if (state.committed) return state.owner === input;
+  state.committed = true;
+  state.owner = input;
+  state.ttfbMs = input.now() - input.requestStartedAt;
+  state.onCommit?.(input);
+  return true;
 }

@@ -1,7 +1,7 @@
-import { gatewayHeaders, markCommitted, type AttemptInput } from './attempt-types.js';
+import { gatewayHeaders, type AttemptInput } from './attempt-types.js';
 
 /**
- * Sends a complete (non-streamed) answer. Normally as JSON with its length; if heartbeats already opened
+ * Sends a complete (non-streamed) answer; the caller has claimed the commit. Normally as JSON with its length; if heartbeats already opened
  * an event stream, the completion is turned into one chunk event so stream readers see its content.
  */
 export function sendJsonAnswer(
@@ -12,7 +12,6 @@ export function sendJsonAnswer(
   json: unknown,
 ): void {
   const { res } = input;
-  markCommitted(input);
   if (res.headersSent) {
     res.end(`data: ${JSON.stringify(asChunk(json))}\n\ndata: [DONE]\n\n`);
     return;

@@ -1,6 +1,6 @@
 import { BadGatewayError, GatewayTimeoutError } from '../errors/gateway-error.js';
 import { AttemptTimeoutReason, ClientClosedReason, type TimeoutPhase } from './abort-reasons.js';
-import { gatewayHeaders, markCommitted, type AttemptInput, type AttemptResult } from './attempt-types.js';
+import { claimCommit, gatewayHeaders, type AttemptInput, type AttemptResult } from './attempt-types.js';
 import { SSE_HEADERS, type ClientResponse } from './client-response.js';
 import { transportFailure } from './forwarder.js';
 import type { PhaseTimer } from './phase-timer.js';
@@ -22,7 +22,7 @@ export async function relayStream(
   const { signal } = controller;
   const { res } = input;
   const { idleMs, minBytesPerSecond, throughputWindowMs } = input.timeouts;
-  markCommitted(input);
+  if (!claimCommit(input)) return { type: 'lost' };
   if (!res.headersSent) res.writeHead(200, { ...SSE_HEADERS, ...gatewayHeaders(input) });
 
   let windowBytes = 0;

@@ -1,7 +1,7 @@
 import { pipeline, type Readable } from 'node:stream';
 import zlib from 'node:zlib';
 import { AttemptTimeoutReason } from './abort-reasons.js';
-import type { AttemptInput, AttemptResult } from './attempt-types.js';
+import { claimCommit, type AttemptInput, type AttemptResult } from './attempt-types.js';
 import type { UpstreamResponse } from './forwarder.js';
 import { transportFailure } from './forwarder.js';
 import { sendJsonAnswer } from './json-answer.js';
@@ -88,8 +88,8 @@ export async function runAttempt(input: AttemptInput): Promise<AttemptResult> {
     const contentType = String(headers['content-type'] ?? 'application/json');
 
     if (contentType.includes('text/event-stream')) {
-      const broken = await relayStream(input, first.value, chunks, timer, controller);
-      if (broken) return broken;
+      const outcome = await relayStream(input, first.value, chunks, timer, controller);
+      if (outcome) return outcome;
     } else {
       // Buffered (answers are small): a truncated or garbled answer can still be retried elsewhere.
       timer.arm('idle', timeouts.idleMs);
@@ -116,6 +116,7 @@ export async function runAttempt(input: AttemptInput): Promise<AttemptResult> {
           message: `upstream answered ${statusCode} with a body that is not JSON (${contentType})`,
         });
       }
+      if (!claimCommit(input)) return { type: 'lost' };
       sendJsonAnswer(input, statusCode, 'application/json', answer, json);
     }
     return { type: 'done', status: statusCode, ttfbMs, latencyMs: now() - startedAt };

@@ -53,6 +53,8 @@ describe('defaults', () => {
         minBytesPerSecond: 0,
         throughputWindowMs: 10_000,
       },
+      affinity: undefined,
+      hedge: { delayMs: 0, models: [] },
     });
     expect(c.logging).toEqual({ level: 'info', file: false, filePath: 'logs/gateway.log' });
     expect(c.auth).toEqual({ apiKeys: ['sk-client'], adminKey: undefined, disabled: false });
@@ -226,6 +228,8 @@ describe('CONFIG_FILE', () => {
         minBytesPerSecond: 0,
         throughputWindowMs: 10_000,
       },
+      affinity: undefined,
+      hedge: { delayMs: 0, models: [] },
     });
     expect(c.endpoints[1]!.timeouts).toEqual(c.routing.timeouts);
   });

@@ -1,0 +1,292 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { ConfigSource } from '../config/config-store.js';
+import type { Logger } from '../observability/logger.js';
+import { HedgeLostReason } from './abort-reasons.js';
+import type { AttemptInput, AttemptResult, CommitState } from './attempt-types.js';
+import type { ClientResponse } from './client-response.js';
+import type { CompletionRequest, CompletionTrace } from './completion-service.js';
+import type { Endpoint, EndpointRegistry } from './endpoint-registry.js';
+import type { EndpointPicker } from './endpoint-picker.js';
+import { exhaustedError, type FailedAttempt } from './exhausted-error.js';
+import type { Forwarder } from './forwarder.js';
+import type { AttemptTicket, FailureKind } from './health.js';
+import {
+  DEFAULT_COOLDOWN_MS,
+  MAX_WAIT_FOR_RECOVERY_MS,
+  backoffMs,
+  decide,
+  type AttemptFailure,
+} from './retry-policy.js';
+import type { TtfbStats } from './ttfb-stats.js';
+import { runAttempt } from './upstream-attempt.js';
+import { upstreamRequestError } from './upstream-error.js';
+
+export interface PoolContext {
+  signal: AbortSignal;
+  state: CommitState;
+  requestStartedAt: number;
+  sessionKey?: string | undefined;
+  responseHeaders?: Record<string, string> | undefined;
+}
+
+interface Launched {
+  endpoint: Endpoint;
+  ticket: AttemptTicket;
+  input: AttemptInput;
+  /** Settles with the attempt's result; rejects only when the whole request is over (client gone, deadline). */
+  result: Promise<AttemptResult>;
+  /** Aborts this attempt as the loser of a hedge. */
+  cancel: () => void;
+}
+
+interface PoolState {
+  /** Attempts on this model's pool (the request's count goes on across an alias chain). */
+  attempts: number;
+  excluded: Set<string>;
+  tried: Set<string>;
+  failures: FailedAttempt[];
+  backoffNext: boolean;
+}
+
+/**
+ * The attempts on the endpoints of one model: pick, try, classify, retry or fail over before commit,
+ * with at most MAX_ATTEMPTS tries. With hedging on for the model, a first attempt with no first byte
+ * after the hedge delay gets a rival on another endpoint; the first to commit wins, the other is aborted.
+ */
+export class PoolRunner {
+  constructor(
+    private readonly deps: {
+      config: ConfigSource;
+      registry: EndpointRegistry;
+      forwarder: Forwarder;
+      logger: Logger;
+      picker: EndpointPicker;
+      ttfb: TtfbStats;
+      random: () => number;
+      now: () => number;
+    },
+  ) {}
+
+  async run(
+    req: CompletionRequest,
+    res: ClientResponse,
+    trace: CompletionTrace,
+    ctx: PoolContext,
+  ): Promise<void> {
+    const { picker, random } = this.deps;
+    const { maxAttempts } = this.deps.config.current.routing;
+    const pool: PoolState = {
+      attempts: 0,
+      excluded: new Set(),
+      tried: new Set(),
+      failures: [],
+      backoffNext: false,
+    };
+
+    while (pool.attempts < maxAttempts) {
+      const first = pool.tried.size === 0;
+      let endpoint = picker.pick({
+        model: req.model,
+        excluded: pool.excluded,
+        tried: pool.tried,
+        sessionKey: first ? ctx.sessionKey : undefined,
+      });
+      if (!endpoint) {
+        const waitMs = picker.msUntilRecovery(req.model, pool.excluded);
+        if (waitMs === undefined || waitMs > MAX_WAIT_FOR_RECOVERY_MS) break;
+        await sleep(waitMs, undefined, { signal: ctx.signal }).catch(() => rethrowReason(ctx.signal));
+        endpoint = picker.pick({ model: req.model, excluded: pool.excluded, tried: pool.tried });
+        if (!endpoint) break;
+      } else if (pool.backoffNext) {
+        await sleep(backoffMs(pool.tried.size, random), undefined, { signal: ctx.signal }).catch(() =>
+          rethrowReason(ctx.signal),
+        );
+      }
+
+      const hedgeDelayMs = pool.tried.size === 0 ? this.hedgeDelayMs(req.model) : undefined;
+      const primary = this.launch(endpoint, req, res, trace, ctx, pool);
+      const launched =
+        hedgeDelayMs === undefined
+          ? [primary]
+          : await this.hedge(primary, hedgeDelayMs, req, res, trace, ctx, pool);
+      const results = await Promise.all(launched.map((l) => l.result));
+      ctx.state.onCommit = undefined;
+      let done = false;
+      for (const [i, l] of launched.entries()) if (this.settle(l, results[i]!, req, trace, pool)) done = true;
+      if (done) return;
+    }
+    throw exhaustedError(req.model, pool.failures, picker.msUntilRecovery(req.model, pool.excluded));
+  }
+
+  /** The hedge delay for this model, or undefined when hedging is off for it (or p95 is not known yet). */
+  private hedgeDelayMs(model: string): number | undefined {
+    const { delayMs, models } = this.deps.config.current.routing.hedge;
+    if (delayMs === 0 || !(models.includes(model) || models.includes('*'))) return undefined;
+    return delayMs === 'p95' ? this.deps.ttfb.p95(model) : delayMs;
+  }
+
+  /** Waits up to the hedge delay for the primary's first byte, then starts a rival on another endpoint. */
+  private async hedge(
+    primary: Launched,
+    delayMs: number,
+    req: CompletionRequest,
+    res: ClientResponse,
+    trace: CompletionTrace,
+    ctx: PoolContext,
+    pool: PoolState,
+  ): Promise<Launched[]> {
+    let timer: NodeJS.Timeout | undefined;
+    const fired = await Promise.race([
+      primary.result.then(
+        () => false,
+        () => false,
+      ),
+      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), delayMs))),
+    ]);
+    clearTimeout(timer);
+    const { maxAttempts } = this.deps.config.current.routing;
+    if (!fired || ctx.state.committed || pool.attempts >= maxAttempts) return [primary];
+    const rivalEndpoint = this.deps.picker.pick({
+      model: req.model,
+      excluded: new Set([...pool.excluded, primary.endpoint.config.name]),
+      tried: pool.tried,
+    });
+    if (!rivalEndpoint) return [primary];
+    const rival = this.launch(rivalEndpoint, req, res, trace, ctx, pool);
+    ctx.state.onCommit = (winner) => (winner === primary.input ? rival : primary).cancel();
+    this.deps.logger.debug(
+      { primary: primary.endpoint.config.name, rival: rivalEndpoint.config.name, delayMs },
+      'no first byte within the hedge delay: racing a second endpoint',
+    );
+    return [primary, rival];
+  }
+
+  private launch(
+    endpoint: Endpoint,
+    req: CompletionRequest,
+    res: ClientResponse,
+    trace: CompletionTrace,
+    ctx: PoolContext,
+    pool: PoolState,
+  ): Launched {
+    const name = endpoint.config.name;
+    pool.attempts++;
+    trace.attempts = (trace.attempts ?? 0) + 1;
+    trace.endpoint = name;
+    pool.tried.add(name);
+    const ticket = this.deps.registry.health.begin(name);
+    const hedgeLost = new AbortController();
+    const input: AttemptInput = {
+      endpoint,
+      timeouts: { ...endpoint.config.timeouts, ...req.timeouts },
+      attempt: trace.attempts,
+      body: req.body,
+      headers: req.headers,
+      res,
+      forwarder: this.deps.forwarder,
+      signal: AbortSignal.any([ctx.signal, hedgeLost.signal]),
+      now: this.deps.now,
+      requestStartedAt: ctx.requestStartedAt,
+      state: ctx.state,
+      responseHeaders: ctx.responseHeaders,
+    };
+    const result = runAttempt(input).catch((err: unknown): AttemptResult => {
+      if (err instanceof HedgeLostReason) return { type: 'lost' };
+      this.deps.registry.health.release(ticket);
+      throw err;
+    });
+    return { endpoint, ticket, input, result, cancel: () => hedgeLost.abort(new HedgeLostReason()) };
+  }
+
+  /** Applies one attempt's result to health and the pool state; true when the answer reached the client. */
+  private settle(
+    l: Launched,
+    result: AttemptResult,
+    req: CompletionRequest,
+    trace: CompletionTrace,
+    pool: PoolState,
+  ): boolean {
+    const { registry, logger } = this.deps;
+    const { ticket, endpoint } = l;
+    const name = endpoint.config.name;
+    switch (result.type) {
+      case 'done':
+        trace.endpoint = name;
+        trace.upstreamStatus = result.status;
+        registry.health.success(ticket, { latencyMs: result.latencyMs, ttfbMs: result.ttfbMs });
+        this.deps.ttfb.record(req.model, result.ttfbMs);
+        return true;
+      case 'lost':
+        registry.health.release(ticket);
+        return false;
+      case 'broken':
+        trace.endpoint = name;
+        registry.health.failure(ticket, result.kind, result.error.message);
+        logger.warn({ endpoint: name, code: result.error.code }, 'upstream failed after the answer started');
+        throw result.error;
+      case 'failed':
+        break;
+    }
+    const failure = result.failure;
+    if (failure.kind === 'http') trace.upstreamStatus = failure.status;
+    const decision = decide(failure);
+    if (decision.action === 'return') {
+      registry.health.success(ticket);
+      throw upstreamRequestError(
+        failure.kind === 'http' ? failure.status : 400,
+        failure.kind === 'http' ? failure.body : '',
+      );
+    }
+    pool.failures.push({ endpoint: name, failure });
+    if (decision.exclude) pool.excluded.add(name);
+    pool.backoffNext = decision.backoff;
+    switch (decision.health) {
+      case 'cooldown':
+        registry.health.rateLimited(
+          ticket,
+          (failure.kind === 'http' ? failure.retryAfterMs : undefined) ?? DEFAULT_COOLDOWN_MS,
+        );
+        break;
+      case 'model-missing':
+        registry.health.noteModelMissing(ticket, req.model);
+        registry.removeModel(endpoint, req.model);
+        break;
+      case 'misconfigured':
+        registry.health.failure(ticket, 'misconfigured', failure.message);
+        logger.error(
+          {
+            endpoint: name,
+            status: failure.kind === 'http' ? failure.status : undefined,
+            error: failure.message,
+          },
+          'upstream endpoint is misconfigured (rejected credentials or redirected): check its url and apiKey',
+        );
+        break;
+      case 'failure':
+        registry.health.failure(ticket, failureKind(failure), failure.message);
+        break;
+    }
+    logger.debug(
+      { endpoint: name, attempt: l.input.attempt, failure: failure.message },
+      'attempt failed, trying next',
+    );
+    return false;
+  }
+}
+
+function failureKind(failure: AttemptFailure): FailureKind {
+  switch (failure.kind) {
+    case 'connect':
+      return 'connect';
+    case 'timeout':
+      return 'timeout';
+    case 'bad-response':
+      return 'bad-response';
+    case 'http':
+      return 'server-error';
+  }
+}
+
+function rethrowReason(signal: AbortSignal): never {
+  throw signal.reason as Error;
+}
