@@ -207,7 +207,6 @@ export const configSchema = z.strictObject({
           totalMs: timeoutsShape.totalMs.default(600_000),
         })
         .prefault({}),
-      // Accepted so that config files written for a later feature do not break start-up.
       continuation: booleanLike.default(true),
       hedge: z
         .strictObject({

@@ -74,6 +74,8 @@ export interface GatewayConfig {
     /** Session affinity, when configured. */
     affinity: AffinityConfig | undefined;
     hedge: HedgeConfig;
+    /** Continue a broken text stream on another endpoint. */
+    continuation: boolean;
   };
   aliases: Readonly<Record<string, readonly string[]>>;
   health: { probeIntervalMs: number; ejection: EjectionConfig };

@@ -5,6 +5,7 @@ import type { Endpoint } from './endpoint-registry.js';
 import type { Forwarder } from './forwarder.js';
 import type { FailureKind } from './health.js';
 import type { AttemptFailure } from './retry-policy.js';
+import type { StreamTranscript } from './stream-transcript.js';
 
 /** Shared by the attempts of one request and its heartbeat. */
 export interface CommitState {
@@ -33,6 +34,8 @@ export interface AttemptInput {
   now: () => number;
   requestStartedAt: number;
   state: CommitState;
+  /** Records what the stream said, when the request may be continued mid-stream. */
+  transcript?: StreamTranscript | undefined;
 }
 
 export type AttemptResult =

@@ -10,6 +10,8 @@ import { EndpointPicker } from './endpoint-picker.js';
 import type { Forwarder } from './forwarder.js';
 import { PoolRunner, type PoolContext } from './pool-runner.js';
 import { TtfbStats } from './ttfb-stats.js';
+import { continuationEligible } from './continuation.js';
+import { StreamTranscript } from './stream-transcript.js';
 
 export interface CompletionRequest {
   /** The model (or alias) the client asked for. */
@@ -34,6 +36,8 @@ export interface CompletionTrace {
   ttfbMs?: number;
   upstreamStatus?: number;
   servedModel?: string;
+  /** Endpoint that continued a stream broken mid-answer. */
+  continuedOn?: string;
 }
 
 export interface CompletionServiceDeps {
@@ -88,6 +92,8 @@ export class CompletionService {
       state,
       requestStartedAt,
       sessionKey: this.sessionKey(req),
+      transcript:
+        config.routing.continuation && continuationEligible(req.json) ? new StreamTranscript() : undefined,
     };
     this.active++;
     try {

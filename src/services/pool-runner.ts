@@ -19,10 +19,15 @@ import {
 } from './retry-policy.js';
 import type { TtfbStats } from './ttfb-stats.js';
 import { runAttempt } from './upstream-attempt.js';
+import { continuationBody, runContinuation } from './continuation.js';
+import type { StreamTranscript } from './stream-transcript.js';
+import type { GatewayError } from '../errors/gateway-error.js';
 import { upstreamRequestError } from './upstream-error.js';
 
 export interface PoolContext {
   signal: AbortSignal;
+  /** Present when a broken stream of this request may be continued on another endpoint. */
+  transcript?: StreamTranscript | undefined;
   state: CommitState;
   requestStartedAt: number;
   sessionKey?: string | undefined;
@@ -38,6 +43,11 @@ interface Launched {
   /** Aborts this attempt as the loser of a hedge. */
   cancel: () => void;
 }
+
+/** Continuation tries after a stream broke mid-answer. */
+const MAX_CONTINUATIONS = 2;
+
+type Settled = 'done' | 'retry' | { error: GatewayError };
 
 interface PoolState {
   /** Attempts on this model's pool (the request's count goes on across an alias chain). */
@@ -111,9 +121,16 @@ export class PoolRunner {
           : await this.hedge(primary, hedgeDelayMs, req, res, trace, ctx, pool);
       const results = await Promise.all(launched.map((l) => l.result));
       ctx.state.onCommit = undefined;
-      let done = false;
-      for (const [i, l] of launched.entries()) if (this.settle(l, results[i]!, req, trace, pool)) done = true;
-      if (done) return;
+      let outcome: Settled = 'retry';
+      for (const [i, l] of launched.entries()) {
+        const settled = this.settle(l, results[i]!, req, trace, pool);
+        if (settled !== 'retry') outcome = settled;
+      }
+      if (outcome === 'done') return;
+      if (outcome !== 'retry') {
+        if (ctx.transcript?.continuable && (await this.continueStream(req, res, trace, ctx, pool))) return;
+        throw outcome.error;
+      }
     }
     throw exhaustedError(req.model, pool.failures, picker.msUntilRecovery(req.model, pool.excluded));
   }
@@ -189,6 +206,7 @@ export class PoolRunner {
       requestStartedAt: ctx.requestStartedAt,
       state: ctx.state,
       responseHeaders: ctx.responseHeaders,
+      transcript: ctx.transcript,
     };
     const result = runAttempt(input).catch((err: unknown): AttemptResult => {
       if (err instanceof HedgeLostReason) return { type: 'lost' };
@@ -198,14 +216,68 @@ export class PoolRunner {
     return { endpoint, ticket, input, result, cancel: () => hedgeLost.abort(new HedgeLostReason()) };
   }
 
-  /** Applies one attempt's result to health and the pool state; true when the answer reached the client. */
+  /**
+   * A text stream broke after content reached the client: continue it on other endpoints serving the
+   * model (at most MAX_CONTINUATIONS tries). True when the client got a complete answer.
+   */
+  private async continueStream(
+    req: CompletionRequest,
+    res: ClientResponse,
+    trace: CompletionTrace,
+    ctx: PoolContext,
+    pool: PoolState,
+  ): Promise<boolean> {
+    const transcript = ctx.transcript!;
+    const { registry, logger, picker } = this.deps;
+    for (let i = 0; i < MAX_CONTINUATIONS; i++) {
+      const endpoint = picker.pick({ model: req.model, excluded: pool.excluded, tried: pool.tried });
+      if (!endpoint) return false;
+      const name = endpoint.config.name;
+      pool.tried.add(name);
+      trace.attempts = (trace.attempts ?? 0) + 1;
+      const ticket = registry.health.begin(name);
+      let result;
+      try {
+        result = await runContinuation({
+          endpoint,
+          forwarder: this.deps.forwarder,
+          timeouts: { ...endpoint.config.timeouts, ...req.timeouts },
+          headers: req.headers,
+          body: continuationBody(req.json, transcript.text),
+          res,
+          transcript,
+          signal: ctx.signal,
+          now: this.deps.now,
+        });
+      } catch (err) {
+        registry.health.release(ticket);
+        throw err;
+      }
+      if (result.type === 'done') {
+        registry.health.success(ticket, { ttfbMs: result.ttfbMs });
+        trace.continuedOn = name;
+        logger.info(
+          { endpoint: name, chars: transcript.text.length },
+          'broken stream continued on another endpoint',
+        );
+        return true;
+      }
+      const message = result.type === 'failed' ? result.message : result.error.message;
+      registry.health.failure(ticket, 'stream-error', message);
+      pool.excluded.add(name);
+      logger.warn({ endpoint: name, error: message }, 'stream continuation failed');
+    }
+    return false;
+  }
+
+  /** Applies one attempt's result to health and the pool state. */
   private settle(
     l: Launched,
     result: AttemptResult,
     req: CompletionRequest,
     trace: CompletionTrace,
     pool: PoolState,
-  ): boolean {
+  ): Settled {
     const { registry, logger } = this.deps;
     const { ticket, endpoint } = l;
     const name = endpoint.config.name;
@@ -215,15 +287,16 @@ export class PoolRunner {
         trace.upstreamStatus = result.status;
         registry.health.success(ticket, { latencyMs: result.latencyMs, ttfbMs: result.ttfbMs });
         this.deps.ttfb.record(req.model, result.ttfbMs);
-        return true;
+        return 'done';
       case 'lost':
         registry.health.release(ticket);
-        return false;
+        return 'retry';
       case 'broken':
         trace.endpoint = name;
         registry.health.failure(ticket, result.kind, result.error.message);
+        pool.excluded.add(name);
         logger.warn({ endpoint: name, code: result.error.code }, 'upstream failed after the answer started');
-        throw result.error;
+        return { error: result.error };
       case 'failed':
         break;
     }
@@ -270,7 +343,7 @@ export class PoolRunner {
       { endpoint: name, attempt: l.input.attempt, failure: failure.message },
       'attempt failed, trying next',
     );
-    return false;
+    return 'retry';
   }
 }
 

@@ -29,3 +29,13 @@ export class BodyTooLargeError extends Error {
     this.name = 'BodyTooLargeError';
   }
 }
+
+/**
+ * Drops a response body that will not be read (any more). undici's body emits an 'error' when destroyed
+ * before its end; with no listener that would be an uncaught exception.
+ */
+export function discardBody(body: NodeJS.ReadableStream & { destroyed: boolean; destroy(): void }): void {
+  if (body.destroyed) return;
+  body.on('error', () => undefined);
+  body.destroy();
+}

@@ -43,6 +43,7 @@ export async function relayStream(
     while (chunk !== undefined) {
       if (res.writableEnded || res.destroyed) throw new ClientClosedReason();
       windowBytes += chunk.length;
+      input.transcript?.feed(chunk);
       const done = containsDone(carry, chunk);
       if (done) {
         res.end(chunk);

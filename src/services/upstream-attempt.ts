@@ -6,7 +6,7 @@ import type { UpstreamResponse } from './forwarder.js';
 import { transportFailure } from './forwarder.js';
 import { sendJsonAnswer } from './json-answer.js';
 import { PhaseTimer } from './phase-timer.js';
-import { readBody } from './read-body.js';
+import { discardBody, readBody } from './read-body.js';
 import { parseRetryAfterMs, type AttemptFailure } from './retry-policy.js';
 import { relayStream } from './stream-relay.js';
 import { parseUpstreamError } from './upstream-error.js';
@@ -124,8 +124,8 @@ export async function runAttempt(input: AttemptInput): Promise<AttemptResult> {
     timer.clear();
     clearTimeout(totalTimer);
     signal.removeEventListener('abort', onParentAbort);
-    if (upstream && !upstream.body.destroyed) upstream.body.destroy();
-    if (body && !body.destroyed) body.destroy();
+    if (upstream) discardBody(upstream.body);
+    if (body) discardBody(body);
   }
 }
 

@@ -7,7 +7,12 @@ import type { AddressInfo, Socket } from 'node:net';
  * scripted behaviour (or the default: a normal answer, streamed when the request asks for it).
  */
 export type Behavior =
-  | { type: 'answer'; text?: string; delayMs?: number }
+  /**
+   * A normal answer, streamed if asked. Like vLLM, it honours `continue_final_message`: given the start
+   * of its own answer as a final assistant message, it sends only the rest (`echoChars` re-sends that
+   * many characters of the prefix first, as a server that repeats itself would).
+   */
+  | { type: 'answer'; text?: string; delayMs?: number; echoChars?: number }
   | {
       type: 'sse';
       /** Raw event payloads (`data: <payload>\n\n` each); defaults to a normal answer's chunks. */
@@ -170,9 +175,26 @@ export class FakeUpstream {
     switch (behavior.type) {
       case 'answer': {
         if (behavior.delayMs) await this.delay(behavior.delayMs);
-        const text = behavior.text ?? `Hello from ${this.name}.`;
+        const text = continuationOf(
+          behavior.text ?? `Hello from ${this.name}.`,
+          json,
+          behavior.echoChars ?? 0,
+        );
         if (json?.stream === true) {
-          await this.respond({ type: 'sse', text }, req, res, json);
+          const events = streamEvents(model, text);
+          const usage = (json.stream_options as { include_usage?: boolean } | undefined)?.include_usage;
+          if (usage)
+            events.push(
+              JSON.stringify({
+                id: 'chatcmpl-cont',
+                object: 'chat.completion.chunk',
+                created: 1,
+                model,
+                choices: [],
+                usage: { prompt_tokens: 50, completion_tokens: 7, total_tokens: 57 },
+              }),
+            );
+          await this.respond({ type: 'sse', events }, req, res, json);
         } else {
           sendJson(res, 200, completion(model, text));
         }
@@ -254,6 +276,15 @@ export class FakeUpstream {
       this.timers.add(t);
     });
   }
+}
+
+/** The rest of `text` after a final assistant message that starts it, when asked to continue it. */
+function continuationOf(text: string, json: Record<string, unknown> | undefined, echoChars: number): string {
+  if (json?.continue_final_message !== true || !Array.isArray(json.messages)) return text;
+  const last = json.messages.at(-1) as { role?: string; content?: unknown } | undefined;
+  if (last?.role !== 'assistant' || typeof last.content !== 'string' || !text.startsWith(last.content))
+    return text;
+  return last.content.slice(last.content.length - echoChars) + text.slice(last.content.length);
 }
 
 export function completion(model: string, text: string) {

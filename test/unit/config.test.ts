@@ -55,6 +55,7 @@ describe('defaults', () => {
       },
       affinity: undefined,
       hedge: { delayMs: 0, models: [] },
+      continuation: true,
     });
     expect(c.logging).toEqual({ level: 'info', file: false, filePath: 'logs/gateway.log' });
     expect(c.auth).toEqual({ apiKeys: ['sk-client'], adminKey: undefined, disabled: false });
@@ -230,6 +231,7 @@ describe('CONFIG_FILE', () => {
       },
       affinity: undefined,
       hedge: { delayMs: 0, models: [] },
+      continuation: true,
     });
     expect(c.endpoints[1]!.timeouts).toEqual(c.routing.timeouts);
   });

@@ -1,0 +1,256 @@
+import type { Timeouts } from '../config/types.js';
+import { BadGatewayError, type GatewayError } from '../errors/gateway-error.js';
+import { AttemptTimeoutReason } from './abort-reasons.js';
+import type { ClientResponse } from './client-response.js';
+import type { Endpoint } from './endpoint-registry.js';
+import { transportFailure, type Forwarder, type UpstreamResponse } from './forwarder.js';
+import { PhaseTimer } from './phase-timer.js';
+import { discardBody } from './read-body.js';
+import { SseParser } from './sse-parser.js';
+import type { StreamTranscript } from './stream-transcript.js';
+
+/**
+ * Mid-stream continuation. When a text stream breaks after content reached the client, the conversation
+ * is sent to another endpoint with the partial answer as an assistant prefix to continue
+ * (`continue_final_message`, understood by vLLM and SGLang; llama.cpp continues a final assistant
+ * message by itself), and the continuation is spliced into the client's stream: no second role delta,
+ * the first stream's id/created/model, overlap dropped, one finish_reason, one [DONE], usage summed.
+ */
+
+/** Overlaps shorter than this are left alone: a short repeat is more likely real text than an echo. */
+const MIN_OVERLAP_CHARS = 12;
+/** Continuation text held back until this much is known, so that an echoed prefix can be recognised. */
+const OVERLAP_WINDOW_CHARS = 64;
+
+export function continuationEligible(json: Readonly<Record<string, unknown>>): boolean {
+  if (json.stream !== true) return false;
+  if (json.tools !== undefined || json.functions !== undefined) return false;
+  const n = json.n;
+  return n === undefined || n === null || n === 1;
+}
+
+export function continuationBody(json: Readonly<Record<string, unknown>>, partial: string): Buffer {
+  const messages = Array.isArray(json.messages) ? [...(json.messages as unknown[])] : [];
+  const last = messages.at(-1) as { role?: unknown; content?: unknown } | undefined;
+  if (last?.role === 'assistant' && typeof last.content === 'string') {
+    // The client prefilled the answer itself: the partial answer continues that message.
+    messages[messages.length - 1] = { ...last, content: last.content + partial };
+  } else {
+    messages.push({ role: 'assistant', content: partial });
+  }
+  return Buffer.from(
+    JSON.stringify({
+      ...json,
+      messages,
+      stream: true,
+      continue_final_message: true,
+      add_generation_prompt: false,
+    }),
+  );
+}
+
+interface SpliceChoice {
+  index?: number;
+  delta?: Record<string, unknown>;
+  finish_reason?: unknown;
+}
+
+interface SpliceChunk {
+  id?: unknown;
+  created?: unknown;
+  model?: unknown;
+  choices?: SpliceChoice[];
+  usage?: { prompt_tokens?: number; completion_tokens?: number; total_tokens?: number } | null;
+  error?: { message?: string };
+}
+
+/** Rewrites continuation events so that they read as the rest of the first stream. */
+export class Splicer {
+  private held = '';
+  private checked = false;
+  private readonly priorTokens: number;
+
+  constructor(private readonly transcript: StreamTranscript) {
+    this.priorTokens = transcript.contentChunks;
+  }
+
+  /** SSE text to send for one upstream payload; `done` after [DONE]. Throws on an upstream error event. */
+  payload(data: string): { out: string; done: boolean } {
+    if (data === '[DONE]') return { out: `${this.flush()}data: [DONE]\n\n`, done: true };
+    let chunk: SpliceChunk;
+    try {
+      chunk = JSON.parse(data) as SpliceChunk;
+    } catch {
+      return { out: '', done: false };
+    }
+    if (chunk.error) throw new Error(chunk.error.message ?? 'upstream error event');
+    const t = this.transcript;
+    const out: SpliceChunk = {
+      ...chunk,
+      id: t.id ?? chunk.id,
+      created: t.created ?? chunk.created,
+      model: t.model ?? chunk.model,
+    };
+    let text = '';
+    let finish = false;
+    out.choices = (chunk.choices ?? []).map((choice) => {
+      const delta = { ...choice.delta };
+      delete delta.role;
+      if (typeof delta.content === 'string') {
+        text += delta.content;
+        delete delta.content;
+      }
+      if (choice.finish_reason) finish = true;
+      return { ...choice, delta };
+    });
+    if (chunk.usage) {
+      // The continuation's prompt included the partial answer: those tokens were generated, not read.
+      const prompt = Math.max(0, (chunk.usage.prompt_tokens ?? 0) - this.priorTokens);
+      const completion = (chunk.usage.completion_tokens ?? 0) + this.priorTokens;
+      out.usage = {
+        ...chunk.usage,
+        prompt_tokens: prompt,
+        completion_tokens: completion,
+        total_tokens: prompt + completion,
+      };
+    }
+    const content = this.content(text, finish);
+    const choice = out.choices[0];
+    if (choice && content) choice.delta = { ...choice.delta, content };
+    const meaningful =
+      content !== '' ||
+      finish ||
+      out.usage !== undefined ||
+      (choice?.delta && Object.keys(choice.delta).length > 0);
+    return { out: meaningful ? `data: ${JSON.stringify(out)}\n\n` : '', done: false };
+  }
+
+  /** Content to emit now: held back at first until an echoed prefix can be recognised and dropped. */
+  private content(text: string, finish: boolean): string {
+    if (this.checked) return this.record(text);
+    this.held += text;
+    if (this.held.length < OVERLAP_WINDOW_CHARS && !finish) return '';
+    return this.record(this.dropOverlap());
+  }
+
+  private flush(): string {
+    if (this.checked || this.held === '') return '';
+    const text = this.record(this.dropOverlap());
+    const t = this.transcript;
+    const chunk = {
+      id: t.id,
+      object: 'chat.completion.chunk',
+      created: t.created,
+      model: t.model,
+      choices: [{ index: 0, delta: { content: text }, finish_reason: null }],
+    };
+    return text ? `data: ${JSON.stringify(chunk)}\n\n` : '';
+  }
+
+  private dropOverlap(): string {
+    this.checked = true;
+    const prefix = this.transcript.text;
+    const held = this.held;
+    this.held = '';
+    for (let n = Math.min(prefix.length, held.length); n >= MIN_OVERLAP_CHARS; n--) {
+      if (prefix.endsWith(held.slice(0, n))) return held.slice(n);
+    }
+    return held;
+  }
+
+  private record(text: string): string {
+    if (text) {
+      this.transcript.text += text;
+      this.transcript.contentChunks++;
+    }
+    return text;
+  }
+}
+
+export type ContinuationResult =
+  | { type: 'done'; ttfbMs: number }
+  /** Nothing reached the client: another endpoint may try. */
+  | { type: 'failed'; message: string }
+  /** Part of the continuation reached the client, then it broke too. */
+  | { type: 'broken'; error: GatewayError };
+
+/** One continuation attempt on one endpoint, spliced into the already committed client stream. */
+export async function runContinuation(args: {
+  endpoint: Endpoint;
+  forwarder: Forwarder;
+  timeouts: Timeouts;
+  headers: Record<string, string>;
+  body: Buffer;
+  res: ClientResponse;
+  transcript: StreamTranscript;
+  signal: AbortSignal;
+  now: () => number;
+}): Promise<ContinuationResult> {
+  const { res, signal } = args;
+  const controller = new AbortController();
+  const onParentAbort = () => controller.abort(signal.reason);
+  signal.addEventListener('abort', onParentAbort, { once: true });
+  const timer = new PhaseTimer(controller);
+  timer.arm('first-byte', args.timeouts.firstByteMs);
+  const startedAt = args.now();
+  const splicer = new Splicer(args.transcript);
+  const parser = new SseParser();
+  let wrote = false;
+  let upstream: UpstreamResponse | undefined;
+  const fail = (message: string): ContinuationResult =>
+    wrote
+      ? {
+          type: 'broken',
+          error: new BadGatewayError(
+            `The continuation broke too (${message}); the answer is incomplete.`,
+            'upstream_stream_error',
+          ),
+        }
+      : { type: 'failed', message };
+  try {
+    upstream = await args.forwarder.send({
+      endpoint: args.endpoint.config,
+      method: 'POST',
+      path: '/v1/chat/completions',
+      headers: args.headers,
+      body: args.body,
+      signal: controller.signal,
+    });
+    if (upstream.statusCode !== 200) return fail(`HTTP ${upstream.statusCode}`);
+    if (!String(upstream.headers['content-type'] ?? '').includes('text/event-stream'))
+      return fail('not an event stream');
+    let ttfbMs: number | undefined;
+    for await (const chunk of upstream.body as AsyncIterable<Buffer>) {
+      timer.arm('idle', args.timeouts.idleMs);
+      ttfbMs ??= args.now() - startedAt;
+      for (const data of parser.feed(chunk)) {
+        const { out, done } = splicer.payload(data);
+        if (out) {
+          if (res.writableEnded || res.destroyed) throw signal.reason ?? new Error('client gone');
+          res.write(out);
+          wrote = true;
+        }
+        if (done) {
+          res.end();
+          return { type: 'done', ttfbMs };
+        }
+      }
+    }
+    return fail('stream closed before [DONE]');
+  } catch (err) {
+    if (controller.signal.aborted && !(controller.signal.reason instanceof AttemptTimeoutReason))
+      throw controller.signal.reason;
+    const reason: unknown = controller.signal.reason;
+    return fail(
+      reason instanceof AttemptTimeoutReason
+        ? reason.message
+        : err instanceof Error && !('code' in err)
+          ? err.message
+          : transportFailure(err).message,
+    );
+  } finally {
+    timer.clear();
+    signal.removeEventListener('abort', onParentAbort);
+    if (upstream) discardBody(upstream.body);
+  }
+}

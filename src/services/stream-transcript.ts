@@ -1,0 +1,61 @@
+import { SseParser } from './sse-parser.js';
+
+interface ChunkChoice {
+  index?: number;
+  delta?: { role?: string; content?: string | null; tool_calls?: unknown; function_call?: unknown };
+  finish_reason?: string | null;
+}
+
+interface Chunk {
+  id?: string;
+  created?: number;
+  model?: string;
+  choices?: ChunkChoice[];
+}
+
+/**
+ * What a relayed stream has said so far, for mid-stream continuation: its text, its identity (id,
+ * created, model), and whether it can be continued at all (text only, one choice, not finished).
+ */
+export class StreamTranscript {
+  text = '';
+  /** Content deltas seen: close to the number of generated tokens. */
+  contentChunks = 0;
+  id: string | undefined;
+  created: number | undefined;
+  model: string | undefined;
+  private toolCalls = false;
+  private multipleChoices = false;
+  private finished = false;
+  private readonly parser = new SseParser();
+
+  feed(chunk: Buffer): void {
+    for (const payload of this.parser.feed(chunk)) {
+      if (payload === '[DONE]') continue;
+      let parsed: Chunk;
+      try {
+        parsed = JSON.parse(payload) as Chunk;
+      } catch {
+        continue;
+      }
+      this.id ??= parsed.id;
+      this.created ??= parsed.created;
+      this.model ??= parsed.model;
+      for (const choice of parsed.choices ?? []) {
+        if ((choice.index ?? 0) !== 0) this.multipleChoices = true;
+        const delta = choice.delta;
+        if (delta?.tool_calls !== undefined || delta?.function_call !== undefined) this.toolCalls = true;
+        if (typeof delta?.content === 'string' && delta.content !== '') {
+          this.text += delta.content;
+          this.contentChunks++;
+        }
+        if (choice.finish_reason) this.finished = true;
+      }
+    }
+  }
+
+  /** Text was sent, and the rest of a plain text answer is missing. */
+  get continuable(): boolean {
+    return this.text.length > 0 && !this.toolCalls && !this.multipleChoices && !this.finished;
+  }
+}
