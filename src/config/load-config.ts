@@ -50,6 +50,16 @@ const ENV_PATHS: ReadonlyArray<readonly [string, readonly string[]]> = [
   ['THROUGHPUT_WINDOW_MS', ['routing', 'timeouts', 'throughputWindowMs']],
 ];
 
+/** Every environment variable the gateway reads. */
+export const ENV_VARIABLES: readonly string[] = [
+  ...ENV_PATHS.map(([name]) => name),
+  'API_KEY',
+  'PROXY_API_KEY',
+  'ENDPOINTS',
+  'CONFIG_FILE',
+  'HEDGE_MODELS',
+];
+
 export interface LoadConfigOptions {
   env: Env;
   /** Reads the CONFIG_FILE; injectable for tests. */
