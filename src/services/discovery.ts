@@ -98,8 +98,17 @@ export class Discovery {
     if (this.lifetime.signal.aborted) return;
     this.polling.add(ep);
     const timeoutMs = this.options.config.current.models.discoveryTimeoutMs;
-    const timeout = AbortSignal.timeout(timeoutMs);
-    const signal = AbortSignal.any([timeout, this.lifetime.signal]);
+    // One controller per poll, linked to the gateway's lifetime by a listener removed afterwards (a
+    // composite signal on the long-lived lifetime signal would keep a reference per poll).
+    const poll = new AbortController();
+    const timeout = { aborted: false };
+    const timer = setTimeout(() => {
+      timeout.aborted = true;
+      poll.abort();
+    }, timeoutMs);
+    const onStop = () => poll.abort();
+    this.lifetime.signal.addEventListener('abort', onStop, { once: true });
+    const signal = poll.signal;
     let failure: { kind: FailureKind; message: string } | undefined;
     let discoveryError: string | undefined;
     try {
@@ -131,6 +140,8 @@ export class Discovery {
       else if (err instanceof DiscoveryError) discoveryError = err.message;
       else failure = { kind: 'connect', message: transportFailure(err).message };
     } finally {
+      clearTimeout(timer);
+      this.lifetime.signal.removeEventListener('abort', onStop);
       this.polling.delete(ep);
     }
     if (failure) registry.health.probeFailed(ep.health, failure.kind, failure.message);

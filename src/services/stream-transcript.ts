@@ -16,6 +16,9 @@ interface Chunk {
 /**
  * What a relayed stream has said so far, for mid-stream continuation: its text, its identity (id,
  * created, model), and whether it can be continued at all (text only, one choice, not finished).
+ *
+ * The relay only keeps the raw chunks (no parsing on the hot path); they are parsed once, if and when
+ * the stream breaks and a continuation is considered.
  */
 export class StreamTranscript {
   text = '';
@@ -27,35 +30,47 @@ export class StreamTranscript {
   private toolCalls = false;
   private multipleChoices = false;
   private finished = false;
+  private pending: Buffer[] = [];
   private readonly parser = new SseParser();
 
   feed(chunk: Buffer): void {
-    for (const payload of this.parser.feed(chunk)) {
-      if (payload === '[DONE]') continue;
-      let parsed: Chunk;
-      try {
-        parsed = JSON.parse(payload) as Chunk;
-      } catch {
-        continue;
-      }
-      this.id ??= parsed.id;
-      this.created ??= parsed.created;
-      this.model ??= parsed.model;
-      for (const choice of parsed.choices ?? []) {
-        if ((choice.index ?? 0) !== 0) this.multipleChoices = true;
-        const delta = choice.delta;
-        if (delta?.tool_calls !== undefined || delta?.function_call !== undefined) this.toolCalls = true;
-        if (typeof delta?.content === 'string' && delta.content !== '') {
-          this.text += delta.content;
-          this.contentChunks++;
-        }
-        if (choice.finish_reason) this.finished = true;
-      }
-    }
+    this.pending.push(chunk);
   }
 
   /** Text was sent, and the rest of a plain text answer is missing. */
   get continuable(): boolean {
+    this.parsePending();
     return this.text.length > 0 && !this.toolCalls && !this.multipleChoices && !this.finished;
+  }
+
+  private parsePending(): void {
+    const chunks = this.pending;
+    this.pending = [];
+    for (const chunk of chunks) {
+      for (const payload of this.parser.feed(chunk)) this.apply(payload);
+    }
+  }
+
+  private apply(payload: string): void {
+    if (payload === '[DONE]') return;
+    let parsed: Chunk;
+    try {
+      parsed = JSON.parse(payload) as Chunk;
+    } catch {
+      return;
+    }
+    this.id ??= parsed.id;
+    this.created ??= parsed.created;
+    this.model ??= parsed.model;
+    for (const choice of parsed.choices ?? []) {
+      if ((choice.index ?? 0) !== 0) this.multipleChoices = true;
+      const delta = choice.delta;
+      if (delta?.tool_calls !== undefined || delta?.function_call !== undefined) this.toolCalls = true;
+      if (typeof delta?.content === 'string' && delta.content !== '') {
+        this.text += delta.content;
+        this.contentChunks++;
+      }
+      if (choice.finish_reason) this.finished = true;
+    }
   }
 }
