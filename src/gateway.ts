@@ -89,7 +89,7 @@ export class Gateway {
    */
   reload(next: GatewayConfig): ReloadSummary {
     const previous = this.config.current;
-    const restartNeeded: string[] = (['port', 'host'] as const).filter(
+    const restartNeeded: string[] = (['port', 'host', 'workers'] as const).filter(
       (k) => previous.server[k] !== next.server[k],
     );
     if (previous.logging.file !== next.logging.file || previous.logging.filePath !== next.logging.filePath) {

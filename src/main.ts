@@ -1,8 +1,9 @@
-import { watchConfigFile } from './config/config-watcher.js';
+import cluster from 'node:cluster';
+import { runPrimary } from './cluster-primary.js';
 import { ConfigError, loadConfigFromProcess } from './config/load-config.js';
 import type { GatewayConfig } from './config/types.js';
-import { Gateway } from './gateway.js';
 import { createLogger, LogFileError, type Logger } from './observability/logger.js';
+import { runGateway } from './run-gateway.js';
 
 function loadOrExit(): GatewayConfig {
   try {
@@ -16,8 +17,7 @@ function loadOrExit(): GatewayConfig {
   }
 }
 
-const config = loadOrExit();
-function loggerOrExit(): Logger {
+function loggerOrExit(config: GatewayConfig): Logger {
   try {
     return createLogger({
       level: config.logging.level,
@@ -29,68 +29,7 @@ function loggerOrExit(): Logger {
   }
 }
 
-const logger = loggerOrExit();
-const gateway = new Gateway({ config, logger, loadConfig: () => loadConfigFromProcess() });
-
-let stopping = false;
-async function stop(signal: string, code = 0): Promise<void> {
-  if (stopping) return;
-  stopping = true;
-  logger.info(
-    { signal, graceMs: config.server.shutdownGraceMs },
-    'shutting down: finishing in-flight requests',
-  );
-  stopWatching?.();
-  try {
-    await gateway.shutdown(gateway.config.current.server.shutdownGraceMs);
-  } finally {
-    logger.info('stopped');
-    logger.flush();
-    process.exit(code);
-  }
-}
-
-function reload(trigger: string): void {
-  try {
-    gateway.reloadFromSource();
-  } catch {
-    // Already logged with every problem; the old configuration stays in force.
-  }
-  logger.debug({ trigger }, 'reload handled');
-}
-
-const configFile = process.env.CONFIG_FILE?.trim();
-const stopWatching = configFile
-  ? watchConfigFile(configFile, () => reload('config file changed'))
-  : undefined;
-process.on('SIGHUP', () => reload('SIGHUP'));
-process.on('SIGTERM', () => void stop('SIGTERM'));
-process.on('SIGINT', () => void stop('SIGINT'));
-process.on('unhandledRejection', (err) => logger.error({ err }, 'unhandled promise rejection'));
-process.on('uncaughtException', (err) => {
-  logger.fatal({ err }, 'uncaught exception');
-  void stop('uncaughtException', 1);
-});
-
-try {
-  const address = await gateway.listen();
-  logger.info(
-    {
-      address: `${address.address}:${address.port}`,
-      endpoints: config.endpoints.map((e) => ({ name: e.name, priority: e.priority, weight: e.weight })),
-      auth: config.auth.disabled ? 'disabled' : `${config.auth.apiKeys.length} key(s)`,
-    },
-    'akash llm gateway listening',
-  );
-} catch (err) {
-  const e = err as NodeJS.ErrnoException;
-  const reason =
-    e.code === 'EADDRINUSE'
-      ? `port ${config.server.port} on ${config.server.host} is already in use (set PORT to another one)`
-      : e.code === 'EACCES'
-        ? `no permission to listen on port ${config.server.port} (use a port above 1024)`
-        : e.message;
-  logger.fatal({ code: e.code }, `could not start listening: ${reason}`);
-  console.error(`Could not start listening: ${reason}`);
-  process.exit(1);
-}
+const config = loadOrExit();
+const logger = loggerOrExit(config);
+if (config.server.workers > 1 && cluster.isPrimary) runPrimary(config.server.workers, logger);
+else await runGateway(config, logger);

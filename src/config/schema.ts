@@ -158,6 +158,14 @@ export const configSchema = z.strictObject({
       bodyLimit: byteSize.default(10 * 1024 * 1024),
       cors: z.strictObject({ origins: z.array(z.string().min(1)).default(['*']) }).prefault({}),
       shutdownGraceMs: positiveMs('shutdownGraceMs').default(30_000),
+      /** Processes serving the port (node:cluster); 1 = no cluster. */
+      workers: numeric(
+        z
+          .number({ error: typeError('workers must be a whole number') })
+          .int()
+          .min(1)
+          .max(64),
+      ).default(1),
       /** SSE comment interval while a stream waits for its first token (keeps idle proxies from closing). */
       heartbeatIntervalMs: positiveMs('heartbeatIntervalMs').default(15_000),
     })

@@ -61,6 +61,7 @@ export interface GatewayConfig {
     bodyLimitBytes: number;
     corsOrigins: readonly string[];
     shutdownGraceMs: number;
+    workers: number;
     heartbeatIntervalMs: number;
   };
   auth: { apiKeys: readonly string[]; adminKey: string | undefined; disabled: boolean };

@@ -1,0 +1,119 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import net, { type AddressInfo } from 'node:net';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+/** Child processes for benchmarks: spawned through tsx, pinned to a core when taskset exists, measured from /proc. */
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const TSX = pathToFileURL(path.join(ROOT, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
+const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK']).stdout?.toString().trim() || 100);
+export const HAS_TASKSET = spawnSync('taskset', ['-p', String(process.pid)]).status === 0;
+export const CORES = Number(spawnSync('nproc').stdout?.toString().trim() || 1);
+
+export interface Proc {
+  name: string;
+  pid: number;
+  port: number;
+  url: string;
+  child: ChildProcess;
+  stop(): Promise<void>;
+}
+
+export async function freePort(): Promise<number> {
+  const server = net.createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as AddressInfo;
+  server.close();
+  await once(server, 'close');
+  return port;
+}
+
+/** Starts `script` (relative to the repo) on a free port, pinned to `cpu` if given; resolves once it accepts connections. */
+export async function startProcess(
+  name: string,
+  script: string,
+  env: Record<string, string>,
+  cpu?: number,
+): Promise<Proc> {
+  const port = await freePort();
+  const command = [process.execPath, '--import', TSX, path.join(ROOT, script)];
+  const [file, ...args] =
+    cpu !== undefined && HAS_TASKSET ? ['taskset', '-c', String(cpu), ...command] : command;
+  const child = spawn(file!, args, {
+    cwd: ROOT,
+    env: {
+      PATH: process.env.PATH ?? '',
+      NODE_ENV: 'production',
+      ...env,
+      PORT: String(port),
+      HOST: '127.0.0.1',
+    },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const exited = once(child, 'exit');
+  const deadline = Date.now() + 20_000;
+  while (!(await canConnect(port))) {
+    if (child.exitCode !== null) throw new Error(`${name} exited with ${child.exitCode}`);
+    if (Date.now() > deadline) throw new Error(`${name} did not start`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    name,
+    pid: child.pid!,
+    port,
+    url: `http://127.0.0.1:${port}`,
+    child,
+    stop: async () => {
+      if (child.exitCode === null) child.kill('SIGKILL');
+      await exited;
+    },
+  };
+}
+
+function canConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+/** CPU time (user + system, all threads) the process has used, in ms. */
+export function cpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLK_TCK;
+}
+
+function statusKb(pid: number, key: string): number {
+  const match = new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return match ? Number(match[1]) : Number.NaN;
+}
+
+export const rssMb = (pid: number) => statusKb(pid, 'VmRSS') / 1024;
+export const peakRssMb = (pid: number) => statusKb(pid, 'VmHWM') / 1024;
+
+/** Resets the kernel's peak-RSS mark, so that VmHWM measures one scenario. */
+export function resetPeakRss(pid: number): void {
+  try {
+    writeFileSync(`/proc/${pid}/clear_refs`, '5');
+  } catch {
+    // Not permitted here: the peak then covers the process's whole life.
+  }
+}
+
+/** Open file descriptors (sockets included). */
+export function fdCount(pid: number): number {
+  return readdirSync(`/proc/${pid}/fd`).length;
+}
+
+/** Pins this process (the load generator) to a core. */
+export function pinSelf(cpu: number): void {
+  if (HAS_TASKSET) spawnSync('taskset', ['-a', '-cp', String(cpu), String(process.pid)]);
+}

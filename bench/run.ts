@@ -1,0 +1,346 @@
+/**
+ * `npm run bench`: the gateway against the floor of our stack (Express 5 + undici), the floor of Node
+ * (node:http + undici) and the upstream itself, scenario by scenario, each repeated and alternated, with
+ * medians reported. Proxies run on one core and the load generator and upstream on the other when
+ * taskset is available. Only 127.0.0.1 is ever targeted. See bench/README.md.
+ *
+ * BENCH_REPS (3), BENCH_DURATION_S (5), BENCH_STREAMS_1000 (1 to run 1000 streams, default on),
+ * BENCH_WORKERS (1 to compare WORKERS=1 and 2, default on).
+ */
+import {
+  cpuMs,
+  CORES,
+  HAS_TASKSET,
+  peakRssMb,
+  pinSelf,
+  resetPeakRss,
+  startProcess,
+  type Proc,
+} from './lib/procs.js';
+import { cannon, sequential, streams } from './lib/load.js';
+import { median, summarize, table } from './lib/stats.js';
+
+const REPS = Number(process.env.BENCH_REPS ?? 3);
+const DURATION_S = Number(process.env.BENCH_DURATION_S ?? 5);
+const RUN_1000 = process.env.BENCH_STREAMS_1000 !== '0';
+const RUN_WORKERS = process.env.BENCH_WORKERS !== '0';
+const CHUNKS = 20;
+const PROXY_CPU = CORES > 1 ? 1 : undefined;
+const LOAD_CPU = 0;
+
+type Row = Record<string, number>;
+interface Target {
+  name: string;
+  proc: Proc | undefined;
+  url: string;
+}
+
+pinSelf(LOAD_CPU);
+const upstream = await startProcess(
+  'upstream',
+  'bench/servers/upstream.ts',
+  { CHUNKS: String(CHUNKS), CHUNK_DELAY_MS: '10' },
+  LOAD_CPU,
+);
+const failing = await startProcess('failing', 'bench/servers/upstream.ts', { FAIL_STATUS: '503' }, LOAD_CPU);
+const gatewayEnv = (endpoints: object[], extra: Record<string, string> = {}) => ({
+  API_KEY: 'bench-key',
+  ENDPOINTS: JSON.stringify(endpoints),
+  LOG_LEVEL: 'info',
+  ...extra,
+});
+const upstreamEndpoint = { name: 'upstream', url: upstream.url, models: ['bench-model'] };
+const procs = {
+  floorNode: await startProcess(
+    'floor-node',
+    'bench/servers/floor-node.ts',
+    { UPSTREAM_URL: upstream.url },
+    PROXY_CPU,
+  ),
+  floorExpress: await startProcess(
+    'floor-express',
+    'bench/servers/floor-express.ts',
+    { UPSTREAM_URL: upstream.url },
+    PROXY_CPU,
+  ),
+  gateway: await startProcess('gateway', 'src/main.ts', gatewayEnv([upstreamEndpoint]), PROXY_CPU),
+  failover: await startProcess(
+    'gateway-failover',
+    'src/main.ts',
+    gatewayEnv([
+      { name: 'primary', url: failing.url, models: ['bench-model'], priority: 1 },
+      { ...upstreamEndpoint, priority: 2 },
+    ]),
+    PROXY_CPU,
+  ),
+};
+const targets: Target[] = [
+  { name: 'direct', proc: undefined, url: upstream.url },
+  { name: 'node:http + undici', proc: procs.floorNode, url: procs.floorNode.url },
+  { name: 'express + undici (floor)', proc: procs.floorExpress, url: procs.floorExpress.url },
+  { name: 'gateway', proc: procs.gateway, url: procs.gateway.url },
+];
+
+/** Runs `measure` on every target `REPS` times, alternating the order, and keeps the median of each field. */
+async function scenario(
+  title: string,
+  list: Target[],
+  measure: (t: Target) => Promise<Row>,
+): Promise<Map<string, Row>> {
+  const samples = new Map<string, Row[]>(list.map((t) => [t.name, []]));
+  for (let rep = 0; rep < REPS; rep++) {
+    const order = rep % 2 === 0 ? list : [...list].reverse();
+    for (const target of order) {
+      const pid = target.proc?.pid;
+      if (pid) resetPeakRss(pid);
+      const cpuBefore = pid ? cpuMs(pid) : 0;
+      const row = await measure(target);
+      if (pid) {
+        row.cpuMsPerReq = (cpuMs(pid) - cpuBefore) / Math.max(1, row.requests ?? 1);
+        row.peakRssMb = peakRssMb(pid);
+      }
+      samples.get(target.name)!.push(row);
+    }
+  }
+  const medians = new Map<string, Row>();
+  for (const [name, rows] of samples) {
+    const keys = Object.keys(rows[0] ?? {});
+    medians.set(name, Object.fromEntries(keys.map((k) => [k, median(rows.map((r) => r[k]!))])));
+  }
+  process.stdout.write(`\n### ${title}\n\n`);
+  return medians;
+}
+
+function print(results: Map<string, Row>, columns: Array<[string, string]>): void {
+  const direct = results.get('direct');
+  console.log(
+    table(
+      ['target', ...columns.map(([, label]) => label)],
+      [...results].map(([name, row]) => [
+        name,
+        ...columns.map(([key]) => {
+          if (key === 'addedP50') return direct && name !== 'direct' ? row.p50! - direct.p50! : Number.NaN;
+          return row[key] ?? Number.NaN;
+        }),
+      ]),
+    ),
+  );
+}
+
+const checks: Array<{ what: string; ok: boolean; detail: string }> = [];
+const check = (what: string, ok: boolean, detail: string) => checks.push({ what, ok, detail });
+const GW = 'gateway';
+const FLOOR = 'express + undici (floor)';
+
+// Warm-up: JIT, connection pools.
+for (const t of targets) await cannon(t.url, { connections: 10, durationS: 2 });
+
+const serial = await scenario(
+  'One request at a time (JSON, 2000 sequential requests)',
+  targets,
+  async (t) => {
+    const { latenciesMs, errors } = await sequential(t.url, 2000);
+    const s = summarize(latenciesMs);
+    return { requests: latenciesMs.length, p50: s.p50, p90: s.p90, p99: s.p99, errors };
+  },
+);
+print(serial, [
+  ['p50', 'p50 ms'],
+  ['p90', 'p90 ms'],
+  ['p99', 'p99 ms'],
+  ['addedP50', 'added p50 ms'],
+  ['cpuMsPerReq', 'CPU ms/req'],
+  ['errors', 'errors'],
+]);
+const addedGw = serial.get(GW)!.p50! - serial.get('direct')!.p50!;
+const addedFloor = serial.get(FLOOR)!.p50! - serial.get('direct')!.p50!;
+check(
+  'added p50, one at a time, ≤ floor + 0.3 ms',
+  addedGw <= addedFloor + 0.3,
+  `${addedGw.toFixed(3)} ms vs floor ${addedFloor.toFixed(3)} ms`,
+);
+
+const closed = await scenario(`50 connections, closed loop (JSON, ${DURATION_S} s)`, targets, async (t) => ({
+  ...(await cannon(t.url, { connections: 50, durationS: DURATION_S })),
+}));
+print(closed, [
+  ['rps', 'req/s'],
+  ['p50', 'p50 ms'],
+  ['p90', 'p90 ms'],
+  ['p99', 'p99 ms'],
+  ['cpuMsPerReq', 'CPU ms/req'],
+  ['peakRssMb', 'peak RSS MB'],
+  ['errors', 'errors'],
+]);
+const cpuRatio = closed.get(GW)!.cpuMsPerReq! / closed.get(FLOOR)!.cpuMsPerReq!;
+check('CPU per request at 50 connections ≤ 1.3× floor', cpuRatio <= 1.3, `${cpuRatio.toFixed(2)}×`);
+const rssRatio50 = closed.get(GW)!.peakRssMb! / closed.get(FLOOR)!.peakRssMb!;
+check('peak RSS at 50 connections ≤ 1.2× floor', rssRatio50 <= 1.2, `${rssRatio50.toFixed(2)}×`);
+
+const open = await scenario(
+  `400 requests per second, open loop (JSON, ${DURATION_S} s)`,
+  targets,
+  async (t) => ({
+    ...(await cannon(t.url, { connections: 50, durationS: DURATION_S, rate: 400 })),
+  }),
+);
+print(open, [
+  ['rps', 'req/s'],
+  ['p50', 'p50 ms'],
+  ['p90', 'p90 ms'],
+  ['p99', 'p99 ms'],
+  ['cpuMsPerReq', 'CPU ms/req'],
+  ['errors', 'errors'],
+]);
+
+const one = await scenario('1 stream at a time (20 chunks, 500 streams)', targets, async (t) => {
+  const r = await streams(t.url, { concurrency: 1, count: 500, chunks: CHUNKS });
+  return { requests: r.streams, ttfbP50: r.ttfbP50, ttfbP99: r.ttfbP99, totalP50: r.totalP50, bad: r.bad };
+});
+print(one, [
+  ['ttfbP50', 'TTFB p50 ms'],
+  ['ttfbP99', 'TTFB p99 ms'],
+  ['totalP50', 'stream p50 ms'],
+  ['cpuMsPerReq', 'CPU ms/stream'],
+  ['bad', 'bad streams'],
+]);
+const ttfb1 = one.get(GW)!.ttfbP50! - one.get(FLOOR)!.ttfbP50!;
+check('TTFB at 1 stream ≤ floor + 0.5 ms', ttfb1 <= 0.5, `+${ttfb1.toFixed(3)} ms`);
+
+const hundred = await scenario(
+  `100 concurrent streams (20 chunks 10 ms apart, ${DURATION_S} s)`,
+  targets,
+  async (t) => {
+    const r = await streams(t.url, {
+      concurrency: 100,
+      durationMs: DURATION_S * 1000,
+      chunks: CHUNKS,
+      paced: true,
+    });
+    return { requests: r.streams, ttfbP50: r.ttfbP50, ttfbP99: r.ttfbP99, totalP50: r.totalP50, bad: r.bad };
+  },
+);
+print(hundred, [
+  ['requests', 'streams'],
+  ['ttfbP50', 'TTFB p50 ms'],
+  ['ttfbP99', 'TTFB p99 ms'],
+  ['cpuMsPerReq', 'CPU ms/stream'],
+  ['peakRssMb', 'peak RSS MB'],
+  ['bad', 'bad streams'],
+]);
+check(
+  'TTFB at 100 streams no worse than floor',
+  hundred.get(GW)!.ttfbP50! <= hundred.get(FLOOR)!.ttfbP50! * 1.05 + 0.1,
+  `${hundred.get(GW)!.ttfbP50!.toFixed(2)} vs ${hundred.get(FLOOR)!.ttfbP50!.toFixed(2)} ms`,
+);
+const rssRatio100 = hundred.get(GW)!.peakRssMb! / hundred.get(FLOOR)!.peakRssMb!;
+check('peak RSS at 100 streams ≤ 1.2× floor', rssRatio100 <= 1.2, `${rssRatio100.toFixed(2)}×`);
+
+if (RUN_1000) {
+  const thousand = await scenario(
+    `1000 concurrent streams (20 chunks 10 ms apart, ${DURATION_S} s)`,
+    targets,
+    async (t) => {
+      const r = await streams(t.url, {
+        concurrency: 1000,
+        durationMs: DURATION_S * 1000,
+        chunks: CHUNKS,
+        paced: true,
+      });
+      return {
+        requests: r.streams,
+        ttfbP50: r.ttfbP50,
+        ttfbP99: r.ttfbP99,
+        totalP50: r.totalP50,
+        bad: r.bad,
+      };
+    },
+  );
+  print(thousand, [
+    ['requests', 'streams'],
+    ['ttfbP50', 'TTFB p50 ms'],
+    ['ttfbP99', 'TTFB p99 ms'],
+    ['cpuMsPerReq', 'CPU ms/stream'],
+    ['peakRssMb', 'peak RSS MB'],
+    ['bad', 'bad streams'],
+  ]);
+  check(
+    'every chunk of every stream intact at 1000 streams',
+    thousand.get(GW)!.bad === 0,
+    `${thousand.get(GW)!.bad} bad`,
+  );
+  check(
+    'peak RSS at 1000 streams ≤ 250 MB',
+    thousand.get(GW)!.peakRssMb! <= 250,
+    `${thousand.get(GW)!.peakRssMb!.toFixed(0)} MB`,
+  );
+}
+
+const failoverTargets: Target[] = [
+  { name: 'gateway, no failure', proc: procs.gateway, url: procs.gateway.url },
+  { name: 'gateway, priority 1 answers 503', proc: procs.failover, url: procs.failover.url },
+];
+const failover = await scenario(
+  `Failover: 50 connections, closed loop (JSON, ${DURATION_S} s)`,
+  failoverTargets,
+  async (t) => ({
+    ...(await cannon(t.url, { connections: 50, durationS: DURATION_S })),
+  }),
+);
+print(failover, [
+  ['rps', 'req/s'],
+  ['p50', 'p50 ms'],
+  ['p99', 'p99 ms'],
+  ['cpuMsPerReq', 'CPU ms/req'],
+  ['errors', 'errors'],
+]);
+const fo = failover.get('gateway, priority 1 answers 503')!;
+const base = failover.get('gateway, no failure')!;
+check('failover: zero errors', fo.errors === 0, `${fo.errors} errors`);
+check(
+  'failover: throughput ≥ 90% of no failure',
+  fo.rps! >= 0.9 * base.rps!,
+  `${((100 * fo.rps!) / base.rps!).toFixed(0)}%`,
+);
+
+if (RUN_WORKERS) {
+  // Unpinned: each configuration gets the whole machine (2 cores here, shared with the load generator).
+  const w1 = await startProcess(
+    'gateway-w1',
+    'src/main.ts',
+    gatewayEnv([upstreamEndpoint], { WORKERS: '1' }),
+  );
+  const w2 = await startProcess(
+    'gateway-w2',
+    'src/main.ts',
+    gatewayEnv([upstreamEndpoint], { WORKERS: '2' }),
+  );
+  const workers = await scenario(
+    `WORKERS=1 vs 2: 50 connections, closed loop (JSON, ${DURATION_S} s, unpinned)`,
+    [
+      { name: 'WORKERS=1', proc: undefined, url: w1.url },
+      { name: 'WORKERS=2', proc: undefined, url: w2.url },
+    ],
+    async (t) => ({ ...(await cannon(t.url, { connections: 50, durationS: DURATION_S })) }),
+  );
+  print(workers, [
+    ['rps', 'req/s'],
+    ['p50', 'p50 ms'],
+    ['p99', 'p99 ms'],
+    ['errors', 'errors'],
+  ]);
+  await Promise.all([w1.stop(), w2.stop()]);
+}
+
+console.log(
+  `\n### Targets (medians of ${REPS} runs; proxies pinned: ${HAS_TASKSET && PROXY_CPU !== undefined ? `core ${PROXY_CPU}, load on core ${LOAD_CPU}` : 'no'})\n`,
+);
+console.log(
+  table(
+    ['target', 'result', 'measured'],
+    checks.map((c) => [c.what, c.ok ? 'PASS' : 'FAIL', c.detail]),
+  ),
+);
+
+await Promise.all([upstream, failing, ...Object.values(procs)].map((p) => p.stop()));
+process.exit(0);
