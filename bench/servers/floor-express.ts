@@ -11,7 +11,7 @@ app.use(express.raw({ type: () => true, limit: '10mb' }));
 app.all('/*path', async (req, res) => {
   try {
     const up = await upstream.request({
-      method: req.method as 'POST',
+      method: req.method,
       path: req.originalUrl,
       headers: { 'content-type': 'application/json' },
       body: Buffer.isBuffer(req.body) && req.body.length > 0 ? req.body : null,

@@ -33,7 +33,11 @@ export interface AttemptInput {
   signal: AbortSignal;
   now: () => number;
   requestStartedAt: number;
+  /** The whole request's time limit, which bounds every attempt anyway. */
+  requestTotalMs: number;
   state: CommitState;
+  /** Set by runAttempt: stops this attempt as the loser of a hedge. */
+  cancel?: () => void;
   /** Records what the stream said, when the request may be continued mid-stream. */
   transcript?: StreamTranscript | undefined;
 }

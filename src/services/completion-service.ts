@@ -91,6 +91,7 @@ export class CompletionService {
       signal: controller.signal,
       state,
       requestStartedAt,
+      requestTotalMs: totalMs,
       sessionKey: this.sessionKey(req),
       transcript:
         config.routing.continuation && continuationEligible(req.json) ? new StreamTranscript() : undefined,

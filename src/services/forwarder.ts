@@ -20,13 +20,14 @@ export type UpstreamResponse = Dispatcher.ResponseData;
  * header and body timeouts are off.
  */
 export class Forwarder {
-  private readonly pools = new Map<string, { url: string; pool: Pool }>();
+  private readonly pools = new Map<string, { url: string; pool: Pool; basePath: string }>();
 
   async send(req: UpstreamRequest): Promise<UpstreamResponse> {
-    const { origin, basePath } = splitUrl(req.endpoint.url);
-    const headers: Record<string, string> = { ...req.headers };
-    if (req.endpoint.apiKey) headers.authorization = `Bearer ${req.endpoint.apiKey}`;
-    return this.pool(req.endpoint, origin).request({
+    const { pool, basePath } = this.pool(req.endpoint);
+    const headers = req.endpoint.apiKey
+      ? { ...req.headers, authorization: `Bearer ${req.endpoint.apiKey}` }
+      : req.headers;
+    return pool.request({
       method: req.method,
       path: basePath + req.path,
       headers,
@@ -52,25 +53,26 @@ export class Forwarder {
     await Promise.allSettled(pools.map(({ pool }) => pool.destroy()));
   }
 
-  private pool(endpoint: EndpointConfig, origin: string): Pool {
+  /** The endpoint's pool (created on first use, replaced when its URL changes) and its base path. */
+  private pool(endpoint: EndpointConfig): { pool: Pool; basePath: string } {
     const existing = this.pools.get(endpoint.name);
-    if (existing && existing.url === endpoint.url) return existing.pool;
+    if (existing && existing.url === endpoint.url) return existing;
     if (existing) void existing.pool.close();
-    const pool = new Pool(origin, {
-      connect: { timeout: endpoint.timeouts.connectMs },
-      keepAliveTimeout: 10_000,
-      keepAliveMaxTimeout: 60_000,
-      headersTimeout: 0,
-      bodyTimeout: 0,
-    });
-    this.pools.set(endpoint.name, { url: endpoint.url, pool });
-    return pool;
+    const url = new URL(endpoint.url);
+    const entry = {
+      url: endpoint.url,
+      basePath: url.pathname === '/' ? '' : url.pathname.replace(/\/+$/, ''),
+      pool: new Pool(url.origin, {
+        connect: { timeout: endpoint.timeouts.connectMs },
+        keepAliveTimeout: 10_000,
+        keepAliveMaxTimeout: 60_000,
+        headersTimeout: 0,
+        bodyTimeout: 0,
+      }),
+    };
+    this.pools.set(endpoint.name, entry);
+    return entry;
   }
-}
-
-function splitUrl(url: string): { origin: string; basePath: string } {
-  const u = new URL(url);
-  return { origin: u.origin, basePath: u.pathname === '/' ? '' : u.pathname.replace(/\/+$/, '') };
 }
 
 /** Maps a transport error from undici (no HTTP response) to an attempt failure. */

@@ -30,6 +30,7 @@ export interface PoolContext {
   transcript?: StreamTranscript | undefined;
   state: CommitState;
   requestStartedAt: number;
+  requestTotalMs: number;
   sessionKey?: string | undefined;
   responseHeaders?: Record<string, string> | undefined;
 }
@@ -192,7 +193,6 @@ export class PoolRunner {
     trace.endpoint = name;
     pool.tried.add(name);
     const ticket = this.deps.registry.health.begin(name);
-    const hedgeLost = new AbortController();
     const input: AttemptInput = {
       endpoint,
       timeouts: { ...endpoint.config.timeouts, ...req.timeouts },
@@ -201,9 +201,10 @@ export class PoolRunner {
       headers: req.headers,
       res,
       forwarder: this.deps.forwarder,
-      signal: AbortSignal.any([ctx.signal, hedgeLost.signal]),
+      signal: ctx.signal,
       now: this.deps.now,
       requestStartedAt: ctx.requestStartedAt,
+      requestTotalMs: ctx.requestTotalMs,
       state: ctx.state,
       responseHeaders: ctx.responseHeaders,
       transcript: ctx.transcript,
@@ -213,7 +214,7 @@ export class PoolRunner {
       this.deps.registry.health.release(ticket);
       throw err;
     });
-    return { endpoint, ticket, input, result, cancel: () => hedgeLost.abort(new HedgeLostReason()) };
+    return { endpoint, ticket, input, result, cancel: () => input.cancel?.() };
   }
 
   /**

@@ -1,6 +1,6 @@
 import { pipeline, type Readable } from 'node:stream';
 import zlib from 'node:zlib';
-import { AttemptTimeoutReason } from './abort-reasons.js';
+import { AttemptTimeoutReason, HedgeLostReason } from './abort-reasons.js';
 import { claimCommit, type AttemptInput, type AttemptResult } from './attempt-types.js';
 import type { UpstreamResponse } from './forwarder.js';
 import { transportFailure } from './forwarder.js';
@@ -28,12 +28,17 @@ export async function runAttempt(input: AttemptInput): Promise<AttemptResult> {
   const controller = new AbortController();
   const onParentAbort = () => controller.abort(signal.reason);
   signal.addEventListener('abort', onParentAbort, { once: true });
+  input.cancel = () => controller.abort(new HedgeLostReason());
   const timer = new PhaseTimer(controller);
   timer.arm('first-byte', timeouts.firstByteMs);
-  const totalTimer = setTimeout(
-    () => controller.abort(new AttemptTimeoutReason('attempt-total', timeouts.totalMs)),
-    timeouts.totalMs,
-  );
+  // The request's own deadline already covers an endpoint total that is not shorter than it.
+  const totalTimer =
+    timeouts.totalMs < input.requestTotalMs
+      ? setTimeout(
+          () => controller.abort(new AttemptTimeoutReason('attempt-total', timeouts.totalMs)),
+          timeouts.totalMs,
+        )
+      : undefined;
   const failed = (failure: AttemptFailure): AttemptResult => ({ type: 'failed', failure });
   const startedAt = now();
   let upstream: UpstreamResponse | undefined;

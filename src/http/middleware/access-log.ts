@@ -28,6 +28,11 @@ export function requestSummary(res: ServerResponse): RequestSummary {
  * one JSON access line per request with model, endpoint, attempts, time to first byte and duration.
  * Headers are never logged: they carry keys.
  */
+function summaryOf(res: ServerResponse): RequestSummary {
+  const summary = (res as ServerResponse & { gatewaySummary?: RequestSummary }).gatewaySummary;
+  return res.writableEnded ? (summary ?? {}) : { ...summary, errorCode: 'client_closed' };
+}
+
 /** Express rewrites req.url inside routers; the access line wants the path the client asked for. */
 function path(req: IncomingMessage): string {
   return (req as IncomingMessage & { originalUrl?: string }).originalUrl ?? req.url ?? '';
@@ -36,6 +41,8 @@ function path(req: IncomingMessage): string {
 export function accessLog(logger: Logger) {
   return pinoHttp({
     logger,
+    // Our serializers read the raw objects: pino-http's wrapping would first copy every header.
+    wrapSerializers: false,
     genReqId(req: IncomingMessage, res: ServerResponse) {
       const given = req.headers['x-request-id'];
       const id = typeof given === 'string' && CLIENT_REQUEST_ID.test(given) ? given : randomUUID();
@@ -43,21 +50,18 @@ export function accessLog(logger: Logger) {
       return id;
     },
     serializers: {
-      // pino-http hands the serializer its own view of the request; `raw` is the express request.
-      req: (req: { id: unknown; method: string; url: string; raw?: IncomingMessage }) => ({
-        id: req.id,
-        method: req.method,
-        url: req.raw ? path(req.raw) : req.url,
-      }),
+      req: (req: IncomingMessage & { id?: unknown }) => ({ id: req.id, method: req.method, url: path(req) }),
       res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }),
     },
-    customProps: (_req, res) => ({
-      ...(res as ServerResponse & { gatewaySummary?: RequestSummary }).gatewaySummary,
-      ...(res.writableEnded ? {} : { errorCode: 'client_closed' }),
-    }),
+    // The summary is merged into the access line itself: no child logger per request (pino-http's
+    // customProps would build one when the request starts and another when it ends).
+    customSuccessObject: (_req, res, value: Record<string, unknown>) => ({ ...value, ...summaryOf(res) }),
     // pino-http invents an Error (with a stack) for every 5xx; the status and errorCode say it all.
-    customErrorObject: (_req, _res, err: Error, value: Record<string, unknown>) =>
-      err.message.startsWith('failed with status code') ? { ...value, err: undefined } : value,
+    customErrorObject: (_req, res, err: Error, value: Record<string, unknown>) => ({
+      ...value,
+      ...(err.message.startsWith('failed with status code') ? { err: undefined } : {}),
+      ...summaryOf(res),
+    }),
     customLogLevel(req, res, err) {
       if (path(req).startsWith('/health')) return 'debug';
       if (res.statusCode >= 500 || (err && res.writableEnded)) return 'error';

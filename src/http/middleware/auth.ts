@@ -40,7 +40,7 @@ export function bearerAuth(keys: () => readonly string[]): RequestHandler {
       );
       return;
     }
-    const presented = digest(match[1]!);
+    const presented = recentDigest(match[1]!);
     let ok = false;
     for (const d of digests) ok = timingSafeEqual(d, presented) || ok;
     if (!ok) {
@@ -50,6 +50,23 @@ export function bearerAuth(keys: () => readonly string[]): RequestHandler {
     }
     next();
   };
+}
+
+/**
+ * Digests of recently presented tokens, so that a client's key is hashed once rather than on every
+ * request. Keyed by what the client sent, so it says nothing about the configured keys.
+ */
+const recent = new Map<string, Buffer>();
+const MAX_RECENT = 1_000;
+
+function recentDigest(token: string): Buffer {
+  let d = recent.get(token);
+  if (!d) {
+    d = digest(token);
+    if (recent.size >= MAX_RECENT) recent.clear();
+    recent.set(token, d);
+  }
+  return d;
 }
 
 function digest(key: string): Buffer {
