@@ -5,6 +5,7 @@ import { chatCompletions } from './http/controllers/chat-completions.js';
 import { liveness, readiness } from './http/controllers/health.js';
 import { getModel, listModels } from './http/controllers/models.js';
 import { providersStatus } from './http/controllers/providers-status.js';
+import { runtime } from './http/controllers/runtime.js';
 import { accessLog } from './http/middleware/access-log.js';
 import { bearerAuth } from './http/middleware/auth.js';
 import { cors } from './http/middleware/cors.js';
@@ -69,6 +70,10 @@ export function createApp(deps: AppDeps): express.Express {
     config.current.auth.adminKey === undefined ? next('router') : adminAuth(req, res, next),
   );
   admin.get('/providers/status', providersStatus(registry));
+  admin.get(
+    '/runtime',
+    runtime(() => deps.completions.active),
+  );
   admin.post('/config/reload', async (_req, res) => {
     res.json({ object: 'config.reload', ...((await deps.reload()) as object) });
   });

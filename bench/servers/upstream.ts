@@ -9,6 +9,9 @@ const chunks = Number(process.env.CHUNKS ?? 20);
 // Requests that carry "pace":true get their chunks CHUNK_DELAY_MS apart, like tokens from a GPU.
 const chunkDelayMs = Number(process.env.CHUNK_DELAY_MS ?? 10);
 const failStatus = Number(process.env.FAIL_STATUS ?? 0);
+// Share of completions that fail with 503 (FAIL_RATE) or die mid-stream (DIE_RATE), for the soak test.
+const failRate = Number(process.env.FAIL_RATE ?? 0);
+const dieRate = Number(process.env.DIE_RATE ?? 0);
 const json = JSON.stringify({
   id: 'chatcmpl-bench',
   object: 'chat.completion',
@@ -31,7 +34,7 @@ const server = http.createServer({ keepAliveTimeout: 60_000 }, (req, res) => {
       res.writeHead(200, { 'content-type': 'application/json' }).end(models);
       return;
     }
-    if (failStatus) {
+    if (failStatus || Math.random() < failRate) {
       res
         .writeHead(failStatus, { 'content-type': 'application/json' })
         .end('{"error":{"message":"overloaded"}}');
@@ -47,9 +50,11 @@ const server = http.createServer({ keepAliveTimeout: 60_000 }, (req, res) => {
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
     let i = 0;
     const delay = body.includes('"pace":true') ? chunkDelayMs : 0;
+    const dieAt = Math.random() < dieRate ? Math.floor(chunks / 2) : -1;
     const next = () => {
       if (res.destroyed) return;
       if (i === chunks) return void res.end('data: [DONE]\n\n');
+      if (i === dieAt) return void res.destroy();
       res.write(event(i++));
       if (delay > 0) setTimeout(next, delay);
       else setImmediate(next);
