@@ -36,7 +36,7 @@ const server = http.createServer({ keepAliveTimeout: 60_000 }, (req, res) => {
     }
     if (failStatus || Math.random() < failRate) {
       res
-        .writeHead(failStatus, { 'content-type': 'application/json' })
+        .writeHead(failStatus || 503, { 'content-type': 'application/json' })
         .end('{"error":{"message":"overloaded"}}');
       return;
     }
