@@ -12,6 +12,19 @@ const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK']).stdout?.toString().trim
 export const HAS_TASKSET = spawnSync('taskset', ['-p', String(process.pid)]).status === 0;
 export const CORES = Number(spawnSync('nproc').stdout?.toString().trim() || 1);
 
+/** Every child still running, killed if the benchmark itself stops early (Ctrl+C, a crash). */
+const running = new Set<ChildProcess>();
+const killAll = () => {
+  for (const child of running) child.kill('SIGKILL');
+};
+process.once('exit', killAll);
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    killAll();
+    process.exit(130);
+  });
+}
+
 export interface Proc {
   name: string;
   pid: number;
@@ -53,7 +66,9 @@ export async function startProcess(
     },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
+  running.add(child);
   const exited = once(child, 'exit');
+  void exited.then(() => running.delete(child));
   const deadline = Date.now() + 20_000;
   while (!(await canConnect(port))) {
     if (child.exitCode !== null) throw new Error(`${name} exited with ${child.exitCode}`);
