@@ -122,12 +122,19 @@ export class PoolRunner {
           : await this.hedge(primary, hedgeDelayMs, req, res, trace, ctx, pool);
       const results = await Promise.all(launched.map((l) => l.result));
       ctx.state.onCommit = undefined;
+      // Every attempt is settled (its health ticket released) before anything is thrown.
       let outcome: Settled = 'retry';
+      let rejected: unknown;
       for (const [i, l] of launched.entries()) {
-        const settled = this.settle(l, results[i]!, req, trace, pool);
-        if (settled !== 'retry') outcome = settled;
+        try {
+          const settled = this.settle(l, results[i]!, req, trace, pool);
+          if (settled !== 'retry') outcome = settled;
+        } catch (err) {
+          rejected ??= err;
+        }
       }
       if (outcome === 'done') return;
+      if (rejected !== undefined) throw rejected;
       if (outcome !== 'retry') {
         if (ctx.transcript?.continuable && (await this.continueStream(req, res, trace, ctx, pool))) return;
         throw outcome.error;
