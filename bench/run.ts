@@ -25,6 +25,9 @@ const DURATION_S = Number(process.env.BENCH_DURATION_S ?? 5);
 const RUN_1000 = process.env.BENCH_STREAMS_1000 !== '0';
 const RUN_WORKERS = process.env.BENCH_WORKERS !== '0';
 const CHUNKS = 20;
+/** BENCH_ONLY=serial,closed,open,stream1,streams100,streams1000,failover,workers runs only those. */
+const ONLY = process.env.BENCH_ONLY?.split(',').map((s) => s.trim());
+const on = (scenario: string) => !ONLY || ONLY.includes(scenario);
 const PROXY_CPU = CORES > 1 ? 1 : undefined;
 const LOAD_CPU = 0;
 
@@ -135,108 +138,128 @@ const FLOOR = 'express + undici (floor)';
 // Warm-up: JIT, connection pools.
 for (const t of targets) await cannon(t.url, { connections: 10, durationS: 2 });
 
-const serial = await scenario(
-  'One request at a time (JSON, 2000 sequential requests)',
-  targets,
-  async (t) => {
-    const { latenciesMs, errors } = await sequential(t.url, 2000);
-    const s = summarize(latenciesMs);
-    return { requests: latenciesMs.length, p50: s.p50, p90: s.p90, p99: s.p99, errors };
-  },
-);
-print(serial, [
-  ['p50', 'p50 ms'],
-  ['p90', 'p90 ms'],
-  ['p99', 'p99 ms'],
-  ['addedP50', 'added p50 ms'],
-  ['cpuMsPerReq', 'CPU ms/req'],
-  ['errors', 'errors'],
-]);
-const addedGw = serial.get(GW)!.p50! - serial.get('direct')!.p50!;
-const addedFloor = serial.get(FLOOR)!.p50! - serial.get('direct')!.p50!;
-check(
-  'added p50, one at a time, ≤ floor + 0.3 ms',
-  addedGw <= addedFloor + 0.3,
-  `${addedGw.toFixed(3)} ms vs floor ${addedFloor.toFixed(3)} ms`,
-);
+if (on('serial')) {
+  const serial = await scenario(
+    'One request at a time (JSON, 2000 sequential requests)',
+    targets,
+    async (t) => {
+      const { latenciesMs, errors } = await sequential(t.url, 2000);
+      const s = summarize(latenciesMs);
+      return { requests: latenciesMs.length, p50: s.p50, p90: s.p90, p99: s.p99, errors };
+    },
+  );
+  print(serial, [
+    ['p50', 'p50 ms'],
+    ['p90', 'p90 ms'],
+    ['p99', 'p99 ms'],
+    ['addedP50', 'added p50 ms'],
+    ['cpuMsPerReq', 'CPU ms/req'],
+    ['errors', 'errors'],
+  ]);
+  const addedGw = serial.get(GW)!.p50! - serial.get('direct')!.p50!;
+  const addedFloor = serial.get(FLOOR)!.p50! - serial.get('direct')!.p50!;
+  check(
+    'added p50, one at a time, ≤ floor + 0.3 ms',
+    addedGw <= addedFloor + 0.3,
+    `${addedGw.toFixed(3)} ms vs floor ${addedFloor.toFixed(3)} ms`,
+  );
+}
 
-const closed = await scenario(`50 connections, closed loop (JSON, ${DURATION_S} s)`, targets, async (t) => ({
-  ...(await cannon(t.url, { connections: 50, durationS: DURATION_S })),
-}));
-print(closed, [
-  ['rps', 'req/s'],
-  ['p50', 'p50 ms'],
-  ['p90', 'p90 ms'],
-  ['p99', 'p99 ms'],
-  ['cpuMsPerReq', 'CPU ms/req'],
-  ['peakRssMb', 'peak RSS MB'],
-  ['errors', 'errors'],
-]);
-const cpuRatio = closed.get(GW)!.cpuMsPerReq! / closed.get(FLOOR)!.cpuMsPerReq!;
-check('CPU per request at 50 connections ≤ 1.3× floor', cpuRatio <= 1.3, `${cpuRatio.toFixed(2)}×`);
-const rssRatio50 = closed.get(GW)!.peakRssMb! / closed.get(FLOOR)!.peakRssMb!;
-check('peak RSS at 50 connections ≤ 1.2× floor', rssRatio50 <= 1.2, `${rssRatio50.toFixed(2)}×`);
+if (on('closed')) {
+  const closed = await scenario(
+    `50 connections, closed loop (JSON, ${DURATION_S} s)`,
+    targets,
+    async (t) => ({
+      ...(await cannon(t.url, { connections: 50, durationS: DURATION_S })),
+    }),
+  );
+  print(closed, [
+    ['rps', 'req/s'],
+    ['p50', 'p50 ms'],
+    ['p90', 'p90 ms'],
+    ['p99', 'p99 ms'],
+    ['cpuMsPerReq', 'CPU ms/req'],
+    ['peakRssMb', 'peak RSS MB'],
+    ['errors', 'errors'],
+  ]);
+  const cpuRatio = closed.get(GW)!.cpuMsPerReq! / closed.get(FLOOR)!.cpuMsPerReq!;
+  check('CPU per request at 50 connections ≤ 1.3× floor', cpuRatio <= 1.3, `${cpuRatio.toFixed(2)}×`);
+  const rssRatio50 = closed.get(GW)!.peakRssMb! / closed.get(FLOOR)!.peakRssMb!;
+  check('peak RSS at 50 connections ≤ 1.2× floor', rssRatio50 <= 1.2, `${rssRatio50.toFixed(2)}×`);
+}
 
-const open = await scenario(
-  `400 requests per second, open loop (JSON, ${DURATION_S} s)`,
-  targets,
-  async (t) => ({
-    ...(await cannon(t.url, { connections: 50, durationS: DURATION_S, rate: 400 })),
-  }),
-);
-print(open, [
-  ['rps', 'req/s'],
-  ['p50', 'p50 ms'],
-  ['p90', 'p90 ms'],
-  ['p99', 'p99 ms'],
-  ['cpuMsPerReq', 'CPU ms/req'],
-  ['errors', 'errors'],
-]);
+if (on('open')) {
+  const open = await scenario(
+    `400 requests per second, open loop (JSON, ${DURATION_S} s)`,
+    targets,
+    async (t) => ({
+      ...(await cannon(t.url, { connections: 50, durationS: DURATION_S, rate: 400 })),
+    }),
+  );
+  print(open, [
+    ['rps', 'req/s'],
+    ['p50', 'p50 ms'],
+    ['p90', 'p90 ms'],
+    ['p99', 'p99 ms'],
+    ['cpuMsPerReq', 'CPU ms/req'],
+    ['errors', 'errors'],
+  ]);
+}
 
-const one = await scenario('1 stream at a time (20 chunks, 500 streams)', targets, async (t) => {
-  const r = await streams(t.url, { concurrency: 1, count: 500, chunks: CHUNKS });
-  return { requests: r.streams, ttfbP50: r.ttfbP50, ttfbP99: r.ttfbP99, totalP50: r.totalP50, bad: r.bad };
-});
-print(one, [
-  ['ttfbP50', 'TTFB p50 ms'],
-  ['ttfbP99', 'TTFB p99 ms'],
-  ['totalP50', 'stream p50 ms'],
-  ['cpuMsPerReq', 'CPU ms/stream'],
-  ['bad', 'bad streams'],
-]);
-const ttfb1 = one.get(GW)!.ttfbP50! - one.get(FLOOR)!.ttfbP50!;
-check('TTFB at 1 stream ≤ floor + 0.5 ms', ttfb1 <= 0.5, `+${ttfb1.toFixed(3)} ms`);
-
-const hundred = await scenario(
-  `100 concurrent streams (20 chunks 10 ms apart, ${DURATION_S} s)`,
-  targets,
-  async (t) => {
-    const r = await streams(t.url, {
-      concurrency: 100,
-      durationMs: DURATION_S * 1000,
-      chunks: CHUNKS,
-      paced: true,
-    });
+if (on('stream1')) {
+  const one = await scenario('1 stream at a time (20 chunks, 500 streams)', targets, async (t) => {
+    const r = await streams(t.url, { concurrency: 1, count: 500, chunks: CHUNKS });
     return { requests: r.streams, ttfbP50: r.ttfbP50, ttfbP99: r.ttfbP99, totalP50: r.totalP50, bad: r.bad };
-  },
-);
-print(hundred, [
-  ['requests', 'streams'],
-  ['ttfbP50', 'TTFB p50 ms'],
-  ['ttfbP99', 'TTFB p99 ms'],
-  ['cpuMsPerReq', 'CPU ms/stream'],
-  ['peakRssMb', 'peak RSS MB'],
-  ['bad', 'bad streams'],
-]);
-check(
-  'TTFB at 100 streams no worse than floor',
-  hundred.get(GW)!.ttfbP50! <= hundred.get(FLOOR)!.ttfbP50! * 1.05 + 0.1,
-  `${hundred.get(GW)!.ttfbP50!.toFixed(2)} vs ${hundred.get(FLOOR)!.ttfbP50!.toFixed(2)} ms`,
-);
-const rssRatio100 = hundred.get(GW)!.peakRssMb! / hundred.get(FLOOR)!.peakRssMb!;
-check('peak RSS at 100 streams ≤ 1.2× floor', rssRatio100 <= 1.2, `${rssRatio100.toFixed(2)}×`);
+  });
+  print(one, [
+    ['ttfbP50', 'TTFB p50 ms'],
+    ['ttfbP99', 'TTFB p99 ms'],
+    ['totalP50', 'stream p50 ms'],
+    ['cpuMsPerReq', 'CPU ms/stream'],
+    ['bad', 'bad streams'],
+  ]);
+  const ttfb1 = one.get(GW)!.ttfbP50! - one.get(FLOOR)!.ttfbP50!;
+  check('TTFB at 1 stream ≤ floor + 0.5 ms', ttfb1 <= 0.5, `+${ttfb1.toFixed(3)} ms`);
+}
 
-if (RUN_1000) {
+if (on('streams100')) {
+  const hundred = await scenario(
+    `100 concurrent streams (20 chunks 10 ms apart, ${DURATION_S} s)`,
+    targets,
+    async (t) => {
+      const r = await streams(t.url, {
+        concurrency: 100,
+        durationMs: DURATION_S * 1000,
+        chunks: CHUNKS,
+        paced: true,
+      });
+      return {
+        requests: r.streams,
+        ttfbP50: r.ttfbP50,
+        ttfbP99: r.ttfbP99,
+        totalP50: r.totalP50,
+        bad: r.bad,
+      };
+    },
+  );
+  print(hundred, [
+    ['requests', 'streams'],
+    ['ttfbP50', 'TTFB p50 ms'],
+    ['ttfbP99', 'TTFB p99 ms'],
+    ['cpuMsPerReq', 'CPU ms/stream'],
+    ['peakRssMb', 'peak RSS MB'],
+    ['bad', 'bad streams'],
+  ]);
+  check(
+    'TTFB at 100 streams no worse than floor',
+    hundred.get(GW)!.ttfbP50! <= hundred.get(FLOOR)!.ttfbP50! * 1.05 + 0.1,
+    `${hundred.get(GW)!.ttfbP50!.toFixed(2)} vs ${hundred.get(FLOOR)!.ttfbP50!.toFixed(2)} ms`,
+  );
+  const rssRatio100 = hundred.get(GW)!.peakRssMb! / hundred.get(FLOOR)!.peakRssMb!;
+  check('peak RSS at 100 streams ≤ 1.2× floor', rssRatio100 <= 1.2, `${rssRatio100.toFixed(2)}×`);
+}
+
+if (RUN_1000 && on('streams1000')) {
   const thousand = await scenario(
     `1000 concurrent streams (20 chunks 10 ms apart, ${DURATION_S} s)`,
     targets,
@@ -276,34 +299,39 @@ if (RUN_1000) {
   );
 }
 
-const failoverTargets: Target[] = [
-  { name: 'gateway, no failure', proc: procs.gateway, url: procs.gateway.url },
-  { name: 'gateway, priority 1 answers 503', proc: procs.failover, url: procs.failover.url },
-];
-const failover = await scenario(
-  `Failover: 50 connections, closed loop (JSON, ${DURATION_S} s)`,
-  failoverTargets,
-  async (t) => ({
-    ...(await cannon(t.url, { connections: 50, durationS: DURATION_S })),
-  }),
-);
-print(failover, [
-  ['rps', 'req/s'],
-  ['p50', 'p50 ms'],
-  ['p99', 'p99 ms'],
-  ['cpuMsPerReq', 'CPU ms/req'],
-  ['errors', 'errors'],
-]);
-const fo = failover.get('gateway, priority 1 answers 503')!;
-const base = failover.get('gateway, no failure')!;
-check('failover: zero errors', fo.errors === 0, `${fo.errors} errors`);
-check(
-  'failover: throughput ≥ 90% of no failure',
-  fo.rps! >= 0.9 * base.rps!,
-  `${((100 * fo.rps!) / base.rps!).toFixed(0)}%`,
-);
+if (on('failover')) {
+  // Warm the failover gateway like the others (JIT, pools), and let it eject its failing primary.
+  for (const url of [procs.gateway.url, procs.failover.url])
+    await cannon(url, { connections: 10, durationS: 2 });
+  const failoverTargets: Target[] = [
+    { name: 'gateway, no failure', proc: procs.gateway, url: procs.gateway.url },
+    { name: 'gateway, priority 1 answers 503', proc: procs.failover, url: procs.failover.url },
+  ];
+  const failover = await scenario(
+    `Failover: 50 connections, closed loop (JSON, ${DURATION_S} s)`,
+    failoverTargets,
+    async (t) => ({
+      ...(await cannon(t.url, { connections: 50, durationS: DURATION_S })),
+    }),
+  );
+  print(failover, [
+    ['rps', 'req/s'],
+    ['p50', 'p50 ms'],
+    ['p99', 'p99 ms'],
+    ['cpuMsPerReq', 'CPU ms/req'],
+    ['errors', 'errors'],
+  ]);
+  const fo = failover.get('gateway, priority 1 answers 503')!;
+  const base = failover.get('gateway, no failure')!;
+  check('failover: zero errors', fo.errors === 0, `${fo.errors} errors`);
+  check(
+    'failover: throughput ≥ 90% of no failure',
+    fo.rps! >= 0.9 * base.rps!,
+    `${((100 * fo.rps!) / base.rps!).toFixed(0)}%`,
+  );
+}
 
-if (RUN_WORKERS) {
+if (RUN_WORKERS && on('workers')) {
   // Unpinned: each configuration gets the whole machine (2 cores here, shared with the load generator).
   const w1 = await startProcess(
     'gateway-w1',
@@ -315,6 +343,7 @@ if (RUN_WORKERS) {
     'src/main.ts',
     gatewayEnv([upstreamEndpoint], { WORKERS: '2' }),
   );
+  for (const w of [w1, w2]) await cannon(w.url, { connections: 10, durationS: 2 });
   const workers = await scenario(
     `WORKERS=1 vs 2: 50 connections, closed loop (JSON, ${DURATION_S} s, unpinned)`,
     [

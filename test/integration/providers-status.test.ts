@@ -186,3 +186,24 @@ describe('503 when the pool is exhausted', () => {
     expect(res.headers['retry-after']).toBe('25');
   });
 });
+
+describe('GET /api/v1/runtime', () => {
+  it('shows memory and event-loop resources to the admin key only', async () => {
+    const a = await bed.upstream('a');
+    const gw = await bed.gateway({
+      endpoints: [{ url: a.url, name: 'a' }],
+      env: { ADMIN_API_KEY: ADMIN_KEY },
+    });
+    expect((await fetch(`${gw.url}/api/v1/runtime`, { headers: gw.auth })).status).toBe(401);
+    const res = await fetch(`${gw.url}/api/v1/runtime`, { headers: admin });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as {
+      memoryMb: { rss: number };
+      activeResources: Record<string, number>;
+      inFlight: number;
+    };
+    expect(body.memoryMb.rss).toBeGreaterThan(10);
+    expect(Object.keys(body.activeResources).length).toBeGreaterThan(0);
+    expect(body.inFlight).toBe(0);
+  });
+});
