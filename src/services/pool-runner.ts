@@ -124,13 +124,13 @@ export class PoolRunner {
       ctx.state.onCommit = undefined;
       // Every attempt is settled (its health ticket released) before anything is thrown.
       let outcome: Settled = 'retry';
-      let rejected: unknown;
+      let rejected: Error | undefined;
       for (const [i, l] of launched.entries()) {
         try {
           const settled = this.settle(l, results[i]!, req, trace, pool);
           if (settled !== 'retry') outcome = settled;
         } catch (err) {
-          rejected ??= err;
+          rejected ??= err as Error;
         }
       }
       if (outcome === 'done') return;
