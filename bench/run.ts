@@ -222,13 +222,14 @@ if (on('stream1')) {
   check('TTFB at 1 stream ≤ floor + 0.5 ms', ttfb1 <= 0.5, `+${ttfb1.toFixed(3)} ms`);
 }
 
-if (on('streams100')) {
-  const hundred = await scenario(
-    `100 concurrent streams (20 chunks 10 ms apart, ${DURATION_S} s)`,
+/** `concurrency` clients streaming paced answers back to back for the scenario's duration. */
+async function concurrentStreams(concurrency: number): Promise<Map<string, Row>> {
+  const results = await scenario(
+    `${concurrency} concurrent streams (20 chunks 10 ms apart, ${DURATION_S} s)`,
     targets,
     async (t) => {
       const r = await streams(t.url, {
-        concurrency: 100,
+        concurrency,
         durationMs: DURATION_S * 1000,
         chunks: CHUNKS,
         paced: true,
@@ -242,7 +243,7 @@ if (on('streams100')) {
       };
     },
   );
-  print(hundred, [
+  print(results, [
     ['requests', 'streams'],
     ['ttfbP50', 'TTFB p50 ms'],
     ['ttfbP99', 'TTFB p99 ms'],
@@ -250,6 +251,11 @@ if (on('streams100')) {
     ['peakRssMb', 'peak RSS MB'],
     ['bad', 'bad streams'],
   ]);
+  return results;
+}
+
+if (on('streams100')) {
+  const hundred = await concurrentStreams(100);
   check(
     'TTFB at 100 streams no worse than floor',
     hundred.get(GW)!.ttfbP50! <= hundred.get(FLOOR)!.ttfbP50! * 1.05 + 0.1,
@@ -260,33 +266,7 @@ if (on('streams100')) {
 }
 
 if (RUN_1000 && on('streams1000')) {
-  const thousand = await scenario(
-    `1000 concurrent streams (20 chunks 10 ms apart, ${DURATION_S} s)`,
-    targets,
-    async (t) => {
-      const r = await streams(t.url, {
-        concurrency: 1000,
-        durationMs: DURATION_S * 1000,
-        chunks: CHUNKS,
-        paced: true,
-      });
-      return {
-        requests: r.streams,
-        ttfbP50: r.ttfbP50,
-        ttfbP99: r.ttfbP99,
-        totalP50: r.totalP50,
-        bad: r.bad,
-      };
-    },
-  );
-  print(thousand, [
-    ['requests', 'streams'],
-    ['ttfbP50', 'TTFB p50 ms'],
-    ['ttfbP99', 'TTFB p99 ms'],
-    ['cpuMsPerReq', 'CPU ms/stream'],
-    ['peakRssMb', 'peak RSS MB'],
-    ['bad', 'bad streams'],
-  ]);
+  const thousand = await concurrentStreams(1000);
   check(
     'every chunk of every stream intact at 1000 streams',
     thousand.get(GW)!.bad === 0,

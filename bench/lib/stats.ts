@@ -51,14 +51,5 @@ function format(n: number): string {
   return n.toFixed(2);
 }
 
-/** A seeded PRNG (mulberry32) so that runs are comparable. */
-export function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The test suite's seeded PRNG (mulberry32), so that runs are comparable. */
+export { seededRandom as seeded } from '../../test/helpers/start-gateway.js';
