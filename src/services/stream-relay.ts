@@ -5,7 +5,13 @@ import { SSE_HEADERS, type ClientResponse } from './client-response.js';
 import { transportFailure } from './forwarder.js';
 import type { PhaseTimer } from './phase-timer.js';
 
-const DONE = Buffer.from('[DONE]');
+/**
+ * The end of an OpenAI stream: a `data: [DONE]` line. Matched with the newline before it, so that an
+ * answer that merely mentions "[DONE]" (inside a JSON string, where a newline would be escaped) does not
+ * end the stream. Both spellings servers use, with and without the space.
+ */
+const DONE_MARKS = [Buffer.from('\ndata: [DONE]'), Buffer.from('\ndata:[DONE]')];
+const CARRY = DONE_MARKS[0]!.length - 1;
 
 /**
  * Commits and relays an SSE body chunk by chunk, unparsed. The answer is complete when `data: [DONE]`
@@ -37,7 +43,8 @@ export async function relayStream(
         }, throughputWindowMs)
       : undefined;
   // The last bytes of the previous chunk, so that a [DONE] split across chunks is still seen.
-  let carry: Buffer = Buffer.alloc(0);
+  // Starts as a newline: a stream may open with the [DONE] line itself.
+  let carry: Buffer = Buffer.from('\n');
   let chunk: Buffer | undefined = first;
   try {
     while (chunk !== undefined) {
@@ -50,9 +57,9 @@ export async function relayStream(
         return undefined;
       }
       carry =
-        chunk.length >= DONE.length
-          ? chunk.subarray(chunk.length - DONE.length + 1)
-          : Buffer.concat([carry, chunk]).subarray(-(DONE.length - 1));
+        chunk.length >= CARRY
+          ? chunk.subarray(chunk.length - CARRY)
+          : Buffer.concat([carry, chunk]).subarray(-CARRY);
       if (!res.write(chunk)) {
         timer.clear();
         await drained(res, signal);
@@ -78,8 +85,9 @@ export async function relayStream(
 }
 
 function containsDone(carry: Buffer, chunk: Buffer): boolean {
-  if (chunk.includes(DONE)) return true;
-  return carry.length > 0 && Buffer.concat([carry, chunk.subarray(0, DONE.length - 1)]).includes(DONE);
+  for (const mark of DONE_MARKS) if (chunk.includes(mark)) return true;
+  const seam = Buffer.concat([carry, chunk.subarray(0, CARRY)]);
+  return DONE_MARKS.some((mark) => seam.includes(mark));
 }
 
 function drained(res: ClientResponse, signal: AbortSignal): Promise<void> {

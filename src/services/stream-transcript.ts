@@ -31,7 +31,8 @@ export class StreamTranscript {
   private multipleChoices = false;
   private finished = false;
   private pending: Buffer[] = [];
-  private readonly parser = new SseParser();
+  /** Created only when the stream is analysed (after a break). */
+  private parser: SseParser | undefined;
 
   feed(chunk: Buffer): void {
     this.pending.push(chunk);
@@ -46,6 +47,7 @@ export class StreamTranscript {
   private parsePending(): void {
     const chunks = this.pending;
     this.pending = [];
+    this.parser ??= new SseParser();
     for (const chunk of chunks) {
       for (const payload of this.parser.feed(chunk)) this.apply(payload);
     }

@@ -223,6 +223,32 @@ describe('the end of a stream is [DONE]', () => {
     expect(res.text).not.toContain('"error"');
   });
 
+  it('an answer that merely mentions [DONE] is not cut short', async () => {
+    const text = 'The marker data: [DONE] ends a stream [DONE] but this answer goes on to the end.';
+    const a = await bed.upstream('a', { type: 'sse', text });
+    const gw = await bed.gateway({ endpoints: [{ url: a.url, name: 'a' }] });
+    const res = await chat(gw.url, gw.auth, { body: streamBody() });
+    expect(streamedText(res.text)).toBe(text);
+    expect(sseData(res.text).at(-1)).toBe('[DONE]');
+  });
+
+  it('data:[DONE] without a space also ends the stream', async () => {
+    const events = streamEvents('test-model', 'compact done')
+      .map((e) => `data:${e}\n\n`)
+      .join('');
+    const a = await bed.upstream('a', {
+      type: 'custom',
+      handle: (_req, res) => {
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.write(`${events}data:[DONE]\n\n`);
+      },
+    });
+    const gw = await bed.gateway({ endpoints: [{ url: a.url, name: 'a' }] });
+    const res = await chat(gw.url, gw.auth, { body: streamBody() });
+    expect(streamedText(res.text)).toBe('compact done');
+    expect(res.text).not.toContain('"error"');
+  });
+
   it('a comment after [DONE] is not a truncation; [DONE] split across chunks is still seen', async () => {
     const events = streamEvents('test-model', 'split done')
       .map((e) => `data: ${e}\n\n`)
