@@ -1,8 +1,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import net, { type AddressInfo } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { freePort } from './fake-upstream.js';
 import type { TestBed } from './test-bed.js';
 
 /** Helpers to run the real entry point (`src/main.ts` through tsx) as a child process. */
@@ -11,15 +11,7 @@ const MAIN = path.join(ROOT, 'src', 'main.ts');
 const TSX_LOADER = pathToFileURL(path.join(ROOT, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
 export const CHILD_TIMEOUT_MS = 15_000;
 
-export async function freePort(): Promise<number> {
-  const server = net.createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
-  server.close();
-  await once(server, 'close');
-  return port;
-}
+export { freePort };
 
 export interface Spawned {
   proc: ChildProcess;

@@ -333,13 +333,18 @@ function sendJson(
   res.end(text);
 }
 
-/** A URL on which nothing listens: connections are refused. */
-export async function refusedUrl(): Promise<string> {
+/** A port on 127.0.0.1 that was free a moment ago. */
+export async function freePort(): Promise<number> {
   const server = http.createServer();
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   const { port } = server.address() as AddressInfo;
   server.close();
   await once(server, 'close');
-  return `http://127.0.0.1:${port}`;
+  return port;
+}
+
+/** A URL on which nothing listens: connections are refused. */
+export async function refusedUrl(): Promise<string> {
+  return `http://127.0.0.1:${await freePort()}`;
 }
