@@ -76,7 +76,7 @@ export class CompletionService {
     if (!servedNow()) throw new ModelNotFoundError(req.model);
 
     const requestStartedAt = now();
-    const totalMs = req.timeouts.totalMs ?? config.routing.timeouts.totalMs;
+    const totalMs = Math.min(req.timeouts.totalMs ?? Infinity, config.routing.timeouts.totalMs);
     const controller = new AbortController();
     const onClientAbort = () => controller.abort(new ClientClosedReason());
     if (req.signal.aborted) throw new ClientClosedReason();
@@ -123,7 +123,7 @@ export class CompletionService {
     } catch (err) {
       if (err instanceof DeadlineReason) {
         throw new GatewayTimeoutError(
-          `The request did not complete within ${Math.round(totalMs / 1000)} s.`,
+          `The request did not complete within ${totalMs < 10_000 ? `${totalMs} ms` : `${Math.round(totalMs / 1000)} s`}.`,
           'request_timeout',
         );
       }

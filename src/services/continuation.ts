@@ -125,11 +125,22 @@ export class Splicer {
     return { out: meaningful ? `data: ${JSON.stringify(out)}\n\n` : '', done: false };
   }
 
-  /** Content to emit now: held back at first until an echoed prefix can be recognised and dropped. */
+  /**
+   * Content to emit now: held back at first until repeated text can be recognised and dropped, either an
+   * echo of the prefix's end or a server that ignored the prefix and started the answer over.
+   */
   private content(text: string, finish: boolean): string {
     if (this.checked) return this.record(text);
     this.held += text;
-    if (this.held.length < OVERLAP_WINDOW_CHARS && !finish) return '';
+    const prefix = this.transcript.text;
+    if (this.held.startsWith(prefix)) {
+      this.checked = true;
+      const rest = this.held.slice(prefix.length);
+      this.held = '';
+      return this.record(rest);
+    }
+    const mayBeRestart = prefix.startsWith(this.held);
+    if ((mayBeRestart || this.held.length < OVERLAP_WINDOW_CHARS) && !finish) return '';
     return this.record(this.dropOverlap());
   }
 

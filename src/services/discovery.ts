@@ -84,7 +84,10 @@ export class Discovery {
       const last = ep.health.lastProbeAt;
       if (last === undefined) return true;
       const unwell = !ep.modelsKnown || ep.health.probeFailing || ep.health.isEjected;
-      return now - last >= (unwell ? health.probeIntervalMs : models.discoveryIntervalMs);
+      const interval = unwell ? health.probeIntervalMs : models.discoveryIntervalMs;
+      // lastProbeAt is when the previous poll ended, a little after its tick: allow for that, or every
+      // poll would wait one tick too many.
+      return now - last >= interval * 0.9;
     });
     return this.pollAll(due);
   }

@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ConfigSource } from '../config/config-store.js';
+import type { Timeouts } from '../config/types.js';
 import type { Logger } from '../observability/logger.js';
 import { HedgeLostReason } from './abort-reasons.js';
 import type { AttemptInput, AttemptResult, CommitState } from './attempt-types.js';
@@ -120,14 +121,20 @@ export class PoolRunner {
         hedgeDelayMs === undefined
           ? [primary]
           : await this.hedge(primary, hedgeDelayMs, req, res, trace, ctx, pool);
-      const results = await Promise.all(launched.map((l) => l.result));
+      // Every attempt is settled (its health ticket released) before anything is thrown, also when the
+      // request ends (client gone) while a hedged rival has already lost.
+      const results = await Promise.allSettled(launched.map((l) => l.result));
       ctx.state.onCommit = undefined;
-      // Every attempt is settled (its health ticket released) before anything is thrown.
       let outcome: Settled = 'retry';
       let rejected: Error | undefined;
       for (const [i, l] of launched.entries()) {
+        const result = results[i]!;
+        if (result.status === 'rejected') {
+          rejected ??= result.reason as Error;
+          continue;
+        }
         try {
-          const settled = this.settle(l, results[i]!, req, trace, pool);
+          const settled = this.settle(l, result.value, req, trace, pool);
           if (settled !== 'retry') outcome = settled;
         } catch (err) {
           rejected ??= err as Error;
@@ -146,7 +153,9 @@ export class PoolRunner {
   /** The hedge delay for this model, or undefined when hedging is off for it (or p95 is not known yet). */
   private hedgeDelayMs(model: string): number | undefined {
     const { delayMs, models } = this.deps.config.current.routing.hedge;
-    if (delayMs === 0 || !(models.includes(model) || models.includes('*'))) return undefined;
+    // Setting a delay opts in; `models` narrows it to some models.
+    if (delayMs === 0 || (models.length > 0 && !models.includes(model) && !models.includes('*')))
+      return undefined;
     return delayMs === 'p95' ? this.deps.ttfb.p95(model) : delayMs;
   }
 
@@ -202,7 +211,7 @@ export class PoolRunner {
     const ticket = this.deps.registry.health.begin(name);
     const input: AttemptInput = {
       endpoint,
-      timeouts: { ...endpoint.config.timeouts, ...req.timeouts },
+      timeouts: tighten(endpoint.config.timeouts, req.timeouts),
       attempt: trace.attempts,
       body: req.body,
       headers: req.headers,
@@ -249,7 +258,7 @@ export class PoolRunner {
         result = await runContinuation({
           endpoint,
           forwarder: this.deps.forwarder,
-          timeouts: { ...endpoint.config.timeouts, ...req.timeouts },
+          timeouts: tighten(endpoint.config.timeouts, req.timeouts),
           headers: req.headers,
           body: continuationBody(req.json, transcript.text),
           res,
@@ -353,6 +362,20 @@ export class PoolRunner {
     );
     return 'retry';
   }
+}
+
+/**
+ * A request's timeout headers may only make its limits stricter than the operator's: shorter waits, a
+ * higher minimum throughput. A client cannot keep an endpoint busy longer than the configuration allows.
+ */
+export function tighten(base: Timeouts, override: Partial<Timeouts>): Timeouts {
+  return {
+    ...base,
+    firstByteMs: Math.min(base.firstByteMs, override.firstByteMs ?? Infinity),
+    idleMs: Math.min(base.idleMs, override.idleMs ?? Infinity),
+    totalMs: Math.min(base.totalMs, override.totalMs ?? Infinity),
+    minBytesPerSecond: Math.max(base.minBytesPerSecond, override.minBytesPerSecond ?? 0),
+  };
 }
 
 function failureKind(failure: AttemptFailure): FailureKind {

@@ -75,6 +75,12 @@ describe('mid-stream continuation', () => {
     expect(streamedText(res.text)).toBe(TEXT);
   });
 
+  it('drops the repeat when the continuing endpoint ignores the prefix and starts over', async () => {
+    const { gw } = await setup(brokenAfter(15), {}, { type: 'answer', text: TEXT, echoChars: 100_000 });
+    const res = await chat(gw.url, gw.auth, { body: streamBody() });
+    expect(streamedText(res.text)).toBe(TEXT);
+  });
+
   it('sums usage: tokens already streamed count as completion, not prompt', async () => {
     const { gw } = await setup(brokenAfter(10));
     const res = await chat(gw.url, gw.auth, {

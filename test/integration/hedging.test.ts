@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { TtfbStats } from '../../src/services/ttfb-stats.js';
 import type { Behavior } from '../helpers/fake-upstream.js';
 import { chat, streamBody, streamedText } from '../helpers/http.js';
@@ -104,5 +104,36 @@ describe('TtfbStats (hedge delay p95)', () => {
     for (let i = 0; i < 100; i++) stats.record('m', 5);
     expect(stats.p95('m')).toBe(5);
     expect(stats.p95('other')).toBeUndefined();
+  });
+});
+
+describe('hedging bookkeeping', () => {
+  it('a delay without HEDGE_MODELS hedges every model', async () => {
+    const { b, gw } = await pair(
+      { type: 'sse', text: 'slow', firstDelayMs: 1500 },
+      { type: 'sse', text: 'fast' },
+      { HEDGE_DELAY_MS: '100' },
+    );
+    const res = await chat(gw.url, gw.auth, { body: streamBody() });
+    expect(streamedText(res.text)).toBe('fast');
+    expect(b.requests).toHaveLength(1);
+  });
+
+  it('a client that leaves a hedged stream leaves no request counted in flight on either endpoint', async () => {
+    const { a, b, gw } = await pair(
+      { type: 'sse', text: 'slow', firstDelayMs: 1500 },
+      { type: 'sse', text: 'a b c d e f g h i j k l m n o p', delayMs: 50 },
+    );
+    const controller = new AbortController();
+    const pending = chat(gw.url, gw.auth, { body: streamBody(), signal: controller.signal }).catch(
+      () => undefined,
+    );
+    await b.waitForRequest(1);
+    await a.requests[0]!.closed;
+    controller.abort();
+    await pending;
+    await vi.waitFor(() => expect(gw.gateway.completions.active).toBe(0), { timeout: 2000, interval: 5 });
+    expect(gw.gateway.registry.health.get('primary').inFlight).toBe(0);
+    expect(gw.gateway.registry.health.get('rival').inFlight).toBe(0);
   });
 });

@@ -107,14 +107,31 @@ describe('per-request timeouts and minimum throughput', () => {
     expect(last.error.code).toBe('upstream_too_slow');
   });
 
-  it('x-gateway-min-bytes-per-second: 0 turns the check off for one request', async () => {
-    const slow: Behavior = { type: 'sse', text: 'a b c', delayMs: 200 };
+  it('request headers may only tighten the limits, never loosen them', async () => {
+    const slow: Behavior = { type: 'sse', text: 'a b c d e f', delayMs: 250 };
     await primaryAndBackup(slow, { MIN_BYTES_PER_SECOND: '2000', THROUGHPUT_WINDOW_MS: '150' });
+    const loosened = await chat(bed.gw.url, bed.gw.auth, {
+      body: streamBody(),
+      headers: { 'x-gateway-min-bytes-per-second': '0', 'x-gateway-request-timeout-ms': '3600000' },
+    });
+    expect(JSON.parse(sseData(loosened.text).at(-1)!).error.code).toBe('upstream_too_slow');
+  });
+
+  it('a stricter minimum throughput from the request applies', async () => {
+    const slow: Behavior = { type: 'sse', text: 'a b c d e f', delayMs: 250 };
+    await primaryAndBackup(slow, { THROUGHPUT_WINDOW_MS: '150' });
     const res = await chat(bed.gw.url, bed.gw.auth, {
       body: streamBody(),
-      headers: { 'x-gateway-min-bytes-per-second': '0' },
+      headers: { 'x-gateway-min-bytes-per-second': '2000' },
     });
-    expect(streamedText(res.text)).toBe('a b c');
+    expect(JSON.parse(sseData(res.text).at(-1)!).error.code).toBe('upstream_too_slow');
+  });
+
+  it('a shorter request timeout gives a 504 that says how long it waited', async () => {
+    await primaryAndBackup({ type: 'hang' });
+    const res = await chat(bed.gw.url, bed.gw.auth, { headers: { 'x-gateway-request-timeout-ms': '300' } });
+    expect(res.status).toBe(504);
+    expect(res.json.error.message).toContain('300 ms');
   });
 });
 
