@@ -55,7 +55,14 @@ export class Gateway {
     const { logger } = options;
     const now = options.now ?? Date.now;
     this.config = new ConfigStore(options.config);
-    const health = new HealthMonitor({ ejection: options.config.health.ejection, now });
+    const health = new HealthMonitor({
+      ejection: options.config.health.ejection,
+      now,
+      onChange: ({ endpoint, change, untilMs, reason }) =>
+        change === 'ejected'
+          ? logger.warn({ endpoint, ejectedForMs: untilMs, reason }, 'endpoint ejected')
+          : logger.info({ endpoint }, 'endpoint restored'),
+    });
     this.registry = new EndpointRegistry(options.config.endpoints, health);
     this.discovery = new Discovery({
       registry: this.registry,

@@ -89,6 +89,13 @@ export class EndpointHealth {
 export interface HealthMonitorOptions {
   ejection: EjectionConfig;
   now: () => number;
+  /** Told when an endpoint is ejected or restored (for the log). */
+  onChange?: (event: {
+    endpoint: string;
+    change: 'ejected' | 'restored';
+    untilMs?: number;
+    reason?: string;
+  }) => void;
 }
 
 /** One attempt on one endpoint; settled exactly once. Holds the health object itself, so an endpoint removed by a reload while the attempt runs is still accounted for. */
@@ -141,6 +148,7 @@ export class HealthMonitor {
     const h = ticket.health;
     h.recordOutcome(false);
     h.consecutiveFailures = 0;
+    if (h.isEjected) this.options.onChange?.({ endpoint: this.nameOf(h), change: 'restored' });
     h.ejections = 0;
     h.ejectedUntil = 0;
     if (timing.latencyMs !== undefined) h.ewmaLatencyMs = ewma(h.ewmaLatencyMs, timing.latencyMs);
@@ -199,6 +207,17 @@ export class HealthMonitor {
     h.ejections++;
     h.ejectedUntil = now + Math.min(maxEjectionMs, baseEjectionMs * 2 ** (h.ejections - 1));
     h.resetOutcomes();
+    this.options.onChange?.({
+      endpoint: this.nameOf(h),
+      change: 'ejected',
+      untilMs: h.ejectedUntil - now,
+      reason: h.lastError?.message,
+    });
+  }
+
+  private nameOf(h: EndpointHealth): string {
+    for (const [name, candidate] of this.byName) if (candidate === h) return name;
+    return '(removed endpoint)';
   }
 
   /** The endpoint was removed from the configuration. */

@@ -117,6 +117,12 @@ describe('passive health: ejection and half-open recovery', () => {
     const trial = await chat(gw.url, gw.auth);
     expect(trial.headers['x-gateway-endpoint']).toBe('primary');
     expect(health.state(now)).toBe('healthy');
+    // Both changes are logged, with the endpoint's name.
+    expect(gw.logs.find((l) => l.msg === 'endpoint ejected')).toMatchObject({
+      endpoint: 'primary',
+      ejectedForMs: 10_000,
+    });
+    expect(gw.logs.find((l) => l.msg === 'endpoint restored')).toMatchObject({ endpoint: 'primary' });
   });
 
   it('the only endpoint of a model being ejected yields 503 with Retry-After until it recovers', async () => {
