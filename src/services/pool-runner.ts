@@ -1,6 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ConfigSource } from '../config/config-store.js';
-import type { Timeouts } from '../config/types.js';
 import type { Logger } from '../observability/logger.js';
 import { HedgeLostReason } from './abort-reasons.js';
 import type { AttemptInput, AttemptResult, CommitState } from './attempt-types.js';
@@ -20,7 +19,8 @@ import {
 } from './retry-policy.js';
 import type { TtfbStats } from './ttfb-stats.js';
 import { runAttempt } from './upstream-attempt.js';
-import { continuationBody, runContinuation } from './continuation.js';
+import { continueStream } from './stream-continuer.js';
+import { tighten } from './timeouts.js';
 import type { StreamTranscript } from './stream-transcript.js';
 import type { GatewayError } from '../errors/gateway-error.js';
 import { upstreamRequestError } from './upstream-error.js';
@@ -46,12 +46,9 @@ interface Launched {
   cancel: () => void;
 }
 
-/** Continuation tries after a stream broke mid-answer. */
-const MAX_CONTINUATIONS = 2;
-
 type Settled = 'done' | 'retry' | { error: GatewayError };
 
-interface PoolState {
+export interface PoolState {
   /** Attempts on this model's pool (the request's count goes on across an alias chain). */
   attempts: number;
   excluded: Set<string>;
@@ -143,7 +140,8 @@ export class PoolRunner {
       if (outcome === 'done') return;
       if (rejected !== undefined) throw rejected;
       if (outcome !== 'retry') {
-        if (ctx.transcript?.continuable && (await this.continueStream(req, res, trace, ctx, pool))) return;
+        if (ctx.transcript?.continuable && (await continueStream(this.deps, req, res, trace, ctx, pool)))
+          return;
         throw outcome.error;
       }
     }
@@ -233,60 +231,6 @@ export class PoolRunner {
     return { endpoint, ticket, input, result, cancel: () => input.cancel?.() };
   }
 
-  /**
-   * A text stream broke after content reached the client: continue it on other endpoints serving the
-   * model (at most MAX_CONTINUATIONS tries). True when the client got a complete answer.
-   */
-  private async continueStream(
-    req: CompletionRequest,
-    res: ClientResponse,
-    trace: CompletionTrace,
-    ctx: PoolContext,
-    pool: PoolState,
-  ): Promise<boolean> {
-    const transcript = ctx.transcript!;
-    const { registry, logger, picker } = this.deps;
-    for (let i = 0; i < MAX_CONTINUATIONS; i++) {
-      const endpoint = picker.pick({ model: req.model, excluded: pool.excluded, tried: pool.tried });
-      if (!endpoint) return false;
-      const name = endpoint.config.name;
-      pool.tried.add(name);
-      trace.attempts = (trace.attempts ?? 0) + 1;
-      const ticket = registry.health.begin(name);
-      let result;
-      try {
-        result = await runContinuation({
-          endpoint,
-          forwarder: this.deps.forwarder,
-          timeouts: tighten(endpoint.config.timeouts, req.timeouts),
-          headers: req.headers,
-          body: continuationBody(req.json, transcript.text),
-          res,
-          transcript,
-          signal: ctx.signal,
-          now: this.deps.now,
-        });
-      } catch (err) {
-        registry.health.release(ticket);
-        throw err;
-      }
-      if (result.type === 'done') {
-        registry.health.success(ticket, { ttfbMs: result.ttfbMs });
-        trace.continuedOn = name;
-        logger.info(
-          { endpoint: name, chars: transcript.text.length },
-          'broken stream continued on another endpoint',
-        );
-        return true;
-      }
-      const message = result.type === 'failed' ? result.message : result.error.message;
-      registry.health.failure(ticket, 'stream-error', message);
-      pool.excluded.add(name);
-      logger.warn({ endpoint: name, error: message }, 'stream continuation failed');
-    }
-    return false;
-  }
-
   /** Applies one attempt's result to health and the pool state. */
   private settle(
     l: Launched,
@@ -362,20 +306,6 @@ export class PoolRunner {
     );
     return 'retry';
   }
-}
-
-/**
- * A request's timeout headers may only make its limits stricter than the operator's: shorter waits, a
- * higher minimum throughput. A client cannot keep an endpoint busy longer than the configuration allows.
- */
-export function tighten(base: Timeouts, override: Partial<Timeouts>): Timeouts {
-  return {
-    ...base,
-    firstByteMs: Math.min(base.firstByteMs, override.firstByteMs ?? Infinity),
-    idleMs: Math.min(base.idleMs, override.idleMs ?? Infinity),
-    totalMs: Math.min(base.totalMs, override.totalMs ?? Infinity),
-    minBytesPerSecond: Math.max(base.minBytesPerSecond, override.minBytesPerSecond ?? 0),
-  };
 }
 
 function failureKind(failure: AttemptFailure): FailureKind {

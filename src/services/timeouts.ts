@@ -1,0 +1,15 @@
+import type { Timeouts } from '../config/types.js';
+
+/**
+ * A request's timeout headers may only make its limits stricter than the operator's: shorter waits, a
+ * higher minimum throughput. A client cannot keep an endpoint busy longer than the configuration allows.
+ */
+export function tighten(base: Timeouts, override: Partial<Timeouts>): Timeouts {
+  return {
+    ...base,
+    firstByteMs: Math.min(base.firstByteMs, override.firstByteMs ?? Infinity),
+    idleMs: Math.min(base.idleMs, override.idleMs ?? Infinity),
+    totalMs: Math.min(base.totalMs, override.totalMs ?? Infinity),
+    minBytesPerSecond: Math.max(base.minBytesPerSecond, override.minBytesPerSecond ?? 0),
+  };
+}
