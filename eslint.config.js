@@ -3,7 +3,18 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'coverage/**', 'logs/**', 'node_modules/**', '.ci/**'] },
+  {
+    ignores: [
+      'dist/**',
+      'coverage/**',
+      'logs/**',
+      'node_modules/**',
+      '.ci/**',
+      '.bench-build/**',
+      'profiles/**',
+      'scratch/**',
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {

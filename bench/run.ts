@@ -8,6 +8,7 @@
  * BENCH_WORKERS (1 to compare WORKERS=1 and 2, default on).
  */
 import {
+  buildForBench,
   cpuMs,
   CORES,
   HAS_TASKSET,
@@ -38,6 +39,7 @@ interface Target {
   url: string;
 }
 
+buildForBench();
 pinSelf(LOAD_CPU);
 const upstream = await startProcess(
   'upstream',

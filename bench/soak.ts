@@ -8,7 +8,7 @@
  */
 import { Agent, request } from 'undici';
 import { AUTH, JSON_BODY, PACED_STREAM_BODY } from './lib/load.js';
-import { CORES, fdCount, pinSelf, rssMb, startProcess } from './lib/procs.js';
+import { buildForBench, CORES, fdCount, pinSelf, rssMb, startProcess } from './lib/procs.js';
 import { seeded, table } from './lib/stats.js';
 
 const MINUTES = Number(process.env.SOAK_MINUTES ?? 10);
@@ -17,6 +17,7 @@ const SAMPLE_S = Number(process.env.SOAK_SAMPLE_S ?? 15);
 const WARMUP_S = Math.min(60, (MINUTES * 60) / 4);
 const ADMIN = { authorization: 'Bearer soak-admin' };
 
+buildForBench();
 pinSelf(0);
 const flaky = await startProcess(
   'flaky',

@@ -10,6 +10,7 @@ import { accessLog } from './http/middleware/access-log.js';
 import { bearerAuth } from './http/middleware/auth.js';
 import { cors } from './http/middleware/cors.js';
 import { errorHandler, notFound } from './http/middleware/error-handler.js';
+import { rawBody } from './http/middleware/raw-body.js';
 import type { Logger } from './observability/logger.js';
 import type { CompletionService } from './services/completion-service.js';
 import type { EndpointRegistry } from './services/endpoint-registry.js';
@@ -40,24 +41,28 @@ export function createApp(deps: AppDeps): express.Express {
   app.use(accessLog(deps.logger));
   app.use(cors(() => config.current.server.corsOrigins));
 
+  const clientAuth = bearerAuth(() => config.current.auth.apiKeys);
+  const auth: RequestHandler = (req, res, next) =>
+    config.current.auth.disabled ? next() : clientAuth(req, res, next);
+  // The hot path first, at application level: no layer before it but the access log and CORS.
+  // Raw bytes for any content type: forwarded untouched, parsed once by the controller.
+  app.post(
+    '/v1/chat/completions',
+    auth,
+    rawBody(() => config.current.server.bodyLimitBytes),
+    chatCompletions(deps.completions),
+  );
+
   app.get('/health', liveness());
   app.get(['/health/liveliness', '/health/liveness'], liveness());
   app.get('/health/readiness', readiness(registry, deps.isShuttingDown));
 
-  const clientAuth = bearerAuth(() => config.current.auth.apiKeys);
-  const v1 = Router();
-  v1.use((req, res, next) => (config.current.auth.disabled ? next() : clientAuth(req, res, next)));
-  v1.get('/models', listModels(registry, config));
-  v1.get('/models/*model', getModel(registry, config));
-  // Raw bytes for any content type: forwarded untouched, parsed once by the controller.
-  v1.post(
-    '/chat/completions',
-    rawBody(() => config.current.server.bodyLimitBytes),
-    chatCompletions(deps.completions),
-  );
-  v1.all('/chat/completions', methodNotAllowed('POST'));
-  v1.all(['/models', '/models/*model'], methodNotAllowed('GET'));
-  app.use('/v1', v1);
+  // Everything else under /v1 needs a client key too, unknown routes included.
+  app.use('/v1', auth);
+  app.get('/v1/models', listModels(registry, config));
+  app.get('/v1/models/*model', getModel(registry, config));
+  app.all('/v1/chat/completions', methodNotAllowed('POST'));
+  app.all(['/v1/models', '/v1/models/*model'], methodNotAllowed('GET'));
 
   // Admin routes exist only while ADMIN_API_KEY is set; client keys never open them.
   const adminKeys = () => {
@@ -93,18 +98,5 @@ function methodNotAllowed(allow: string): RequestHandler {
         code: 'method_not_allowed',
       }),
     );
-  };
-}
-
-function rawBody(limit: () => number): RequestHandler {
-  let parser: RequestHandler | undefined;
-  let parserLimit = -1;
-  return (req, res, next) => {
-    const current = limit();
-    if (!parser || parserLimit !== current) {
-      parser = express.raw({ type: () => true, limit: current });
-      parserLimit = current;
-    }
-    parser(req, res, next);
   };
 }

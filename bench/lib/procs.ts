@@ -4,11 +4,13 @@ import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { freePort } from '../../test/helpers/child-gateway.js';
 import path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 
-/** Child processes for benchmarks: spawned through tsx, pinned to a core when taskset exists, measured from /proc. */
+/**
+ * Child processes for benchmarks: compiled JavaScript run by plain node (as in production: no loader
+ * thread, no source-map support), pinned to a core when taskset exists, measured from /proc.
+ */
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const TSX = pathToFileURL(path.join(ROOT, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
 const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK']).stdout?.toString().trim() || 100);
 export const HAS_TASKSET = spawnSync('taskset', ['-p', String(process.pid)]).status === 0;
 export const CORES = Number(spawnSync('nproc').stdout?.toString().trim() || 1);
@@ -32,18 +34,43 @@ export interface Proc {
   port: number;
   url: string;
   child: ChildProcess;
-  stop(): Promise<void>;
+  /** SIGKILL unless told otherwise (SIGTERM lets a profiled process write its profile). */
+  stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
-/** Starts `script` (relative to the repo) on a free port, pinned to `cpu` if given; resolves once it accepts connections. */
+/**
+ * Compiles what the benchmarks run: the gateway (`npm run build` into dist/) and the servers of
+ * bench/servers (into .bench-build/). Run once before any process is started.
+ */
+export function buildForBench(): void {
+  const tsc = path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
+  for (const project of ['tsconfig.build.json', 'bench/tsconfig.servers.json']) {
+    const r = spawnSync(process.execPath, [tsc, '-p', project], { cwd: ROOT, stdio: 'inherit' });
+    if (r.status !== 0) throw new Error(`building ${project} failed`);
+  }
+}
+
+/** The compiled file of a source file: src/x.ts -> dist/x.js, bench/servers/x.ts -> .bench-build/servers/x.js. */
+function compiled(script: string): string {
+  const js = script.replace(/\.ts$/, '.js');
+  if (js.startsWith('src/')) return path.join(ROOT, 'dist', js.slice('src/'.length));
+  if (js.startsWith('bench/servers/')) return path.join(ROOT, '.bench-build', js.slice('bench/'.length));
+  throw new Error(`no compiled form known for ${script}`);
+}
+
+/**
+ * Starts `script` (a source path relative to the repo; its compiled form runs, see buildForBench) on a
+ * free port, pinned to `cpu` if given; resolves once it accepts connections.
+ */
 export async function startProcess(
   name: string,
   script: string,
   env: Record<string, string>,
   cpu?: number,
+  nodeArgs: string[] = [],
 ): Promise<Proc> {
   const port = await freePort();
-  const command = [process.execPath, '--import', TSX, path.join(ROOT, script)];
+  const command = [process.execPath, ...nodeArgs, compiled(script)];
   const [file, ...args] =
     cpu !== undefined && HAS_TASKSET ? ['taskset', '-c', String(cpu), ...command] : command;
   const child = spawn(file!, args, {
@@ -72,8 +99,8 @@ export async function startProcess(
     port,
     url: `http://127.0.0.1:${port}`,
     child,
-    stop: async () => {
-      if (child.exitCode === null) child.kill('SIGKILL');
+    stop: async (signal: NodeJS.Signals = 'SIGKILL') => {
+      if (child.exitCode === null) child.kill(signal);
       await exited;
     },
   };

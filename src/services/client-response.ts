@@ -7,6 +7,8 @@ import type { OutgoingHttpHeaders } from 'node:http';
 export interface ClientResponse {
   readonly headersSent: boolean;
   readonly writableEnded: boolean;
+  /** True once the whole response was handed to the operating system: a close before that is the client leaving. */
+  readonly writableFinished: boolean;
   readonly destroyed: boolean;
   writeHead(status: number, headers?: OutgoingHttpHeaders): unknown;
   write(chunk: Buffer | string): boolean;

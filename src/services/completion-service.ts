@@ -21,12 +21,10 @@ export interface CompletionRequest {
   body: Buffer;
   /** The parsed body, for the fields the gateway reads. */
   json: Readonly<Record<string, unknown>>;
-  /** Client headers that may go upstream (already stripped of credentials and hop-by-hop headers). */
+  /** The headers for the upstream request (client credentials and hop-by-hop headers stripped). */
   headers: Record<string, string>;
   /** Per-request timeout overrides (request headers). */
   timeouts: Partial<Timeouts>;
-  /** Aborted when the client goes away. */
-  signal: AbortSignal;
 }
 
 /** What happened, for the access log and response headers; filled in as the request goes. */
@@ -77,14 +75,15 @@ export class CompletionService {
 
     const requestStartedAt = now();
     const totalMs = Math.min(req.timeouts.totalMs ?? Infinity, config.routing.timeouts.totalMs);
+    // One signal for the whole request: the client going away (its response closed before the answer
+    // was finished) or the request's deadline.
+    if (res.destroyed) throw new ClientClosedReason();
     const controller = new AbortController();
-    const onClientAbort = () => controller.abort(new ClientClosedReason());
-    if (req.signal.aborted) throw new ClientClosedReason();
-    req.signal.addEventListener('abort', onClientAbort, { once: true });
+    const onClose = () => {
+      if (!res.writableFinished) controller.abort(new ClientClosedReason());
+    };
+    res.once('close', onClose);
     const deadline = setTimeout(() => controller.abort(new DeadlineReason(totalMs)), totalMs);
-    // The body is JSON whatever the client's content-type said (curl -d sends form encoding); answers are
-    // asked for uncompressed, since they are relayed chunk by chunk.
-    const headers = { ...req.headers, 'content-type': 'application/json', 'accept-encoding': 'identity' };
     const state: CommitState = { committed: false };
     const heartbeat = req.stream ? this.startHeartbeat(res, state) : undefined;
     const ctx: PoolContext = {
@@ -105,7 +104,7 @@ export class CompletionService {
         const body = model === req.model ? req.body : Buffer.from(JSON.stringify({ ...req.json, model }));
         try {
           trace.servedModel = model;
-          await this.pools.run({ ...req, model, body, headers }, res, trace, {
+          await this.pools.run(model === req.model ? req : { ...req, model, body }, res, trace, {
             ...ctx,
             responseHeaders: fallback ? { 'x-gateway-fallback-model': model } : undefined,
           });
@@ -133,7 +132,7 @@ export class CompletionService {
       trace.ttfbMs = state.ttfbMs;
       clearTimeout(deadline);
       if (heartbeat) clearInterval(heartbeat);
-      req.signal.removeEventListener('abort', onClientAbort);
+      res.removeListener('close', onClose);
     }
   }
 

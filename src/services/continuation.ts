@@ -201,7 +201,7 @@ export async function runContinuation(args: {
   const controller = new AbortController();
   const onParentAbort = () => controller.abort(signal.reason);
   signal.addEventListener('abort', onParentAbort, { once: true });
-  const timer = new PhaseTimer(controller);
+  const timer = new PhaseTimer((reason) => controller.abort(reason));
   timer.arm('first-byte', args.timeouts.firstByteMs);
   const startedAt = args.now();
   const splicer = new Splicer(args.transcript);

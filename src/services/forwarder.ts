@@ -14,28 +14,48 @@ export interface UpstreamRequest {
 
 export type UpstreamResponse = Dispatcher.ResponseData;
 
+export type UpstreamHandler = Dispatcher.DispatchHandler;
+
 /**
  * Sends requests to endpoints through one keep-alive undici Pool per endpoint. Timeouts other than
  * connect are enforced by the caller (it knows the phase: first byte, idle, total), so undici's own
  * header and body timeouts are off.
  */
 export class Forwarder {
-  private readonly pools = new Map<string, { url: string; pool: Pool; basePath: string }>();
+  private readonly pools = new Map<string, PoolEntry>();
 
+  /** A request whose response is read as a stream (discovery, continuation). */
   async send(req: UpstreamRequest): Promise<UpstreamResponse> {
-    const { pool, basePath } = this.pool(req.endpoint);
-    const headers = req.endpoint.apiKey
-      ? { ...req.headers, authorization: `Bearer ${req.endpoint.apiKey}` }
-      : req.headers;
-    return pool.request({
+    const entry = this.pool(req.endpoint);
+    return entry.pool.request({
       method: req.method,
-      path: basePath + req.path,
-      headers,
+      path: entry.basePath + req.path,
+      headers: withKey(req.headers, entry),
       body: req.body ?? null,
       signal: req.signal,
       headersTimeout: 0,
       bodyTimeout: 0,
     });
+  }
+
+  /**
+   * A request whose response goes to `handler` as it arrives (undici's dispatch API): no response
+   * stream, no promise per chunk, and backpressure through the handler's controller. The hot path of
+   * every completion; the handler aborts it through the controller it is given.
+   */
+  dispatch(req: Omit<UpstreamRequest, 'signal'>, handler: UpstreamHandler): void {
+    const entry = this.pool(req.endpoint);
+    entry.pool.dispatch(
+      {
+        method: req.method,
+        path: entry.basePath + req.path,
+        headers: withKey(req.headers, entry),
+        body: req.body ?? null,
+        headersTimeout: 0,
+        bodyTimeout: 0,
+      },
+      handler,
+    );
   }
 
   /** An endpoint left the configuration: its connections close once their requests are done. */
@@ -53,14 +73,22 @@ export class Forwarder {
     await Promise.allSettled(pools.map(({ pool }) => pool.destroy()));
   }
 
-  /** The endpoint's pool (created on first use, replaced when its URL changes) and its base path. */
-  private pool(endpoint: EndpointConfig): { pool: Pool; basePath: string } {
+  /** The endpoint's pool (created on first use, replaced when its URL or key changes) and its base path. */
+  private pool(endpoint: EndpointConfig): PoolEntry {
     const existing = this.pools.get(endpoint.name);
-    if (existing && existing.url === endpoint.url) return existing;
+    if (existing && existing.url === endpoint.url) {
+      if (existing.apiKey !== endpoint.apiKey) {
+        existing.apiKey = endpoint.apiKey;
+        existing.authorization = endpoint.apiKey ? `Bearer ${endpoint.apiKey}` : undefined;
+      }
+      return existing;
+    }
     if (existing) void existing.pool.close();
     const url = new URL(endpoint.url);
-    const entry = {
+    const entry: PoolEntry = {
       url: endpoint.url,
+      apiKey: endpoint.apiKey,
+      authorization: endpoint.apiKey ? `Bearer ${endpoint.apiKey}` : undefined,
       basePath: url.pathname === '/' ? '' : url.pathname.replace(/\/+$/, ''),
       pool: new Pool(url.origin, {
         connect: { timeout: endpoint.timeouts.connectMs },
@@ -73,6 +101,19 @@ export class Forwarder {
     this.pools.set(endpoint.name, entry);
     return entry;
   }
+}
+
+interface PoolEntry {
+  url: string;
+  pool: Pool;
+  basePath: string;
+  apiKey: string | undefined;
+  /** The endpoint's own credentials, made once rather than per request. */
+  authorization: string | undefined;
+}
+
+function withKey(headers: Record<string, string>, entry: PoolEntry): Record<string, string> {
+  return entry.authorization ? { ...headers, authorization: entry.authorization } : headers;
 }
 
 /** Maps a transport error from undici (no HTTP response) to an attempt failure. */

@@ -8,7 +8,7 @@ export class PhaseTimer {
   private handle: NodeJS.Timeout | undefined;
   private phase: TimeoutPhase | undefined;
 
-  constructor(private readonly controller: AbortController) {}
+  constructor(private readonly onTimeout: (reason: AttemptTimeoutReason) => void) {}
 
   arm(phase: TimeoutPhase, timeoutMs: number): void {
     if (this.handle !== undefined && this.phase === phase) {
@@ -17,10 +17,10 @@ export class PhaseTimer {
     }
     this.clear();
     this.phase = phase;
-    this.handle = setTimeout(
-      () => this.controller.abort(new AttemptTimeoutReason(phase, timeoutMs)),
-      timeoutMs,
-    );
+    this.handle = setTimeout(() => {
+      this.handle = undefined;
+      this.onTimeout(new AttemptTimeoutReason(phase, timeoutMs));
+    }, timeoutMs);
   }
 
   clear(): void {

@@ -1,14 +1,14 @@
-import { pipeline, type Readable } from 'node:stream';
+import type { IncomingHttpHeaders } from 'node:http';
 import zlib from 'node:zlib';
-import { AttemptTimeoutReason, HedgeLostReason } from './abort-reasons.js';
-import { claimCommit, type AttemptInput, type AttemptResult } from './attempt-types.js';
-import type { UpstreamResponse } from './forwarder.js';
-import { transportFailure } from './forwarder.js';
+import type { Dispatcher } from 'undici';
+import { AttemptTimeoutReason, ClientClosedReason, HedgeLostReason } from './abort-reasons.js';
+import { claimCommit, gatewayHeaders, type AttemptInput, type AttemptResult } from './attempt-types.js';
+import { SSE_HEADERS } from './client-response.js';
+import { transportFailure, type UpstreamHandler } from './forwarder.js';
 import { sendJsonAnswer } from './json-answer.js';
 import { PhaseTimer } from './phase-timer.js';
-import { discardBody, readBody } from './read-body.js';
 import { parseRetryAfterMs, type AttemptFailure } from './retry-policy.js';
-import { relayStream } from './stream-relay.js';
+import { brokenByTimeout, brokenByTransport, brokenByTruncation, DoneDetector } from './stream-relay.js';
 import { parseUpstreamError } from './upstream-error.js';
 
 export type { AttemptInput, AttemptResult, CommitState } from './attempt-types.js';
@@ -17,141 +17,401 @@ export type { AttemptInput, AttemptResult, CommitState } from './attempt-types.j
 const MAX_ERROR_BODY_BYTES = 64 * 1024;
 /** A non-streamed answer larger than this is refused rather than buffered. */
 const MAX_JSON_ANSWER_BYTES = 64 * 1024 * 1024;
+/**
+ * After [DONE] the client's answer is complete, but the upstream's HTTP response usually ends a moment
+ * later (its last chunk comes in another write). Waiting for that keeps the connection for the next
+ * request; an upstream that keeps the response open past this is cut.
+ */
+const END_AFTER_DONE_MS = 1_000;
+/** The reason given to undici when an attempt that has its result stops its upstream request. */
+const ATTEMPT_OVER = new Error('the attempt is over');
 
 /**
  * One attempt on one endpoint: send, wait for the first byte under the first-byte timeout, then commit
- * and relay (streams) or check and send (JSON). Rejects only with the parent signal's reason (client
- * gone, request deadline).
+ * and relay (streams) or check and send (JSON). Settles with the attempt's result; rejects only with
+ * the request's own abort reason (client gone, request deadline) or HedgeLostReason.
  */
-export async function runAttempt(input: AttemptInput): Promise<AttemptResult> {
-  const { endpoint, signal, now, timeouts } = input;
-  const controller = new AbortController();
-  const onParentAbort = () => controller.abort(signal.reason);
-  signal.addEventListener('abort', onParentAbort, { once: true });
-  input.cancel = () => controller.abort(new HedgeLostReason());
-  const timer = new PhaseTimer(controller);
-  timer.arm('first-byte', timeouts.firstByteMs);
-  // The request's own deadline already covers an endpoint total that is not shorter than it.
-  const totalTimer =
-    timeouts.totalMs < input.requestTotalMs
-      ? setTimeout(
-          () => controller.abort(new AttemptTimeoutReason('attempt-total', timeouts.totalMs)),
-          timeouts.totalMs,
-        )
-      : undefined;
-  const failed = (failure: AttemptFailure): AttemptResult => ({ type: 'failed', failure });
-  const startedAt = now();
-  let upstream: UpstreamResponse | undefined;
-  let body: Readable | undefined;
-  try {
-    try {
-      upstream = await input.forwarder.send({
-        endpoint: endpoint.config,
+export function runAttempt(input: AttemptInput): Promise<AttemptResult> {
+  return new Attempt(input).result;
+}
+
+type Phase =
+  /** Waiting for the status line and headers. */
+  | 'headers'
+  /** A non-2xx answer: its body is read for the message. */
+  | 'error-body'
+  /** A JSON answer, buffered whole before commit so that a bad one can still be retried elsewhere. */
+  | 'json'
+  /** An event stream, relayed chunk by chunk from its first byte (the commit). */
+  | 'stream'
+  /** The client's answer is complete; the upstream response is let to end. */
+  | 'after';
+
+/**
+ * The attempt as an undici dispatch handler: undici calls it for the response start, every chunk and
+ * the end or error, and the attempt reacts at once (no response stream, no promise per chunk).
+ * Everything it arms (timers, the request-signal listener, a drain listener) is released when it
+ * settles; the upstream request itself is aborted then unless it is just finishing after [DONE].
+ */
+class Attempt implements UpstreamHandler {
+  readonly result: Promise<AttemptResult>;
+  private resolve!: (result: AttemptResult) => void;
+  private reject!: (reason: Error) => void;
+  private settled = false;
+  /** The upstream request, once undici has started it; abort() before that is remembered. */
+  private call: Dispatcher.DispatchController | undefined;
+  private pendingAbort: Error | undefined;
+  /** The upstream response has ended or failed: nothing left to abort. */
+  private complete = false;
+  private phase: Phase = 'headers';
+  private readonly timer: PhaseTimer;
+  private totalTimer: NodeJS.Timeout | undefined;
+  private throughput: NodeJS.Timeout | undefined;
+  private windowBytes = 0;
+  private readonly startedAt: number;
+  private ttfbMs = -1;
+  private status = 0;
+  private headers: IncomingHttpHeaders = {};
+  private parts: Buffer[] = [];
+  private size = 0;
+  private decoder: zlib.Gunzip | zlib.Inflate | zlib.BrotliDecompress | undefined;
+  private done: DoneDetector | undefined;
+  private waitingForDrain = false;
+
+  constructor(private readonly input: AttemptInput) {
+    this.result = new Promise<AttemptResult>((resolve, reject) => {
+      this.resolve = resolve;
+      this.reject = reject;
+    });
+    const { signal, timeouts } = input;
+    this.startedAt = input.now();
+    this.timer = new PhaseTimer(this.abort);
+    if (signal.aborted) {
+      this.settle(signal.reason as Error);
+      return;
+    }
+    signal.addEventListener('abort', this.onRequestAbort);
+    input.cancel = () => this.abort(new HedgeLostReason());
+    this.timer.arm('first-byte', timeouts.firstByteMs);
+    // The request's own deadline already covers an endpoint total that is not shorter than it.
+    if (timeouts.totalMs < input.requestTotalMs) {
+      this.totalTimer = setTimeout(
+        () => this.abort(new AttemptTimeoutReason('attempt-total', timeouts.totalMs)),
+        timeouts.totalMs,
+      );
+    }
+    // Last: undici may call back synchronously (a closed pool fails at once).
+    input.forwarder.dispatch(
+      {
+        endpoint: input.endpoint.config,
         method: 'POST',
         path: '/v1/chat/completions',
         headers: input.headers,
         body: input.body,
-        signal: controller.signal,
-      });
-    } catch (err) {
-      return failed(beforeCommitFailure(err, controller.signal));
-    }
-    const { statusCode, headers } = upstream;
-    body = decoded(upstream);
-    if (!body)
-      return failed({
-        kind: 'bad-response',
-        message: `unsupported content-encoding ${String(headers['content-encoding'])}`,
-      });
+      },
+      this,
+    );
+  }
 
-    if (statusCode < 200 || statusCode >= 300) {
-      let text: string;
-      try {
-        // Some servers echo the key they were sent in their error text: it must go no further.
-        text = redactSecret(await readBody(body, MAX_ERROR_BODY_BYTES, 'truncate'), endpoint.config.apiKey);
-      } catch (err) {
-        return failed(beforeCommitFailure(err, controller.signal));
+  // ---- undici's handler interface ----
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.call = controller;
+    if (this.pendingAbort) controller.abort(this.pendingAbort);
+  }
+
+  onResponseStart(
+    _controller: Dispatcher.DispatchController,
+    statusCode: number,
+    headers: IncomingHttpHeaders,
+  ): void {
+    if (this.settled) return;
+    this.status = statusCode;
+    this.headers = headers;
+    const encoding = String(headers['content-encoding'] ?? 'identity')
+      .trim()
+      .toLowerCase();
+    if (encoding !== 'identity' && encoding !== '') {
+      const decoder = decoderFor(encoding);
+      if (!decoder) {
+        this.fail({ kind: 'bad-response', message: `unsupported content-encoding ${encoding}` });
+        return;
       }
-      return failed({
-        kind: 'http',
-        status: statusCode,
-        retryAfterMs: parseRetryAfterMs(headers, Date.now()),
-        message: `HTTP ${statusCode}: ${describeStatus(statusCode, text, headers.location)}`,
-        body: text,
-      });
+      this.decoder = decoder;
+      decoder.on('data', (chunk: Buffer) => this.body(chunk));
+      decoder.once('end', () => this.bodyEnd());
+      decoder.once('error', (err) => this.decodingFailed(err));
     }
+    if (statusCode < 200 || statusCode >= 300) this.phase = 'error-body';
+    else if (String(headers['content-type'] ?? '').includes('text/event-stream')) this.phase = 'stream';
+    else this.phase = 'json';
+  }
 
-    const chunks = body[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
-    let first: IteratorResult<Buffer>;
-    try {
-      first = await chunks.next();
-    } catch (err) {
-      return failed(beforeCommitFailure(err, controller.signal));
-    }
-    if (first.done) return failed({ kind: 'bad-response', message: 'upstream sent an empty answer' });
-    const ttfbMs = now() - startedAt;
-    const contentType = String(headers['content-type'] ?? 'application/json');
+  onResponseData(_controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.settled && this.phase !== 'after') return;
+    if (this.decoder) this.decoder.write(chunk);
+    else this.body(chunk);
+  }
 
-    if (contentType.includes('text/event-stream')) {
-      const outcome = await relayStream(input, first.value, chunks, timer, controller);
-      if (outcome) return outcome;
-    } else {
-      // Buffered (answers are small): a truncated or garbled answer can still be retried elsewhere.
-      timer.arm('idle', timeouts.idleMs);
-      const parts = [first.value];
-      let size = first.value.length;
-      try {
-        for (let r = await chunks.next(); !r.done; r = await chunks.next()) {
-          size += r.value.length;
-          if (size > MAX_JSON_ANSWER_BYTES)
-            return failed({ kind: 'bad-response', message: 'answer larger than 64 MiB' });
-          parts.push(r.value);
-          timer.arm('idle', timeouts.idleMs);
+  onResponseEnd(): void {
+    this.complete = true;
+    if (this.decoder) this.decoder.end();
+    else this.bodyEnd();
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+    this.complete = true;
+    this.timer.clear();
+    if (this.settled) return;
+    if (this.phase === 'stream' && this.ttfbMs >= 0) this.settle(brokenByTransport(err));
+    else this.settle({ type: 'failed', failure: transportFailure(err) });
+  }
+
+  // ---- the answer ----
+
+  private body(chunk: Buffer): void {
+    switch (this.phase) {
+      case 'stream':
+        this.relay(chunk);
+        return;
+      case 'json':
+        if (this.ttfbMs < 0) this.ttfbMs = this.input.now() - this.startedAt;
+        this.timer.arm('idle', this.input.timeouts.idleMs);
+        this.size += chunk.length;
+        if (this.size > MAX_JSON_ANSWER_BYTES) {
+          this.fail({ kind: 'bad-response', message: 'answer larger than 64 MiB' });
+          return;
         }
-      } catch (err) {
-        return failed(beforeCommitFailure(err, controller.signal));
+        this.parts.push(chunk);
+        return;
+      case 'error-body': {
+        const room = MAX_ERROR_BODY_BYTES - this.size;
+        this.parts.push(chunk.length > room ? chunk.subarray(0, room) : chunk);
+        this.size += Math.min(chunk.length, room);
+        if (this.size >= MAX_ERROR_BODY_BYTES) this.errorBodyEnd();
+        return;
       }
-      const answer = Buffer.concat(parts);
-      let json: unknown;
-      try {
-        json = JSON.parse(answer.toString('utf8'));
-      } catch {
-        return failed({
-          kind: 'bad-response',
-          message: `upstream answered ${statusCode} with a body that is not JSON (${contentType})`,
-        });
-      }
-      if (!claimCommit(input)) return { type: 'lost' };
-      sendJsonAnswer(input, statusCode, 'application/json', answer, json);
+      case 'headers':
+      case 'after':
+        return;
     }
-    return { type: 'done', status: statusCode, ttfbMs, latencyMs: now() - startedAt };
-  } finally {
-    timer.clear();
-    clearTimeout(totalTimer);
-    signal.removeEventListener('abort', onParentAbort);
-    if (upstream) discardBody(upstream.body);
-    if (body) discardBody(body);
+  }
+
+  private bodyEnd(): void {
+    switch (this.phase) {
+      case 'json':
+        this.jsonEnd();
+        return;
+      case 'error-body':
+        this.errorBodyEnd();
+        return;
+      case 'stream':
+        if (this.settled) return;
+        if (this.ttfbMs < 0) this.fail({ kind: 'bad-response', message: 'upstream sent an empty answer' });
+        else this.settle(brokenByTruncation());
+        return;
+      case 'after':
+        this.timer.clear();
+        return;
+      case 'headers':
+        return;
+    }
+  }
+
+  /** Commits at the first chunk, then writes every chunk as it comes, ending at [DONE]. */
+  private relay(chunk: Buffer): void {
+    const { input } = this;
+    const { res } = input;
+    if (this.ttfbMs < 0) {
+      this.ttfbMs = input.now() - this.startedAt;
+      if (!claimCommit(input)) {
+        this.settle({ type: 'lost' });
+        return;
+      }
+      if (!res.headersSent) res.writeHead(200, { ...SSE_HEADERS, ...gatewayHeaders(input) });
+      this.done = new DoneDetector();
+      this.startThroughputCheck();
+    }
+    if (res.writableEnded || res.destroyed) {
+      this.abort(new ClientClosedReason());
+      return;
+    }
+    this.windowBytes += chunk.length;
+    input.transcript?.feed(chunk);
+    if (this.done!.feed(chunk)) {
+      res.end(chunk);
+      this.settle({
+        type: 'done',
+        status: this.status,
+        ttfbMs: this.ttfbMs,
+        latencyMs: input.now() - this.startedAt,
+      });
+      return;
+    }
+    if (res.write(chunk)) {
+      this.timer.arm('idle', input.timeouts.idleMs);
+      return;
+    }
+    // The client reads slower than the model writes: stop reading the upstream until it catches up.
+    // Waiting on the client is not the upstream's stall, so no idle timer meanwhile.
+    this.timer.clear();
+    this.call?.pause();
+    this.waitingForDrain = true;
+    res.once('drain', this.onDrain);
+  }
+
+  private readonly onDrain = (): void => {
+    this.waitingForDrain = false;
+    if (this.settled) return;
+    this.timer.arm('idle', this.input.timeouts.idleMs);
+    this.call?.resume();
+  };
+
+  /** After the first byte, a stream slower than the minimum over a whole window is as good as stalled. */
+  private startThroughputCheck(): void {
+    const { minBytesPerSecond, throughputWindowMs } = this.input.timeouts;
+    if (minBytesPerSecond <= 0) return;
+    this.throughput = setInterval(() => {
+      if (this.windowBytes < (minBytesPerSecond * throughputWindowMs) / 1000) {
+        this.abort(new AttemptTimeoutReason('throughput', throughputWindowMs));
+      }
+      this.windowBytes = 0;
+    }, throughputWindowMs);
+  }
+
+  private jsonEnd(): void {
+    if (this.settled) return;
+    const { input } = this;
+    if (this.size === 0) {
+      this.fail({ kind: 'bad-response', message: 'upstream sent an empty answer' });
+      return;
+    }
+    const answer = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.size);
+    this.parts = [];
+    let json: unknown;
+    try {
+      json = JSON.parse(answer.toString('utf8'));
+    } catch {
+      const contentType = String(this.headers['content-type'] ?? 'application/json');
+      this.fail({
+        kind: 'bad-response',
+        message: `upstream answered ${this.status} with a body that is not JSON (${contentType})`,
+      });
+      return;
+    }
+    if (!claimCommit(input)) {
+      this.settle({ type: 'lost' });
+      return;
+    }
+    sendJsonAnswer(input, this.status, 'application/json', answer, json);
+    this.settle({
+      type: 'done',
+      status: this.status,
+      ttfbMs: this.ttfbMs,
+      latencyMs: input.now() - this.startedAt,
+    });
+  }
+
+  private errorBodyEnd(): void {
+    if (this.settled) return;
+    const { status, headers } = this;
+    // Some servers echo the key they were sent in their error text: it must go no further.
+    const text = redactSecret(
+      Buffer.concat(this.parts, this.size).toString('utf8'),
+      this.input.endpoint.config.apiKey,
+    );
+    this.parts = [];
+    this.fail({
+      kind: 'http',
+      status,
+      retryAfterMs: parseRetryAfterMs(headers, Date.now()),
+      message: `HTTP ${status}: ${describeStatus(status, text, headers.location)}`,
+      body: text,
+    });
+  }
+
+  private decodingFailed(err: Error): void {
+    if (this.settled) return;
+    if (this.phase === 'stream' && this.ttfbMs >= 0) this.settle(brokenByTransport(err));
+    else this.fail({ kind: 'bad-response', message: `answer could not be decoded (${err.message})` });
+  }
+
+  // ---- settling ----
+
+  private fail(failure: AttemptFailure): void {
+    this.settle({ type: 'failed', failure });
+  }
+
+  /**
+   * Stops the attempt: a timeout, the request ending (client gone, deadline), a hedge lost, or the
+   * client found gone while relaying. The result follows from the reason and the phase.
+   */
+  private readonly abort = (reason: Error): void => {
+    if (!this.settled) this.settle(this.outcomeOf(reason));
+    this.stopCall(reason);
+  };
+
+  private readonly onRequestAbort = (): void => this.abort(this.input.signal.reason as Error);
+
+  private outcomeOf(reason: Error): AttemptResult | Error {
+    if (!(reason instanceof AttemptTimeoutReason)) return reason;
+    if (this.phase === 'stream' && this.ttfbMs >= 0) return brokenByTimeout(reason);
+    return {
+      type: 'failed',
+      failure: {
+        kind: 'timeout',
+        phase: reason.phase === 'idle' ? 'idle' : 'first-byte',
+        message: reason.message,
+      },
+    };
+  }
+
+  /** Settles once: releases timers and listeners, and the upstream request unless it is ending well. */
+  private settle(outcome: AttemptResult | Error): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.timer.clear();
+    clearTimeout(this.totalTimer);
+    clearInterval(this.throughput);
+    this.input.signal.removeEventListener('abort', this.onRequestAbort);
+    if (this.waitingForDrain) this.input.res.removeListener('drain', this.onDrain);
+    this.input.cancel = undefined;
+    if (outcome instanceof Error) {
+      this.stopCall(outcome);
+      this.reject(outcome);
+      return;
+    }
+    if (outcome.type === 'done' && this.phase === 'stream') {
+      // The answer is complete; let the upstream response end by itself, within a bound.
+      this.phase = 'after';
+      if (!this.complete) {
+        this.call?.resume();
+        this.timer.arm('idle', END_AFTER_DONE_MS);
+      }
+    } else {
+      this.stopCall(ATTEMPT_OVER);
+    }
+    this.resolve(outcome);
+  }
+
+  /** Aborts the upstream request if it is still running (now, or as soon as undici starts it). */
+  private stopCall(reason: Error): void {
+    this.timer.clear();
+    if (this.complete) return;
+    this.decoder?.destroy();
+    if (this.call) {
+      if (!this.call.aborted) this.call.abort(reason);
+    } else {
+      this.pendingAbort = reason;
+    }
   }
 }
 
-/** The body with its content-encoding undone (the gateway asks for identity, not every server obeys). */
-function decoded(upstream: UpstreamResponse): Readable | undefined {
-  const encoding = String(upstream.headers['content-encoding'] ?? 'identity')
-    .trim()
-    .toLowerCase();
-  const decoder =
-    encoding === 'identity' || encoding === ''
-      ? undefined
-      : encoding === 'gzip' || encoding === 'x-gzip'
-        ? zlib.createGunzip()
-        : encoding === 'deflate'
-          ? zlib.createInflate()
-          : encoding === 'br'
-            ? zlib.createBrotliDecompress()
-            : null;
-  if (decoder === undefined) return upstream.body;
-  if (decoder === null) return undefined;
-  return pipeline(upstream.body, decoder, () => undefined);
+function decoderFor(encoding: string): zlib.Gunzip | zlib.Inflate | zlib.BrotliDecompress | undefined {
+  if (encoding === 'gzip' || encoding === 'x-gzip') return zlib.createGunzip();
+  if (encoding === 'deflate') return zlib.createInflate();
+  if (encoding === 'br') return zlib.createBrotliDecompress();
+  return undefined;
 }
 
 function describeStatus(status: number, text: string, location: string | string[] | undefined): string {
@@ -160,22 +420,6 @@ function describeStatus(status: number, text: string, location: string | string[
     return `redirect to ${String(location ?? 'an unknown location')} (fix the endpoint url)`;
   }
   return parseUpstreamError(status, text).message;
-}
-
-/** Before commit: a timeout of this attempt is a failure to retry; a client abort or deadline propagates. */
-function beforeCommitFailure(err: unknown, signal: AbortSignal): AttemptFailure {
-  if (signal.aborted) {
-    const reason: unknown = signal.reason;
-    if (reason instanceof AttemptTimeoutReason) {
-      return {
-        kind: 'timeout',
-        phase: reason.phase === 'idle' ? 'idle' : 'first-byte',
-        message: reason.message,
-      };
-    }
-    throw reason;
-  }
-  return transportFailure(err);
 }
 
 function redactSecret(text: string, secret: string | undefined): string {

@@ -1,10 +1,9 @@
 import type { Request, RequestHandler } from 'express';
 import { z } from 'zod';
 import { InvalidRequestError } from '../../errors/gateway-error.js';
-import { ClientClosedReason } from '../../services/abort-reasons.js';
 import type { CompletionService } from '../../services/completion-service.js';
 import { forwardableHeaders } from '../../services/forward-headers.js';
-import { requestSummary } from '../middleware/access-log.js';
+import { requestIdOf, requestSummary } from '../middleware/access-log.js';
 import { timeoutOverrides } from '../request-options.js';
 
 /**
@@ -39,10 +38,6 @@ export function chatCompletions(service: CompletionService): RequestHandler {
     summary.model = model;
     summary.stream = stream === true;
 
-    const controller = new AbortController();
-    res.once('close', () => {
-      if (!res.writableFinished) controller.abort(new ClientClosedReason());
-    });
     // A write racing a disconnect must never become an uncaught 'error' event.
     res.on('error', () => undefined);
     await service.complete(
@@ -51,18 +46,13 @@ export function chatCompletions(service: CompletionService): RequestHandler {
         stream: stream === true,
         body: raw,
         json: parsed.data,
-        headers: { ...forwardableHeaders(req.headers), 'x-request-id': requestId(req) },
+        headers: forwardableHeaders(req.headers, requestIdOf(res)),
         timeouts,
-        signal: controller.signal,
       },
       res,
       summary,
     );
   };
-}
-
-function requestId(req: Request): string {
-  return typeof req.id === 'string' || typeof req.id === 'number' ? String(req.id) : '';
 }
 
 /** The body bytes, without a UTF-8 byte order mark (JSON.parse and many upstreams reject one). */

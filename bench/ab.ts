@@ -1,0 +1,60 @@
+/**
+ * `npm run bench:ab`: a quick A/B of CPU time per request, the gateway against the Express floor,
+ * in alternating short pairs so that a noisy machine moves both sides of each pair alike. For
+ * development; `npm run bench` is the full benchmark. AB_PAIRS (8), AB_S (3 s per side), AB_LOAD
+ * (closed: 50 connections JSON; streams: 100 paced streams).
+ */
+import { cannon, streams } from './lib/load.js';
+import { buildForBench, CORES, cpuMs, pinSelf, startProcess, type Proc } from './lib/procs.js';
+import { median } from './lib/stats.js';
+
+const PAIRS = Number(process.env.AB_PAIRS ?? 8);
+const SECONDS = Number(process.env.AB_S ?? 3);
+const LOAD = process.env.AB_LOAD ?? 'closed';
+const PROXY_CPU = CORES > 1 ? 1 : undefined;
+
+buildForBench();
+pinSelf(0);
+const upstream = await startProcess('upstream', 'bench/servers/upstream.ts', {}, 0);
+const floor = await startProcess(
+  'floor-express',
+  'bench/servers/floor-express.ts',
+  { UPSTREAM_URL: upstream.url },
+  PROXY_CPU,
+);
+const gateway = await startProcess(
+  'gateway',
+  'src/main.ts',
+  {
+    API_KEY: 'bench-key',
+    LOG_LEVEL: 'info',
+    ENDPOINTS: JSON.stringify([{ name: 'upstream', url: upstream.url, models: ['bench-model'] }]),
+  },
+  PROXY_CPU,
+);
+
+async function cpuPerRequest(p: Proc): Promise<number> {
+  const before = cpuMs(p.pid);
+  const requests =
+    LOAD === 'streams'
+      ? (await streams(p.url, { concurrency: 100, durationMs: SECONDS * 1000, chunks: 20, paced: true }))
+          .streams
+      : (await cannon(p.url, { connections: 50, durationS: SECONDS })).requests;
+  return (cpuMs(p.pid) - before) / requests;
+}
+
+for (const p of [floor, gateway]) await cannon(p.url, { connections: 10, durationS: 2 });
+const ratios: number[] = [];
+for (let i = 0; i < PAIRS; i++) {
+  const [a, b] = i % 2 === 0 ? [floor, gateway] : [gateway, floor];
+  const first = await cpuPerRequest(a);
+  const second = await cpuPerRequest(b);
+  const [f, g] = a === floor ? [first, second] : [second, first];
+  ratios.push(g / f);
+  console.log(
+    `pair ${i + 1}: floor ${f.toFixed(3)} ms, gateway ${g.toFixed(3)} ms, ratio ${(g / f).toFixed(2)}`,
+  );
+}
+console.log(`median ratio ${median(ratios).toFixed(2)} (gateway CPU per request / floor's)`);
+await Promise.all([upstream, floor, gateway].map((p) => p.stop()));
+process.exit(0);
