@@ -43,7 +43,8 @@ async function cpuPerRequest(p: Proc): Promise<number> {
   return (cpuMs(p.pid) - before) / requests;
 }
 
-for (const p of [floor, gateway]) await cannon(p.url, { connections: 10, durationS: 2 });
+// Warm-up long enough for the JIT to settle on both sides.
+for (const p of [floor, gateway]) await cannon(p.url, { connections: 50, durationS: 5 });
 const ratios: number[] = [];
 for (let i = 0; i < PAIRS; i++) {
   const [a, b] = i % 2 === 0 ? [floor, gateway] : [gateway, floor];

@@ -4,6 +4,7 @@ import type { ClientResponse } from './client-response.js';
 import type { Endpoint } from './endpoint-registry.js';
 import type { Forwarder } from './forwarder.js';
 import type { FailureKind } from './health.js';
+import type { Lifetime } from './lifetime.js';
 import type { AttemptFailure } from './retry-policy.js';
 import type { StreamTranscript } from './stream-transcript.js';
 
@@ -29,8 +30,8 @@ export interface AttemptInput {
   headers: Record<string, string>;
   res: ClientResponse;
   forwarder: Forwarder;
-  /** Aborted when the client leaves or the request's deadline passes. */
-  signal: AbortSignal;
+  /** Ends when the client leaves or the request's deadline passes. */
+  lifetime: Lifetime;
   now: () => number;
   requestStartedAt: number;
   /** The whole request's time limit, which bounds every attempt anyway. */
@@ -52,13 +53,13 @@ export type AttemptResult =
   /** A hedged rival committed first; this attempt stopped without a verdict on its endpoint. */
   | { type: 'lost' };
 
-/** Response headers the gateway adds at commit. */
-export function gatewayHeaders(input: AttemptInput): Record<string, string> {
-  return {
-    'x-gateway-endpoint': input.endpoint.config.name,
-    'x-gateway-attempts': String(input.attempt),
-    ...input.responseHeaders,
-  };
+/** Sets the response headers the gateway adds at commit. */
+export function setGatewayHeaders(input: AttemptInput): void {
+  const { res } = input;
+  res.setHeader('x-gateway-endpoint', input.endpoint.config.name);
+  res.setHeader('x-gateway-attempts', input.attempt);
+  const extra = input.responseHeaders;
+  if (extra) for (const name in extra) res.setHeader(name, extra[name]!);
 }
 
 /** Takes the right to answer the client; false if another attempt of this request already has it. */

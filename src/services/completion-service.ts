@@ -4,9 +4,10 @@ import { GatewayError, GatewayTimeoutError, ModelNotFoundError } from '../errors
 import type { Logger } from '../observability/logger.js';
 import { ClientClosedReason, DeadlineReason } from './abort-reasons.js';
 import type { CommitState } from './attempt-types.js';
-import { SSE_HEADERS, SSE_HEARTBEAT, type ClientResponse } from './client-response.js';
+import { setEventStreamHeaders, SSE_HEARTBEAT, type ClientResponse } from './client-response.js';
 import type { EndpointRegistry } from './endpoint-registry.js';
 import { EndpointPicker } from './endpoint-picker.js';
+import { Lifetime } from './lifetime.js';
 import type { Forwarder } from './forwarder.js';
 import { PoolRunner, type PoolContext } from './pool-runner.js';
 import { TtfbStats } from './ttfb-stats.js';
@@ -78,16 +79,16 @@ export class CompletionService {
     // One signal for the whole request: the client going away (its response closed before the answer
     // was finished) or the request's deadline.
     if (res.destroyed) throw new ClientClosedReason();
-    const controller = new AbortController();
+    const lifetime = new Lifetime();
     const onClose = () => {
-      if (!res.writableFinished) controller.abort(new ClientClosedReason());
+      if (!res.writableFinished) lifetime.end(new ClientClosedReason());
     };
     res.once('close', onClose);
-    const deadline = setTimeout(() => controller.abort(new DeadlineReason(totalMs)), totalMs);
+    const deadline = setTimeout(() => lifetime.end(new DeadlineReason(totalMs)), totalMs);
     const state: CommitState = { committed: false };
     const heartbeat = req.stream ? this.startHeartbeat(res, state) : undefined;
     const ctx: PoolContext = {
-      signal: controller.signal,
+      lifetime,
       state,
       requestStartedAt,
       requestTotalMs: totalMs,
@@ -158,7 +159,7 @@ export class CompletionService {
   private startHeartbeat(res: ClientResponse, state: CommitState): NodeJS.Timeout {
     return setInterval(() => {
       if (state.committed || res.writableEnded || res.destroyed) return;
-      if (!res.headersSent) res.writeHead(200, { ...SSE_HEADERS });
+      if (!res.headersSent) setEventStreamHeaders(res);
       res.write(SSE_HEARTBEAT);
     }, this.deps.config.current.server.heartbeatIntervalMs);
   }

@@ -4,6 +4,7 @@ import { AttemptTimeoutReason } from './abort-reasons.js';
 import type { ClientResponse } from './client-response.js';
 import type { Endpoint } from './endpoint-registry.js';
 import { transportFailure, type Forwarder, type UpstreamResponse } from './forwarder.js';
+import type { Lifetime } from './lifetime.js';
 import { PhaseTimer } from './phase-timer.js';
 import { discardBody } from './read-body.js';
 import { SseParser } from './sse-parser.js';
@@ -194,10 +195,12 @@ export async function runContinuation(args: {
   body: Buffer;
   res: ClientResponse;
   transcript: StreamTranscript;
-  signal: AbortSignal;
+  lifetime: Lifetime;
   now: () => number;
 }): Promise<ContinuationResult> {
-  const { res, signal } = args;
+  const { res } = args;
+  const parent = args.lifetime.signal();
+  const signal = parent.signal;
   const controller = new AbortController();
   const onParentAbort = () => controller.abort(signal.reason);
   signal.addEventListener('abort', onParentAbort, { once: true });
@@ -262,6 +265,7 @@ export async function runContinuation(args: {
   } finally {
     timer.clear();
     signal.removeEventListener('abort', onParentAbort);
+    parent.release();
     if (upstream) discardBody(upstream.body);
   }
 }

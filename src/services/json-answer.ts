@@ -1,26 +1,19 @@
-import { gatewayHeaders, type AttemptInput } from './attempt-types.js';
+import { setGatewayHeaders, type AttemptInput } from './attempt-types.js';
 
 /**
- * Sends a complete (non-streamed) answer; the caller has claimed the commit. Normally as JSON with its length; if heartbeats already opened
- * an event stream, the completion is turned into one chunk event so stream readers see its content.
+ * Sends a complete (non-streamed) answer as it came; the caller has claimed the commit. Node sets its
+ * content-length. If heartbeats already opened an event stream, the completion (`parsed`) is sent as
+ * one chunk event instead, so that stream readers see its content.
  */
-export function sendJsonAnswer(
-  input: AttemptInput,
-  status: number,
-  contentType: string,
-  body: Buffer,
-  json: unknown,
-): void {
+export function sendJsonAnswer(input: AttemptInput, status: number, body: Buffer, parsed: unknown): void {
   const { res } = input;
   if (res.headersSent) {
-    res.end(`data: ${JSON.stringify(asChunk(json))}\n\ndata: [DONE]\n\n`);
+    res.end(`data: ${JSON.stringify(asChunk(parsed))}\n\ndata: [DONE]\n\n`);
     return;
   }
-  res.writeHead(status, {
-    'content-type': contentType,
-    'content-length': String(body.length),
-    ...gatewayHeaders(input),
-  });
+  res.setHeader('content-type', 'application/json');
+  setGatewayHeaders(input);
+  res.statusCode = status;
   res.end(body);
 }
 

@@ -1,4 +1,3 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { ConfigSource } from '../config/config-store.js';
 import type { Logger } from '../observability/logger.js';
 import { HedgeLostReason } from './abort-reasons.js';
@@ -22,11 +21,13 @@ import { runAttempt } from './upstream-attempt.js';
 import { continueStream } from './stream-continuer.js';
 import { tighten } from './timeouts.js';
 import type { StreamTranscript } from './stream-transcript.js';
+import type { Lifetime } from './lifetime.js';
 import type { GatewayError } from '../errors/gateway-error.js';
 import { upstreamRequestError } from './upstream-error.js';
 
 export interface PoolContext {
-  signal: AbortSignal;
+  /** Ends when the client leaves or the request's deadline passes. */
+  lifetime: Lifetime;
   /** Present when a broken stream of this request may be continued on another endpoint. */
   transcript?: StreamTranscript | undefined;
   state: CommitState;
@@ -103,13 +104,11 @@ export class PoolRunner {
       if (!endpoint) {
         const waitMs = picker.msUntilRecovery(req.model, pool.excluded);
         if (waitMs === undefined || waitMs > MAX_WAIT_FOR_RECOVERY_MS) break;
-        await sleep(waitMs, undefined, { signal: ctx.signal }).catch(() => rethrowReason(ctx.signal));
+        await ctx.lifetime.sleep(waitMs);
         endpoint = picker.pick({ model: req.model, excluded: pool.excluded, tried: pool.tried });
         if (!endpoint) break;
       } else if (pool.backoffNext) {
-        await sleep(backoffMs(pool.tried.size, random), undefined, { signal: ctx.signal }).catch(() =>
-          rethrowReason(ctx.signal),
-        );
+        await ctx.lifetime.sleep(backoffMs(pool.tried.size, random));
       }
 
       const hedgeDelayMs = pool.tried.size === 0 ? this.hedgeDelayMs(req.model) : undefined;
@@ -215,7 +214,7 @@ export class PoolRunner {
       headers: req.headers,
       res,
       forwarder: this.deps.forwarder,
-      signal: ctx.signal,
+      lifetime: ctx.lifetime,
       now: this.deps.now,
       requestStartedAt: ctx.requestStartedAt,
       requestTotalMs: ctx.requestTotalMs,
@@ -319,8 +318,4 @@ function failureKind(failure: AttemptFailure): FailureKind {
     case 'http':
       return 'server-error';
   }
-}
-
-function rethrowReason(signal: AbortSignal): never {
-  throw signal.reason as Error;
 }

@@ -50,7 +50,7 @@ export async function continueStream(
         body: continuationBody(req.json, transcript.text),
         res,
         transcript,
-        signal: ctx.signal,
+        lifetime: ctx.lifetime,
         now: deps.now,
       });
     } catch (err) {

@@ -2,8 +2,8 @@ import type { IncomingHttpHeaders } from 'node:http';
 import zlib from 'node:zlib';
 import type { Dispatcher } from 'undici';
 import { AttemptTimeoutReason, ClientClosedReason, HedgeLostReason } from './abort-reasons.js';
-import { claimCommit, gatewayHeaders, type AttemptInput, type AttemptResult } from './attempt-types.js';
-import { SSE_HEADERS } from './client-response.js';
+import { claimCommit, setGatewayHeaders, type AttemptInput, type AttemptResult } from './attempt-types.js';
+import { setEventStreamHeaders } from './client-response.js';
 import { transportFailure, type UpstreamHandler } from './forwarder.js';
 import { sendJsonAnswer } from './json-answer.js';
 import { PhaseTimer } from './phase-timer.js';
@@ -83,14 +83,14 @@ class Attempt implements UpstreamHandler {
       this.resolve = resolve;
       this.reject = reject;
     });
-    const { signal, timeouts } = input;
+    const { lifetime, timeouts } = input;
     this.startedAt = input.now();
     this.timer = new PhaseTimer(this.abort);
-    if (signal.aborted) {
-      this.settle(signal.reason as Error);
+    if (lifetime.reason) {
+      this.settle(lifetime.reason);
       return;
     }
-    signal.addEventListener('abort', this.onRequestAbort);
+    lifetime.on(this.abort);
     input.cancel = () => this.abort(new HedgeLostReason());
     this.timer.arm('first-byte', timeouts.firstByteMs);
     // The request's own deadline already covers an endpoint total that is not shorter than it.
@@ -228,7 +228,10 @@ class Attempt implements UpstreamHandler {
         this.settle({ type: 'lost' });
         return;
       }
-      if (!res.headersSent) res.writeHead(200, { ...SSE_HEADERS, ...gatewayHeaders(input) });
+      if (!res.headersSent) {
+        setEventStreamHeaders(res);
+        setGatewayHeaders(input);
+      }
       this.done = new DoneDetector();
       this.startThroughputCheck();
     }
@@ -288,9 +291,13 @@ class Attempt implements UpstreamHandler {
     }
     const answer = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.size);
     this.parts = [];
-    let json: unknown;
+    // The answer is relayed as it came. It is checked to be a JSON object (an HTML page from a proxy
+    // in front of the model server is not an answer); it is parsed only when it must be turned into an
+    // event because heartbeats already opened a stream.
+    let chunk: unknown;
     try {
-      json = JSON.parse(answer.toString('utf8'));
+      if (!isJsonObjectText(answer)) throw new SyntaxError('not a JSON object');
+      if (input.res.headersSent) chunk = JSON.parse(answer.toString('utf8'));
     } catch {
       const contentType = String(this.headers['content-type'] ?? 'application/json');
       this.fail({
@@ -303,7 +310,7 @@ class Attempt implements UpstreamHandler {
       this.settle({ type: 'lost' });
       return;
     }
-    sendJsonAnswer(input, this.status, 'application/json', answer, json);
+    sendJsonAnswer(input, this.status, answer, chunk);
     this.settle({
       type: 'done',
       status: this.status,
@@ -351,8 +358,6 @@ class Attempt implements UpstreamHandler {
     this.stopCall(reason);
   };
 
-  private readonly onRequestAbort = (): void => this.abort(this.input.signal.reason as Error);
-
   private outcomeOf(reason: Error): AttemptResult | Error {
     if (!(reason instanceof AttemptTimeoutReason)) return reason;
     if (this.phase === 'stream' && this.ttfbMs >= 0) return brokenByTimeout(reason);
@@ -373,7 +378,7 @@ class Attempt implements UpstreamHandler {
     this.timer.clear();
     clearTimeout(this.totalTimer);
     clearInterval(this.throughput);
-    this.input.signal.removeEventListener('abort', this.onRequestAbort);
+    this.input.lifetime.off(this.abort);
     if (this.waitingForDrain) this.input.res.removeListener('drain', this.onDrain);
     this.input.cancel = undefined;
     if (outcome instanceof Error) {
@@ -405,6 +410,22 @@ class Attempt implements UpstreamHandler {
       this.pendingAbort = reason;
     }
   }
+}
+
+/**
+ * Whether a body is framed as a JSON object: `{` first and `}` last, whitespace aside. A transport cut
+ * is caught by undici (length or chunked framing), so what is left to catch is a body of another kind.
+ */
+function isJsonObjectText(body: Buffer): boolean {
+  let first = 0;
+  let last = body.length - 1;
+  while (first <= last && isSpace(body[first]!)) first++;
+  while (last > first && isSpace(body[last]!)) last--;
+  return last > first && body[first] === 0x7b && body[last] === 0x7d;
+}
+
+function isSpace(byte: number): boolean {
+  return byte === 0x20 || byte === 0x0a || byte === 0x0d || byte === 0x09;
 }
 
 function decoderFor(encoding: string): zlib.Gunzip | zlib.Inflate | zlib.BrotliDecompress | undefined {

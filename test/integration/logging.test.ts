@@ -16,7 +16,7 @@ const bed = useTestBed();
 
 type Line = Record<string, unknown> & { req?: { id?: string }; res?: { statusCode?: number } };
 
-/** The access lines (pino-http's one line per response) of the request with this id. */
+/** The access lines (one per response) of the request with this id. */
 function accessLines(g: TestGateway, id: string): Line[] {
   return (g.logs as Line[]).filter((l) => l.responseTime !== undefined && l.req?.id === id);
 }
