@@ -14,10 +14,13 @@ export const TIMEOUT_HEADERS = {
 } as const satisfies Record<string, keyof Timeouts>;
 
 const MAX_TIMEOUT_MS = 3_600_000;
+const HEADERS = Object.entries(TIMEOUT_HEADERS);
+/** What nearly every request has: no override. Shared, so that such a request allocates nothing here. */
+export const NO_OVERRIDES: Readonly<Partial<Timeouts>> = Object.freeze({});
 
-export function timeoutOverrides(headers: IncomingHttpHeaders): Partial<Timeouts> {
-  const out: Partial<Timeouts> = {};
-  for (const [header, key] of Object.entries(TIMEOUT_HEADERS)) {
+export function timeoutOverrides(headers: IncomingHttpHeaders): Readonly<Partial<Timeouts>> {
+  let out: Partial<Timeouts> | undefined;
+  for (const [header, key] of HEADERS) {
     const raw = headers[header];
     if (raw === undefined) continue;
     const value = Array.isArray(raw) ? raw[0] : raw;
@@ -33,7 +36,8 @@ export function timeoutOverrides(headers: IncomingHttpHeaders): Partial<Timeouts
         { param: header, code: 'invalid_header' },
       );
     }
+    out ??= {};
     out[key] = n;
   }
-  return out;
+  return out ?? NO_OVERRIDES;
 }

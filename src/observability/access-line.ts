@@ -16,28 +16,50 @@ export interface AccessLine {
 
 /**
  * Writes access lines in the same JSON shape and to the same destination as the logger's own lines
- * (`level`, ISO `time`, `service`, then the fields), but formatted directly: an access line is written
- * per request and has a fixed shape, so it needs neither pino's generic serialisation nor its redaction
- * pass (it is built from an allow-list of fields, never from headers or bodies). Whether a line is
- * written follows the logger's level, which a configuration reload may change.
+ * (`level`, ISO `time`, `service`, then the fields), but formatted directly with one JSON.stringify: an
+ * access line is written per request and has a fixed shape, so it needs neither pino's generic
+ * serialisation nor its redaction pass (it is built from an allow-list of fields, never from headers
+ * or bodies). Whether a line is written follows the logger's level, which a reload may change.
  */
-export function accessLineWriter(logger: Logger): (level: AccessLevel, line: AccessLine) => void {
+export function accessLineWriter(
+  logger: Logger,
+  now: () => number = Date.now,
+): (level: AccessLevel, line: AccessLine) => void {
   const stream = (logger as unknown as Record<symbol, DestinationStream>)[pino.symbols.streamSym];
   if (!stream) throw new Error('the logger has no destination stream');
+  const clock = new IsoClock(now);
   return (level, line) => {
     if (!logger.isLevelEnabled(level)) return;
-    let out = `{"level":"${level}","time":"${new Date().toISOString()}","service":"${SERVICE}","req":{"id":${JSON.stringify(line.id)},"method":${JSON.stringify(line.method)},"url":${JSON.stringify(line.url)}},"res":{"statusCode":${line.statusCode}},"responseTime":${json(line.responseTimeMs)}`;
-    const { fields } = line;
-    for (const key in fields) {
-      const value = fields[key];
-      if (value !== undefined) out += `,${JSON.stringify(key)}:${json(value)}`;
-    }
-    stream.write(`${out},"msg":${JSON.stringify(line.msg)}}\n`);
+    const text = JSON.stringify({
+      level,
+      time: clock.now(),
+      service: SERVICE,
+      req: { id: line.id, method: line.method, url: line.url },
+      res: { statusCode: line.statusCode },
+      responseTime: line.responseTimeMs,
+      ...line.fields,
+      msg: line.msg,
+    });
+    stream.write(`${text}\n`);
   };
 }
 
-function json(value: string | number | boolean): string {
-  if (typeof value === 'string') return JSON.stringify(value);
-  if (typeof value === 'number') return Number.isFinite(value) ? String(value) : 'null';
-  return value ? 'true' : 'false';
+/** ISO 8601 UTC times with milliseconds, the date part formatted once per second. */
+export class IsoClock {
+  private second = Number.NaN;
+  private prefix = '';
+
+  constructor(private readonly clock: () => number) {}
+
+  now(): string {
+    const ms = this.clock();
+    const second = Math.floor(ms / 1000);
+    if (second !== this.second) {
+      this.second = second;
+      // "2026-12-01T22:05:23." from "2026-12-01T22:05:23.000Z"
+      this.prefix = new Date(second * 1000).toISOString().slice(0, -4);
+    }
+    const rest = ms - second * 1000;
+    return `${this.prefix}${rest < 10 ? '00' : rest < 100 ? '0' : ''}${rest}Z`;
+  }
 }

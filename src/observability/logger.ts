@@ -32,11 +32,6 @@ export interface LoggerOptions {
   stream?: DestinationStream;
 }
 
-/** Bytes a destination gathers before it writes, so that a busy gateway makes one write per batch of lines. */
-const BATCH_BYTES = 4096;
-/** What a quiet gateway has gathered is written within this time. */
-const FLUSH_INTERVAL_MS = 250;
-
 export function createLogger(options: LoggerOptions): Logger {
   const base = {
     level: options.level,
@@ -46,65 +41,73 @@ export function createLogger(options: LoggerOptions): Logger {
     formatters: { level: (label: string) => ({ level: label }) },
   };
   if (options.stream) return pino(base, options.stream);
-  // Asynchronous, batched destinations: logging must never block the event loop on a slow terminal or
-  // disk, nor cost a write per line.
-  const destinations = [pino.destination({ dest: 1, sync: false, minLength: BATCH_BYTES })];
+  // Asynchronous destinations: logging must never block the event loop on a slow terminal or disk.
+  const destinations = [pino.destination({ dest: 1, sync: false })];
   if (options.file) {
     assertWritable(options.file.path);
-    destinations.push(
-      pino.destination({ dest: options.file.path, sync: false, mkdir: true, minLength: BATCH_BYTES }),
-    );
+    destinations.push(pino.destination({ dest: options.file.path, sync: false, mkdir: true }));
   }
-  const fanOut = new FanOut(destinations);
+  const batches = new LineBatches(destinations);
   // A disk that fills up later must not take the gateway down: report on stderr and carry on.
   for (const d of destinations)
     d.on('error', (err: Error) => process.stderr.write(`log write failed: ${err.message}\n`));
-  setInterval(() => fanOut.flushIfWritten(), FLUSH_INTERVAL_MS).unref();
   // Whatever is still buffered is written out when the process exits (after SIGTERM, on a fatal error).
-  process.once('exit', () => {
-    for (const d of destinations) {
+  process.once('exit', () => batches.flushSync());
+  return pino(base, batches);
+}
+
+type Destination = ReturnType<typeof pino.destination>;
+
+/**
+ * The lines logged during one turn of the event loop are written together, as one string, to every
+ * destination (stdout, and the log file when FILE_LOGGING is on): a busy gateway makes one write per
+ * turn rather than one per line, and a quiet one writes each line at once.
+ */
+class LineBatches implements DestinationStream {
+  private pending: string[] = [];
+  private scheduled = false;
+
+  constructor(private readonly destinations: readonly Destination[]) {}
+
+  write(line: string): void {
+    this.pending.push(line);
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(this.writeBatch);
+  }
+
+  /** logger.flush(): what is gathered goes to the destinations, which start writing it. */
+  flush(): void {
+    this.writeBatch();
+    for (const d of this.destinations) flushOne(d);
+  }
+
+  flushSync(): void {
+    this.writeBatch();
+    for (const d of this.destinations) {
       try {
         d.flushSync();
       } catch {
         // A destination that is not open yet has nothing to flush.
       }
     }
-  });
-  return pino(base, fanOut);
-}
-
-type Destination = ReturnType<typeof pino.destination>;
-
-/** Every line to every destination (stdout, and the log file when FILE_LOGGING is on). */
-class FanOut implements DestinationStream {
-  private written = false;
-
-  constructor(private readonly destinations: readonly Destination[]) {
-    // Lines written before a destination is open are written as soon as it is.
-    for (const d of destinations) d.once('ready', () => flushOne(d));
   }
 
-  write(line: string): void {
-    this.written = true;
-    for (const d of this.destinations) d.write(line);
-  }
-
-  flushIfWritten(): void {
-    if (this.written) this.flush();
-  }
-
-  /** Starts writing whatever is gathered (logger.flush() calls this). */
-  flush(): void {
-    this.written = false;
-    for (const d of this.destinations) flushOne(d);
-  }
+  private readonly writeBatch = (): void => {
+    this.scheduled = false;
+    const lines = this.pending;
+    if (lines.length === 0) return;
+    this.pending = [];
+    const batch = lines.length === 1 ? lines[0]! : lines.join('');
+    for (const d of this.destinations) d.write(batch);
+  };
 }
 
 function flushOne(d: Destination): void {
   try {
     d.flush();
   } catch {
-    // Not open yet: its lines go out when it is ('ready').
+    // Not open yet: it writes what it holds once it is.
   }
 }
 

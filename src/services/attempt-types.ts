@@ -5,6 +5,7 @@ import type { Endpoint } from './endpoint-registry.js';
 import type { Forwarder } from './forwarder.js';
 import type { FailureKind } from './health.js';
 import type { Lifetime } from './lifetime.js';
+import type { CompletionTrace } from './completion-service.js';
 import type { AttemptFailure } from './retry-policy.js';
 import type { StreamTranscript } from './stream-transcript.js';
 
@@ -37,6 +38,8 @@ export interface AttemptInput {
   /** The whole request's time limit, which bounds every attempt anyway. */
   requestTotalMs: number;
   state: CommitState;
+  /** What the access line says of the request; filled in at commit. */
+  trace: CompletionTrace;
   /** Set by runAttempt: stops this attempt as the loser of a hedge. */
   cancel?: () => void;
   /** Records what the stream said, when the request may be continued mid-stream. */
@@ -62,13 +65,20 @@ export function setGatewayHeaders(input: AttemptInput): void {
   if (extra) for (const name in extra) res.setHeader(name, extra[name]!);
 }
 
-/** Takes the right to answer the client; false if another attempt of this request already has it. */
-export function claimCommit(input: AttemptInput): boolean {
-  const { state } = input;
+/**
+ * Takes the right to answer the client; false if another attempt of this request already has it. The
+ * trace gets the answering endpoint, its status and the time to first byte now, before any byte is
+ * sent: the access line is written as soon as the response closes.
+ */
+export function claimCommit(input: AttemptInput, status: number): boolean {
+  const { state, trace } = input;
   if (state.committed) return state.owner === input;
   state.committed = true;
   state.owner = input;
   state.ttfbMs = input.now() - input.requestStartedAt;
+  trace.endpoint = input.endpoint.config.name;
+  trace.upstreamStatus = status;
+  trace.ttfbMs = state.ttfbMs;
   state.onCommit?.(input);
   return true;
 }

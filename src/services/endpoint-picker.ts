@@ -1,14 +1,14 @@
 import type { ConfigSource } from '../config/config-store.js';
 import type { Endpoint, EndpointRegistry } from './endpoint-registry.js';
-import { orderByLeastOutstanding, orderByPriorityAndWeight } from './selector.js';
+import { firstByLeastOutstanding, firstByPriorityAndWeight } from './selector.js';
 import { SessionAffinity } from './session-affinity.js';
 
 export interface PickOptions {
   model: string;
   /** Endpoints barred for the rest of this request (bad key, model missing). */
-  excluded: ReadonlySet<string>;
+  excluded: readonly string[];
   /** Endpoints this request already tried: untried ones come first. */
-  tried: ReadonlySet<string>;
+  tried: readonly string[];
   /** Session id for affinity (first attempt only), when affinity is configured. */
   sessionKey?: string | undefined;
 }
@@ -31,17 +31,21 @@ export class EndpointPicker {
 
   pick({ model, excluded, tried, sessionKey }: PickOptions): Endpoint | undefined {
     const now = this.deps.now();
-    const usable = this.deps.registry
-      .serving(model)
-      .filter(
-        (ep) => !excluded.has(ep.config.name) && ep.health.availableAt(now, ep.config.maxConcurrent) <= now,
-      );
+    const serving = this.deps.registry.serving(model);
+    const canTake = (ep: Endpoint) =>
+      !excluded.includes(ep.config.name) && ep.health.availableAt(now, ep.config.maxConcurrent) <= now;
+    // The common deployment, one endpoint for a model: nothing to choose between.
+    if (serving.length === 1) {
+      const only = serving[0]!;
+      return only.config.weight > 0 && canTake(only) ? only : undefined;
+    }
+    const usable = serving.filter(canTake);
     const affinity = this.deps.config.current.routing.affinity;
-    if (affinity && sessionKey !== undefined && tried.size === 0) {
+    if (affinity && sessionKey !== undefined && tried.length === 0) {
       const sticky = this.sticky(sessionKey, usable, affinity.loadFactor);
       if (sticky) return sticky;
     }
-    const untried = usable.filter((ep) => !tried.has(ep.config.name));
+    const untried = tried.length === 0 ? usable : usable.filter((ep) => !tried.includes(ep.config.name));
     const pool = untried.length > 0 ? untried : usable;
     const candidates = pool.map((ep) => ({
       ep,
@@ -50,11 +54,11 @@ export class EndpointPicker {
       inFlight: ep.health.inFlight,
       ewmaTtfbMs: ep.health.ewmaTtfbMs,
     }));
-    const order =
+    const first =
       this.deps.config.current.routing.strategy === 'least-outstanding'
-        ? orderByLeastOutstanding(candidates, this.deps.random)
-        : orderByPriorityAndWeight(candidates, this.deps.random);
-    return order[0]?.ep;
+        ? firstByLeastOutstanding(candidates, this.deps.random)
+        : firstByPriorityAndWeight(candidates, this.deps.random);
+    return first?.ep;
   }
 
   /** Affinity applies within the best priority tier that can take the request. */
@@ -73,11 +77,11 @@ export class EndpointPicker {
   }
 
   /** Milliseconds until some not-excluded, non-drained endpoint of the model may take a request. */
-  msUntilRecovery(model: string, excluded: ReadonlySet<string>): number | undefined {
+  msUntilRecovery(model: string, excluded: readonly string[]): number | undefined {
     const now = this.deps.now();
     let soonest: number | undefined;
     for (const ep of this.deps.registry.serving(model)) {
-      if (excluded.has(ep.config.name) || !(ep.config.weight > 0)) continue;
+      if (excluded.includes(ep.config.name) || !(ep.config.weight > 0)) continue;
       const at = ep.health.availableAt(now, ep.config.maxConcurrent);
       soonest = soonest === undefined ? at : Math.min(soonest, at);
     }

@@ -26,10 +26,14 @@ export interface RegistryChange {
   changed: string[];
 }
 
+const MAX_CACHED_MODELS = 1_000;
+
 /** The set of endpoints and which models each serves. */
 export class EndpointRegistry {
   private list: Endpoint[];
   private readonly firstSeen = new Map<string, number>();
+  /** serving() per model, recomputed only after endpoints or their model lists change. */
+  private readonly servingCache = new Map<string, readonly Endpoint[]>();
 
   constructor(
     configs: readonly EndpointConfig[],
@@ -75,6 +79,7 @@ export class EndpointRegistry {
       change.removed.push(name);
       this.health.forget(name);
     }
+    this.servingCache.clear();
     return change;
   }
 
@@ -91,9 +96,16 @@ export class EndpointRegistry {
     return ep;
   }
 
-  /** Endpoints that serve `model` right now (whatever their health). */
-  serving(model: string): Endpoint[] {
-    return this.endpoints.filter((ep) => ep.models.has(model));
+  /** Endpoints that serve `model` right now (whatever their health). Asked on every request: cached. */
+  serving(model: string): readonly Endpoint[] {
+    let list = this.servingCache.get(model);
+    if (!list) {
+      list = this.endpoints.filter((ep) => ep.models.has(model));
+      // Bounded: clients may ask for any number of made-up models.
+      if (this.servingCache.size >= MAX_CACHED_MODELS) this.servingCache.clear();
+      this.servingCache.set(model, list);
+    }
+    return list;
   }
 
   /** Whether some endpoint's model list is still unknown (down at boot, or first discovery pending). */
@@ -107,6 +119,7 @@ export class EndpointRegistry {
     ep.lastDiscoveryError = undefined;
     ep.lastDiscoveryAt = now;
     this.noteModels(ep.models);
+    this.servingCache.clear();
   }
 
   /** An upstream said 404 for a model it listed: stop routing it there until discovery lists it again. */
@@ -115,6 +128,7 @@ export class EndpointRegistry {
     const next = new Set(ep.models);
     next.delete(model);
     ep.models = next;
+    this.servingCache.clear();
   }
 
   /** Union of all endpoints' models, in endpoint order. */

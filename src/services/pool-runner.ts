@@ -52,8 +52,10 @@ type Settled = 'done' | 'retry' | { error: GatewayError };
 export interface PoolState {
   /** Attempts on this model's pool (the request's count goes on across an alias chain). */
   attempts: number;
-  excluded: Set<string>;
-  tried: Set<string>;
+  /** Endpoint names barred for the rest of this request (few: plain arrays, cheaper than sets). */
+  excluded: string[];
+  /** Endpoint names tried so far, each once. */
+  tried: string[];
   failures: FailedAttempt[];
   backoffNext: boolean;
 }
@@ -87,14 +89,14 @@ export class PoolRunner {
     const { maxAttempts } = this.deps.config.current.routing;
     const pool: PoolState = {
       attempts: 0,
-      excluded: new Set(),
-      tried: new Set(),
+      excluded: [],
+      tried: [],
       failures: [],
       backoffNext: false,
     };
 
     while (pool.attempts < maxAttempts) {
-      const first = pool.tried.size === 0;
+      const first = pool.tried.length === 0;
       let endpoint = picker.pick({
         model: req.model,
         excluded: pool.excluded,
@@ -108,34 +110,21 @@ export class PoolRunner {
         endpoint = picker.pick({ model: req.model, excluded: pool.excluded, tried: pool.tried });
         if (!endpoint) break;
       } else if (pool.backoffNext) {
-        await ctx.lifetime.sleep(backoffMs(pool.tried.size, random));
+        await ctx.lifetime.sleep(backoffMs(pool.tried.length, random));
       }
 
-      const hedgeDelayMs = pool.tried.size === 0 ? this.hedgeDelayMs(req.model) : undefined;
+      const hedgeDelayMs = pool.tried.length === 0 ? this.hedgeDelayMs(req.model) : undefined;
       const primary = this.launch(endpoint, req, res, trace, ctx, pool);
-      const launched =
+      const { outcome, rejected } =
         hedgeDelayMs === undefined
-          ? [primary]
-          : await this.hedge(primary, hedgeDelayMs, req, res, trace, ctx, pool);
-      // Every attempt is settled (its health ticket released) before anything is thrown, also when the
-      // request ends (client gone) while a hedged rival has already lost.
-      const results = await Promise.allSettled(launched.map((l) => l.result));
+          ? await this.outcomeOfOne(primary, req, trace, pool)
+          : await this.outcomeOfAll(
+              await this.hedge(primary, hedgeDelayMs, req, res, trace, ctx, pool),
+              req,
+              trace,
+              pool,
+            );
       ctx.state.onCommit = undefined;
-      let outcome: Settled = 'retry';
-      let rejected: Error | undefined;
-      for (const [i, l] of launched.entries()) {
-        const result = results[i]!;
-        if (result.status === 'rejected') {
-          rejected ??= result.reason as Error;
-          continue;
-        }
-        try {
-          const settled = this.settle(l, result.value, req, trace, pool);
-          if (settled !== 'retry') outcome = settled;
-        } catch (err) {
-          rejected ??= err as Error;
-        }
-      }
       if (outcome === 'done') return;
       if (rejected !== undefined) throw rejected;
       if (outcome !== 'retry') {
@@ -145,6 +134,49 @@ export class PoolRunner {
       }
     }
     throw exhaustedError(req.model, pool.failures, picker.msUntilRecovery(req.model, pool.excluded));
+  }
+
+  /** The result of a lone attempt, applied to health and the pool. */
+  private async outcomeOfOne(
+    l: Launched,
+    req: CompletionRequest,
+    trace: CompletionTrace,
+    pool: PoolState,
+  ): Promise<{ outcome: Settled; rejected?: Error }> {
+    try {
+      return { outcome: this.settle(l, await l.result, req, trace, pool) };
+    } catch (err) {
+      return { outcome: 'retry', rejected: err as Error };
+    }
+  }
+
+  /**
+   * The results of hedged attempts. Every attempt is settled (its health ticket released) before
+   * anything is thrown, also when the request ends (client gone) while a rival has already lost.
+   */
+  private async outcomeOfAll(
+    launched: readonly Launched[],
+    req: CompletionRequest,
+    trace: CompletionTrace,
+    pool: PoolState,
+  ): Promise<{ outcome: Settled; rejected?: Error }> {
+    const results = await Promise.allSettled(launched.map((l) => l.result));
+    let outcome: Settled = 'retry';
+    let rejected: Error | undefined;
+    launched.forEach((l, i) => {
+      const result = results[i]!;
+      if (result.status === 'rejected') {
+        rejected ??= result.reason as Error;
+        return;
+      }
+      try {
+        const settled = this.settle(l, result.value, req, trace, pool);
+        if (settled !== 'retry') outcome = settled;
+      } catch (err) {
+        rejected ??= err as Error;
+      }
+    });
+    return { outcome, rejected };
   }
 
   /** The hedge delay for this model, or undefined when hedging is off for it (or p95 is not known yet). */
@@ -179,7 +211,7 @@ export class PoolRunner {
     if (!fired || ctx.state.committed || pool.attempts >= maxAttempts) return [primary];
     const rivalEndpoint = this.deps.picker.pick({
       model: req.model,
-      excluded: new Set([...pool.excluded, primary.endpoint.config.name]),
+      excluded: [...pool.excluded, primary.endpoint.config.name],
       tried: pool.tried,
     });
     if (!rivalEndpoint) return [primary];
@@ -204,7 +236,7 @@ export class PoolRunner {
     pool.attempts++;
     trace.attempts = (trace.attempts ?? 0) + 1;
     trace.endpoint = name;
-    pool.tried.add(name);
+    addOnce(pool.tried, name);
     const ticket = this.deps.registry.health.begin(name);
     const input: AttemptInput = {
       endpoint,
@@ -219,6 +251,7 @@ export class PoolRunner {
       requestStartedAt: ctx.requestStartedAt,
       requestTotalMs: ctx.requestTotalMs,
       state: ctx.state,
+      trace,
       responseHeaders: ctx.responseHeaders,
       transcript: ctx.transcript,
     };
@@ -254,7 +287,7 @@ export class PoolRunner {
       case 'broken':
         trace.endpoint = name;
         registry.health.failure(ticket, result.kind, result.error.message);
-        pool.excluded.add(name);
+        addOnce(pool.excluded, name);
         logger.warn({ endpoint: name, code: result.error.code }, 'upstream failed after the answer started');
         return { error: result.error };
       case 'failed':
@@ -271,7 +304,7 @@ export class PoolRunner {
       );
     }
     pool.failures.push({ endpoint: name, failure });
-    if (decision.exclude) pool.excluded.add(name);
+    if (decision.exclude) addOnce(pool.excluded, name);
     pool.backoffNext = decision.backoff;
     switch (decision.health) {
       case 'cooldown':
@@ -305,6 +338,10 @@ export class PoolRunner {
     );
     return 'retry';
   }
+}
+
+export function addOnce(names: string[], name: string): void {
+  if (!names.includes(name)) names.push(name);
 }
 
 function failureKind(failure: AttemptFailure): FailureKind {

@@ -49,6 +49,46 @@ function lessLoaded(a: LoadAware, b: LoadAware): boolean {
   return (a.ewmaTtfbMs ?? 0) <= (b.ewmaTtfbMs ?? 0);
 }
 
+/**
+ * The first endpoint orderByPriorityAndWeight would give for the same random numbers, without ordering
+ * the rest: what a pick needs. Undefined when every endpoint is drained.
+ */
+export function firstByPriorityAndWeight<T extends Weighted>(
+  items: readonly T[],
+  random: () => number,
+): T | undefined {
+  const tier = bestTier(items);
+  if (tier.length <= 1) return tier[0];
+  let total = 0;
+  for (const item of tier) total += item.weight;
+  let target = random() * total;
+  for (const item of tier) {
+    target -= item.weight;
+    if (target < 0) return item;
+  }
+  return tier[tier.length - 1];
+}
+
+/** The first endpoint orderByLeastOutstanding would give for the same random numbers. */
+export function firstByLeastOutstanding<T extends LoadAware>(
+  items: readonly T[],
+  random: () => number,
+): T | undefined {
+  const tier = bestTier(items);
+  if (tier.length <= 1) return tier[0];
+  const i = Math.floor(random() * tier.length);
+  let j = Math.floor(random() * (tier.length - 1));
+  if (j >= i) j++;
+  return lessLoaded(tier[i]!, tier[j]!) ? tier[i] : tier[j];
+}
+
+/** The endpoints of the lowest priority number among those not drained, in their given order. */
+function bestTier<T extends Weighted>(items: readonly T[]): T[] {
+  let best = Number.POSITIVE_INFINITY;
+  for (const item of items) if (item.weight > 0 && item.priority < best) best = item.priority;
+  return items.filter((item) => item.weight > 0 && item.priority === best);
+}
+
 function orderTiers<T extends Weighted>(items: readonly T[], orderTier: (tier: T[]) => T[]): T[] {
   const tiers = new Map<number, T[]>();
   for (const item of items) {

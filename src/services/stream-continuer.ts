@@ -5,7 +5,7 @@ import { continuationBody, runContinuation } from './continuation.js';
 import type { EndpointPicker } from './endpoint-picker.js';
 import type { EndpointRegistry } from './endpoint-registry.js';
 import type { Forwarder } from './forwarder.js';
-import type { PoolContext, PoolState } from './pool-runner.js';
+import { addOnce, type PoolContext, type PoolState } from './pool-runner.js';
 import { tighten } from './timeouts.js';
 
 /** Continuation tries after a stream broke mid-answer. */
@@ -37,9 +37,11 @@ export async function continueStream(
     const endpoint = picker.pick({ model: req.model, excluded: pool.excluded, tried: pool.tried });
     if (!endpoint) return false;
     const name = endpoint.config.name;
-    pool.tried.add(name);
+    addOnce(pool.tried, name);
     trace.attempts = (trace.attempts ?? 0) + 1;
     const ticket = registry.health.begin(name);
+    // Set before the answer can end: the access line is written as soon as the response closes.
+    trace.continuedOn = name;
     let result;
     try {
       result = await runContinuation({
@@ -54,21 +56,22 @@ export async function continueStream(
         now: deps.now,
       });
     } catch (err) {
+      trace.continuedOn = undefined;
       registry.health.release(ticket);
       throw err;
     }
     if (result.type === 'done') {
       registry.health.success(ticket, { ttfbMs: result.ttfbMs });
-      trace.continuedOn = name;
       logger.info(
         { endpoint: name, chars: transcript.text.length },
         'broken stream continued on another endpoint',
       );
       return true;
     }
+    trace.continuedOn = undefined;
     const message = result.type === 'failed' ? result.message : result.error.message;
     registry.health.failure(ticket, 'stream-error', message);
-    pool.excluded.add(name);
+    addOnce(pool.excluded, name);
     logger.warn({ endpoint: name, error: message }, 'stream continuation failed');
   }
   return false;

@@ -224,7 +224,7 @@ class Attempt implements UpstreamHandler {
     const { res } = input;
     if (this.ttfbMs < 0) {
       this.ttfbMs = input.now() - this.startedAt;
-      if (!claimCommit(input)) {
+      if (!claimCommit(input, this.status)) {
         this.settle({ type: 'lost' });
         return;
       }
@@ -306,7 +306,7 @@ class Attempt implements UpstreamHandler {
       });
       return;
     }
-    if (!claimCommit(input)) {
+    if (!claimCommit(input, this.status)) {
       this.settle({ type: 'lost' });
       return;
     }

@@ -25,7 +25,6 @@ interface AccessRecord {
   /** The path the client asked for (express rewrites req.url inside routers). */
   url: string;
   startedAt: number;
-  closedAt: number;
   summary: RequestSummary;
   write: Writer;
 }
@@ -72,34 +71,27 @@ export function accessLog(
       method: req.method,
       url: req.url,
       startedAt: now(),
-      closedAt: 0,
       summary: {},
       write,
     };
-    res.once('close', onClose);
+    res.on('close', onClose);
     next();
   };
 }
 
+/** Controllers finish the summary before the response ends; the close comes after that. */
 function onClose(this: Tracked): void {
   const record = this[RECORD]!;
-  record.closedAt = record.write.now();
-  // The close can come before the controller's own bookkeeping after the last byte (the upstream
-  // status, the endpoint): the line is written once the promise jobs of this turn have run.
-  setImmediate(writeLine, this);
-}
-
-function writeLine(res: Tracked): void {
-  const record = res[RECORD]!;
-  const ended = res.writableEnded;
-  const status = res.statusCode;
+  const closedAt = record.write.now();
+  const ended = this.writableEnded;
+  const status = this.statusCode;
   if (!ended) record.summary.errorCode = 'client_closed';
   record.write.line(levelOf(record.url, status), {
     id: record.id,
     method: record.method,
     url: record.url,
     statusCode: status,
-    responseTimeMs: Math.round((record.closedAt - record.startedAt) * 100) / 100,
+    responseTimeMs: Math.round((closedAt - record.startedAt) * 100) / 100,
     fields: record.summary,
     msg: `${record.method} ${record.url} ${ended ? status : 'client closed'}`,
   });

@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
 import zlib from 'node:zlib';
-import type { RequestHandler } from 'express';
+import type { Request, RequestHandler } from 'express';
 import { InvalidRequestError, PayloadTooLargeError } from '../../errors/gateway-error.js';
 
 /**
@@ -33,49 +33,84 @@ export function rawBody(limitBytes: () => number): RequestHandler {
       );
       return;
     }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let settled = false;
-    const finish = (err?: Error) => {
-      if (settled) return;
-      settled = true;
-      source.removeListener('data', onData);
-      source.removeListener('end', onEnd);
-      source.removeListener('error', onError);
-      req.removeListener('close', onClose);
-      if (err) {
-        if (source !== req) source.destroy();
-        skipRest(req);
-        next(err);
-        return;
-      }
-      req.body = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size);
-      next();
-    };
-    const onData = (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limit) finish(new PayloadTooLargeError(limit));
-      else chunks.push(chunk);
-    };
-    const onEnd = () => finish();
-    const onError = (err: Error) =>
-      finish(
-        source === req
-          ? aborted()
-          : new InvalidRequestError(`The request body could not be decoded (${err.message}).`, {
-              code: 'invalid_body_encoding',
-            }),
-      );
-    // A client that leaves mid-body: nobody is left to answer, the error only ends the request's log.
-    const onClose = () => {
-      if (!req.complete) finish(aborted());
-    };
+    if (res.writableEnded) {
+      next(aborted());
+      return;
+    }
+    const read: BodyRead = { req, source, limit, chunks: [], size: 0, next };
+    (source as Reading)[READ] = read;
+    if (source !== req) (req as Reading)[READ] = read;
+    // Shared listener functions (the read is found on the stream): a request costs no closures here.
     source.on('data', onData);
-    source.once('end', onEnd);
-    source.once('error', onError);
-    req.once('close', onClose);
-    if (res.writableEnded) finish(aborted());
+    source.on('end', onEnd);
+    source.on('error', onError);
+    req.on('close', onClose);
   };
+}
+
+/** One body being read. */
+interface BodyRead {
+  req: Request;
+  /** The request itself, or the decoder of its content-encoding. */
+  source: Readable;
+  limit: number;
+  chunks: Buffer[];
+  size: number;
+  /** Called once: the body is read (req.body set) or failed; undefined after that. */
+  next: ((err?: unknown) => void) | undefined;
+}
+
+const READ = Symbol('gateway.bodyRead');
+type Reading = Readable & { [READ]?: BodyRead };
+
+function onData(this: Reading, chunk: Buffer): void {
+  const read = this[READ]!;
+  read.size += chunk.length;
+  if (read.size > read.limit) finish(read, new PayloadTooLargeError(read.limit));
+  else read.chunks.push(chunk);
+}
+
+function onEnd(this: Reading): void {
+  finish(this[READ]!);
+}
+
+function onError(this: Reading, err: Error): void {
+  const read = this[READ]!;
+  finish(
+    read,
+    this === read.req
+      ? aborted()
+      : new InvalidRequestError(`The request body could not be decoded (${err.message}).`, {
+          code: 'invalid_body_encoding',
+        }),
+  );
+}
+
+/** A client that leaves mid-body: nobody is left to answer, the error only ends the request's log. */
+function onClose(this: Reading): void {
+  const read = this[READ]!;
+  if (!read.req.complete) finish(read, aborted());
+}
+
+function finish(read: BodyRead, err?: Error): void {
+  const next = read.next;
+  if (!next) return;
+  read.next = undefined;
+  const { req, source } = read;
+  source.removeListener('data', onData);
+  source.removeListener('end', onEnd);
+  source.removeListener('error', onError);
+  req.removeListener('close', onClose);
+  if (err) {
+    if (source !== req) source.destroy();
+    skipRest(req);
+    next(err);
+    return;
+  }
+  const { chunks } = read;
+  req.body = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, read.size);
+  read.chunks = [];
+  next();
 }
 
 function aborted(): InvalidRequestError {
