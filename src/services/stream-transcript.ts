@@ -13,12 +13,15 @@ interface Chunk {
   choices?: ChunkChoice[];
 }
 
+/** Raw event bytes kept unparsed at most (a short answer never gets parsed at all). */
+const MAX_PENDING_BYTES = 64 * 1024;
+
 /**
  * What a relayed stream has said so far, for mid-stream continuation: its text, its identity (id,
  * created, model), and whether it can be continued at all (text only, one choice, not finished).
  *
- * The relay only keeps the raw chunks (no parsing on the hot path); they are parsed once, if and when
- * the stream breaks and a continuation is considered.
+ * The relay only keeps the raw chunks (no parsing on the hot path); they are parsed when the stream
+ * breaks and a continuation is considered, or every 64 KiB of a long answer to bound its memory.
  */
 export class StreamTranscript {
   text = '';
@@ -31,11 +34,15 @@ export class StreamTranscript {
   private multipleChoices = false;
   private finished = false;
   private pending: Buffer[] = [];
+  private pendingBytes = 0;
   /** Created only when the stream is analysed (after a break). */
   private parser: SseParser | undefined;
 
   feed(chunk: Buffer): void {
     this.pending.push(chunk);
+    this.pendingBytes += chunk.length;
+    // A long answer is parsed as it goes, so that memory holds its text rather than all its events.
+    if (this.pendingBytes > MAX_PENDING_BYTES) this.parsePending();
   }
 
   /** Text was sent, and the rest of a plain text answer is missing. */
@@ -47,6 +54,7 @@ export class StreamTranscript {
   private parsePending(): void {
     const chunks = this.pending;
     this.pending = [];
+    this.pendingBytes = 0;
     this.parser ??= new SseParser();
     for (const chunk of chunks) {
       for (const payload of this.parser.feed(chunk)) this.apply(payload);

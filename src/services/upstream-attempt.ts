@@ -208,6 +208,7 @@ class Attempt implements UpstreamHandler {
       case 'stream':
         if (this.settled) return;
         if (this.ttfbMs < 0) this.fail({ kind: 'bad-response', message: 'upstream sent an empty answer' });
+        else if (this.done!.endsWithDone()) this.finishStream();
         else this.settle(brokenByTruncation());
         return;
       case 'after':
@@ -242,13 +243,7 @@ class Attempt implements UpstreamHandler {
     this.windowBytes += chunk.length;
     input.transcript?.feed(chunk);
     if (this.done!.feed(chunk)) {
-      res.end(chunk);
-      this.settle({
-        type: 'done',
-        status: this.status,
-        ttfbMs: this.ttfbMs,
-        latencyMs: input.now() - this.startedAt,
-      });
+      this.finishStream(chunk);
       return;
     }
     if (res.write(chunk)) {
@@ -261,6 +256,17 @@ class Attempt implements UpstreamHandler {
     this.call?.pause();
     this.waitingForDrain = true;
     res.once('drain', this.onDrain);
+  }
+
+  /** The [DONE] line has come (with `last`, or before the upstream ended): the answer is complete. */
+  private finishStream(last?: Buffer): void {
+    this.input.res.end(last);
+    this.settle({
+      type: 'done',
+      status: this.status,
+      ttfbMs: this.ttfbMs,
+      latencyMs: this.input.now() - this.startedAt,
+    });
   }
 
   private readonly onDrain = (): void => {

@@ -7,10 +7,11 @@ import { requestIdOf, requestSummary } from '../middleware/access-log.js';
 import { timeoutOverrides } from '../request-options.js';
 
 /**
- * Only the fields the gateway reads are validated; every other field (tools, response_format,
- * stream_options, vendor extensions…) passes through untouched because the original bytes are forwarded.
+ * Only the fields the gateway reads are validated (picked from the body, so that the rest is not walked
+ * on every request); every other field (tools, response_format, stream_options, vendor extensions…)
+ * passes through untouched because the original bytes are forwarded.
  */
-const chatRequestSchema = z.looseObject({
+const chatRequestSchema = z.object({
   model: z.string({ error: "'model' is required and must be a string" }).min(1, "'model' must not be empty"),
   messages: z
     .array(z.unknown(), { error: "'messages' is required and must be an array of messages" })
@@ -23,7 +24,19 @@ const UTF8_BOM = Buffer.from([0xef, 0xbb, 0xbf]);
 export function chatCompletions(service: CompletionService): RequestHandler {
   return async (req, res) => {
     const raw = rawBody(req);
-    const parsed = chatRequestSchema.safeParse(parseJson(raw));
+    const json = parseJson(raw);
+    if (typeof json !== 'object' || json === null || Array.isArray(json)) {
+      throw new InvalidRequestError(
+        'Request body must be a JSON object with at least "model" and "messages".',
+        { code: 'invalid_request' },
+      );
+    }
+    const body = json as Record<string, unknown>;
+    const parsed = chatRequestSchema.safeParse({
+      model: body.model,
+      messages: body.messages,
+      stream: body.stream,
+    });
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
       throw new InvalidRequestError(issue?.message ?? 'Invalid request body.', {
@@ -39,13 +52,13 @@ export function chatCompletions(service: CompletionService): RequestHandler {
     summary.stream = stream === true;
 
     // A write racing a disconnect must never become an uncaught 'error' event.
-    res.on('error', () => undefined);
+    res.on('error', ignore);
     await service.complete(
       {
         model,
         stream: stream === true,
         body: raw,
-        json: parsed.data,
+        json: body,
         headers: forwardableHeaders(req.headers, requestIdOf(res)),
         timeouts,
       },
@@ -61,6 +74,8 @@ function rawBody(req: Request): Buffer {
   if (!Buffer.isBuffer(body)) return Buffer.alloc(0);
   return body.subarray(0, 3).equals(UTF8_BOM) ? body.subarray(3) : body;
 }
+
+function ignore(): void {}
 
 function parseJson(raw: Buffer): unknown {
   if (raw.length === 0) {
