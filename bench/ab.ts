@@ -7,6 +7,7 @@
 import { cannon, streams } from './lib/load.js';
 import { buildForBench, CORES, cpuMs, pinSelf, startProcess, type Proc } from './lib/procs.js';
 import { median } from './lib/stats.js';
+import { HEAP_GROWING_PERCENT } from '../src/runtime-flags.js';
 
 const PAIRS = Number(process.env.AB_PAIRS ?? 8);
 const SECONDS = Number(process.env.AB_S ?? 3);
@@ -21,6 +22,8 @@ const floor = await startProcess(
   'bench/servers/floor-express.ts',
   { UPSTREAM_URL: upstream.url },
   PROXY_CPU,
+  // The V8 heap setting the gateway applies to itself, so that only the code differs.
+  [`--heap-growing-percent=${HEAP_GROWING_PERCENT}`],
 );
 const gateway = await startProcess(
   'gateway',

@@ -20,6 +20,7 @@ import {
 } from './lib/procs.js';
 import { cannon, sequential, streams } from './lib/load.js';
 import { median, summarize, table } from './lib/stats.js';
+import { HEAP_GROWING_PERCENT } from '../src/runtime-flags.js';
 
 const REPS = Number(process.env.BENCH_REPS ?? 3);
 const DURATION_S = Number(process.env.BENCH_DURATION_S ?? 5);
@@ -30,6 +31,8 @@ const CHUNKS = 20;
 const ONLY = process.env.BENCH_ONLY?.split(',').map((s) => s.trim());
 const on = (scenario: string) => !ONLY || ONLY.includes(scenario);
 const PROXY_CPU = CORES > 1 ? 1 : undefined;
+/** The floors run with the V8 heap setting the gateway applies to itself, so that only the code differs. */
+const FLOOR_NODE_ARGS = [`--heap-growing-percent=${HEAP_GROWING_PERCENT}`];
 const LOAD_CPU = 0;
 
 type Row = Record<string, number>;
@@ -61,12 +64,14 @@ const procs = {
     'bench/servers/floor-node.ts',
     { UPSTREAM_URL: upstream.url },
     PROXY_CPU,
+    FLOOR_NODE_ARGS,
   ),
   floorExpress: await startProcess(
     'floor-express',
     'bench/servers/floor-express.ts',
     { UPSTREAM_URL: upstream.url },
     PROXY_CPU,
+    FLOOR_NODE_ARGS,
   ),
   gateway: await startProcess('gateway', 'src/main.ts', gatewayEnv([upstreamEndpoint]), PROXY_CPU),
   failover: await startProcess(

@@ -1,4 +1,5 @@
 import cluster from 'node:cluster';
+import { tuneHeap } from './runtime-flags.js';
 import { runPrimary } from './cluster-primary.js';
 import { ConfigError, loadConfigFromProcess } from './config/load-config.js';
 import type { GatewayConfig } from './config/types.js';
@@ -29,6 +30,7 @@ function loggerOrExit(config: GatewayConfig): Logger {
   }
 }
 
+tuneHeap();
 const config = loadOrExit();
 const logger = loggerOrExit(config);
 if (config.server.workers > 1 && cluster.isPrimary) runPrimary(config.server.workers, logger);

@@ -1,10 +1,20 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { createRequire } from 'node:module';
 import dotenv from 'dotenv';
-import { parse as parseYaml } from 'yaml';
+import type { parse as ParseYaml } from 'yaml';
 import { ConfigError, describeFileError, describeIssue } from './config-problems.js';
 import { configSchema, type ParsedConfig } from './schema.js';
 import type { EndpointConfig, GatewayConfig } from './types.js';
+
+/**
+ * The YAML parser is loaded only when a CONFIG_FILE is read: a gateway configured from the
+ * environment keeps its code (and the heap it takes for good) out of the process.
+ */
+function parseYaml(text: string): unknown {
+  const yaml = createRequire(import.meta.url)('yaml') as { parse: typeof ParseYaml };
+  return yaml.parse(text);
+}
 
 export { ConfigError };
 
