@@ -30,7 +30,7 @@ const gateway = await startProcess(
   'src/main.ts',
   {
     API_KEY: 'bench-key',
-    LOG_LEVEL: 'info',
+    LOG_LEVEL: process.env.AB_LOG_LEVEL ?? 'info',
     ENDPOINTS: JSON.stringify([{ name: 'upstream', url: upstream.url, models: ['bench-model'] }]),
   },
   PROXY_CPU,
