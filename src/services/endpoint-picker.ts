@@ -1,6 +1,6 @@
 import type { ConfigSource } from '../config/config-store.js';
 import type { Endpoint, EndpointRegistry } from './endpoint-registry.js';
-import { firstByLeastOutstanding, firstByPriorityAndWeight } from './selector.js';
+import { pickByLeastOutstanding, pickByPriorityAndWeight } from './selector.js';
 import { SessionAffinity } from './session-affinity.js';
 
 export interface PickOptions {
@@ -56,8 +56,8 @@ export class EndpointPicker {
     }));
     const first =
       this.deps.config.current.routing.strategy === 'least-outstanding'
-        ? firstByLeastOutstanding(candidates, this.deps.random)
-        : firstByPriorityAndWeight(candidates, this.deps.random);
+        ? pickByLeastOutstanding(candidates, this.deps.random)
+        : pickByPriorityAndWeight(candidates, this.deps.random);
     return first?.ep;
   }
 

@@ -58,6 +58,8 @@ export class FakeUpstream {
   readonly requests: RecordedRequest[] = [];
   readonly modelRequests: RecordedRequest[] = [];
   defaultBehavior: Behavior = { type: 'answer' };
+  /** Connections accepted so far: how many the gateway opened (keep-alive reuses them). */
+  connections = 0;
   private readonly queue: Behavior[] = [];
   private readonly sockets = new Set<Socket>();
   private readonly waiters: Array<{ count: number; resolve: (r: RecordedRequest) => void }> = [];
@@ -71,6 +73,7 @@ export class FakeUpstream {
     this.name = options.name ?? 'fake';
     this.models = options.models ?? ['test-model'];
     server.on('connection', (socket: Socket) => {
+      this.connections++;
       this.sockets.add(socket);
       socket.once('close', () => this.sockets.delete(socket));
     });

@@ -1,0 +1,55 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import type { AttemptTimeoutReason } from '../../src/services/abort-reasons.js';
+import { PhaseTimer } from '../../src/services/phase-timer.js';
+
+describe('PhaseTimer', () => {
+  beforeEach(() => vi.useFakeTimers());
+  afterEach(() => vi.useRealTimers());
+
+  function timer() {
+    const fired: AttemptTimeoutReason[] = [];
+    return { t: new PhaseTimer((r) => fired.push(r)), fired };
+  }
+
+  it('fires once for a phase without progress, naming the phase', () => {
+    const { t, fired } = timer();
+    t.arm('first-byte', 100);
+    vi.advanceTimersByTime(99);
+    expect(fired).toHaveLength(0);
+    vi.advanceTimersByTime(1);
+    expect(fired.map((r) => [r.phase, r.timeoutMs])).toEqual([['first-byte', 100]]);
+    vi.advanceTimersByTime(1000);
+    expect(fired).toHaveLength(1);
+  });
+
+  it('counts the idle timeout from the last progress, with one timer per period', () => {
+    const { t, fired } = timer();
+    t.arm('idle', 100);
+    for (let i = 0; i < 10; i++) {
+      vi.advanceTimersByTime(60);
+      t.arm('idle', 100); // a chunk
+    }
+    expect(fired).toHaveLength(0);
+    expect(vi.getTimerCount()).toBe(1);
+    vi.advanceTimersByTime(99);
+    expect(fired).toHaveLength(0);
+    vi.advanceTimersByTime(2);
+    expect(fired.map((r) => r.phase)).toEqual(['idle']);
+  });
+
+  it('starts over on a phase change and stops when cleared', () => {
+    const { t, fired } = timer();
+    t.arm('first-byte', 100);
+    vi.advanceTimersByTime(90);
+    t.arm('idle', 50);
+    vi.advanceTimersByTime(40);
+    expect(fired).toHaveLength(0);
+    vi.advanceTimersByTime(10);
+    expect(fired.map((r) => r.phase)).toEqual(['idle']);
+    t.arm('idle', 50);
+    t.clear();
+    vi.advanceTimersByTime(1000);
+    expect(fired).toHaveLength(1);
+    expect(vi.getTimerCount()).toBe(0);
+  });
+});
