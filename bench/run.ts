@@ -142,8 +142,11 @@ const check = (what: string, ok: boolean, detail: string) => checks.push({ what,
 const GW = 'gateway';
 const FLOOR = 'express + undici (floor)';
 
-// Warm-up: JIT, connection pools.
-for (const t of targets) await cannon(t.url, { connections: 10, durationS: 2 });
+// Warm-up, the same for every target: JIT (the more code, the longer it takes), connection pools.
+for (const t of targets) {
+  await cannon(t.url, { connections: 50, durationS: 5 });
+  await streams(t.url, { concurrency: 50, durationMs: 2000, chunks: CHUNKS });
+}
 
 if (on('serial')) {
   const serial = await scenario(
@@ -287,9 +290,10 @@ if (RUN_1000 && on('streams1000')) {
 }
 
 if (on('failover')) {
-  // Warm the failover gateway like the others (JIT, pools), and let it eject its failing primary.
+  // Warm both alike (JIT, pools: the failover gateway has served nothing yet), and let the failover
+  // gateway eject its failing primary.
   for (const url of [procs.gateway.url, procs.failover.url])
-    await cannon(url, { connections: 10, durationS: 2 });
+    await cannon(url, { connections: 50, durationS: 5 });
   const failoverTargets: Target[] = [
     { name: 'gateway, no failure', proc: procs.gateway, url: procs.gateway.url },
     { name: 'gateway, priority 1 answers 503', proc: procs.failover, url: procs.failover.url },

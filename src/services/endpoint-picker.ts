@@ -39,26 +39,22 @@ export class EndpointPicker {
       const only = serving[0]!;
       return only.config.weight > 0 && canTake(only) ? only : undefined;
     }
-    const usable = serving.filter(canTake);
     const affinity = this.deps.config.current.routing.affinity;
     if (affinity && sessionKey !== undefined && tried.length === 0) {
-      const sticky = this.sticky(sessionKey, usable, affinity.loadFactor);
+      const sticky = this.sticky(sessionKey, serving.filter(canTake), affinity.loadFactor);
       if (sticky) return sticky;
     }
-    const untried = tried.length === 0 ? usable : usable.filter((ep) => !tried.includes(ep.config.name));
-    const pool = untried.length > 0 ? untried : usable;
-    const candidates = pool.map((ep) => ({
-      ep,
-      priority: ep.config.priority,
-      weight: ep.config.weight,
-      inFlight: ep.health.inFlight,
-      ewmaTtfbMs: ep.health.ewmaTtfbMs,
-    }));
-    const first =
-      this.deps.config.current.routing.strategy === 'least-outstanding'
-        ? pickByLeastOutstanding(candidates, this.deps.random)
-        : pickByPriorityAndWeight(candidates, this.deps.random);
-    return first?.ep;
+    // Untried endpoints first; once every usable one has been tried, any of them again.
+    const untriedLeft =
+      tried.length > 0 &&
+      serving.some((ep) => ep.config.weight > 0 && !tried.includes(ep.config.name) && canTake(ep));
+    const eligible =
+      tried.length === 0 || !untriedLeft
+        ? canTake
+        : (ep: Endpoint) => !tried.includes(ep.config.name) && canTake(ep);
+    return this.deps.config.current.routing.strategy === 'least-outstanding'
+      ? pickByLeastOutstanding(serving, this.deps.random, eligible)
+      : pickByPriorityAndWeight(serving, this.deps.random, eligible);
   }
 
   /** Affinity applies within the best priority tier that can take the request. */

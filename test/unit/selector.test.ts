@@ -2,7 +2,11 @@ import { describe, expect, it } from 'vitest';
 import { pickByLeastOutstanding, pickByPriorityAndWeight } from '../../src/services/selector.js';
 import { seededRandom } from '../helpers/start-gateway.js';
 
-const ep = (name: string, priority: number, weight: number) => ({ name, priority, weight });
+const ep = (name: string, priority: number, weight: number) => ({
+  name,
+  config: { priority, weight },
+  health: { inFlight: 0, ewmaTtfbMs: undefined },
+});
 
 describe('pickByPriorityAndWeight', () => {
   it('picks from the lowest priority number first', () => {
@@ -57,6 +61,17 @@ describe('pickByPriorityAndWeight', () => {
     expect(pickByPriorityAndWeight([ep('a', 1, 0)], Math.random)).toBeUndefined();
   });
 
+  it('picks only among the eligible endpoints, their best tier first', () => {
+    const random = seededRandom(3);
+    const items = [ep('a', 1, 1), ep('b', 1, 1), ep('c', 2, 1)];
+    const seen = new Set<string>();
+    for (let i = 0; i < 100; i++)
+      seen.add(pickByPriorityAndWeight(items, random, (e) => e.name !== 'a')!.name);
+    expect(seen).toEqual(new Set(['b']));
+    expect(pickByPriorityAndWeight(items, random, (e) => e.name === 'c')!.name).toBe('c');
+    expect(pickByPriorityAndWeight(items, random, () => false)).toBeUndefined();
+  });
+
   it('draws no random number when there is nothing to choose', () => {
     let draws = 0;
     const random = () => {
@@ -71,10 +86,8 @@ describe('pickByPriorityAndWeight', () => {
 describe('pickByLeastOutstanding', () => {
   const lo = (name: string, priority: number, weight: number, inFlight: number, ewmaTtfbMs?: number) => ({
     name,
-    priority,
-    weight,
-    inFlight,
-    ewmaTtfbMs,
+    config: { priority, weight },
+    health: { inFlight, ewmaTtfbMs },
   });
 
   it('picks the endpoint with fewer requests in flight (two endpoints: always compared)', () => {
@@ -108,6 +121,14 @@ describe('pickByLeastOutstanding', () => {
       seen.add(picked.name);
     }
     expect(seen).toEqual(new Set(['a', 'b']));
+  });
+
+  it('picks only among the eligible endpoints', () => {
+    const random = seededRandom(6);
+    const items = [lo('idle', 1, 1, 0), lo('busy', 1, 1, 9), lo('other', 1, 1, 5)];
+    for (let i = 0; i < 50; i++) {
+      expect(pickByLeastOutstanding(items, random, (e) => e.name !== 'idle')!.name).toBe('other');
+    }
   });
 
   it('returns nothing for an empty or fully drained pool', () => {
