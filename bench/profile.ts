@@ -9,6 +9,7 @@ import path from 'node:path';
 import { cannon, streams } from './lib/load.js';
 import { buildForBench, CORES, cpuMs, pinSelf, startProcess } from './lib/procs.js';
 import { table } from './lib/stats.js';
+import { HEAP_GROWING_PERCENT } from '../src/runtime-flags.js';
 
 const LOAD = process.env.PROFILE_LOAD ?? 'closed';
 const SECONDS = Number(process.env.PROFILE_S ?? 10);
@@ -31,10 +32,15 @@ const gateway = await startProcess(
     ENDPOINTS: JSON.stringify([{ name: 'upstream', url: upstream.url, models: ['bench-model'] }]),
   },
   CORES > 1 ? 1 : undefined,
-  ['--cpu-prof', `--cpu-prof-dir=${DIR}`],
+  [
+    '--cpu-prof',
+    `--cpu-prof-dir=${DIR}`,
+    // A floor runs with the heap setting the gateway applies to itself, as in npm run bench.
+    ...(TARGET === 'gateway' ? [] : [`--heap-growing-percent=${HEAP_GROWING_PERCENT}`]),
+  ],
 );
 const before = new Set(readdirSync(DIR));
-await cannon(gateway.url, { connections: 10, durationS: 2 });
+await cannon(gateway.url, { connections: 50, durationS: 5 });
 const cpuBefore = cpuMs(gateway.pid);
 let requests: number;
 if (LOAD === 'streams') {

@@ -145,13 +145,19 @@ export class Gateway {
     // not affected, and a client that trickles its body forever is cut.
     server.headersTimeout = 60_000;
     server.keepAliveTimeout = 65_000;
+    // One listener function for every response (no closure per request).
+    const open = this.open;
+    const onResponseClose = (res: ServerResponse) => {
+      open.delete(res);
+      if (open.size === 0) this.idle?.();
+    };
+    const closed = function (this: ServerResponse) {
+      onResponseClose(this);
+    };
     server.on('request', (_req, res: ServerResponse) => {
-      this.open.add(res);
+      open.add(res);
       if (this.shuttingDown) res.setHeader('connection', 'close');
-      res.once('close', () => {
-        this.open.delete(res);
-        if (this.open.size === 0) this.idle?.();
-      });
+      res.on('close', closed);
     });
     await once(server, 'listening');
     return server.address() as AddressInfo;

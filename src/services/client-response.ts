@@ -13,6 +13,7 @@ export interface ClientResponse {
   write(chunk: Buffer | string): boolean;
   end(chunk?: Buffer | string): unknown;
   once(event: 'drain' | 'close', listener: () => void): unknown;
+  on(event: 'close', listener: () => void): unknown;
   removeListener(event: 'drain' | 'close', listener: () => void): unknown;
 }
 

@@ -83,7 +83,7 @@ export class CompletionService {
     const onClose = () => {
       if (!res.writableFinished) lifetime.end(new ClientClosedReason());
     };
-    res.once('close', onClose);
+    res.on('close', onClose);
     const deadline = setTimeout(() => lifetime.end(new DeadlineReason(totalMs)), totalMs);
     const state: CommitState = { committed: false };
     const heartbeat = req.stream ? this.startHeartbeat(res, state) : undefined;

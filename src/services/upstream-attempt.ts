@@ -53,8 +53,10 @@ type Phase =
  * Everything it arms (timers, the request-signal listener, a drain listener) is released when it
  * settles; the upstream request itself is aborted then unless it is just finishing after [DONE].
  */
-class Attempt implements UpstreamHandler {
+class Attempt {
   readonly result: Promise<AttemptResult>;
+  /** What undici holds on to; cut from the attempt once it is over (see UpstreamLink). */
+  private readonly link = new UpstreamLink(this);
   private resolve!: (result: AttemptResult) => void;
   private reject!: (reason: Error) => void;
   private settled = false;
@@ -109,7 +111,7 @@ class Attempt implements UpstreamHandler {
         headers: input.headers,
         body: input.body,
       },
-      this,
+      this.link,
     );
   }
 
@@ -157,14 +159,22 @@ class Attempt implements UpstreamHandler {
     this.complete = true;
     if (this.decoder) this.decoder.end();
     else this.bodyEnd();
+    this.detachIfOver();
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
     this.complete = true;
     this.timer.clear();
-    if (this.settled) return;
-    if (this.phase === 'stream' && this.ttfbMs >= 0) this.settle(brokenByTransport(err));
-    else this.settle({ type: 'failed', failure: transportFailure(err) });
+    if (!this.settled) {
+      if (this.phase === 'stream' && this.ttfbMs >= 0) this.settle(brokenByTransport(err));
+      else this.settle({ type: 'failed', failure: transportFailure(err) });
+    }
+    this.detachIfOver();
+  }
+
+  /** Settled, and the upstream request finished or aborted: undici has nothing more to tell. */
+  private detachIfOver(): void {
+    if (this.settled && this.complete) this.link.attempt = undefined;
   }
 
   // ---- the answer ----
@@ -403,6 +413,7 @@ class Attempt implements UpstreamHandler {
       this.stopCall(ATTEMPT_OVER);
     }
     this.resolve(outcome);
+    this.detachIfOver();
   }
 
   /** Aborts the upstream request if it is still running (now, or as soon as undici starts it). */
@@ -432,6 +443,40 @@ function isJsonObjectText(body: Buffer): boolean {
 
 function isSpace(byte: number): boolean {
   return byte === 0x20 || byte === 0x0a || byte === 0x0d || byte === 0x09;
+}
+
+/**
+ * The handler undici holds for an attempt, forwarding to it. undici's request objects can outlive the
+ * request in the old generation until a full collection, and so would everything the attempt points
+ * to (the client response, the bodies, the request's state), copied by every young collection until
+ * then; the link is cut when the attempt is over, so only this small object stays.
+ */
+class UpstreamLink implements UpstreamHandler {
+  constructor(public attempt: Attempt | undefined) {}
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.attempt?.onRequestStart(controller);
+  }
+
+  onResponseStart(
+    controller: Dispatcher.DispatchController,
+    statusCode: number,
+    headers: IncomingHttpHeaders,
+  ): void {
+    this.attempt?.onResponseStart(controller, statusCode, headers);
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.attempt?.onResponseData(controller, chunk);
+  }
+
+  onResponseEnd(): void {
+    this.attempt?.onResponseEnd();
+  }
+
+  onResponseError(controller: Dispatcher.DispatchController, err: Error): void {
+    this.attempt?.onResponseError(controller, err);
+  }
 }
 
 function decoderFor(encoding: string): zlib.Gunzip | zlib.Inflate | zlib.BrotliDecompress | undefined {

@@ -24,6 +24,8 @@ const UTF8_BOM = Buffer.from([0xef, 0xbb, 0xbf]);
 export function chatCompletions(service: CompletionService): RequestHandler {
   return async (req, res) => {
     const raw = rawBody(req);
+    // The request object outlives the request in the old generation; the body goes with the request.
+    req.body = undefined;
     const json = parseJson(raw);
     if (typeof json !== 'object' || json === null || Array.isArray(json)) {
       throw new InvalidRequestError(

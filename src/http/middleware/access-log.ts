@@ -82,6 +82,9 @@ export function accessLog(
 /** Controllers finish the summary before the response ends; the close comes after that. */
 function onClose(this: Tracked): void {
   const record = this[RECORD]!;
+  // The response object lives on in the old generation after it is done; what it points to would be
+  // kept alive (and copied by every young collection) until the next full collection.
+  this[RECORD] = undefined;
   const closedAt = record.write.now();
   const ended = this.writableEnded;
   const status = this.statusCode;

@@ -97,6 +97,9 @@ function finish(read: BodyRead, err?: Error): void {
   if (!next) return;
   read.next = undefined;
   const { req, source } = read;
+  // Nothing of the read stays reachable from the request (see access-log.ts).
+  (req as Reading)[READ] = undefined;
+  (source as Reading)[READ] = undefined;
   source.removeListener('data', onData);
   source.removeListener('end', onEnd);
   source.removeListener('error', onError);
