@@ -15,6 +15,7 @@ interface Chunk {
 
 /** Raw event bytes kept unparsed at most (a short answer never gets parsed at all). */
 const MAX_PENDING_BYTES = 64 * 1024;
+const INITIAL_BYTES = 4096;
 
 /**
  * What a relayed stream has said so far, for mid-stream continuation: its text, its identity (id,
@@ -33,14 +34,24 @@ export class StreamTranscript {
   private toolCalls = false;
   private multipleChoices = false;
   private finished = false;
-  private pending: Buffer[] = [];
+  /**
+   * The raw bytes not parsed yet, copied into one buffer: holding every chunk instead would keep a
+   * buffer object (and its memory) per chunk alive for the whole stream.
+   */
+  private pending: Buffer | undefined;
   private pendingBytes = 0;
   /** Created only when the stream is analysed (after a break). */
   private parser: SseParser | undefined;
 
   feed(chunk: Buffer): void {
-    this.pending.push(chunk);
-    this.pendingBytes += chunk.length;
+    const needed = this.pendingBytes + chunk.length;
+    if (!this.pending || needed > this.pending.length) {
+      const grown = Buffer.allocUnsafe(Math.max(INITIAL_BYTES, 2 ** Math.ceil(Math.log2(needed))));
+      this.pending?.copy(grown, 0, 0, this.pendingBytes);
+      this.pending = grown;
+    }
+    chunk.copy(this.pending, this.pendingBytes);
+    this.pendingBytes = needed;
     // A long answer is parsed as it goes, so that memory holds its text rather than all its events.
     if (this.pendingBytes > MAX_PENDING_BYTES) this.parsePending();
   }
@@ -52,13 +63,12 @@ export class StreamTranscript {
   }
 
   private parsePending(): void {
-    const chunks = this.pending;
-    this.pending = [];
+    const bytes = this.pending?.subarray(0, this.pendingBytes);
     this.pendingBytes = 0;
+    if (!bytes || bytes.length === 0) return;
     this.parser ??= new SseParser();
-    for (const chunk of chunks) {
-      for (const payload of this.parser.feed(chunk)) this.apply(payload);
-    }
+    // The parser keeps what it needs (an unfinished event) as text, so the buffer can be reused.
+    for (const payload of this.parser.feed(bytes)) this.apply(payload);
   }
 
   private apply(payload: string): void {
