@@ -35,8 +35,6 @@ export interface AttemptInput {
   lifetime: Lifetime;
   now: () => number;
   requestStartedAt: number;
-  /** The whole request's time limit, which bounds every attempt anyway. */
-  requestTotalMs: number;
   state: CommitState;
   /** What the access line says of the request; filled in at commit. */
   trace: CompletionTrace;

@@ -79,27 +79,30 @@ export class CompletionService {
     // One signal for the whole request: the client going away (its response closed before the answer
     // was finished) or the request's deadline.
     if (res.destroyed) throw new ClientClosedReason();
-    const lifetime = new Lifetime();
+    // The deadline is enforced by whoever works for the request meanwhile (attempts, waits): no timer
+    // of its own.
+    const lifetime = new Lifetime(totalMs);
     const onClose = () => {
       if (!res.writableFinished) lifetime.end(new ClientClosedReason());
     };
     res.on('close', onClose);
-    const deadline = setTimeout(() => lifetime.end(new DeadlineReason(totalMs)), totalMs);
     const state: CommitState = { committed: false };
     const heartbeat = req.stream ? this.startHeartbeat(res, state) : undefined;
     const ctx: PoolContext = {
       lifetime,
       state,
       requestStartedAt,
-      requestTotalMs: totalMs,
       sessionKey: this.sessionKey(req),
       transcript:
-        config.routing.continuation && continuationEligible(req.json) ? new StreamTranscript() : undefined,
+        req.stream && config.routing.continuation && continuationEligible(req.json)
+          ? new StreamTranscript()
+          : undefined,
     };
     this.active++;
     try {
       let lastError: unknown;
-      for (const [i, model] of chain.entries()) {
+      for (let i = 0; i < chain.length; i++) {
+        const model = chain[i]!;
         if (registry.serving(model).length === 0) continue;
         const fallback = i > 0;
         const body = model === req.model ? req.body : Buffer.from(JSON.stringify({ ...req.json, model }));
@@ -131,7 +134,6 @@ export class CompletionService {
     } finally {
       this.active--;
       trace.ttfbMs = state.ttfbMs;
-      clearTimeout(deadline);
       if (heartbeat) clearInterval(heartbeat);
       res.removeListener('close', onClose);
     }

@@ -205,6 +205,7 @@ export async function runContinuation(args: {
   const onParentAbort = () => controller.abort(signal.reason);
   signal.addEventListener('abort', onParentAbort, { once: true });
   const timer = new PhaseTimer((reason) => controller.abort(reason));
+  timer.setDeadline(args.lifetime.deadlineAt, args.lifetime.expire);
   timer.arm('first-byte', args.timeouts.firstByteMs);
   const startedAt = args.now();
   const splicer = new Splicer(args.transcript);

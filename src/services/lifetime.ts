@@ -1,3 +1,5 @@
+import { DeadlineReason } from './abort-reasons.js';
+
 /**
  * The life of one request: ended once, with a reason (the client went away, the deadline passed), and
  * whoever works for the request (attempts, waits) is told at once.
@@ -9,6 +11,16 @@
 export class Lifetime {
   private why: Error | undefined;
   private listeners: Array<(reason: Error) => void> = [];
+  /** When the request's time is up (a performance.now() time); whoever waits or works enforces it. */
+  readonly deadlineAt: number;
+
+  /** `totalMs`: the request's time limit, from now. */
+  constructor(readonly totalMs = Number.POSITIVE_INFINITY) {
+    this.deadlineAt = performance.now() + totalMs;
+  }
+
+  /** Ends the request because its time is up. */
+  readonly expire = (): void => this.end(new DeadlineReason(this.totalMs));
 
   get ended(): boolean {
     return this.why !== undefined;
@@ -38,18 +50,22 @@ export class Lifetime {
     if (i >= 0) this.listeners.splice(i, 1);
   }
 
-  /** Waits `ms`, or rejects with the reason as soon as the request ends. */
+  /** Waits `ms`, or rejects with the reason as soon as the request ends (its deadline included). */
   sleep(ms: number): Promise<void> {
     if (this.why !== undefined) return Promise.reject(this.why);
+    const untilDeadline = this.deadlineAt - performance.now();
     return new Promise<void>((resolve, reject) => {
       const onEnd = (reason: Error) => {
         clearTimeout(timer);
         reject(reason);
       };
-      const timer = setTimeout(() => {
-        this.off(onEnd);
-        resolve();
-      }, ms);
+      const timer =
+        ms < untilDeadline
+          ? setTimeout(() => {
+              this.off(onEnd);
+              resolve();
+            }, ms)
+          : setTimeout(this.expire, Math.max(0, untilDeadline));
       this.on(onEnd);
     });
   }

@@ -1,29 +1,39 @@
 import { AttemptTimeoutReason, type TimeoutPhase } from './abort-reasons.js';
 
 /**
- * One timer per attempt for the current phase (first byte, then idle between chunks). Progress within
- * a phase is recorded with touch(), a clock read; the timer is re-armed only when it fires early
- * because of that progress, once per timeout period rather than once per chunk.
+ * The one timer of an attempt: the current phase's timeout (first byte, then idle between chunks) and
+ * a hard deadline no phase goes past (the attempt's total, the request's deadline). Progress within a
+ * phase is recorded with touch(), a clock read; the timer is re-armed only when it fires early because
+ * of that progress, once per timeout period rather than once per chunk.
  */
 export class PhaseTimer {
   private handle: NodeJS.Timeout | undefined;
   private phase: TimeoutPhase | undefined;
   private timeoutMs = 0;
   private lastProgressAt = 0;
+  private deadlineAt = Number.POSITIVE_INFINITY;
+  private onDeadline: (() => void) | undefined;
 
   constructor(private readonly onTimeout: (reason: AttemptTimeoutReason) => void) {}
 
+  /** Calls `onDeadline` at `atMs` (a performance.now() time) whatever the phase, until clear(). */
+  setDeadline(atMs: number, onDeadline: () => void): void {
+    this.deadlineAt = atMs;
+    this.onDeadline = onDeadline;
+    this.schedule(performance.now());
+  }
+
   /** Starts `phase` (or, if it is the current one, records progress in it). */
   arm(phase: TimeoutPhase, timeoutMs: number): void {
-    if (this.handle !== undefined && this.phase === phase && this.timeoutMs === timeoutMs) {
-      this.touch();
+    const now = performance.now();
+    if (this.phase === phase && this.timeoutMs === timeoutMs && this.handle !== undefined) {
+      this.lastProgressAt = now;
       return;
     }
-    this.clear();
     this.phase = phase;
     this.timeoutMs = timeoutMs;
-    this.lastProgressAt = performance.now();
-    this.handle = setTimeout(this.fire, timeoutMs);
+    this.lastProgressAt = now;
+    this.schedule(now);
   }
 
   /** Progress in the current phase: its timeout counts from now. */
@@ -31,19 +41,52 @@ export class PhaseTimer {
     this.lastProgressAt = performance.now();
   }
 
+  /** No phase timeout for now (waiting on the client, not the upstream); the deadline still holds. */
+  suspend(): void {
+    this.phase = undefined;
+    this.schedule(performance.now());
+  }
+
+  /** Stops everything. */
   clear(): void {
+    this.phase = undefined;
+    this.onDeadline = undefined;
+    this.deadlineAt = Number.POSITIVE_INFINITY;
+    this.cancel();
+  }
+
+  private cancel(): void {
     if (this.handle !== undefined) clearTimeout(this.handle);
     this.handle = undefined;
   }
 
+  /** (Re)arms the timer for whichever comes first: the phase's timeout or the deadline. */
+  private schedule(now: number): void {
+    this.cancel();
+    const phaseDue =
+      this.phase === undefined ? Number.POSITIVE_INFINITY : this.lastProgressAt + this.timeoutMs;
+    const due = Math.min(phaseDue, this.deadlineAt);
+    if (due === Number.POSITIVE_INFINITY) return;
+    this.handle = setTimeout(this.fire, Math.max(0, due - now));
+  }
+
   private readonly fire = (): void => {
-    const quietMs = performance.now() - this.lastProgressAt;
+    this.handle = undefined;
+    const now = performance.now();
     // Timers fire on the event loop's millisecond clock: within a millisecond counts as due.
-    if (quietMs < this.timeoutMs - 1) {
-      this.handle = setTimeout(this.fire, this.timeoutMs - quietMs);
+    if (now >= this.deadlineAt - 1 && this.onDeadline) {
+      const onDeadline = this.onDeadline;
+      this.clear();
+      onDeadline();
       return;
     }
-    this.handle = undefined;
-    this.onTimeout(new AttemptTimeoutReason(this.phase!, this.timeoutMs));
+    if (this.phase !== undefined && now >= this.lastProgressAt + this.timeoutMs - 1) {
+      const reason = new AttemptTimeoutReason(this.phase, this.timeoutMs);
+      this.phase = undefined;
+      this.schedule(now);
+      this.onTimeout(reason);
+      return;
+    }
+    this.schedule(now);
   };
 }

@@ -32,7 +32,6 @@ export interface PoolContext {
   transcript?: StreamTranscript | undefined;
   state: CommitState;
   requestStartedAt: number;
-  requestTotalMs: number;
   sessionKey?: string | undefined;
   responseHeaders?: Record<string, string> | undefined;
 }
@@ -249,7 +248,6 @@ export class PoolRunner {
       lifetime: ctx.lifetime,
       now: this.deps.now,
       requestStartedAt: ctx.requestStartedAt,
-      requestTotalMs: ctx.requestTotalMs,
       state: ctx.state,
       trace,
       responseHeaders: ctx.responseHeaders,

@@ -67,7 +67,6 @@ class Attempt {
   private complete = false;
   private phase: Phase = 'headers';
   private readonly timer: PhaseTimer;
-  private totalTimer: NodeJS.Timeout | undefined;
   private throughput: NodeJS.Timeout | undefined;
   private windowBytes = 0;
   private readonly startedAt: number;
@@ -94,14 +93,14 @@ class Attempt {
     }
     lifetime.on(this.abort);
     input.cancel = () => this.abort(new HedgeLostReason());
+    // One timer: the phase's timeout and the sooner of the endpoint's total and the request's deadline.
+    const attemptEndsAt = performance.now() + timeouts.totalMs;
+    this.timer.setDeadline(Math.min(attemptEndsAt, lifetime.deadlineAt), () =>
+      attemptEndsAt < lifetime.deadlineAt
+        ? this.abort(new AttemptTimeoutReason('attempt-total', timeouts.totalMs))
+        : lifetime.expire(),
+    );
     this.timer.arm('first-byte', timeouts.firstByteMs);
-    // The request's own deadline already covers an endpoint total that is not shorter than it.
-    if (timeouts.totalMs < input.requestTotalMs) {
-      this.totalTimer = setTimeout(
-        () => this.abort(new AttemptTimeoutReason('attempt-total', timeouts.totalMs)),
-        timeouts.totalMs,
-      );
-    }
     // Last: undici may call back synchronously (a closed pool fails at once).
     input.forwarder.dispatch(
       {
@@ -262,7 +261,7 @@ class Attempt {
     }
     // The client reads slower than the model writes: stop reading the upstream until it catches up.
     // Waiting on the client is not the upstream's stall, so no idle timer meanwhile.
-    this.timer.clear();
+    this.timer.suspend();
     this.call?.pause();
     this.waitingForDrain = true;
     res.once('drain', this.onDrain);
@@ -392,7 +391,6 @@ class Attempt {
     if (this.settled) return;
     this.settled = true;
     this.timer.clear();
-    clearTimeout(this.totalTimer);
     clearInterval(this.throughput);
     this.input.lifetime.off(this.abort);
     if (this.waitingForDrain) this.input.res.removeListener('drain', this.onDrain);

@@ -78,3 +78,23 @@ describe('Lifetime', () => {
     expect(life.signal().signal.aborted).toBe(true);
   });
 });
+
+describe('Lifetime deadline', () => {
+  it('a sleep that would outlast the deadline ends the request at the deadline', async () => {
+    vi.useFakeTimers();
+    try {
+      const life = new Lifetime(300);
+      const heard: string[] = [];
+      life.on((r) => heard.push(r.name));
+      const slept = life.sleep(1_000);
+      const rejected = expect(slept).rejects.toThrow('300 ms');
+      await vi.advanceTimersByTimeAsync(299);
+      expect(life.ended).toBe(false);
+      await vi.advanceTimersByTimeAsync(1);
+      await rejected;
+      expect(heard).toEqual(['DeadlineReason']);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+});

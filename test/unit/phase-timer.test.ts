@@ -53,3 +53,49 @@ describe('PhaseTimer', () => {
     expect(vi.getTimerCount()).toBe(0);
   });
 });
+
+describe('PhaseTimer deadline', () => {
+  beforeEach(() => vi.useFakeTimers());
+  afterEach(() => vi.useRealTimers());
+
+  it('calls the deadline whatever the phase, and no phase timeout after it', () => {
+    const fired: string[] = [];
+    const t = new PhaseTimer((r) => fired.push(r.phase));
+    t.setDeadline(performance.now() + 250, () => fired.push('deadline'));
+    t.arm('idle', 100);
+    for (let i = 0; i < 4; i++) {
+      vi.advanceTimersByTime(60);
+      t.touch();
+    }
+    expect(fired).toEqual([]);
+    // The stream keeps making progress, yet at 250 ms the deadline comes.
+    vi.advanceTimersByTime(10);
+    expect(fired).toEqual(['deadline']);
+    vi.advanceTimersByTime(1000);
+    expect(fired).toEqual(['deadline']);
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it('keeps the deadline while the phase is suspended', () => {
+    const fired: string[] = [];
+    const t = new PhaseTimer((r) => fired.push(r.phase));
+    t.setDeadline(performance.now() + 500, () => fired.push('deadline'));
+    t.arm('idle', 100);
+    t.suspend();
+    vi.advanceTimersByTime(400);
+    expect(fired).toEqual([]);
+    vi.advanceTimersByTime(100);
+    expect(fired).toEqual(['deadline']);
+  });
+
+  it('fires the phase before a later deadline, then still the deadline', () => {
+    const fired: string[] = [];
+    const t = new PhaseTimer((r) => fired.push(r.phase));
+    t.setDeadline(performance.now() + 500, () => fired.push('deadline'));
+    t.arm('first-byte', 100);
+    vi.advanceTimersByTime(100);
+    expect(fired).toEqual(['first-byte']);
+    vi.advanceTimersByTime(400);
+    expect(fired).toEqual(['first-byte', 'deadline']);
+  });
+});
