@@ -38,8 +38,6 @@ export interface AttemptInput {
   state: CommitState;
   /** What the access line says of the request; filled in at commit. */
   trace: CompletionTrace;
-  /** Set by runAttempt: stops this attempt as the loser of a hedge. */
-  cancel?: () => void;
   /** Records what the stream said, when the request may be continued mid-stream. */
   transcript?: StreamTranscript | undefined;
 }

@@ -70,9 +70,8 @@ export class CompletionService {
     const { registry, now } = this.deps;
     const config = this.deps.config.current;
     const chain = config.aliases[req.model] ?? [req.model];
-    const servedNow = () => chain.some((m) => registry.serving(m).length > 0);
-    if (!servedNow() && registry.hasUnknownModels()) await this.deps.initialDiscovery();
-    if (!servedNow()) throw new ModelNotFoundError(req.model);
+    if (!served(registry, chain) && registry.hasUnknownModels()) await this.deps.initialDiscovery();
+    if (!served(registry, chain)) throw new ModelNotFoundError(req.model);
 
     const requestStartedAt = now();
     const totalMs = Math.min(req.timeouts.totalMs ?? Infinity, config.routing.timeouts.totalMs);
@@ -108,10 +107,8 @@ export class CompletionService {
         const body = model === req.model ? req.body : Buffer.from(JSON.stringify({ ...req.json, model }));
         try {
           trace.servedModel = model;
-          await this.pools.run(model === req.model ? req : { ...req, model, body }, res, trace, {
-            ...ctx,
-            responseHeaders: fallback ? { 'x-gateway-fallback-model': model } : undefined,
-          });
+          ctx.responseHeaders = fallback ? { 'x-gateway-fallback-model': model } : undefined;
+          await this.pools.run(model === req.model ? req : { ...req, model, body }, res, trace, ctx);
           return;
         } catch (err) {
           if (state.committed || !poolExhausted(err)) throw err;
@@ -165,6 +162,12 @@ export class CompletionService {
       res.write(SSE_HEARTBEAT);
     }, this.deps.config.current.server.heartbeatIntervalMs);
   }
+}
+
+/** Some model of the chain has an endpoint now. */
+function served(registry: EndpointRegistry, chain: readonly string[]): boolean {
+  for (const model of chain) if (registry.serving(model).length > 0) return true;
+  return false;
 }
 
 /** A model's pool gave up before commit for reasons another model might not share. */

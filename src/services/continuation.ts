@@ -204,8 +204,11 @@ export async function runContinuation(args: {
   const controller = new AbortController();
   const onParentAbort = () => controller.abort(signal.reason);
   signal.addEventListener('abort', onParentAbort, { once: true });
-  const timer = new PhaseTimer((reason) => controller.abort(reason));
-  timer.setDeadline(args.lifetime.deadlineAt, args.lifetime.expire);
+  const timer = new PhaseTimer({
+    onPhaseTimeout: (reason) => controller.abort(reason),
+    onDeadline: () => args.lifetime.expire(),
+  });
+  timer.setDeadline(args.lifetime.deadlineAt);
   timer.arm('first-byte', args.timeouts.firstByteMs);
   const startedAt = args.now();
   const splicer = new Splicer(args.transcript);

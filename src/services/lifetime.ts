@@ -8,9 +8,14 @@ import { DeadlineReason } from './abort-reasons.js';
  * more than the rest of a request's routing, and every request has one. The few callers that need a
  * real AbortSignal (a streamed continuation) derive one from it.
  */
+/** Told when a request ends (an object rather than a callback: no closure per listener). */
+export interface LifetimeListener {
+  onLifetimeEnd(reason: Error): void;
+}
+
 export class Lifetime {
   private why: Error | undefined;
-  private listeners: Array<(reason: Error) => void> = [];
+  private listeners: LifetimeListener[] = [];
   /** When the request's time is up (a performance.now() time); whoever waits or works enforces it. */
   readonly deadlineAt: number;
 
@@ -20,7 +25,9 @@ export class Lifetime {
   }
 
   /** Ends the request because its time is up. */
-  readonly expire = (): void => this.end(new DeadlineReason(this.totalMs));
+  expire(): void {
+    this.end(new DeadlineReason(this.totalMs));
+  }
 
   get ended(): boolean {
     return this.why !== undefined;
@@ -37,15 +44,15 @@ export class Lifetime {
     this.why = reason;
     const listeners = this.listeners;
     this.listeners = [];
-    for (const listener of listeners) listener(reason);
+    for (const listener of listeners) listener.onLifetimeEnd(reason);
   }
 
-  /** Calls `listener` when the request ends; call off() when no longer interested. */
-  on(listener: (reason: Error) => void): void {
+  /** Tells `listener` when the request ends; call off() when no longer interested. */
+  on(listener: LifetimeListener): void {
     this.listeners.push(listener);
   }
 
-  off(listener: (reason: Error) => void): void {
+  off(listener: LifetimeListener): void {
     const i = this.listeners.indexOf(listener);
     if (i >= 0) this.listeners.splice(i, 1);
   }
@@ -55,9 +62,11 @@ export class Lifetime {
     if (this.why !== undefined) return Promise.reject(this.why);
     const untilDeadline = this.deadlineAt - performance.now();
     return new Promise<void>((resolve, reject) => {
-      const onEnd = (reason: Error) => {
-        clearTimeout(timer);
-        reject(reason);
+      const onEnd: LifetimeListener = {
+        onLifetimeEnd: (reason) => {
+          clearTimeout(timer);
+          reject(reason);
+        },
       };
       const timer =
         ms < untilDeadline
@@ -65,7 +74,7 @@ export class Lifetime {
               this.off(onEnd);
               resolve();
             }, ms)
-          : setTimeout(this.expire, Math.max(0, untilDeadline));
+          : setTimeout(() => this.expire(), Math.max(0, untilDeadline));
       this.on(onEnd);
     });
   }
@@ -77,7 +86,7 @@ export class Lifetime {
       controller.abort(this.why);
       return { signal: controller.signal, release: () => undefined };
     }
-    const onEnd = (reason: Error) => controller.abort(reason);
+    const onEnd: LifetimeListener = { onLifetimeEnd: (reason) => controller.abort(reason) };
     this.on(onEnd);
     return { signal: controller.signal, release: () => this.off(onEnd) };
   }

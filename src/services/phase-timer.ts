@@ -6,20 +6,24 @@ import { AttemptTimeoutReason, type TimeoutPhase } from './abort-reasons.js';
  * phase is recorded with touch(), a clock read; the timer is re-armed only when it fires early because
  * of that progress, once per timeout period rather than once per chunk.
  */
+/** Who a PhaseTimer tells (an object rather than callbacks: no closures per attempt). */
+export interface TimerTarget {
+  onPhaseTimeout(reason: AttemptTimeoutReason): void;
+  onDeadline(): void;
+}
+
 export class PhaseTimer {
   private handle: NodeJS.Timeout | undefined;
   private phase: TimeoutPhase | undefined;
   private timeoutMs = 0;
   private lastProgressAt = 0;
   private deadlineAt = Number.POSITIVE_INFINITY;
-  private onDeadline: (() => void) | undefined;
 
-  constructor(private readonly onTimeout: (reason: AttemptTimeoutReason) => void) {}
+  constructor(private readonly target: TimerTarget) {}
 
-  /** Calls `onDeadline` at `atMs` (a performance.now() time) whatever the phase, until clear(). */
-  setDeadline(atMs: number, onDeadline: () => void): void {
+  /** Tells the target at `atMs` (a performance.now() time), whatever the phase, until clear(). */
+  setDeadline(atMs: number): void {
     this.deadlineAt = atMs;
-    this.onDeadline = onDeadline;
     this.schedule(performance.now());
   }
 
@@ -50,7 +54,6 @@ export class PhaseTimer {
   /** Stops everything. */
   clear(): void {
     this.phase = undefined;
-    this.onDeadline = undefined;
     this.deadlineAt = Number.POSITIVE_INFINITY;
     this.cancel();
   }
@@ -67,26 +70,30 @@ export class PhaseTimer {
       this.phase === undefined ? Number.POSITIVE_INFINITY : this.lastProgressAt + this.timeoutMs;
     const due = Math.min(phaseDue, this.deadlineAt);
     if (due === Number.POSITIVE_INFINITY) return;
-    this.handle = setTimeout(this.fire, Math.max(0, due - now));
+    this.handle = setTimeout(fire, Math.max(0, due - now), this);
   }
 
-  private readonly fire = (): void => {
+  /** @internal the timer went off. */
+  fired(): void {
     this.handle = undefined;
     const now = performance.now();
     // Timers fire on the event loop's millisecond clock: within a millisecond counts as due.
-    if (now >= this.deadlineAt - 1 && this.onDeadline) {
-      const onDeadline = this.onDeadline;
+    if (now >= this.deadlineAt - 1) {
       this.clear();
-      onDeadline();
+      this.target.onDeadline();
       return;
     }
     if (this.phase !== undefined && now >= this.lastProgressAt + this.timeoutMs - 1) {
       const reason = new AttemptTimeoutReason(this.phase, this.timeoutMs);
       this.phase = undefined;
       this.schedule(now);
-      this.onTimeout(reason);
+      this.target.onPhaseTimeout(reason);
       return;
     }
     this.schedule(now);
-  };
+  }
+}
+
+function fire(timer: PhaseTimer): void {
+  timer.fired();
 }

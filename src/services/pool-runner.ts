@@ -1,6 +1,5 @@
 import type { ConfigSource } from '../config/config-store.js';
 import type { Logger } from '../observability/logger.js';
-import { HedgeLostReason } from './abort-reasons.js';
 import type { AttemptInput, AttemptResult, CommitState } from './attempt-types.js';
 import type { ClientResponse } from './client-response.js';
 import type { CompletionRequest, CompletionTrace } from './completion-service.js';
@@ -17,7 +16,7 @@ import {
   type AttemptFailure,
 } from './retry-policy.js';
 import type { TtfbStats } from './ttfb-stats.js';
-import { runAttempt } from './upstream-attempt.js';
+import { runAttempt, type AttemptHandle } from './upstream-attempt.js';
 import { continueStream } from './stream-continuer.js';
 import { tighten } from './timeouts.js';
 import type { StreamTranscript } from './stream-transcript.js';
@@ -40,10 +39,7 @@ interface Launched {
   endpoint: Endpoint;
   ticket: AttemptTicket;
   input: AttemptInput;
-  /** Settles with the attempt's result; rejects only when the whole request is over (client gone, deadline). */
-  result: Promise<AttemptResult>;
-  /** Aborts this attempt as the loser of a hedge. */
-  cancel: () => void;
+  attempt: AttemptHandle;
 }
 
 type Settled = 'done' | 'retry' | { error: GatewayError };
@@ -142,8 +138,16 @@ export class PoolRunner {
     trace: CompletionTrace,
     pool: PoolState,
   ): Promise<{ outcome: Settled; rejected?: Error }> {
+    let result: AttemptResult;
     try {
-      return { outcome: this.settle(l, await l.result, req, trace, pool) };
+      result = await l.attempt.result;
+    } catch (err) {
+      // The whole request is over (client gone, deadline): no verdict on the endpoint.
+      this.deps.registry.health.release(l.ticket);
+      return { outcome: 'retry', rejected: err as Error };
+    }
+    try {
+      return { outcome: this.settle(l, result, req, trace, pool) };
     } catch (err) {
       return { outcome: 'retry', rejected: err as Error };
     }
@@ -159,12 +163,13 @@ export class PoolRunner {
     trace: CompletionTrace,
     pool: PoolState,
   ): Promise<{ outcome: Settled; rejected?: Error }> {
-    const results = await Promise.allSettled(launched.map((l) => l.result));
+    const results = await Promise.allSettled(launched.map((l) => l.attempt.result));
     let outcome: Settled = 'retry';
     let rejected: Error | undefined;
     launched.forEach((l, i) => {
       const result = results[i]!;
       if (result.status === 'rejected') {
+        this.deps.registry.health.release(l.ticket);
         rejected ??= result.reason as Error;
         return;
       }
@@ -199,7 +204,7 @@ export class PoolRunner {
   ): Promise<Launched[]> {
     let timer: NodeJS.Timeout | undefined;
     const fired = await Promise.race([
-      primary.result.then(
+      primary.attempt.result.then(
         () => false,
         () => false,
       ),
@@ -215,7 +220,7 @@ export class PoolRunner {
     });
     if (!rivalEndpoint) return [primary];
     const rival = this.launch(rivalEndpoint, req, res, trace, ctx, pool);
-    ctx.state.onCommit = (winner) => (winner === primary.input ? rival : primary).cancel();
+    ctx.state.onCommit = (winner) => (winner === primary.input ? rival : primary).attempt.cancel();
     this.deps.logger.debug(
       { primary: primary.endpoint.config.name, rival: rivalEndpoint.config.name, delayMs },
       'no first byte within the hedge delay: racing a second endpoint',
@@ -253,12 +258,7 @@ export class PoolRunner {
       responseHeaders: ctx.responseHeaders,
       transcript: ctx.transcript,
     };
-    const result = runAttempt(input).catch((err: unknown): AttemptResult => {
-      if (err instanceof HedgeLostReason) return { type: 'lost' };
-      this.deps.registry.health.release(ticket);
-      throw err;
-    });
-    return { endpoint, ticket, input, result, cancel: () => input.cancel?.() };
+    return { endpoint, ticket, input, attempt: runAttempt(input) };
   }
 
   /** Applies one attempt's result to health and the pool state. */

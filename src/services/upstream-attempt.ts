@@ -6,7 +6,8 @@ import { claimCommit, setGatewayHeaders, type AttemptInput, type AttemptResult }
 import { setEventStreamHeaders } from './client-response.js';
 import { transportFailure, type UpstreamHandler } from './forwarder.js';
 import { sendJsonAnswer } from './json-answer.js';
-import { PhaseTimer } from './phase-timer.js';
+import type { LifetimeListener } from './lifetime.js';
+import { PhaseTimer, type TimerTarget } from './phase-timer.js';
 import { parseRetryAfterMs, type AttemptFailure } from './retry-policy.js';
 import { brokenByTimeout, brokenByTransport, brokenByTruncation, DoneDetector } from './stream-relay.js';
 import { parseUpstreamError } from './upstream-error.js';
@@ -31,8 +32,15 @@ const ATTEMPT_OVER = new Error('the attempt is over');
  * and relay (streams) or check and send (JSON). Settles with the attempt's result; rejects only with
  * the request's own abort reason (client gone, request deadline) or HedgeLostReason.
  */
-export function runAttempt(input: AttemptInput): Promise<AttemptResult> {
-  return new Attempt(input).result;
+export function runAttempt(input: AttemptInput): AttemptHandle {
+  return new Attempt(input);
+}
+
+/** A running attempt: its result, and a way to stop it as the loser of a hedge. */
+export interface AttemptHandle {
+  /** Settles with the attempt's result; rejects only when the whole request is over (client gone, deadline). */
+  readonly result: Promise<AttemptResult>;
+  cancel(): void;
 }
 
 type Phase =
@@ -53,7 +61,7 @@ type Phase =
  * Everything it arms (timers, the request-signal listener, a drain listener) is released when it
  * settles; the upstream request itself is aborted then unless it is just finishing after [DONE].
  */
-class Attempt {
+class Attempt implements AttemptHandle, LifetimeListener, TimerTarget {
   readonly result: Promise<AttemptResult>;
   /** What undici holds on to; cut from the attempt once it is over (see UpstreamLink). */
   private readonly link = new UpstreamLink(this);
@@ -78,6 +86,9 @@ class Attempt {
   private decoder: zlib.Gunzip | zlib.Inflate | zlib.BrotliDecompress | undefined;
   private done: DoneDetector | undefined;
   private waitingForDrain = false;
+  /** Created on the first wait for the client to drain (rare). */
+  private drainListener: (() => void) | undefined;
+  private attemptEndsAt = Number.POSITIVE_INFINITY;
 
   constructor(private readonly input: AttemptInput) {
     this.result = new Promise<AttemptResult>((resolve, reject) => {
@@ -86,20 +97,15 @@ class Attempt {
     });
     const { lifetime, timeouts } = input;
     this.startedAt = input.now();
-    this.timer = new PhaseTimer(this.abort);
+    this.timer = new PhaseTimer(this);
     if (lifetime.reason) {
       this.settle(lifetime.reason);
       return;
     }
-    lifetime.on(this.abort);
-    input.cancel = () => this.abort(new HedgeLostReason());
+    lifetime.on(this);
     // One timer: the phase's timeout and the sooner of the endpoint's total and the request's deadline.
-    const attemptEndsAt = performance.now() + timeouts.totalMs;
-    this.timer.setDeadline(Math.min(attemptEndsAt, lifetime.deadlineAt), () =>
-      attemptEndsAt < lifetime.deadlineAt
-        ? this.abort(new AttemptTimeoutReason('attempt-total', timeouts.totalMs))
-        : lifetime.expire(),
-    );
+    this.attemptEndsAt = performance.now() + timeouts.totalMs;
+    this.timer.setDeadline(Math.min(this.attemptEndsAt, lifetime.deadlineAt));
     this.timer.arm('first-byte', timeouts.firstByteMs);
     // Last: undici may call back synchronously (a closed pool fails at once).
     input.forwarder.dispatch(
@@ -112,6 +118,29 @@ class Attempt {
       },
       this.link,
     );
+  }
+
+  // ---- what the attempt is told ----
+
+  /** Stops this attempt as the loser of a hedge. */
+  cancel(): void {
+    this.abort(new HedgeLostReason());
+  }
+
+  onLifetimeEnd(reason: Error): void {
+    this.abort(reason);
+  }
+
+  onPhaseTimeout(reason: AttemptTimeoutReason): void {
+    this.abort(reason);
+  }
+
+  /** The sooner of the endpoint's total and the request's deadline has come. */
+  onDeadline(): void {
+    const { lifetime, timeouts } = this.input;
+    if (this.attemptEndsAt < lifetime.deadlineAt)
+      this.abort(new AttemptTimeoutReason('attempt-total', timeouts.totalMs));
+    else lifetime.expire();
   }
 
   // ---- undici's handler interface ----
@@ -264,7 +293,8 @@ class Attempt {
     this.timer.suspend();
     this.call?.pause();
     this.waitingForDrain = true;
-    res.once('drain', this.onDrain);
+    this.drainListener ??= () => this.onDrain();
+    res.once('drain', this.drainListener);
   }
 
   /** The [DONE] line has come (with `last`, or before the upstream ended): the answer is complete. */
@@ -278,12 +308,12 @@ class Attempt {
     });
   }
 
-  private readonly onDrain = (): void => {
+  private onDrain(): void {
     this.waitingForDrain = false;
     if (this.settled) return;
     this.timer.arm('idle', this.input.timeouts.idleMs);
     this.call?.resume();
-  };
+  }
 
   /** After the first byte, a stream slower than the minimum over a whole window is as good as stalled. */
   private startThroughputCheck(): void {
@@ -368,12 +398,13 @@ class Attempt {
    * Stops the attempt: a timeout, the request ending (client gone, deadline), a hedge lost, or the
    * client found gone while relaying. The result follows from the reason and the phase.
    */
-  private readonly abort = (reason: Error): void => {
+  private abort(reason: Error): void {
     if (!this.settled) this.settle(this.outcomeOf(reason));
     this.stopCall(reason);
-  };
+  }
 
   private outcomeOf(reason: Error): AttemptResult | Error {
+    if (reason instanceof HedgeLostReason) return { type: 'lost' };
     if (!(reason instanceof AttemptTimeoutReason)) return reason;
     if (this.phase === 'stream' && this.ttfbMs >= 0) return brokenByTimeout(reason);
     return {
@@ -392,9 +423,8 @@ class Attempt {
     this.settled = true;
     this.timer.clear();
     clearInterval(this.throughput);
-    this.input.lifetime.off(this.abort);
-    if (this.waitingForDrain) this.input.res.removeListener('drain', this.onDrain);
-    this.input.cancel = undefined;
+    this.input.lifetime.off(this);
+    if (this.waitingForDrain) this.input.res.removeListener('drain', this.drainListener!);
     if (outcome instanceof Error) {
       this.stopCall(outcome);
       this.reject(outcome);

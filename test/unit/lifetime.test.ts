@@ -1,12 +1,14 @@
 import { describe, expect, it, vi } from 'vitest';
-import { Lifetime } from '../../src/services/lifetime.js';
+import { Lifetime, type LifetimeListener } from '../../src/services/lifetime.js';
+
+const listener = (fn: (reason: Error) => void): LifetimeListener => ({ onLifetimeEnd: fn });
 
 describe('Lifetime', () => {
   it('ends once, with the first reason, telling listeners in order', () => {
     const life = new Lifetime();
     const heard: string[] = [];
-    life.on((r) => heard.push(`a:${r.message}`));
-    life.on((r) => heard.push(`b:${r.message}`));
+    life.on(listener((r) => heard.push(`a:${r.message}`)));
+    life.on(listener((r) => heard.push(`b:${r.message}`)));
     expect(life.ended).toBe(false);
     life.end(new Error('first'));
     life.end(new Error('second'));
@@ -18,14 +20,16 @@ describe('Lifetime', () => {
   it('does not call a listener that was taken off, also when one takes itself off while ending', () => {
     const life = new Lifetime();
     const heard: string[] = [];
-    const gone = () => heard.push('gone');
-    const self = () => {
-      heard.push('self');
-      life.off(self);
+    const gone = listener(() => heard.push('gone'));
+    const self: LifetimeListener = {
+      onLifetimeEnd: () => {
+        heard.push('self');
+        life.off(self);
+      },
     };
     life.on(gone);
     life.on(self);
-    life.on(() => heard.push('last'));
+    life.on(listener(() => heard.push('last')));
     life.off(gone);
     life.end(new Error('x'));
     expect(heard).toEqual(['self', 'last']);
@@ -43,7 +47,7 @@ describe('Lifetime', () => {
       await slept;
       expect(done).toBe(true);
       const heard: string[] = [];
-      life.on(() => heard.push('only'));
+      life.on(listener(() => heard.push('only')));
       life.end(new Error('x'));
       expect(heard).toEqual(['only']);
     } finally {
@@ -85,7 +89,7 @@ describe('Lifetime deadline', () => {
     try {
       const life = new Lifetime(300);
       const heard: string[] = [];
-      life.on((r) => heard.push(r.name));
+      life.on(listener((r) => heard.push(r.name)));
       const slept = life.sleep(1_000);
       const rejected = expect(slept).rejects.toThrow('300 ms');
       await vi.advanceTimersByTimeAsync(299);

@@ -8,7 +8,10 @@ describe('PhaseTimer', () => {
 
   function timer() {
     const fired: AttemptTimeoutReason[] = [];
-    return { t: new PhaseTimer((r) => fired.push(r)), fired };
+    return {
+      t: new PhaseTimer({ onPhaseTimeout: (r) => fired.push(r), onDeadline: () => undefined }),
+      fired,
+    };
   }
 
   it('fires once for a phase without progress, naming the phase', () => {
@@ -60,8 +63,8 @@ describe('PhaseTimer deadline', () => {
 
   it('calls the deadline whatever the phase, and no phase timeout after it', () => {
     const fired: string[] = [];
-    const t = new PhaseTimer((r) => fired.push(r.phase));
-    t.setDeadline(performance.now() + 250, () => fired.push('deadline'));
+    const t = timerLogging(fired);
+    t.setDeadline(performance.now() + 250);
     t.arm('idle', 100);
     for (let i = 0; i < 4; i++) {
       vi.advanceTimersByTime(60);
@@ -78,8 +81,8 @@ describe('PhaseTimer deadline', () => {
 
   it('keeps the deadline while the phase is suspended', () => {
     const fired: string[] = [];
-    const t = new PhaseTimer((r) => fired.push(r.phase));
-    t.setDeadline(performance.now() + 500, () => fired.push('deadline'));
+    const t = timerLogging(fired);
+    t.setDeadline(performance.now() + 500);
     t.arm('idle', 100);
     t.suspend();
     vi.advanceTimersByTime(400);
@@ -90,8 +93,8 @@ describe('PhaseTimer deadline', () => {
 
   it('fires the phase before a later deadline, then still the deadline', () => {
     const fired: string[] = [];
-    const t = new PhaseTimer((r) => fired.push(r.phase));
-    t.setDeadline(performance.now() + 500, () => fired.push('deadline'));
+    const t = timerLogging(fired);
+    t.setDeadline(performance.now() + 500);
     t.arm('first-byte', 100);
     vi.advanceTimersByTime(100);
     expect(fired).toEqual(['first-byte']);
@@ -99,3 +102,10 @@ describe('PhaseTimer deadline', () => {
     expect(fired).toEqual(['first-byte', 'deadline']);
   });
 });
+
+function timerLogging(fired: string[]): PhaseTimer {
+  return new PhaseTimer({
+    onPhaseTimeout: (r) => fired.push(r.phase),
+    onDeadline: () => fired.push('deadline'),
+  });
+}
