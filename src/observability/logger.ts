@@ -56,7 +56,8 @@ export function createLogger(options: LoggerOptions): Logger {
   return pino(base, batches);
 }
 
-type Destination = ReturnType<typeof pino.destination>;
+/** What LineBatches writes to: a pino destination (sonic-boom). */
+export type Destination = Pick<ReturnType<typeof pino.destination>, 'write' | 'flush' | 'flushSync'>;
 
 /** Lines are gathered this long and written together: at most this many ms late, one write per batch. */
 const BATCH_MS = 20;
@@ -66,7 +67,7 @@ const BATCH_MS = 20;
  * FILE_LOGGING is on): an asynchronous write costs a thread-pool round trip, far more than formatting a
  * line, so a busy gateway makes one write every BATCH_MS rather than one per line.
  */
-class LineBatches implements DestinationStream {
+export class LineBatches implements DestinationStream {
   private pending: string[] = [];
   private scheduled = false;
 
