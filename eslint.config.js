@@ -13,6 +13,7 @@ export default tseslint.config(
       '.bench-build/**',
       'profiles/**',
       'scratch/**',
+      '.ablate/**',
     ],
   },
   js.configs.recommended,

@@ -5,7 +5,7 @@ function destination() {
   const writes: string[] = [];
   let flushed = 0;
   let syncFlushed = 0;
-  const d = {
+  const d: Destination = {
     write: (s: string) => {
       writes.push(s);
       return true;
@@ -16,7 +16,7 @@ function destination() {
     flushSync: () => {
       syncFlushed++;
     },
-  } as unknown as Destination;
+  };
   return { d, writes, flushes: () => ({ flushed, syncFlushed }) };
 }
 
