@@ -2,7 +2,8 @@
  * `npm run bench:ab`: a quick A/B of CPU time per request, the gateway against the Express floor,
  * in alternating short pairs so that a noisy machine moves both sides of each pair alike. For
  * development; `npm run bench` is the full benchmark. AB_PAIRS (8), AB_S (3 s per side), AB_LOAD
- * (closed: 50 connections JSON; streams: 100 paced streams).
+ * (closed: 50 connections JSON; streams: 100 paced streams), AB_MODE (alternate, or together: both
+ * loaded at once on the shared core), AB_GATEWAY (a compiled variant, .js) and AB_GATEWAY_ENV (JSON).
  */
 import { cannon, streams } from './lib/load.js';
 import { buildForBench, CORES, cpuMs, pinSelf, startProcess, type Proc } from './lib/procs.js';
@@ -12,6 +13,7 @@ import { HEAP_GROWING_PERCENT } from '../src/runtime-flags.js';
 const PAIRS = Number(process.env.AB_PAIRS ?? 8);
 const SECONDS = Number(process.env.AB_S ?? 3);
 const LOAD = process.env.AB_LOAD ?? 'closed';
+const TOGETHER = process.env.AB_MODE === 'together';
 const PROXY_CPU = CORES > 1 ? 1 : undefined;
 
 buildForBench();
@@ -27,8 +29,10 @@ const floor = await startProcess(
 );
 const gateway = await startProcess(
   'gateway',
-  'src/main.ts',
+  // AB_GATEWAY: another compiled gateway (a .js path), e.g. a variant under test.
+  process.env.AB_GATEWAY ?? 'src/main.ts',
   {
+    ...(process.env.AB_GATEWAY_ENV ? (JSON.parse(process.env.AB_GATEWAY_ENV) as Record<string, string>) : {}),
     API_KEY: 'bench-key',
     LOG_LEVEL: process.env.AB_LOG_LEVEL ?? 'info',
     ENDPOINTS: JSON.stringify([{ name: 'upstream', url: upstream.url, models: ['bench-model'] }]),
@@ -51,8 +55,11 @@ for (const p of [floor, gateway]) await cannon(p.url, { connections: 50, duratio
 const ratios: number[] = [];
 for (let i = 0; i < PAIRS; i++) {
   const [a, b] = i % 2 === 0 ? [floor, gateway] : [gateway, floor];
-  const first = await cpuPerRequest(a);
-  const second = await cpuPerRequest(b);
+  // AB_MODE=together loads both at the same time (sharing the core, so that a noisy neighbour slows
+  // both alike); the default alternates them.
+  const [first, second] = TOGETHER
+    ? await Promise.all([cpuPerRequest(a), cpuPerRequest(b)])
+    : [await cpuPerRequest(a), await cpuPerRequest(b)];
   const [f, g] = a === floor ? [first, second] : [second, first];
   ratios.push(g / f);
   console.log(

@@ -58,6 +58,31 @@ describe('access lines', () => {
     expect(parsed.level).toBe('warn');
   });
 
+  it('write numbers as JSON does (a non-finite one as null) and booleans as they are', () => {
+    const { logger, lines } = capture();
+    const write = accessLineWriter(logger);
+    write('info', {
+      ...line,
+      responseTimeMs: Number.NaN,
+      fields: { ttfbMs: 0.125, attempts: Infinity, stream: false, endpoint: 'a\\b' },
+    });
+    const text = lines()[0]!;
+    expect(JSON.parse(text)).toMatchObject({
+      responseTime: null,
+      ttfbMs: 0.125,
+      attempts: null,
+      stream: false,
+      endpoint: 'a\\b',
+    });
+    expect(Object.keys(JSON.parse(text) as object).slice(-5)).toEqual([
+      'ttfbMs',
+      'attempts',
+      'stream',
+      'endpoint',
+      'msg',
+    ]);
+  });
+
   it('follow the logger’s level, also after it changes', () => {
     const { logger, lines } = capture('warn');
     const write = accessLineWriter(logger);

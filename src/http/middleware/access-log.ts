@@ -18,15 +18,17 @@ export type RequestSummary = {
   errorCode?: string;
 };
 
-/** What the access line of one request needs, kept on its response. */
-interface AccessRecord {
-  id: string;
-  method: string;
-  /** The path the client asked for (express rewrites req.url inside routers). */
-  url: string;
-  startedAt: number;
-  summary: RequestSummary;
-  write: Writer;
+/** What the access line of one request needs, kept on its response (a class: one fixed shape). */
+class AccessRecord {
+  readonly summary: RequestSummary = {};
+  constructor(
+    readonly id: string,
+    readonly method: string,
+    /** The path the client asked for (express rewrites req.url inside routers). */
+    readonly url: string,
+    readonly startedAt: number,
+    readonly write: Writer,
+  ) {}
 }
 
 interface Writer {
@@ -66,14 +68,7 @@ export function accessLog(
     const given = req.headers['x-request-id'];
     const id = typeof given === 'string' && CLIENT_REQUEST_ID.test(given) ? given : randomUUID();
     res.setHeader('x-request-id', id);
-    (res as Tracked)[RECORD] = {
-      id,
-      method: req.method,
-      url: req.url,
-      startedAt: now(),
-      summary: {},
-      write,
-    };
+    (res as Tracked)[RECORD] = new AccessRecord(id, req.method, req.url, now(), write);
     res.on('close', onClose);
     next();
   };
