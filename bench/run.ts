@@ -187,7 +187,7 @@ if (on('serial')) {
   ]);
   // (gateway - direct) - (floor - direct): what the gateway adds over what the floor adds.
   const extra = paired(serial, GW, FLOOR, (g, f) => g.p50! - f.p50!);
-  check('added p50, one at a time, ≤ floor + 0.3 ms', extra <= 0.3, `+${extra.toFixed(3)} ms`);
+  check('added p50, one at a time, ≤ floor + 0.3 ms', extra <= 0.3, signedMs(extra));
 }
 
 if (on('closed')) {
@@ -244,7 +244,7 @@ if (on('stream1')) {
     ['bad', 'bad streams'],
   ]);
   const ttfb1 = paired(one, GW, FLOOR, (g, f) => g.ttfbP50! - f.ttfbP50!);
-  check('TTFB at 1 stream ≤ floor + 0.5 ms', ttfb1 <= 0.5, `+${ttfb1.toFixed(3)} ms`);
+  check('TTFB at 1 stream ≤ floor + 0.5 ms', ttfb1 <= 0.5, signedMs(ttfb1));
 }
 
 /** `concurrency` clients streaming paced answers back to back for the scenario's duration. */
@@ -372,3 +372,8 @@ console.log(
 
 await Promise.all([upstream, failing, ...Object.values(procs)].map((p) => p.stop()));
 process.exit(0);
+
+/** A difference in ms with its sign: "+0.140 ms", "-0.005 ms". */
+function signedMs(ms: number): string {
+  return `${ms < 0 ? '-' : '+'}${Math.abs(ms).toFixed(3)} ms`;
+}
