@@ -15,6 +15,8 @@ const SECONDS = Number(process.env.AB_S ?? 3);
 const LOAD = process.env.AB_LOAD ?? 'closed';
 const TOGETHER = process.env.AB_MODE === 'together';
 const PROXY_CPU = CORES > 1 ? 1 : undefined;
+/** AB_NODE_ARGS: extra node flags for both sides (space-separated), e.g. to try a V8 setting on both. */
+const NODE_ARGS = (process.env.AB_NODE_ARGS ?? '').split(' ').filter(Boolean);
 
 buildForBench();
 pinSelf(0);
@@ -25,7 +27,7 @@ const floor = await startProcess(
   { UPSTREAM_URL: upstream.url },
   PROXY_CPU,
   // The V8 heap setting the gateway applies to itself, so that only the code differs.
-  [`--heap-growing-percent=${HEAP_GROWING_PERCENT}`],
+  [`--heap-growing-percent=${HEAP_GROWING_PERCENT}`, ...NODE_ARGS],
 );
 const gateway = await startProcess(
   'gateway',
@@ -38,6 +40,7 @@ const gateway = await startProcess(
     ENDPOINTS: JSON.stringify([{ name: 'upstream', url: upstream.url, models: ['bench-model'] }]),
   },
   PROXY_CPU,
+  NODE_ARGS,
 );
 
 async function cpuPerRequest(p: Proc): Promise<number> {

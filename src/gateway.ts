@@ -1,8 +1,9 @@
 import { once } from 'node:events';
-import type { Server, ServerResponse } from 'node:http';
+import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type express from 'express';
 import { createApp } from './app.js';
+import { shapeRequest } from './http/request-shape.js';
 import { ConfigStore } from './config/config-store.js';
 import { ConfigError } from './config/load-config.js';
 import type { GatewayConfig } from './config/types.js';
@@ -139,12 +140,6 @@ export class Gateway {
     host = this.config.current.server.host,
   ): Promise<AddressInfo> {
     this.discovery.start();
-    const server = this.app.listen(port, host);
-    this.server = server;
-    // requestTimeout bounds only the receiving of a request (Node's default, 5 min): long answers are
-    // not affected, and a client that trickles its body forever is cut.
-    server.headersTimeout = 60_000;
-    server.keepAliveTimeout = 65_000;
     // One listener function for every response (no closure per request).
     const open = this.open;
     const onResponseClose = (res: ServerResponse) => {
@@ -154,11 +149,20 @@ export class Gateway {
     const closed = function (this: ServerResponse) {
       onResponseClose(this);
     };
-    server.on('request', (_req, res: ServerResponse) => {
+    const app = this.app;
+    const server = createServer((req, res) => {
       open.add(res);
       if (this.shuttingDown) res.setHeader('connection', 'close');
       res.on('close', closed);
+      shapeRequest(req, res);
+      app(req, res);
     });
+    this.server = server;
+    // requestTimeout bounds only the receiving of a request (Node's default, 5 min): long answers are
+    // not affected, and a client that trickles its body forever is cut.
+    server.headersTimeout = 60_000;
+    server.keepAliveTimeout = 65_000;
+    server.listen(port, host);
     await once(server, 'listening');
     return server.address() as AddressInfo;
   }

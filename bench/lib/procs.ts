@@ -1,6 +1,6 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { openSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { freePort } from '../../test/helpers/child-gateway.js';
 import path from 'node:path';
@@ -69,9 +69,14 @@ export async function startProcess(
   env: Record<string, string>,
   cpu?: number,
   nodeArgs: string[] = [],
+  /**
+   * `wrapper`: a command the process runs under (valgrind…); `startTimeoutMs`: how long it may take to
+   * listen; `stdout`: a file for its standard output (discarded otherwise).
+   */
+  options: { wrapper?: string[]; startTimeoutMs?: number; stdout?: string | undefined } = {},
 ): Promise<Proc> {
   const port = await freePort();
-  const command = [process.execPath, ...nodeArgs, compiled(script)];
+  const command = [...(options.wrapper ?? []), process.execPath, ...nodeArgs, compiled(script)];
   const [file, ...args] =
     cpu !== undefined && HAS_TASKSET ? ['taskset', '-c', String(cpu), ...command] : command;
   const child = spawn(file!, args, {
@@ -83,12 +88,12 @@ export async function startProcess(
       PORT: String(port),
       HOST: '127.0.0.1',
     },
-    stdio: ['ignore', 'ignore', 'inherit'],
+    stdio: ['ignore', options.stdout ? openSync(options.stdout, 'w') : 'ignore', 'inherit'],
   });
   running.add(child);
   const exited = once(child, 'exit');
   void exited.then(() => running.delete(child));
-  const deadline = Date.now() + 20_000;
+  const deadline = Date.now() + (options.startTimeoutMs ?? 20_000);
   while (!(await canConnect(port))) {
     if (child.exitCode !== null) throw new Error(`${name} exited with ${child.exitCode}`);
     if (Date.now() > deadline) throw new Error(`${name} did not start`);

@@ -42,12 +42,15 @@ export function createLogger(options: LoggerOptions): Logger {
   };
   if (options.stream) return pino(base, options.stream);
   // Asynchronous destinations: logging must never block the event loop on a slow terminal or disk.
-  const destinations = [pino.destination({ dest: 1, sync: false })];
+  // They are given bytes (see LineBatches), not strings.
+  const destinations = [pino.destination({ dest: 1, sync: false, contentMode: 'buffer' })];
   if (options.file) {
     assertWritable(options.file.path);
-    destinations.push(pino.destination({ dest: options.file.path, sync: false, mkdir: true }));
+    destinations.push(
+      pino.destination({ dest: options.file.path, sync: false, mkdir: true, contentMode: 'buffer' }),
+    );
   }
-  const batches = new LineBatches(destinations);
+  const batches = new LineBatches(destinations as unknown as Destination[]);
   // A disk that fills up later must not take the gateway down: report on stderr and carry on.
   for (const d of destinations)
     d.on('error', (err: Error) => process.stderr.write(`log write failed: ${err.message}\n`));
@@ -56,25 +59,44 @@ export function createLogger(options: LoggerOptions): Logger {
   return pino(base, batches);
 }
 
-/** What LineBatches writes to: a pino destination (sonic-boom). */
-export type Destination = Pick<ReturnType<typeof pino.destination>, 'write' | 'flush' | 'flushSync'>;
+/** What LineBatches writes to: a pino destination (sonic-boom) in buffer mode. */
+export interface Destination {
+  write(bytes: Buffer): unknown;
+  flush(): void;
+  flushSync(): void;
+}
 
 /** Lines are gathered this long and written together: at most this many ms late, one write per batch. */
 const BATCH_MS = 20;
+/** Log bytes are gathered in chunks of this size (a longer line gets a chunk of its own). */
+const CHUNK_BYTES = 64 * 1024;
 
 /**
- * Log lines are written in batches, as one string, to every destination (stdout, and the log file when
- * FILE_LOGGING is on): an asynchronous write costs a thread-pool round trip, far more than formatting a
- * line, so a busy gateway makes one write every BATCH_MS rather than one per line.
+ * Log lines are written in batches to every destination (stdout, and the log file when FILE_LOGGING is
+ * on): an asynchronous write costs a thread-pool round trip, far more than formatting a line, so a busy
+ * gateway makes one write every BATCH_MS rather than one per line.
+ *
+ * Each line is encoded into a byte chunk as it comes, and a batch is a slice of that chunk: no string
+ * is kept until the batch is written (a line built piece by piece is a tree of string fragments, which
+ * would otherwise survive young collections while it waits), and the destinations write bytes as they
+ * are, without encoding (and measuring) the batch again. The written part of a chunk is never
+ * overwritten: lines go after it, and a full chunk is replaced by a new one.
  */
 export class LineBatches implements DestinationStream {
-  private pending: string[] = [];
+  private chunk = Buffer.allocUnsafeSlow(CHUNK_BYTES);
+  /** Where the next line goes in `chunk`. */
+  private end = 0;
+  /** Where the bytes not yet handed to the destinations start in `chunk`. */
+  private start = 0;
   private scheduled = false;
 
   constructor(private readonly destinations: readonly Destination[]) {}
 
   write(line: string): void {
-    this.pending.push(line);
+    // A UTF-16 code unit takes at most 3 bytes of UTF-8.
+    const room = line.length * 3;
+    if (this.end + room > this.chunk.length) this.nextChunk(room);
+    this.end += this.chunk.write(line, this.end);
     if (this.scheduled) return;
     this.scheduled = true;
     setTimeout(this.writeBatch, BATCH_MS).unref();
@@ -97,14 +119,25 @@ export class LineBatches implements DestinationStream {
     }
   }
 
+  /** The chunk is full: what it gathered goes out, and lines go to a new chunk. */
+  private nextChunk(room: number): void {
+    this.handOver();
+    this.chunk = Buffer.allocUnsafeSlow(Math.max(CHUNK_BYTES, room));
+    this.start = 0;
+    this.end = 0;
+  }
+
   private readonly writeBatch = (): void => {
     this.scheduled = false;
-    const lines = this.pending;
-    if (lines.length === 0) return;
-    this.pending = [];
-    const batch = lines.length === 1 ? lines[0]! : lines.join('');
-    for (const d of this.destinations) d.write(batch);
+    this.handOver();
   };
+
+  private handOver(): void {
+    if (this.end === this.start) return;
+    const batch = this.chunk.subarray(this.start, this.end);
+    this.start = this.end;
+    for (const d of this.destinations) d.write(batch);
+  }
 }
 
 function flushOne(d: Destination): void {

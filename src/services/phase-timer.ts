@@ -1,19 +1,25 @@
 import { AttemptTimeoutReason, type TimeoutPhase } from './abort-reasons.js';
 
-/**
- * The one timer of an attempt: the current phase's timeout (first byte, then idle between chunks) and
- * a hard deadline no phase goes past (the attempt's total, the request's deadline). Progress within a
- * phase is recorded with touch(), a clock read; the timer is re-armed only when it fires early because
- * of that progress, once per timeout period rather than once per chunk.
- */
 /** Who a PhaseTimer tells (an object rather than callbacks: no closures per attempt). */
 export interface TimerTarget {
   onPhaseTimeout(reason: AttemptTimeoutReason): void;
   onDeadline(): void;
 }
 
+/**
+ * The one timer of an attempt: the current phase's timeout (first byte, then idle between chunks) and
+ * a hard deadline no phase goes past (the attempt's total, the request's deadline). Progress within a
+ * phase is recorded with touch(), a clock read; the timer is re-armed only when it fires early because
+ * of that progress, once per timeout period rather than once per chunk. Likewise a change that makes
+ * the due time later keeps the armed timer, which re-arms itself when it fires early.
+ *
+ * Timers are set in whole milliseconds: Node keeps one list per distinct duration, so a fractional
+ * duration (a performance.now() difference) would create, queue and delete a list for every timer.
+ */
 export class PhaseTimer {
   private handle: NodeJS.Timeout | undefined;
+  /** When the armed timer goes off (performance.now() time, whole ms after it was set). */
+  private handleDueAt = Number.POSITIVE_INFINITY;
   private phase: TimeoutPhase | undefined;
   private timeoutMs = 0;
   private lastProgressAt = 0;
@@ -61,21 +67,29 @@ export class PhaseTimer {
   private cancel(): void {
     if (this.handle !== undefined) clearTimeout(this.handle);
     this.handle = undefined;
+    this.handleDueAt = Number.POSITIVE_INFINITY;
   }
 
-  /** (Re)arms the timer for whichever comes first: the phase's timeout or the deadline. */
+  /**
+   * Makes sure the timer goes off by whichever comes first, the phase's timeout or the deadline: an
+   * armed timer due no later than that is kept (fired() re-arms when it comes early).
+   */
   private schedule(now: number): void {
-    this.cancel();
     const phaseDue =
       this.phase === undefined ? Number.POSITIVE_INFINITY : this.lastProgressAt + this.timeoutMs;
     const due = Math.min(phaseDue, this.deadlineAt);
+    if (this.handle !== undefined && this.handleDueAt <= due) return;
+    this.cancel();
     if (due === Number.POSITIVE_INFINITY) return;
-    this.handle = setTimeout(fire, Math.max(0, due - now), this);
+    const delayMs = Math.max(0, Math.ceil(due - now));
+    this.handleDueAt = now + delayMs;
+    this.handle = setTimeout(fire, delayMs, this);
   }
 
   /** @internal the timer went off. */
   fired(): void {
     this.handle = undefined;
+    this.handleDueAt = Number.POSITIVE_INFINITY;
     const now = performance.now();
     // Timers fire on the event loop's millisecond clock: within a millisecond counts as due.
     if (now >= this.deadlineAt - 1) {

@@ -103,10 +103,11 @@ class Attempt implements AttemptHandle, LifetimeListener, TimerTarget {
       return;
     }
     lifetime.on(this);
-    // One timer: the phase's timeout and the sooner of the endpoint's total and the request's deadline.
+    // One timer: the phase's timeout and the sooner of the endpoint's total and the request's deadline
+    // (the phase first: a later deadline then keeps the timer armed for the phase).
     this.attemptEndsAt = performance.now() + timeouts.totalMs;
-    this.timer.setDeadline(Math.min(this.attemptEndsAt, lifetime.deadlineAt));
     this.timer.arm('first-byte', timeouts.firstByteMs);
+    this.timer.setDeadline(Math.min(this.attemptEndsAt, lifetime.deadlineAt));
     // Last: undici may call back synchronously (a closed pool fails at once).
     input.forwarder.dispatch(
       {

@@ -3,11 +3,14 @@ import { LineBatches, type Destination } from '../../src/observability/logger.js
 
 function destination() {
   const writes: string[] = [];
+  /** The buffers as given, to check later that their bytes were left alone. */
+  const given: Buffer[] = [];
   let flushed = 0;
   let syncFlushed = 0;
   const d: Destination = {
-    write: (s: string) => {
-      writes.push(s);
+    write: (bytes: Buffer) => {
+      given.push(bytes);
+      writes.push(bytes.toString('utf8'));
       return true;
     },
     flush: () => {
@@ -17,7 +20,7 @@ function destination() {
       syncFlushed++;
     },
   };
-  return { d, writes, flushes: () => ({ flushed, syncFlushed }) };
+  return { d, writes, given, flushes: () => ({ flushed, syncFlushed }) };
 }
 
 describe('LineBatches', () => {
@@ -55,5 +58,26 @@ describe('LineBatches', () => {
     // Nothing is written twice when the batch timer fires after a flush.
     vi.advanceTimersByTime(50);
     expect(a.writes).toEqual(['x\n', 'y\n']);
+  });
+
+  it('keeps text exact across chunks: non-ASCII lines, a line longer than a chunk, bytes never reused', () => {
+    const a = destination();
+    const batches = new LineBatches([a.d]);
+    const expected: string[] = [];
+    for (let i = 0; i < 3000; i++) {
+      const line = `{"n":${i},"msg":"héllo wörld ✓ ${'x'.repeat(i % 50)}"}\n`;
+      expected.push(line);
+      batches.write(line);
+      if (i % 700 === 0) vi.advanceTimersByTime(20);
+    }
+    const long = `${'é'.repeat(70_000)}\n`;
+    expected.push(long);
+    batches.write(long);
+    batches.write('after\n');
+    expected.push('after\n');
+    vi.advanceTimersByTime(20);
+    expect(a.writes.join('')).toBe(expected.join(''));
+    // Every buffer handed over still holds what it held then.
+    expect(a.given.map((b) => b.toString('utf8'))).toEqual(a.writes);
   });
 });

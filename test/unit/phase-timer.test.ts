@@ -109,3 +109,50 @@ function timerLogging(fired: string[]): PhaseTimer {
     onDeadline: () => fired.push('deadline'),
   });
 }
+
+describe('PhaseTimer scheduling', () => {
+  beforeEach(() => vi.useFakeTimers());
+  afterEach(() => vi.useRealTimers());
+
+  it('keeps the armed timer when the due time moves later, and still fires on time', () => {
+    const fired: AttemptTimeoutReason[] = [];
+    const t = new PhaseTimer({ onPhaseTimeout: (r) => fired.push(r), onDeadline: () => undefined });
+    const setTimeoutSpy = vi.spyOn(globalThis, 'setTimeout');
+    t.arm('first-byte', 100);
+    t.setDeadline(performance.now() + 10_000);
+    vi.advanceTimersByTime(10);
+    t.arm('idle', 200); // due at 210, later than the armed 100
+    expect(setTimeoutSpy).toHaveBeenCalledTimes(1);
+    vi.advanceTimersByTime(100); // the early timer re-arms for the idle phase
+    expect(fired).toHaveLength(0);
+    vi.advanceTimersByTime(99);
+    expect(fired).toHaveLength(0);
+    vi.advanceTimersByTime(2);
+    expect(fired.map((r) => [r.phase, r.timeoutMs])).toEqual([['idle', 200]]);
+    setTimeoutSpy.mockRestore();
+  });
+
+  it('re-arms at once when the due time moves sooner', () => {
+    const fired: AttemptTimeoutReason[] = [];
+    const t = new PhaseTimer({ onPhaseTimeout: (r) => fired.push(r), onDeadline: () => undefined });
+    t.arm('first-byte', 1000);
+    vi.advanceTimersByTime(10);
+    t.arm('idle', 50);
+    vi.advanceTimersByTime(49);
+    expect(fired).toHaveLength(0);
+    vi.advanceTimersByTime(1);
+    expect(fired.map((r) => r.phase)).toEqual(['idle']);
+  });
+
+  it('sets timers in whole milliseconds', () => {
+    const t = new PhaseTimer({ onPhaseTimeout: () => undefined, onDeadline: () => undefined });
+    const setTimeoutSpy = vi.spyOn(globalThis, 'setTimeout');
+    vi.advanceTimersByTime(0.4);
+    t.setDeadline(performance.now() + 123.45);
+    expect(setTimeoutSpy).toHaveBeenCalledTimes(1);
+    const delay = setTimeoutSpy.mock.calls[0]![1];
+    expect(delay).toBe(124);
+    setTimeoutSpy.mockRestore();
+    t.clear();
+  });
+});

@@ -36,12 +36,13 @@ interface Writer {
   line: (level: AccessLevel, line: AccessLine) => void;
 }
 
-const RECORD = Symbol('gateway.access');
-type Tracked = ServerResponse & { [RECORD]?: AccessRecord };
+/** Where a response keeps its access record (see request-shape.ts). */
+export const ACCESS_RECORD = Symbol('gateway.access');
+type Tracked = ServerResponse & { [ACCESS_RECORD]?: AccessRecord };
 
 /** Where controllers leave what the access line should carry. */
 export function requestSummary(res: ServerResponse): RequestSummary {
-  const record = (res as Tracked)[RECORD];
+  const record = (res as Tracked)[ACCESS_RECORD];
   if (record) return record.summary;
   // Outside the access log (a bare app in a unit test): a summary nobody reads.
   return {};
@@ -49,7 +50,7 @@ export function requestSummary(res: ServerResponse): RequestSummary {
 
 /** The request's id (the client's `x-request-id` when it is sane, else a new UUID). */
 export function requestIdOf(res: ServerResponse): string {
-  return (res as Tracked)[RECORD]?.id ?? '';
+  return (res as Tracked)[ACCESS_RECORD]?.id ?? '';
 }
 
 /**
@@ -68,7 +69,7 @@ export function accessLog(
     const given = req.headers['x-request-id'];
     const id = typeof given === 'string' && CLIENT_REQUEST_ID.test(given) ? given : randomUUID();
     res.setHeader('x-request-id', id);
-    (res as Tracked)[RECORD] = new AccessRecord(id, req.method, req.url, now(), write);
+    (res as Tracked)[ACCESS_RECORD] = new AccessRecord(id, req.method, req.url, now(), write);
     res.on('close', onClose);
     next();
   };
@@ -76,10 +77,10 @@ export function accessLog(
 
 /** Controllers finish the summary before the response ends; the close comes after that. */
 function onClose(this: Tracked): void {
-  const record = this[RECORD]!;
+  const record = this[ACCESS_RECORD]!;
   // The response object lives on in the old generation after it is done; what it points to would be
   // kept alive (and copied by every young collection) until the next full collection.
-  this[RECORD] = undefined;
+  this[ACCESS_RECORD] = undefined;
   const closedAt = record.write.now();
   const ended = this.writableEnded;
   const status = this.statusCode;

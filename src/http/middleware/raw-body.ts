@@ -38,8 +38,8 @@ export function rawBody(limitBytes: () => number): RequestHandler {
       return;
     }
     const read: BodyRead = { req, source, limit, chunks: [], size: 0, next };
-    (source as Reading)[READ] = read;
-    if (source !== req) (req as Reading)[READ] = read;
+    (source as Reading)[BODY_READ] = read;
+    if (source !== req) (req as Reading)[BODY_READ] = read;
     // Shared listener functions (the read is found on the stream): a request costs no closures here.
     source.on('data', onData);
     source.on('end', onEnd);
@@ -60,22 +60,23 @@ interface BodyRead {
   next: ((err?: unknown) => void) | undefined;
 }
 
-const READ = Symbol('gateway.bodyRead');
-type Reading = Readable & { [READ]?: BodyRead };
+/** Where a request (or its decoder) keeps the body being read (see request-shape.ts). */
+export const BODY_READ = Symbol('gateway.bodyRead');
+type Reading = Readable & { [BODY_READ]?: BodyRead };
 
 function onData(this: Reading, chunk: Buffer): void {
-  const read = this[READ]!;
+  const read = this[BODY_READ]!;
   read.size += chunk.length;
   if (read.size > read.limit) finish(read, new PayloadTooLargeError(read.limit));
   else read.chunks.push(chunk);
 }
 
 function onEnd(this: Reading): void {
-  finish(this[READ]!);
+  finish(this[BODY_READ]!);
 }
 
 function onError(this: Reading, err: Error): void {
-  const read = this[READ]!;
+  const read = this[BODY_READ]!;
   finish(
     read,
     this === read.req
@@ -88,7 +89,7 @@ function onError(this: Reading, err: Error): void {
 
 /** A client that leaves mid-body: nobody is left to answer, the error only ends the request's log. */
 function onClose(this: Reading): void {
-  const read = this[READ]!;
+  const read = this[BODY_READ]!;
   if (!read.req.complete) finish(read, aborted());
 }
 
@@ -98,8 +99,8 @@ function finish(read: BodyRead, err?: Error): void {
   read.next = undefined;
   const { req, source } = read;
   // Nothing of the read stays reachable from the request (see access-log.ts).
-  (req as Reading)[READ] = undefined;
-  (source as Reading)[READ] = undefined;
+  (req as Reading)[BODY_READ] = undefined;
+  (source as Reading)[BODY_READ] = undefined;
   source.removeListener('data', onData);
   source.removeListener('end', onEnd);
   source.removeListener('error', onError);

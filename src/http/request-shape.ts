@@ -1,0 +1,54 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import express from 'express';
+import { ACCESS_RECORD } from './middleware/access-log.js';
+import { BODY_READ } from './middleware/raw-body.js';
+
+/**
+ * Express gives every request and response a new prototype (`Object.setPrototypeOf` in `app.handle`).
+ * V8 shares hidden classes between objects only along cached transitions, and it caches none from an
+ * object whose prototype was changed: every property added to the request or the response after that
+ * point makes a new hidden class and copies the property table (about 1 KB, in the old generation),
+ * for every request, and leaves every property access that sees the object to a slow lookup.
+ *
+ * So the properties that Express, its router, Node and the gateway add once a request is under way are
+ * created here first, with the values they would read as absent, before Express takes the objects:
+ * later writes then only change values. `test/integration/request-shape.test.ts` checks that a
+ * completion adds no property after this point, so that the list stays whole.
+ */
+export function shapeRequest(req: IncomingMessage, res: ServerResponse): void {
+  const r = req as unknown as Record<PropertyKey, unknown>;
+  // Set by Express before it changes the prototype; created here so that it is not added later either.
+  r.res = res;
+  // The router's request state (restored to these values when the request leaves it).
+  r.next = undefined;
+  r.baseUrl = undefined;
+  r.originalUrl = undefined;
+  r.params = undefined;
+  r.route = undefined;
+  // parseurl's cache of the parsed path.
+  r._parsedUrl = undefined;
+  r.body = undefined;
+  // EventEmitter keeps a listener count on the prototype (0) until a first listener is added.
+  r._eventsCount = 0;
+  r[BODY_READ] = undefined;
+  for (const symbol of ROUTER_SYMBOLS) r[symbol] = undefined;
+
+  const s = res as unknown as Record<PropertyKey, unknown>;
+  s.locals = undefined;
+  // Node keeps the defaults on the prototype: 200 and no message.
+  s.statusCode = 200;
+  s.statusMessage = undefined;
+  s[ACCESS_RECORD] = undefined;
+}
+
+/**
+ * The router's own symbol-keyed request state (the matched route, for its tracing channel) is not
+ * exported: it is found by routing a stand-in request once.
+ */
+const ROUTER_SYMBOLS: readonly symbol[] = (() => {
+  const router = express.Router();
+  router.get('/', () => undefined);
+  const stand = { method: 'GET', url: '/', headers: {} } as unknown as express.Request;
+  router(stand, {} as express.Response, () => undefined);
+  return Object.getOwnPropertySymbols(stand);
+})();
