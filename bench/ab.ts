@@ -47,8 +47,15 @@ async function cpuPerRequest(p: Proc): Promise<number> {
   const before = cpuMs(p.pid);
   const requests =
     LOAD === 'streams'
-      ? (await streams(p.url, { concurrency: 100, durationMs: SECONDS * 1000, chunks: 20, paced: true }))
-          .streams
+      ? (
+          await streams(p.url, {
+            concurrency: 100,
+            durationMs: SECONDS * 1000,
+            chunks: 20,
+            paced: true,
+            staggerMs: 200,
+          })
+        ).streams
       : (await cannon(p.url, { connections: 50, durationS: SECONDS })).requests;
   return (cpuMs(p.pid) - before) / requests;
 }

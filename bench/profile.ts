@@ -49,6 +49,7 @@ if (LOAD === 'streams') {
     durationMs: SECONDS * 1000,
     chunks: 20,
     paced: true,
+    staggerMs: 200,
   });
   requests = r.streams;
 } else {

@@ -27,8 +27,12 @@ const DURATION_S = Number(process.env.BENCH_DURATION_S ?? 5);
 const RUN_1000 = process.env.BENCH_STREAMS_1000 !== '0';
 const RUN_WORKERS = process.env.BENCH_WORKERS !== '0';
 const CHUNKS = 20;
+/** Paced streams: the upstream's delay between chunks, like tokens from a GPU. */
+const CHUNK_DELAY_MS = 10;
 /** BENCH_ONLY=serial,closed,open,stream1,streams100,streams1000,failover,workers runs only those. */
 const ONLY = process.env.BENCH_ONLY?.split(',').map((s) => s.trim());
+/** BENCH_VERBOSE=1 prints every repetition's row (to stderr), not only the medians. */
+const VERBOSE = process.env.BENCH_VERBOSE === '1';
 const on = (scenario: string) => !ONLY || ONLY.includes(scenario);
 const PROXY_CPU = CORES > 1 ? 1 : undefined;
 /** The floors run with the V8 heap setting the gateway applies to itself, so that only the code differs. */
@@ -47,7 +51,7 @@ pinSelf(LOAD_CPU);
 const upstream = await startProcess(
   'upstream',
   'bench/servers/upstream.ts',
-  { CHUNKS: String(CHUNKS), CHUNK_DELAY_MS: '10' },
+  { CHUNKS: String(CHUNKS), CHUNK_DELAY_MS: String(CHUNK_DELAY_MS) },
   LOAD_CPU,
 );
 const failing = await startProcess('failing', 'bench/servers/upstream.ts', { FAIL_STATUS: '503' }, LOAD_CPU);
@@ -117,6 +121,10 @@ async function scenario(
         row.peakRssMb = peakRssMb(pid);
       }
       samples.get(target.name)!.push(row);
+      if (VERBOSE) {
+        const fields = Object.entries(row).map(([k, v]) => `${k}=${Number(v.toFixed(3))}`);
+        process.stderr.write(`  ${title} | rep ${rep + 1} | ${target.name}: ${fields.join(' ')}\n`);
+      }
     }
   }
   const medians = new Map<string, Row>();
@@ -258,6 +266,7 @@ async function concurrentStreams(concurrency: number): Promise<Results> {
         durationMs: DURATION_S * 1000,
         chunks: CHUNKS,
         paced: true,
+        staggerMs: CHUNKS * CHUNK_DELAY_MS,
       });
       return {
         requests: r.streams,

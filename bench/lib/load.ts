@@ -94,7 +94,19 @@ export interface StreamResult {
  */
 export async function streams(
   url: string,
-  options: { concurrency: number; durationMs?: number; count?: number; chunks: number; paced?: boolean },
+  options: {
+    concurrency: number;
+    durationMs?: number;
+    count?: number;
+    chunks: number;
+    paced?: boolean;
+    /**
+     * Clients start this far apart in all (client i after i/concurrency of it), so that streams of equal
+     * length begin spread out, as independent users' would, rather than all together in lockstep
+     * (which makes time to first byte measure how fast a burst of `concurrency` requests is queued).
+     */
+    staggerMs?: number;
+  },
 ): Promise<StreamResult> {
   const agent = new Agent({ connections: options.concurrency + 8, keepAliveTimeout: 60_000 });
   const expected = expectedStream(options.chunks);
@@ -104,7 +116,9 @@ export async function streams(
   let started = 0;
   const until = options.durationMs ? performance.now() + options.durationMs : Number.POSITIVE_INFINITY;
   const more = () => (options.count !== undefined ? started < options.count : performance.now() < until);
-  const worker = async () => {
+  const worker = async (_: unknown, i: number) => {
+    const stagger = ((options.staggerMs ?? 0) * i) / options.concurrency;
+    if (stagger > 0) await new Promise((resolve) => setTimeout(resolve, stagger));
     while (more()) {
       started++;
       const t0 = performance.now();

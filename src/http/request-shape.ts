@@ -11,9 +11,10 @@ import { BODY_READ } from './middleware/raw-body.js';
  * for every request, and leaves every property access that sees the object to a slow lookup.
  *
  * So the properties that Express, its router, Node and the gateway add once a request is under way are
- * created here first, with the values they would read as absent, before Express takes the objects:
- * later writes then only change values. `test/integration/request-shape.test.ts` checks that a
- * completion adds no property after this point, so that the list stays whole.
+ * created here first, with the values they read as before (undefined, or what the prototype holds),
+ * before Express takes the objects: later writes then only change values. The test in
+ * `test/integration/request-shape.test.ts` checks that a completion adds no property after this
+ * point, so that the list stays whole.
  */
 export function shapeRequest(req: IncomingMessage, res: ServerResponse): void {
   const r = req as unknown as Record<PropertyKey, unknown>;
@@ -28,16 +29,19 @@ export function shapeRequest(req: IncomingMessage, res: ServerResponse): void {
   // parseurl's cache of the parsed path.
   r._parsedUrl = undefined;
   r.body = undefined;
-  // EventEmitter keeps a listener count on the prototype (0) until a first listener is added.
-  r._eventsCount = 0;
+  // EventEmitter's listener count is inherited (0) until a first listener is added: made an own
+  // property with the same value.
+  const listenerCount = r._eventsCount;
+  r._eventsCount = listenerCount;
   r[BODY_READ] = undefined;
   for (const symbol of ROUTER_SYMBOLS) r[symbol] = undefined;
 
   const s = res as unknown as Record<PropertyKey, unknown>;
   s.locals = undefined;
-  // Node keeps the defaults on the prototype: 200 and no message.
-  s.statusCode = 200;
-  s.statusMessage = undefined;
+  // Node keeps the defaults on the prototype (200, no message): made own properties with the same values.
+  const { statusCode, statusMessage } = res;
+  s.statusCode = statusCode;
+  s.statusMessage = statusMessage;
   s[ACCESS_RECORD] = undefined;
 }
 
