@@ -1,3 +1,4 @@
+import { tracingChannel } from 'node:diagnostics_channel';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import express from 'express';
 import { ACCESS_RECORD } from './middleware/access-log.js';
@@ -34,6 +35,8 @@ export function shapeRequest(req: IncomingMessage, res: ServerResponse): void {
   const listenerCount = r._eventsCount;
   r._eventsCount = listenerCount;
   r[BODY_READ] = undefined;
+  // The router's errors already reported to its tracing channel (on requests that end in an error).
+  r[PUBLISHED_ERRORS] = undefined;
   for (const symbol of ROUTER_SYMBOLS) r[symbol] = undefined;
 
   const s = res as unknown as Record<PropertyKey, unknown>;
@@ -45,11 +48,23 @@ export function shapeRequest(req: IncomingMessage, res: ServerResponse): void {
   s[ACCESS_RECORD] = undefined;
 }
 
+const PUBLISHED_ERRORS = Symbol.for('router.tracing.publishedErrors');
+
 /**
  * The router's own symbol-keyed request state (the matched route, for its tracing channel) is not
- * exported: it is found by routing a stand-in request once.
+ * exported: it is found by routing a stand-in request once. Not while a tracer listens to the router's
+ * channel (it would see the stand-in): the symbol then goes unprimed, which costs only speed.
  */
 const ROUTER_SYMBOLS: readonly symbol[] = (() => {
+  const channel = tracingChannel('express.router.request');
+  if (
+    channel.start.hasSubscribers ||
+    channel.end.hasSubscribers ||
+    channel.asyncStart.hasSubscribers ||
+    channel.asyncEnd.hasSubscribers ||
+    channel.error.hasSubscribers
+  )
+    return [];
   const router = express.Router();
   router.get('/', () => undefined);
   const stand = { method: 'GET', url: '/', headers: {} } as unknown as express.Request;

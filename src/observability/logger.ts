@@ -51,9 +51,17 @@ export function createLogger(options: LoggerOptions): Logger {
     );
   }
   const batches = new LineBatches(destinations as unknown as Destination[]);
-  // A disk that fills up later must not take the gateway down: report on stderr and carry on.
-  for (const d of destinations)
-    d.on('error', (err: Error) => process.stderr.write(`log write failed: ${err.message}\n`));
+  // A disk that fills up later must not take the gateway down: report on stderr and carry on without
+  // that destination. Kept, it would buffer every later line in memory and, at exit, retry its
+  // synchronous flush forever (sonic-boom retries any write error there), so the process would hang.
+  const names = ['stdout', options.file?.path];
+  destinations.forEach((d, i) => {
+    d.on('error', (err: Error) => {
+      if (!batches.drop(d as unknown as Destination)) return;
+      process.stderr.write(`log write failed (${names[i]}): ${err.message}; no more log lines go there\n`);
+      d.destroy();
+    });
+  });
   // Whatever is still buffered is written out when the process exits (after SIGTERM, on a fatal error).
   process.once('exit', () => batches.flushSync());
   return pino(base, batches);
@@ -62,7 +70,7 @@ export function createLogger(options: LoggerOptions): Logger {
 /** What LineBatches writes to: a pino destination (sonic-boom) in buffer mode. */
 export interface Destination {
   write(bytes: Buffer): unknown;
-  flush(): void;
+  flush(callback?: (err?: Error | null) => void): void;
   flushSync(): void;
 }
 
@@ -90,7 +98,11 @@ export class LineBatches implements DestinationStream {
   private start = 0;
   private scheduled = false;
 
-  constructor(private readonly destinations: readonly Destination[]) {}
+  private destinations: readonly Destination[];
+
+  constructor(destinations: readonly Destination[]) {
+    this.destinations = destinations;
+  }
 
   write(line: string): void {
     // A UTF-16 code unit takes at most 3 bytes of UTF-8.
@@ -102,10 +114,25 @@ export class LineBatches implements DestinationStream {
     setTimeout(this.writeBatch, BATCH_MS).unref();
   }
 
-  /** logger.flush(): what is gathered goes to the destinations, which start writing it. */
-  flush(): void {
+  /**
+   * logger.flush(): what is gathered goes to the destinations; `callback` runs once every destination
+   * has written what it holds (write errors are reported by the destinations themselves).
+   */
+  flush(callback?: () => void): void {
     this.writeBatch();
-    for (const d of this.destinations) flushOne(d);
+    let pending = this.destinations.length;
+    const done = () => {
+      if (--pending === 0) callback?.();
+    };
+    if (pending === 0) callback?.();
+    for (const d of this.destinations) flushOne(d, done);
+  }
+
+  /** Stops writing to `d` (it failed); false if it was already dropped. */
+  drop(d: Destination): boolean {
+    if (!this.destinations.includes(d)) return false;
+    this.destinations = this.destinations.filter((other) => other !== d);
+    return true;
   }
 
   flushSync(): void {
@@ -140,11 +167,12 @@ export class LineBatches implements DestinationStream {
   }
 }
 
-function flushOne(d: Destination): void {
+function flushOne(d: Destination, done: () => void): void {
   try {
-    d.flush();
+    d.flush(() => done());
   } catch {
     // Not open yet: it writes what it holds once it is.
+    done();
   }
 }
 

@@ -208,8 +208,8 @@ export async function runContinuation(args: {
     onPhaseTimeout: (reason) => controller.abort(reason),
     onDeadline: () => args.lifetime.expire(),
   });
-  timer.setDeadline(args.lifetime.deadlineAt);
   timer.arm('first-byte', args.timeouts.firstByteMs);
+  timer.setDeadline(args.lifetime.deadlineAt);
   const startedAt = args.now();
   const splicer = new Splicer(args.transcript);
   const parser = new SseParser();

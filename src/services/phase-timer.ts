@@ -81,7 +81,8 @@ export class PhaseTimer {
     if (this.handle !== undefined && this.handleDueAt <= due) return;
     this.cancel();
     if (due === Number.POSITIVE_INFINITY) return;
-    const delayMs = Math.max(0, Math.ceil(due - now));
+    // Rounded up, less a rounding error of the sums (now + timeout - now is not always the timeout).
+    const delayMs = Math.max(0, Math.ceil(due - now - 1e-6));
     this.handleDueAt = now + delayMs;
     this.handle = setTimeout(fire, delayMs, this);
   }

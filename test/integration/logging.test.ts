@@ -1,9 +1,12 @@
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setImmediate as nextTurn } from 'node:timers/promises';
+import { request } from 'undici';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/load-config.js';
 import { createLogger } from '../../src/observability/logger.js';
+import { CHILD_TIMEOUT_MS, freePort, spawnGateway, waitForOutput } from '../helpers/child-gateway.js';
 import { chat, streamBody, streamedText } from '../helpers/http.js';
 import { CLIENT_KEY, type TestGateway } from '../helpers/start-gateway.js';
 import { useTestBed } from '../helpers/test-bed.js';
@@ -202,5 +205,42 @@ describe('file logging', () => {
     expect(text).not.toContain('sk-x');
     expect(text).not.toContain('sk-y');
     expect(text).not.toContain('below the level');
+  });
+
+  it('a log file that fails to take writes (disk full) is reported, dropped, and does not stop the gateway or its exit', async () => {
+    // /dev/full: opens, and every write fails with ENOSPC.
+    expect(existsSync('/dev/full')).toBe(true);
+    const a = await bed.upstream('a');
+    const port = await freePort();
+    const child = await spawnGateway(bed, {
+      API_KEY: CLIENT_KEY,
+      ENDPOINTS: JSON.stringify([{ name: 'a', url: a.url, models: ['test-model'] }]),
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      FILE_LOGGING: 'true',
+      LOG_FILE: '/dev/full',
+    });
+    await waitForOutput(child, 'listening');
+    for (let i = 0; i < 3; i++) {
+      const res = await request(`http://127.0.0.1:${port}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${CLIENT_KEY}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'test-model', messages: [{ role: 'user', content: 'hi' }] }),
+      });
+      expect(res.statusCode).toBe(200);
+      await res.body.text();
+    }
+    await expect
+      .poll(() => child.stderr(), { timeout: CHILD_TIMEOUT_MS })
+      .toContain('log write failed (/dev/full)');
+    // stdout goes on logging.
+    await waitForOutput(child, '"url":"/v1/chat/completions"');
+    const signalledAt = Date.now();
+    child.proc.kill('SIGTERM');
+    const exit = await child.exit;
+    expect(exit.code).toBe(0);
+    expect(exit.at - signalledAt).toBeLessThan(CHILD_TIMEOUT_MS);
+    expect(child.stderr().match(/log write failed/g)).toHaveLength(1);
+    expect(child.stdout()).toContain('"msg":"stopped"');
   });
 });

@@ -126,6 +126,44 @@ describe('graceful shutdown in process', () => {
   });
 });
 
+describe('requests that arrive during shutdown', () => {
+  it('a request pipelined on a busy keep-alive connection is answered with connection: close', async () => {
+    const upstream = await slowUpstream();
+    const gw = await bed.gateway({ endpoints: [{ url: upstream.url, name: 'slow' }] });
+    const socket = net.connect(Number(new URL(gw.url).port), '127.0.0.1');
+    bed.onCleanup(() => socket.destroy());
+    let received = '';
+    socket.on('data', (d: Buffer) => (received += d.toString('utf8')));
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    const body = JSON.stringify(streamBody());
+    socket.write(
+      `POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer ${CLIENT_KEY}\r\n` +
+        `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
+    await withTimeout(
+      new Promise<void>((resolve) => {
+        const check = () => {
+          if (!received.includes('data:')) return;
+          socket.off('data', check);
+          resolve();
+        };
+        socket.on('data', check);
+      }),
+      CHILD_TIMEOUT_MS,
+      'the first chunk',
+    );
+    const shutdown = gw.gateway.shutdown(5_000);
+    // The connection is busy, so it stays open; a request sent on it now is the last one it carries.
+    socket.write('GET /health HTTP/1.1\r\nhost: gw\r\n\r\n');
+    await withTimeout(closed, CHILD_TIMEOUT_MS, 'the connection closing');
+    await shutdown;
+    const [, health] = received.split(/(?=HTTP\/1\.1 )/);
+    expect(health).toMatch(/^HTTP\/1\.1 200/);
+    expect(health).toMatch(/\r\nconnection: close\r\n/i);
+    expectIntactStream(received.slice(0, received.indexOf(health!)));
+  });
+});
+
 describe('the gateway process', () => {
   it('on SIGTERM finishes the in-flight stream and exits 0 within the grace period', async () => {
     const upstream = await slowUpstream();

@@ -13,8 +13,9 @@ function destination() {
       writes.push(bytes.toString('utf8'));
       return true;
     },
-    flush: () => {
+    flush: (callback) => {
       flushed++;
+      callback?.();
     },
     flushSync: () => {
       syncFlushed++;
@@ -79,5 +80,27 @@ describe('LineBatches', () => {
     expect(a.writes.join('')).toBe(expected.join(''));
     // Every buffer handed over still holds what it held then.
     expect(a.given.map((b) => b.toString('utf8'))).toEqual(a.writes);
+  });
+
+  it('flush(callback) calls back once every destination has flushed; a dropped destination gets nothing more', () => {
+    const a = destination();
+    const b = destination();
+    const batches = new LineBatches([a.d, b.d]);
+    batches.write('one\n');
+    let called = 0;
+    batches.flush(() => called++);
+    expect(called).toBe(1);
+    expect(a.flushes().flushed).toBe(1);
+    expect(b.flushes().flushed).toBe(1);
+    expect(batches.drop(b.d)).toBe(true);
+    expect(batches.drop(b.d)).toBe(false);
+    batches.write('two\n');
+    batches.flushSync();
+    expect(a.writes).toEqual(['one\n', 'two\n']);
+    expect(b.writes).toEqual(['one\n']);
+    expect(b.flushes().syncFlushed).toBe(0);
+    batches.drop(a.d);
+    batches.flush(() => called++);
+    expect(called).toBe(2);
   });
 });

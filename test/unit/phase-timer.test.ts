@@ -155,4 +155,16 @@ describe('PhaseTimer scheduling', () => {
     setTimeoutSpy.mockRestore();
     t.clear();
   });
+
+  it('does not add a millisecond for the rounding error of now + timeout - now', () => {
+    const t = new PhaseTimer({ onPhaseTimeout: () => undefined, onDeadline: () => undefined });
+    const setTimeoutSpy = vi.spyOn(globalThis, 'setTimeout');
+    // At this clock reading, (now + 120000) - now is 120000.00000000006.
+    vi.advanceTimersByTime(473382.7376538105 - performance.now());
+    expect(performance.now() + 120_000 - performance.now()).toBeGreaterThan(120_000);
+    t.arm('first-byte', 120_000);
+    expect(setTimeoutSpy.mock.calls[0]![1]).toBe(120_000);
+    setTimeoutSpy.mockRestore();
+    t.clear();
+  });
 });
