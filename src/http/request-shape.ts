@@ -14,8 +14,8 @@ import { BODY_READ } from './middleware/raw-body.js';
  * So the properties that Express, its router, Node and the gateway add once a request is under way are
  * created here first, with the values they read as before (undefined, or what the prototype holds),
  * before Express takes the objects: later writes then only change values. The test in
- * `test/integration/request-shape.test.ts` checks that a completion adds no property after this
- * point, so that the list stays whole.
+ * `test/integration/request-shape.test.ts` checks that no request (completions, error answers, the
+ * other routes) adds a property after this point, so that the list stays whole.
  */
 export function shapeRequest(req: IncomingMessage, res: ServerResponse): void {
   const r = req as unknown as Record<PropertyKey, unknown>;

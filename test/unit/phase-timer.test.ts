@@ -2,17 +2,18 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { AttemptTimeoutReason } from '../../src/services/abort-reasons.js';
 import { PhaseTimer } from '../../src/services/phase-timer.js';
 
+/** A timer that records the phase timeouts it reports (its deadline goes unreported). */
+function timer() {
+  const fired: AttemptTimeoutReason[] = [];
+  return {
+    t: new PhaseTimer({ onPhaseTimeout: (r) => fired.push(r), onDeadline: () => undefined }),
+    fired,
+  };
+}
+
 describe('PhaseTimer', () => {
   beforeEach(() => vi.useFakeTimers());
   afterEach(() => vi.useRealTimers());
-
-  function timer() {
-    const fired: AttemptTimeoutReason[] = [];
-    return {
-      t: new PhaseTimer({ onPhaseTimeout: (r) => fired.push(r), onDeadline: () => undefined }),
-      fired,
-    };
-  }
 
   it('fires once for a phase without progress, naming the phase', () => {
     const { t, fired } = timer();
@@ -115,8 +116,7 @@ describe('PhaseTimer scheduling', () => {
   afterEach(() => vi.useRealTimers());
 
   it('keeps the armed timer when the due time moves later, and still fires on time', () => {
-    const fired: AttemptTimeoutReason[] = [];
-    const t = new PhaseTimer({ onPhaseTimeout: (r) => fired.push(r), onDeadline: () => undefined });
+    const { t, fired } = timer();
     const setTimeoutSpy = vi.spyOn(globalThis, 'setTimeout');
     t.arm('first-byte', 100);
     t.setDeadline(performance.now() + 10_000);
@@ -133,8 +133,7 @@ describe('PhaseTimer scheduling', () => {
   });
 
   it('re-arms at once when the due time moves sooner', () => {
-    const fired: AttemptTimeoutReason[] = [];
-    const t = new PhaseTimer({ onPhaseTimeout: (r) => fired.push(r), onDeadline: () => undefined });
+    const { t, fired } = timer();
     t.arm('first-byte', 1000);
     vi.advanceTimersByTime(10);
     t.arm('idle', 50);
@@ -145,7 +144,7 @@ describe('PhaseTimer scheduling', () => {
   });
 
   it('sets timers in whole milliseconds', () => {
-    const t = new PhaseTimer({ onPhaseTimeout: () => undefined, onDeadline: () => undefined });
+    const { t } = timer();
     const setTimeoutSpy = vi.spyOn(globalThis, 'setTimeout');
     vi.advanceTimersByTime(0.4);
     t.setDeadline(performance.now() + 123.45);
@@ -157,7 +156,7 @@ describe('PhaseTimer scheduling', () => {
   });
 
   it('does not add a millisecond for the rounding error of now + timeout - now', () => {
-    const t = new PhaseTimer({ onPhaseTimeout: () => undefined, onDeadline: () => undefined });
+    const { t } = timer();
     const setTimeoutSpy = vi.spyOn(globalThis, 'setTimeout');
     // At this clock reading, (now + 120000) - now is 120000.00000000006.
     vi.advanceTimersByTime(473382.7376538105 - performance.now());
