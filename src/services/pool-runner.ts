@@ -350,6 +350,8 @@ function failureKind(failure: AttemptFailure): FailureKind {
       return 'timeout';
     case 'bad-response':
       return 'bad-response';
+    case 'error-event':
+      return 'stream-error';
     case 'http':
       return 'server-error';
   }

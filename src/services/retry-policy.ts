@@ -9,8 +9,10 @@ export type AttemptFailure =
   | { kind: 'connect'; code: string; message: string }
   | { kind: 'timeout'; phase: 'connect' | 'first-byte' | 'idle'; message: string }
   | { kind: 'http'; status: number; retryAfterMs: number | undefined; message: string; body: string }
-  /** A 2xx that is not a usable answer: empty, or a JSON answer that does not parse. */
-  | { kind: 'bad-response'; message: string };
+  /** A 2xx that is not a usable answer: empty, a JSON answer that does not parse, a garbled stream. */
+  | { kind: 'bad-response'; message: string }
+  /** The model server reported an error in a 2xx answer (an error event in a stream, an error object). */
+  | { kind: 'error-event'; message: string };
 
 export type Decision =
   /** Try another candidate; `backoff` asks for a jittered pause first; `exclude` bars this endpoint for the rest of the request. */
@@ -31,6 +33,7 @@ export function decide(failure: AttemptFailure): Decision {
       return { action: 'retry', health: 'failure', backoff: false, exclude: false };
     case 'timeout':
     case 'bad-response':
+    case 'error-event':
       return { action: 'retry', health: 'failure', backoff: true, exclude: false };
     case 'http':
       return decideStatus(failure.status);

@@ -9,7 +9,14 @@ import { sendJsonAnswer } from './json-answer.js';
 import type { LifetimeListener } from './lifetime.js';
 import { PhaseTimer, type TimerTarget } from './phase-timer.js';
 import { parseRetryAfterMs, type AttemptFailure } from './retry-policy.js';
-import { brokenByTimeout, brokenByTransport, brokenByTruncation, DoneDetector } from './stream-relay.js';
+import {
+  brokenByErrorEvent,
+  brokenByGarbage,
+  brokenByTimeout,
+  brokenByTransport,
+  brokenByTruncation,
+} from './stream-relay.js';
+import { doneLineAt, findErrorEvent, inBandError, MAX_HELD_BYTES, SseFramer } from './sse-framing.js';
 import { parseUpstreamError } from './upstream-error.js';
 
 export type { AttemptInput, AttemptResult, CommitState } from './attempt-types.js';
@@ -26,6 +33,7 @@ const MAX_JSON_ANSWER_BYTES = 64 * 1024 * 1024;
 const END_AFTER_DONE_MS = 1_000;
 /** The reason given to undici when an attempt that has its result stops its upstream request. */
 const ATTEMPT_OVER = new Error('the attempt is over');
+const DATA = Buffer.from('data:');
 
 /**
  * One attempt on one endpoint: send, wait for the first byte under the first-byte timeout, then commit
@@ -50,7 +58,7 @@ type Phase =
   | 'error-body'
   /** A JSON answer, buffered whole before commit so that a bad one can still be retried elsewhere. */
   | 'json'
-  /** An event stream, relayed chunk by chunk from its first byte (the commit). */
+  /** An event stream, relayed event by event from its first whole event (the commit). */
   | 'stream'
   /** The client's answer is complete; the upstream response is let to end. */
   | 'after';
@@ -84,7 +92,8 @@ class Attempt implements AttemptHandle, LifetimeListener, TimerTarget {
   private parts: Buffer[] = [];
   private size = 0;
   private decoder: zlib.Gunzip | zlib.Inflate | zlib.BrotliDecompress | undefined;
-  private done: DoneDetector | undefined;
+  /** Whole events out of the stream's chunks (set in the stream phase). */
+  private framer: SseFramer | undefined;
   private waitingForDrain = false;
   /** Created on the first wait for the client to drain (rare). */
   private drainListener: (() => void) | undefined;
@@ -174,8 +183,10 @@ class Attempt implements AttemptHandle, LifetimeListener, TimerTarget {
       decoder.once('error', (err) => this.decodingFailed(err));
     }
     if (statusCode < 200 || statusCode >= 300) this.phase = 'error-body';
-    else if (String(headers['content-type'] ?? '').includes('text/event-stream')) this.phase = 'stream';
-    else this.phase = 'json';
+    else if (String(headers['content-type'] ?? '').includes('text/event-stream')) {
+      this.phase = 'stream';
+      this.framer = new SseFramer();
+    } else this.phase = 'json';
   }
 
   onResponseData(_controller: Dispatcher.DispatchController, chunk: Buffer): void {
@@ -244,12 +255,15 @@ class Attempt implements AttemptHandle, LifetimeListener, TimerTarget {
       case 'error-body':
         this.errorBodyEnd();
         return;
-      case 'stream':
+      case 'stream': {
         if (this.settled) return;
+        // A [DONE] line without its blank line is completed; any other unfinished event is dropped.
+        const tail = this.framer!.end();
         if (this.ttfbMs < 0) this.fail({ kind: 'bad-response', message: 'upstream sent an empty answer' });
-        else if (this.done!.endsWithDone()) this.finishStream();
+        else if (tail) this.finishStream(tail);
         else this.settle(brokenByTruncation());
         return;
+      }
       case 'after':
         this.timer.clear();
         return;
@@ -258,37 +272,55 @@ class Attempt implements AttemptHandle, LifetimeListener, TimerTarget {
     }
   }
 
-  /** Commits at the first chunk, then writes every chunk as it comes, ending at [DONE]. */
+  /**
+   * Writes the whole events of every chunk as they come (an unfinished event waits for its end),
+   * committing with the first, and ends at [DONE]. An error event is a break, never relayed.
+   */
   private relay(chunk: Buffer): void {
     const { input } = this;
-    const { res } = input;
+    const framer = this.framer!;
+    this.windowBytes += chunk.length;
+    let events = framer.push(chunk);
+    if (framer.heldBytes > MAX_HELD_BYTES) {
+      this.garbled('an event longer than 1 MiB, or no line breaks');
+      return;
+    }
+    if (!this.waitingForDrain) this.timer.arm('idle', input.timeouts.idleMs);
+    if (events.length === 0) return;
+    const error = findErrorEvent(events);
+    if (error) events = events.subarray(0, error.start);
+    const done = error ? -1 : doneLineAt(events);
     if (this.ttfbMs < 0) {
-      this.ttfbMs = input.now() - this.startedAt;
-      if (!claimCommit(input, this.status)) {
-        this.settle({ type: 'lost' });
+      if (events.length === 0) {
+        // Nothing reached the client: another endpoint can answer instead.
+        this.fail({
+          kind: 'error-event',
+          message: `the model server sent an error event: ${error!.message}`,
+        });
         return;
       }
-      if (!res.headersSent) {
-        setEventStreamHeaders(res);
-        setGatewayHeaders(input);
+      if (done >= 0 && events.indexOf(DATA) >= done) {
+        this.fail({ kind: 'bad-response', message: 'upstream sent an empty answer' });
+        return;
       }
-      this.done = new DoneDetector();
-      this.startThroughputCheck();
+      if (!this.commit()) return;
     }
+    const { res } = input;
     if (res.writableEnded || res.destroyed) {
       this.abort(new ClientClosedReason());
       return;
     }
-    this.windowBytes += chunk.length;
-    input.transcript?.feed(chunk);
-    if (this.done!.feed(chunk)) {
-      this.finishStream(chunk);
+    if (done >= 0) {
+      this.finishStream(events);
       return;
     }
-    if (res.write(chunk)) {
-      this.timer.arm('idle', input.timeouts.idleMs);
+    const flowing = events.length === 0 || res.write(events);
+    input.transcript?.feed(events);
+    if (error) {
+      this.settle(brokenByErrorEvent(error.message));
       return;
     }
+    if (flowing) return;
     // The client reads slower than the model writes: stop reading the upstream until it catches up.
     // Waiting on the client is not the upstream's stall, so no idle timer meanwhile.
     this.timer.suspend();
@@ -298,8 +330,30 @@ class Attempt implements AttemptHandle, LifetimeListener, TimerTarget {
     res.once('drain', this.drainListener);
   }
 
-  /** The [DONE] line has come (with `last`, or before the upstream ended): the answer is complete. */
-  private finishStream(last?: Buffer): void {
+  /** Takes the right to answer with the first whole event; false (and settled) if a rival has it. */
+  private commit(): boolean {
+    const { input } = this;
+    this.ttfbMs = input.now() - this.startedAt;
+    if (!claimCommit(input, this.status)) {
+      this.settle({ type: 'lost' });
+      return false;
+    }
+    if (!input.res.headersSent) {
+      setEventStreamHeaders(input.res);
+      setGatewayHeaders(input);
+    }
+    this.startThroughputCheck();
+    return true;
+  }
+
+  /** The upstream sent bytes that are no event stream: a failure before commit, a break after. */
+  private garbled(message: string): void {
+    if (this.ttfbMs < 0) this.fail({ kind: 'bad-response', message: `upstream sent ${message}` });
+    else this.settle(brokenByGarbage(message));
+  }
+
+  /** The [DONE] line has come, in `last`: the answer is complete. */
+  private finishStream(last: Buffer): void {
     this.input.res.end(last);
     this.settle({
       type: 'done',
@@ -337,26 +391,33 @@ class Attempt implements AttemptHandle, LifetimeListener, TimerTarget {
     }
     const answer = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.size);
     this.parts = [];
-    // The answer is relayed as it came. It is checked to be a JSON object (an HTML page from a proxy
-    // in front of the model server is not an answer); it is parsed only when it must be turned into an
-    // event because heartbeats already opened a stream.
-    let chunk: unknown;
+    // The answer is relayed as it came, once it is known to be a JSON object: an HTML page from a proxy
+    // in front of the model server, a cut or garbled body, or an error object with status 200 is not an
+    // answer, and another endpoint may still give one.
+    let parsed: unknown;
     try {
-      if (!isJsonObjectText(answer)) throw new SyntaxError('not a JSON object');
-      if (input.res.headersSent) chunk = JSON.parse(answer.toString('utf8'));
+      parsed = JSON.parse(answer.toString('utf8'));
     } catch {
+      parsed = undefined;
+    }
+    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
       const contentType = String(this.headers['content-type'] ?? 'application/json');
       this.fail({
         kind: 'bad-response',
-        message: `upstream answered ${this.status} with a body that is not JSON (${contentType})`,
+        message: `upstream answered ${this.status} with a body that is not a JSON object (${contentType})`,
       });
+      return;
+    }
+    const error = (parsed as { choices?: unknown }).choices === undefined ? inBandError(parsed) : undefined;
+    if (error !== undefined) {
+      this.fail({ kind: 'error-event', message: `upstream answered ${this.status} with an error: ${error}` });
       return;
     }
     if (!claimCommit(input, this.status)) {
       this.settle({ type: 'lost' });
       return;
     }
-    sendJsonAnswer(input, this.status, answer, chunk);
+    sendJsonAnswer(input, this.status, answer, parsed);
     this.settle({
       type: 'done',
       status: this.status,
@@ -456,22 +517,6 @@ class Attempt implements AttemptHandle, LifetimeListener, TimerTarget {
       this.pendingAbort = reason;
     }
   }
-}
-
-/**
- * Whether a body is framed as a JSON object: `{` first and `}` last, whitespace aside. A transport cut
- * is caught by undici (length or chunked framing), so what is left to catch is a body of another kind.
- */
-function isJsonObjectText(body: Buffer): boolean {
-  let first = 0;
-  let last = body.length - 1;
-  while (first <= last && isSpace(body[first]!)) first++;
-  while (last > first && isSpace(body[last]!)) last--;
-  return last > first && body[first] === 0x7b && body[last] === 0x7d;
-}
-
-function isSpace(byte: number): boolean {
-  return byte === 0x20 || byte === 0x0a || byte === 0x0d || byte === 0x09;
 }
 
 /**

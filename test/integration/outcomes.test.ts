@@ -239,7 +239,7 @@ describe('when every candidate fails', () => {
   });
 
   it('MAX_ATTEMPTS bounds the number of upstream attempts', async () => {
-    const fail: Behavior = { type: 'status', status: 503 };
+    const fail: Behavior = { type: 'status', status: 500 };
     const a = await bed.upstream('a', fail, fail, fail, fail, fail);
     const gw = await bed.gateway({
       endpoints: [{ url: a.url, name: 'a' }],
@@ -249,6 +249,40 @@ describe('when every candidate fails', () => {
     const res = await chat(gw.url, gw.auth);
     expect(res.status).toBe(502);
     expect(a.requests).toHaveLength(2);
+  });
+
+  it('503 with the upstreams’ Retry-After when every endpoint answers 503 or 429 (not a bad gateway)', async () => {
+    const a = await bed.upstream('a', { type: 'status', status: 503, headers: { 'retry-after': '7' } });
+    const b = await bed.upstream('b', { type: 'status', status: 429, headers: { 'retry-after': '4' } });
+    const gw = await bed.gateway({
+      endpoints: [
+        { url: a.url, name: 'a' },
+        { url: b.url, name: 'b', priority: 2 },
+      ],
+      env: { MAX_ATTEMPTS: '2' },
+      random: () => 0,
+    });
+    const res = await chat(gw.url, gw.auth);
+    expect(res.status).toBe(503);
+    expect(res.headers['retry-after']).toBe('4');
+    expect(res.json.error.code).toBe('no_endpoint_available');
+    expect(res.json.error.message).toContain('HTTP 503');
+  });
+
+  it('502 when one upstream answered 500 and another 503: a broken answer outweighs "unavailable"', async () => {
+    const a = await bed.upstream('a', { type: 'status', status: 500 });
+    const b = await bed.upstream('b', { type: 'status', status: 503 });
+    const gw = await bed.gateway({
+      endpoints: [
+        { url: a.url, name: 'a' },
+        { url: b.url, name: 'b', priority: 2 },
+      ],
+      env: { MAX_ATTEMPTS: '2' },
+      random: () => 0,
+    });
+    const res = await chat(gw.url, gw.auth);
+    expect(res.status).toBe(502);
+    expect(res.headers['retry-after']).toBeUndefined();
   });
 
   it('REQUEST_TIMEOUT_MS bounds the whole request: 504', async () => {
