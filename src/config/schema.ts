@@ -216,6 +216,10 @@ export const configSchema = z.strictObject({
         })
         .prefault({}),
       continuation: booleanLike.default(true),
+      /** One stream's transcript kept for continuation; past it a break ends the stream. */
+      continuationMaxBytes: byteSize.default(1024 * 1024),
+      /** All streams' transcripts together. */
+      continuationBudgetBytes: byteSize.default(64 * 1024 * 1024),
       hedge: z
         .strictObject({
           delayMs: z

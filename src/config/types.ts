@@ -77,6 +77,10 @@ export interface GatewayConfig {
     hedge: HedgeConfig;
     /** Continue a broken text stream on another endpoint. */
     continuation: boolean;
+    /** One stream's transcript kept for continuation at most (bytes). */
+    continuationMaxBytes: number;
+    /** All streams' transcripts together at most (bytes). */
+    continuationBudgetBytes: number;
   };
   aliases: Readonly<Record<string, readonly string[]>>;
   health: { probeIntervalMs: number; ejection: EjectionConfig };

@@ -12,7 +12,7 @@ import type { Forwarder } from './forwarder.js';
 import { PoolRunner, type PoolContext } from './pool-runner.js';
 import { TtfbStats } from './ttfb-stats.js';
 import { continuationEligible } from './continuation.js';
-import { StreamTranscript } from './stream-transcript.js';
+import { StreamTranscript, TranscriptBudget } from './stream-transcript.js';
 
 export interface CompletionRequest {
   /** The model (or alias) the client asked for. */
@@ -60,6 +60,8 @@ export class CompletionService {
   active = 0;
   private readonly picker: EndpointPicker;
   private readonly pools: PoolRunner;
+  /** What all streams' transcripts may keep together (CONTINUATION_BUDGET_BYTES). */
+  private readonly transcripts = new TranscriptBudget(0);
 
   constructor(private readonly deps: CompletionServiceDeps) {
     this.picker = new EndpointPicker(deps);
@@ -92,10 +94,7 @@ export class CompletionService {
       state,
       requestStartedAt,
       sessionKey: this.sessionKey(req),
-      transcript:
-        req.stream && config.routing.continuation && continuationEligible(req.json)
-          ? new StreamTranscript()
-          : undefined,
+      transcript: req.stream ? this.transcript(req) : undefined,
     };
     this.active++;
     try {
@@ -132,8 +131,23 @@ export class CompletionService {
       this.active--;
       trace.ttfbMs = state.ttfbMs;
       if (heartbeat) clearInterval(heartbeat);
+      ctx.transcript?.dispose();
       res.removeListener('close', onClose);
     }
+  }
+
+  /**
+   * What a stream's client has been told, for repairing a break: its text too when continuation is on
+   * and the request is plain text (no tools, one choice).
+   */
+  private transcript(req: CompletionRequest): StreamTranscript {
+    const { continuation, continuationMaxBytes, continuationBudgetBytes } = this.deps.config.current.routing;
+    this.transcripts.limitBytes = continuationBudgetBytes;
+    return new StreamTranscript({
+      keepText: continuation && continuationEligible(req.json),
+      maxBytes: continuationMaxBytes,
+      budget: this.transcripts,
+    });
   }
 
   /** The session id for affinity: the configured header, else the body's `user` field. */

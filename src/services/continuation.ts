@@ -8,7 +8,8 @@ import type { Lifetime } from './lifetime.js';
 import { PhaseTimer } from './phase-timer.js';
 import { discardBody } from './read-body.js';
 import { SseParser } from './sse-parser.js';
-import type { StreamTranscript } from './stream-transcript.js';
+import { inBandError } from './sse-framing.js';
+import type { Chunk, Continuation, StreamTranscript } from './stream-transcript.js';
 
 /**
  * Mid-stream continuation. When a text stream breaks after content reached the client, the conversation
@@ -16,6 +17,8 @@ import type { StreamTranscript } from './stream-transcript.js';
  * (`continue_final_message`, understood by vLLM and SGLang; llama.cpp continues a final assistant
  * message by itself), and the continuation is spliced into the client's stream: no second role delta,
  * the first stream's id/created/model, overlap dropped, one finish_reason, one [DONE], usage summed.
+ * When nothing but the role had reached the client, the request is sent again as it was (a restart),
+ * whatever it asked for (tools, several choices) and also with continuation off: nothing is spliced.
  */
 
 /** Overlaps shorter than this are left alone: a short repeat is more likely real text than an echo. */
@@ -50,41 +53,43 @@ export function continuationBody(json: Readonly<Record<string, unknown>>, partia
   );
 }
 
-interface SpliceChoice {
-  index?: number;
-  delta?: Record<string, unknown>;
-  finish_reason?: unknown;
-}
-
-interface SpliceChunk {
-  id?: unknown;
-  created?: unknown;
-  model?: unknown;
-  choices?: SpliceChoice[];
+interface SpliceChunk extends Chunk {
   usage?: { prompt_tokens?: number; completion_tokens?: number; total_tokens?: number } | null;
-  error?: { message?: string };
 }
 
-/** Rewrites continuation events so that they read as the rest of the first stream. */
+/**
+ * Rewrites continuation events so that they read as the rest of the first stream. A `restart` (nothing
+ * but the role had reached the client) passes every event on without the role deltas already sent; a
+ * `continue` drops the text the client already has and splices the rest onto it.
+ */
 export class Splicer {
   private held = '';
   private checked = false;
   private readonly priorTokens: number;
 
-  constructor(private readonly transcript: StreamTranscript) {
+  constructor(
+    private readonly transcript: StreamTranscript,
+    private readonly mode: Continuation,
+  ) {
     this.priorTokens = transcript.contentChunks;
   }
 
-  /** SSE text to send for one upstream payload; `done` after [DONE]. Throws on an upstream error event. */
+  /**
+   * SSE text to send for one upstream payload; `done` after [DONE]. Throws on an upstream error event
+   * or an event that is not JSON: nothing of it may reach the client.
+   */
   payload(data: string): { out: string; done: boolean } {
     if (data === '[DONE]') return { out: `${this.flush()}data: [DONE]\n\n`, done: true };
     let chunk: SpliceChunk;
     try {
       chunk = JSON.parse(data) as SpliceChunk;
     } catch {
-      return { out: '', done: false };
+      throw new Error('the continuation sent an event that is not JSON');
     }
-    if (chunk.error) throw new Error(chunk.error.message ?? 'upstream error event');
+    const error = inBandError(chunk);
+    if (error !== undefined) throw new Error(error);
+    if (chunk === null || typeof chunk !== 'object' || Array.isArray(chunk))
+      throw new Error('the continuation sent an event that is not a chunk');
     const t = this.transcript;
     const out: SpliceChunk = {
       ...chunk,
@@ -92,6 +97,28 @@ export class Splicer {
       created: t.created ?? chunk.created,
       model: t.model ?? chunk.model,
     };
+    return this.mode === 'restart' ? this.restarted(out) : this.continued(chunk, out);
+  }
+
+  /** A restarted stream's event, less the role deltas the client already has. */
+  private restarted(out: SpliceChunk): { out: string; done: boolean } {
+    const roles = this.transcript.roles;
+    let meaningful = out.usage !== undefined && out.usage !== null;
+    out.choices = (out.choices ?? []).map((choice) => {
+      const delta = { ...choice.delta };
+      if (roles.includes(choice.index ?? 0)) {
+        delete delta.role;
+        if (delta.content === '') delete delta.content;
+      }
+      if (Object.keys(delta).length > 0 || choice.finish_reason || choice.logprobs) meaningful = true;
+      return { ...choice, delta };
+    });
+    if (!meaningful) return { out: '', done: false };
+    this.transcript.note(out);
+    return { out: `data: ${JSON.stringify(out)}\n\n`, done: false };
+  }
+
+  private continued(chunk: SpliceChunk, out: SpliceChunk): { out: string; done: boolean } {
     let text = '';
     let finish = false;
     out.choices = (chunk.choices ?? []).map((choice) => {
@@ -121,7 +148,7 @@ export class Splicer {
     const meaningful =
       content !== '' ||
       finish ||
-      out.usage !== undefined ||
+      (out.usage !== undefined && out.usage !== null) ||
       (choice?.delta && Object.keys(choice.delta).length > 0);
     return { out: meaningful ? `data: ${JSON.stringify(out)}\n\n` : '', done: false };
   }
@@ -146,7 +173,7 @@ export class Splicer {
   }
 
   private flush(): string {
-    if (this.checked || this.held === '') return '';
+    if (this.mode === 'restart' || this.checked || this.held === '') return '';
     const text = this.record(this.dropOverlap());
     const t = this.transcript;
     const chunk = {
@@ -171,10 +198,7 @@ export class Splicer {
   }
 
   private record(text: string): string {
-    if (text) {
-      this.transcript.text += text;
-      this.transcript.contentChunks++;
-    }
+    this.transcript.appendText(text);
     return text;
   }
 }
@@ -195,6 +219,7 @@ export async function runContinuation(args: {
   body: Buffer;
   res: ClientResponse;
   transcript: StreamTranscript;
+  mode: Continuation;
   lifetime: Lifetime;
   now: () => number;
 }): Promise<ContinuationResult> {
@@ -204,14 +229,31 @@ export async function runContinuation(args: {
   const controller = new AbortController();
   const onParentAbort = () => controller.abort(signal.reason);
   signal.addEventListener('abort', onParentAbort, { once: true });
+  const { timeouts, lifetime } = args;
+  // The same limits as any attempt: first byte, idle, minimum throughput, the endpoint's total and the
+  // request's deadline.
+  const attemptEndsAt = performance.now() + timeouts.totalMs;
   const timer = new PhaseTimer({
     onPhaseTimeout: (reason) => controller.abort(reason),
-    onDeadline: () => args.lifetime.expire(),
+    onDeadline: () => {
+      if (attemptEndsAt < lifetime.deadlineAt)
+        controller.abort(new AttemptTimeoutReason('attempt-total', timeouts.totalMs));
+      else lifetime.expire();
+    },
   });
-  timer.arm('first-byte', args.timeouts.firstByteMs);
-  timer.setDeadline(args.lifetime.deadlineAt);
+  timer.arm('first-byte', timeouts.firstByteMs);
+  timer.setDeadline(Math.min(attemptEndsAt, lifetime.deadlineAt));
+  let windowBytes = 0;
+  const throughput =
+    timeouts.minBytesPerSecond > 0
+      ? setInterval(() => {
+          if (windowBytes < (timeouts.minBytesPerSecond * timeouts.throughputWindowMs) / 1000)
+            controller.abort(new AttemptTimeoutReason('throughput', timeouts.throughputWindowMs));
+          windowBytes = 0;
+        }, timeouts.throughputWindowMs)
+      : undefined;
   const startedAt = args.now();
-  const splicer = new Splicer(args.transcript);
+  const splicer = new Splicer(args.transcript, args.mode);
   const parser = new SseParser();
   let wrote = false;
   let upstream: UpstreamResponse | undefined;
@@ -239,14 +281,20 @@ export async function runContinuation(args: {
       return fail('not an event stream');
     let ttfbMs: number | undefined;
     for await (const chunk of upstream.body as AsyncIterable<Buffer>) {
-      timer.arm('idle', args.timeouts.idleMs);
+      timer.arm('idle', timeouts.idleMs);
+      windowBytes += chunk.length;
       ttfbMs ??= args.now() - startedAt;
       for (const data of parser.feed(chunk)) {
         const { out, done } = splicer.payload(data);
         if (out) {
           if (res.writableEnded || res.destroyed) throw signal.reason ?? new Error('client gone');
-          res.write(out);
           wrote = true;
+          if (!res.write(out) && !done) {
+            // A slow reader: read no more from the upstream until it catches up (not a stall).
+            timer.suspend();
+            await drained(res);
+            timer.arm('idle', timeouts.idleMs);
+          }
         }
         if (done) {
           res.end();
@@ -268,8 +316,22 @@ export async function runContinuation(args: {
     );
   } finally {
     timer.clear();
+    clearInterval(throughput);
     signal.removeEventListener('abort', onParentAbort);
     parent.release();
     if (upstream) discardBody(upstream.body);
   }
+}
+
+/** Resolves when the client has taken what was written, or is gone. */
+function drained(res: ClientResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.removeListener('drain', done);
+      res.removeListener('close', done);
+      resolve();
+    };
+    res.once('drain', done);
+    res.once('close', done);
+  });
 }

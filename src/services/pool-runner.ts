@@ -123,7 +123,7 @@ export class PoolRunner {
       if (outcome === 'done') return;
       if (rejected !== undefined) throw rejected;
       if (outcome !== 'retry') {
-        if (ctx.transcript?.continuable && (await continueStream(this.deps, req, res, trace, ctx, pool)))
+        if (ctx.transcript?.continuation && (await continueStream(this.deps, req, res, trace, ctx, pool)))
           return;
         throw outcome.error;
       }

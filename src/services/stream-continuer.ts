@@ -20,8 +20,9 @@ export interface ContinuerDeps {
 }
 
 /**
- * A text stream broke after content reached the client: continue it on other endpoints serving the
- * model (at most MAX_CONTINUATIONS tries). True when the client got a complete answer.
+ * A stream broke after its first event reached the client: restart it (nothing but the role had been
+ * said) or continue its text, on other endpoints serving the model when there are, else on the same one
+ * (at most MAX_CONTINUATIONS tries). True when the client got a complete answer.
  */
 export async function continueStream(
   deps: ContinuerDeps,
@@ -33,9 +34,34 @@ export async function continueStream(
 ): Promise<boolean> {
   const transcript = ctx.transcript!;
   const { registry, logger, picker } = deps;
+  const broken = trace.endpoint;
   for (let i = 0; i < MAX_CONTINUATIONS; i++) {
-    const endpoint = picker.pick({ model: req.model, excluded: pool.excluded, tried: pool.tried });
+    const mode = transcript.continuation;
+    if (!mode) return false;
+    if (mode === 'complete') {
+      // The answer was whole; only its [DONE] line was lost.
+      if (res.writableEnded || res.destroyed) return false;
+      res.end('data: [DONE]\n\n');
+      logger.info({ endpoint: broken }, 'stream broke after its finish_reason: ended with [DONE]');
+      return true;
+    }
+    const endpoint =
+      picker.pick({ model: req.model, excluded: pool.excluded, tried: pool.tried }) ??
+      // A lone endpoint (or the last one standing) may well answer on a new connection.
+      picker.pick({
+        model: req.model,
+        excluded: pool.excluded.filter((name) => name !== broken),
+        tried: pool.tried,
+      });
     if (!endpoint) return false;
+    let body: Buffer;
+    try {
+      body = mode === 'restart' ? req.body : continuationBody(req.json, transcript.text);
+    } catch (err) {
+      // A request JSON.stringify cannot write again (nested too deep): it cannot be continued.
+      logger.warn({ error: (err as Error).message }, 'the request cannot be re-sent for a continuation');
+      return false;
+    }
     const name = endpoint.config.name;
     addOnce(pool.tried, name);
     trace.attempts = (trace.attempts ?? 0) + 1;
@@ -49,9 +75,10 @@ export async function continueStream(
         forwarder: deps.forwarder,
         timeouts: tighten(endpoint.config.timeouts, req.timeouts),
         headers: req.headers,
-        body: continuationBody(req.json, transcript.text),
+        body,
         res,
         transcript,
+        mode,
         lifetime: ctx.lifetime,
         now: deps.now,
       });
@@ -63,8 +90,10 @@ export async function continueStream(
     if (result.type === 'done') {
       registry.health.success(ticket, { ttfbMs: result.ttfbMs });
       logger.info(
-        { endpoint: name, chars: transcript.text.length },
-        'broken stream continued on another endpoint',
+        { endpoint: name, mode, chars: transcript.text.length },
+        mode === 'restart'
+          ? 'broken stream restarted (nothing but the role had reached the client)'
+          : 'broken stream continued',
       );
       return true;
     }
@@ -72,7 +101,7 @@ export async function continueStream(
     const message = result.type === 'failed' ? result.message : result.error.message;
     registry.health.failure(ticket, 'stream-error', message);
     addOnce(pool.excluded, name);
-    logger.warn({ endpoint: name, error: message }, 'stream continuation failed');
+    logger.warn({ endpoint: name, mode, error: message }, 'stream continuation failed');
   }
   return false;
 }

@@ -24,6 +24,13 @@ export type Behavior =
       then?: 'done' | 'end-without-done' | 'reset' | 'hang';
       headers?: Record<string, string>;
     }
+  /**
+   * An event stream whose raw bytes are written as given, one write each (a string is UTF-8; a Buffer
+   * may cut a character), then ended with `then` (default: `done`, the end of the response).
+   */
+  | { type: 'raw-sse'; chunks: Array<string | Buffer>; then?: 'done' | 'reset' | 'hang'; delayMs?: number }
+  /** A TCP cut at byte `at` of `bytes`: what comes before it is written in one write, then a reset. */
+  | { type: 'cut'; bytes: Buffer; at: number }
   | { type: 'json'; status?: number; body: unknown; headers?: Record<string, string>; delayMs?: number }
   | { type: 'status'; status: number; body?: unknown; headers?: Record<string, string> }
   | { type: 'hang' }
@@ -233,6 +240,29 @@ export class FakeUpstream {
         res.writeHead(200, { 'content-type': 'application/json', 'content-length': '0' });
         res.end();
         return;
+      case 'raw-sse': {
+        res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+        res.flushHeaders();
+        for (const [i, chunk] of behavior.chunks.entries()) {
+          if (i > 0 && behavior.delayMs) await this.delay(behavior.delayMs);
+          if (res.destroyed) return;
+          await new Promise<void>((resolve) => res.write(chunk, () => resolve()));
+        }
+        if (behavior.then === 'reset') req.socket.destroy();
+        else if (behavior.then !== 'hang') res.end();
+        return;
+      }
+      case 'cut': {
+        res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+        res.flushHeaders();
+        if (behavior.at === 0) {
+          req.socket.destroy();
+          return;
+        }
+        // The cut comes once the bytes before it are on the socket, so that it cannot overtake them.
+        res.write(behavior.bytes.subarray(0, behavior.at), () => req.socket.destroy());
+        return;
+      }
       case 'sse': {
         const events = behavior.events ?? streamEvents(model, behavior.text ?? `Hello from ${this.name}.`);
         res.writeHead(200, {

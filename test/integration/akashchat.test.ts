@@ -244,8 +244,9 @@ describe('AkashChat frontend compatibility', () => {
   ];
   for (const [label, behavior] of failures) {
     it(`a stream failure after the first byte (${label}) ends with an {error} chunk and no [DONE]`, async () => {
+      // The lone endpoint fails the continuation too (continuation is tried on it when it is alone).
       const { apiEndpoint, upstream } = await setup();
-      upstream.script(behavior);
+      upstream.script(behavior, { type: 'status', status: 503 }, { type: 'status', status: 503 });
       const { res, raw } = await streamChat(apiEndpoint, chatBody());
       expect(res.status).toBe(200);
       const parsed = readAsAiSdk(raw);

@@ -208,7 +208,12 @@ describe('openai SDK v6 against the gateway', () => {
     // The fake upstream destroys its socket right after its last write, which can drop that write
     // (node corks chunked writes until the next tick): the 4th event is a sacrificial one.
     const events = streamEvents('test-model', 'one two three four').slice(0, 4);
-    upstream.script({ type: 'sse', events, delayMs: 5, then: 'reset' });
+    // The lone endpoint fails the continuation too.
+    upstream.script(
+      { type: 'sse', events, delayMs: 5, then: 'reset' },
+      { type: 'status', status: 503 },
+      { type: 'status', status: 503 },
+    );
     const stream = await client.chat.completions.create({ model: 'test-model', messages, stream: true });
     let joined = '';
     let received = 0;

@@ -11,9 +11,9 @@ const ask = (model: string, extra: Record<string, unknown> = {}) => ({
   ...extra,
 });
 
-async function primaryAndBackup(primary: Behavior, env: Record<string, string> = {}) {
+async function primaryAndBackup(primary: Behavior, env: Record<string, string> = {}, ...backup: Behavior[]) {
   const a = await bed.upstream('primary', primary, primary);
-  const b = await bed.upstream('backup');
+  const b = await bed.upstream('backup', ...backup);
   const gw = await bed.gateway({
     endpoints: [
       { url: a.url, name: 'primary', priority: 1 },
@@ -100,8 +100,9 @@ describe('per-request timeouts and minimum throughput', () => {
   });
 
   it('a stream slower than the minimum throughput ends with upstream_too_slow', async () => {
+    // Every endpoint is as slow: the restart (nothing but the role had reached the client) is cut too.
     const slow: Behavior = { type: 'sse', text: 'a b c d e f g h i j', delayMs: 250 };
-    await primaryAndBackup(slow, { MIN_BYTES_PER_SECOND: '2000', THROUGHPUT_WINDOW_MS: '150' });
+    await primaryAndBackup(slow, { MIN_BYTES_PER_SECOND: '2000', THROUGHPUT_WINDOW_MS: '150' }, slow, slow);
     const res = await chat(bed.gw.url, bed.gw.auth, { body: streamBody() });
     const last = JSON.parse(sseData(res.text).at(-1)!) as { error: { code: string } };
     expect(last.error.code).toBe('upstream_too_slow');
@@ -109,7 +110,7 @@ describe('per-request timeouts and minimum throughput', () => {
 
   it('request headers may only tighten the limits, never loosen them', async () => {
     const slow: Behavior = { type: 'sse', text: 'a b c d e f', delayMs: 250 };
-    await primaryAndBackup(slow, { MIN_BYTES_PER_SECOND: '2000', THROUGHPUT_WINDOW_MS: '150' });
+    await primaryAndBackup(slow, { MIN_BYTES_PER_SECOND: '2000', THROUGHPUT_WINDOW_MS: '150' }, slow, slow);
     const loosened = await chat(bed.gw.url, bed.gw.auth, {
       body: streamBody(),
       headers: { 'x-gateway-min-bytes-per-second': '0', 'x-gateway-request-timeout-ms': '3600000' },
@@ -119,7 +120,7 @@ describe('per-request timeouts and minimum throughput', () => {
 
   it('a stricter minimum throughput from the request applies', async () => {
     const slow: Behavior = { type: 'sse', text: 'a b c d e f', delayMs: 250 };
-    await primaryAndBackup(slow, { THROUGHPUT_WINDOW_MS: '150' });
+    await primaryAndBackup(slow, { THROUGHPUT_WINDOW_MS: '150' }, slow, slow);
     const res = await chat(bed.gw.url, bed.gw.auth, {
       body: streamBody(),
       headers: { 'x-gateway-min-bytes-per-second': '2000' },

@@ -56,6 +56,8 @@ describe('defaults', () => {
       affinity: undefined,
       hedge: { delayMs: 0, models: [] },
       continuation: true,
+      continuationMaxBytes: 1024 * 1024,
+      continuationBudgetBytes: 64 * 1024 * 1024,
     });
     expect(c.logging).toEqual({ level: 'info', file: false, filePath: 'logs/gateway.log' });
     expect(c.auth).toEqual({ apiKeys: ['sk-client'], adminKey: undefined, disabled: false });
@@ -232,6 +234,8 @@ describe('CONFIG_FILE', () => {
       affinity: undefined,
       hedge: { delayMs: 0, models: [] },
       continuation: true,
+      continuationMaxBytes: 1024 * 1024,
+      continuationBudgetBytes: 64 * 1024 * 1024,
     });
     expect(c.endpoints[1]!.timeouts).toEqual(c.routing.timeouts);
   });

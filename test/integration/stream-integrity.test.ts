@@ -1,0 +1,134 @@
+import OpenAI, { APIError } from 'openai';
+import { describe, expect, it } from 'vitest';
+import { streamEvents } from '../helpers/fake-upstream.js';
+import { chat, streamBody } from '../helpers/http.js';
+import { CLIENT_KEY } from '../helpers/start-gateway.js';
+import { readCompletionStream, readStrictSse } from '../helpers/strict-sse.js';
+import { useTestBed } from '../helpers/test-bed.js';
+
+/**
+ * Issue 9, part 1: a TCP cut lands inside an event more often than between two. Whatever the offset,
+ * the client receives only whole events: the answer is whole (repaired), or visibly broken (an error
+ * event after whole events), never silently corrupted or unreadable.
+ */
+const bed = useTestBed();
+
+// Multi-byte characters, so that cuts also land inside a character.
+const TEXT = 'Grüße aus Köln — 東京 🙂 and the rest of a perfectly ordinary answer.';
+const EVENTS = streamEvents('test-model', TEXT);
+const FULL = Buffer.from(`${EVENTS.map((e) => `data: ${e}\n\n`).join('')}data: [DONE]\n\n`);
+/** Offsets to cut at: every byte of the role event and the first three content events. */
+const CUT_END = Buffer.byteLength(
+  EVENTS.slice(0, 4)
+    .map((e) => `data: ${e}\n\n`)
+    .join(''),
+);
+const OFFSETS = Array.from({ length: CUT_END + 1 }, (_, i) => i);
+
+/** The text of the whole events before the cut: what the client may have received. */
+function wholeTextBefore(at: number): string {
+  return readCompletionStream(FULL.subarray(0, at).toString('utf8')).text;
+}
+
+async function gatewayWithCuttingUpstream(continuation: boolean) {
+  const a = await bed.upstream('a');
+  // A lone endpoint: a repair goes to it again (as vLLM, it continues a final assistant message).
+  a.defaultBehavior = { type: 'answer', text: TEXT };
+  const gw = await bed.gateway({
+    endpoints: [{ url: a.url, name: 'a' }],
+    env: { CONTINUATION: String(continuation), LOG_LEVEL: 'warn' },
+  });
+  return { a, gw };
+}
+
+describe('an upstream cut inside an SSE event', () => {
+  for (const continuation of [true, false]) {
+    it(`continuation ${continuation ? 'on' : 'off'}: at every byte offset, whole events only, repaired or visibly broken`, async () => {
+      const { a, gw } = await gatewayWithCuttingUpstream(continuation);
+      for (const at of OFFSETS) {
+        a.script({ type: 'cut', bytes: FULL, at });
+        const res = await chat(gw.url, gw.auth, { body: streamBody() });
+        const reading = readCompletionStream(res.text);
+        const before = wholeTextBefore(at);
+        const context = { at, before, raw: res.text };
+        expect(res.status, JSON.stringify(context)).toBe(200);
+        expect(reading.unfinished, JSON.stringify(context)).toBe('');
+        expect(reading.unreadable, JSON.stringify(context)).toEqual([]);
+        expect(reading.afterEnd, JSON.stringify(context)).toBe(0);
+        expect(reading.roleDeltas, JSON.stringify(context)).toBe(1);
+        // Nothing but the role reached the client: a plain retry repairs it, continuation or not.
+        if (continuation || before === '') {
+          expect({ ...context, text: reading.text, done: reading.done, errors: reading.errors }).toEqual({
+            ...context,
+            text: TEXT,
+            done: 1,
+            errors: [],
+          });
+          expect(reading.finishReasons).toBe(1);
+        } else {
+          expect({
+            ...context,
+            text: reading.text,
+            done: reading.done,
+            errors: reading.errors.length,
+          }).toEqual({
+            ...context,
+            text: before,
+            done: 0,
+            errors: 1,
+          });
+          expect(reading.errors[0]!.code).toBe('upstream_stream_error');
+        }
+      }
+    }, 60_000);
+
+    it(`continuation ${continuation ? 'on' : 'off'}: the openai SDK reads every cut stream without a SyntaxError`, async () => {
+      const { a, gw } = await gatewayWithCuttingUpstream(continuation);
+      const client = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: CLIENT_KEY, maxRetries: 0 });
+      // Every third offset (the raw reader above takes every one).
+      for (const at of OFFSETS.filter((o) => o % 3 === 0)) {
+        a.script({ type: 'cut', bytes: FULL, at });
+        const stream = await client.chat.completions.create({
+          model: 'test-model',
+          messages: [{ role: 'user', content: 'hi' }],
+          stream: true,
+        });
+        let text = '';
+        let thrown: unknown;
+        try {
+          for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? '';
+        } catch (err) {
+          thrown = err;
+        }
+        const before = wholeTextBefore(at);
+        if (continuation || before === '') {
+          expect({ at, text, thrown }).toEqual({ at, text: TEXT, thrown: undefined });
+        } else {
+          expect({ at, text }).toEqual({ at, text: before });
+          expect(thrown, `at ${at}`).toBeInstanceOf(APIError);
+        }
+      }
+    }, 60_000);
+  }
+
+  for (const continuation of [true, false]) {
+    it(`continuation ${continuation ? 'on' : 'off'}: a long run of bytes without a line break breaks the stream cleanly`, async () => {
+      const { a, gw } = await gatewayWithCuttingUpstream(continuation);
+      const head = `data: ${EVENTS[0]}\n\ndata: ${EVENTS[1]}\n\n`;
+      a.script({ type: 'raw-sse', chunks: [head, `data: {"x":"${'x'.repeat(1100 * 1024)}`], then: 'hang' });
+      const res = await chat(gw.url, gw.auth, { body: streamBody() });
+      const reading = readCompletionStream(res.text);
+      expect(reading.unfinished).toBe('');
+      expect(reading.unreadable).toEqual([]);
+      if (continuation) {
+        expect(reading.text).toBe(TEXT);
+        expect(reading.done).toBe(1);
+      } else {
+        expect(reading.text).toBe(readCompletionStream(head).text);
+        expect(reading.errors.map((e) => e.code)).toEqual(['upstream_invalid_stream']);
+        expect(reading.done).toBe(0);
+      }
+      expect(readStrictSse(res.text).events.length).toBeGreaterThan(1);
+    });
+  }
+});
