@@ -143,7 +143,7 @@ export function findErrorEvent(buf: Buffer): ErrorEvent | undefined {
 const MAX_ERROR_MESSAGE_CHARS = 500;
 
 /** The message of an in-band error payload, or undefined when the payload is not one. */
-export function inBandError(payload: string | unknown): string | undefined {
+export function inBandError(payload: unknown): string | undefined {
   let json: unknown = payload;
   if (typeof payload === 'string') {
     try {

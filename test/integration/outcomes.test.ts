@@ -2,7 +2,7 @@
  * Every row of the outcome table in ARCHITECTURE.md, against real upstream servers, JSON and streaming.
  */
 import { describe, expect, it, vi } from 'vitest';
-import { refusedUrl, type Behavior, type FakeUpstream } from '../helpers/fake-upstream.js';
+import { refusedUrl, streamEvents, type Behavior, type FakeUpstream } from '../helpers/fake-upstream.js';
 import { chat, sseData, streamBody, streamedText } from '../helpers/http.js';
 import { startSilentServer } from '../helpers/silent-tls.js';
 import type { EndpointSpec } from '../helpers/start-gateway.js';
@@ -299,7 +299,12 @@ describe('when every candidate fails', () => {
 });
 
 describe('after commit', () => {
-  async function brokenStream(behavior: Behavior, env: Record<string, string> = {}) {
+  /** The answer's events up to its text: no finish_reason chunk, no [DONE]. */
+  const unfinished = (text: string) => streamEvents('test-model', text).slice(0, -1);
+
+  /** Continuation off: the break itself is what the client sees (continuation has tests of its own). */
+  async function brokenStream(behavior: Behavior, extraEnv: Record<string, string> = {}) {
+    const env = { CONTINUATION: 'false', ...extraEnv };
     const a = await bed.upstream('a', behavior);
     const b = await bed.upstream('b');
     const gw = await bed.gateway({
@@ -316,14 +321,16 @@ describe('after commit', () => {
       events,
       a,
       b,
-      last: JSON.parse(events.at(-1)!) as { error?: { message: string; code: string } },
+      last: (events.at(-1) === '[DONE]' ? {} : JSON.parse(events.at(-1)!)) as {
+        error?: { message: string; code: string };
+      },
     };
   }
 
   it('an upstream that dies mid-stream ends the client stream with an SSE error event, no [DONE]', async () => {
     const { res, events, last, b } = await brokenStream({
       type: 'sse',
-      text: 'one two three',
+      events: unfinished('one two three'),
       then: 'reset',
     });
     expect(res.status).toBe(200);
@@ -338,7 +345,7 @@ describe('after commit', () => {
 
   it('a stream that stalls longer than IDLE_TIMEOUT_MS ends with an idle-timeout error event', async () => {
     const { events, last, a } = await brokenStream(
-      { type: 'sse', text: 'one two', then: 'hang' },
+      { type: 'sse', events: unfinished('one two'), then: 'hang' },
       { IDLE_TIMEOUT_MS: '150' },
     );
     expect(events).not.toContain('[DONE]');
@@ -347,13 +354,25 @@ describe('after commit', () => {
   });
 
   it('a stream closed cleanly but without [DONE] is reported as truncated, never as a clean end', async () => {
-    const { events, last } = await brokenStream({ type: 'sse', text: 'one two', then: 'end-without-done' });
+    const { events, last } = await brokenStream({
+      type: 'sse',
+      events: unfinished('one two'),
+      then: 'end-without-done',
+    });
     expect(events).not.toContain('[DONE]');
     expect(last.error?.code).toBe('upstream_stream_truncated');
   });
 
+  it('a stream that breaks after its finish_reason ends with [DONE]: only the [DONE] line was missing', async () => {
+    const { res, events, b } = await brokenStream({ type: 'sse', text: 'one two', then: 'reset' });
+    expect(streamedText(res.text)).toBe('one two');
+    expect(events.at(-1)).toBe('[DONE]');
+    expect(res.text).not.toContain('"error"');
+    expect(b.requests).toHaveLength(0);
+  });
+
   it('the gateway keeps serving after broken streams', async () => {
-    await brokenStream({ type: 'sse', text: 'x', then: 'reset' });
+    await brokenStream({ type: 'sse', events: unfinished('x'), then: 'reset' });
     const ok = await chat(bed.gw.url, bed.gw.auth, { body: streamBody() });
     expect(streamedText(ok.text)).toMatch(/Hello from/);
   });
