@@ -132,3 +132,138 @@ describe('an upstream cut inside an SSE event', () => {
     });
   }
 });
+
+describe('an in-band error event is a break like any other', () => {
+  const errorEvent = JSON.stringify({
+    error: {
+      object: 'error',
+      message: 'CUDA error: an illegal memory access',
+      type: 'InternalServerError',
+      code: 500,
+    },
+  });
+  /** Role and the first two words, then the error event; then [DONE] (as vLLM does) or nothing. */
+  const failing = (then: 'done' | 'end-without-done') => ({
+    type: 'sse' as const,
+    events: [...EVENTS.slice(0, 3), errorEvent],
+    then,
+  });
+
+  async function twoEndpoints(env: Record<string, string> = {}) {
+    const a = await bed.upstream('a');
+    const b = await bed.upstream('b');
+    b.defaultBehavior = { type: 'answer', text: TEXT };
+    const gw = await bed.gateway({
+      endpoints: [
+        { url: a.url, name: 'a', priority: 1 },
+        { url: b.url, name: 'b', priority: 2 },
+      ],
+      env,
+    });
+    return { a, b, gw };
+  }
+
+  for (const then of ['done', 'end-without-done'] as const) {
+    it(`after commit (${then === 'done' ? 'then [DONE]' : 'then a close'}): continued, the error never relayed`, async () => {
+      const { a, b, gw } = await twoEndpoints();
+      a.script(failing(then));
+      const res = await chat(gw.url, gw.auth, { body: streamBody() });
+      const reading = readCompletionStream(res.text);
+      expect(reading).toMatchObject({ text: TEXT, done: 1, errors: [], unreadable: [], roleDeltas: 1 });
+      expect(res.text).not.toContain('illegal memory access');
+      expect(b.requests).toHaveLength(1);
+      // A failure of the endpoint, not a success.
+      const health = gw.gateway.registry.health.get('a');
+      expect(health.consecutiveFailures).toBe(1);
+      expect(health.lastError?.message).toContain('illegal memory access');
+      expect(gw.logs.some((l) => l.msg === 'broken stream continued' && l.endpoint === 'b')).toBe(true);
+    });
+
+    it(`after commit, continuation off (${then}): the error is forwarded once and the stream ends`, async () => {
+      const { a, gw } = await twoEndpoints({ CONTINUATION: 'false' });
+      a.script(failing(then));
+      const res = await chat(gw.url, gw.auth, { body: streamBody() });
+      const reading = readCompletionStream(res.text);
+      expect(reading.text).toBe(
+        readCompletionStream(
+          EVENTS.slice(0, 3)
+            .map((e) => `data: ${e}\n\n`)
+            .join(''),
+        ).text,
+      );
+      expect(reading.errors).toHaveLength(1);
+      expect(reading.errors[0]!.message).toContain('illegal memory access');
+      expect(reading.done).toBe(0);
+      expect(reading.afterEnd).toBe(0);
+      expect(gw.gateway.registry.health.get('a').consecutiveFailures).toBe(1);
+    });
+  }
+
+  it('before commit (the first event is the error): fails over, the client sees only the good answer', async () => {
+    const { a, b, gw } = await twoEndpoints();
+    a.script({ type: 'sse', events: [errorEvent], then: 'done' });
+    const res = await chat(gw.url, gw.auth, { body: streamBody() });
+    expect(readCompletionStream(res.text)).toMatchObject({ text: TEXT, done: 1, errors: [], roleDeltas: 1 });
+    expect(res.headers['x-gateway-endpoint']).toBe('b');
+    expect(b.requests).toHaveLength(1);
+  });
+
+  it('a lone endpoint that keeps failing: one error event, not two', async () => {
+    const a = await bed.upstream('a');
+    a.defaultBehavior = failing('done');
+    const gw = await bed.gateway({ endpoints: [{ url: a.url, name: 'a' }] });
+    const res = await chat(gw.url, gw.auth, { body: streamBody() });
+    const reading = readCompletionStream(res.text);
+    expect(reading.errors).toHaveLength(1);
+    expect(reading.done).toBe(0);
+    expect(reading.unreadable).toEqual([]);
+  });
+
+  it('a JSON answer with status 200 that is an error object fails over like a garbled one', async () => {
+    const { a, gw } = await twoEndpoints();
+    a.script({ type: 'json', body: { error: { message: 'engine died', type: 'server_error' } } });
+    const res = await chat(gw.url, gw.auth);
+    expect(res.status).toBe(200);
+    expect(res.headers['x-gateway-endpoint']).toBe('b');
+    expect(res.json.choices[0].message.content).toBe(TEXT);
+  });
+});
+
+describe('a stream that breaks after the role chunk, before any text', () => {
+  for (const [label, env, extra] of [
+    ['continuation on', {}, {}],
+    ['continuation off', { CONTINUATION: 'false' }, {}],
+    [
+      'a request with tools (never continued mid-text)',
+      {},
+      { tools: [{ type: 'function', function: { name: 'f' } }] },
+    ],
+  ] as const) {
+    it(`is sent again, without a second role delta (${label})`, async () => {
+      const role = JSON.stringify({ ...(JSON.parse(EVENTS[0]!) as object), id: 'chatcmpl-first' });
+      const a = await bed.upstream('a', { type: 'sse', events: [role], then: 'reset' });
+      const b = await bed.upstream('b');
+      b.defaultBehavior = { type: 'answer', text: TEXT };
+      const gw = await bed.gateway({
+        endpoints: [
+          { url: a.url, name: 'a', priority: 1 },
+          { url: b.url, name: 'b', priority: 2 },
+        ],
+        env,
+      });
+      const res = await chat(gw.url, gw.auth, { body: streamBody(extra) });
+      const reading = readCompletionStream(res.text);
+      expect(reading).toMatchObject({ text: TEXT, done: 1, errors: [], roleDeltas: 1, finishReasons: 1 });
+      // The request went again as it was: no assistant prefix, no continuation flags.
+      expect(b.requests[0]!.body.equals(a.requests[0]!.body)).toBe(true);
+      expect(gw.logs.some((l) => l.mode === 'restart' && l.endpoint === 'b')).toBe(true);
+      // One stream for the client: the first stream's id throughout.
+      const ids = new Set(
+        readStrictSse(res.text)
+          .events.filter((e) => e !== '[DONE]')
+          .map((e) => (JSON.parse(e) as { id: string }).id),
+      );
+      expect([...ids]).toEqual(['chatcmpl-first']);
+    });
+  }
+});
