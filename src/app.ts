@@ -77,7 +77,10 @@ export function createApp(deps: AppDeps): express.Express {
   admin.get('/providers/status', providersStatus(registry));
   admin.get(
     '/runtime',
-    runtime(() => deps.completions.active),
+    runtime(
+      () => deps.completions.active,
+      () => deps.completions.transcriptBytes,
+    ),
   );
   admin.post('/config/reload', async (_req, res) => {
     res.json({ object: 'config.reload', ...((await deps.reload()) as object) });

@@ -150,6 +150,11 @@ export class CompletionService {
     });
   }
 
+  /** Bytes kept by the transcripts of open streams. */
+  get transcriptBytes(): number {
+    return this.transcripts.used;
+  }
+
   /** The session id for affinity: the configured header, else the body's `user` field. */
   private sessionKey(req: CompletionRequest): string | undefined {
     const affinity = this.deps.config.current.routing.affinity;

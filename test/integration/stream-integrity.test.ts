@@ -267,3 +267,44 @@ describe('a stream that breaks after the role chunk, before any text', () => {
     });
   }
 });
+
+describe('continuation keeps a bounded transcript', () => {
+  const LONG = Array.from({ length: 400 }, (_, i) => `word${i}`).join(' ');
+  const longEvents = streamEvents('test-model', LONG);
+
+  async function breakLongStream(env: Record<string, string>) {
+    const a = await bed.upstream('a', { type: 'sse', events: longEvents.slice(0, 300), then: 'reset' });
+    const b = await bed.upstream('b');
+    b.defaultBehavior = { type: 'answer', text: LONG };
+    const gw = await bed.gateway({
+      endpoints: [
+        { url: a.url, name: 'a', priority: 1 },
+        { url: b.url, name: 'b', priority: 2 },
+      ],
+      env,
+    });
+    const res = await chat(gw.url, gw.auth, { body: streamBody() });
+    return { b, gw, reading: readCompletionStream(res.text) };
+  }
+
+  it('a stream under CONTINUATION_MAX_BYTES is continued', async () => {
+    const { reading, gw } = await breakLongStream({ CONTINUATION_MAX_BYTES: '256kb' });
+    expect(reading).toMatchObject({ text: LONG, done: 1, errors: [] });
+    expect(gw.gateway.completions.transcriptBytes).toBe(0);
+  });
+
+  it('past CONTINUATION_MAX_BYTES a break ends the stream with the error event', async () => {
+    const { reading, b, gw } = await breakLongStream({ CONTINUATION_MAX_BYTES: '16kb' });
+    expect(reading.errors.map((e) => e.code)).toEqual(['upstream_stream_error']);
+    expect(reading.done).toBe(0);
+    expect(LONG.startsWith(reading.text)).toBe(true);
+    expect(b.requests).toHaveLength(0);
+    expect(gw.gateway.completions.transcriptBytes).toBe(0);
+  });
+
+  it('past CONTINUATION_BUDGET_BYTES (all streams together) likewise', async () => {
+    const { reading, b } = await breakLongStream({ CONTINUATION_BUDGET_BYTES: '16kb' });
+    expect(reading.errors).toHaveLength(1);
+    expect(b.requests).toHaveLength(0);
+  });
+});
