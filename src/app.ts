@@ -50,7 +50,7 @@ export function createApp(deps: AppDeps): express.Express {
     '/v1/chat/completions',
     auth,
     rawBody(() => config.current.server.bodyLimitBytes),
-    chatCompletions(deps.completions),
+    chatCompletions(deps.completions, () => config.current.routing.forwardHeaders),
   );
 
   app.get('/health', liveness());

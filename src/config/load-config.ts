@@ -65,6 +65,7 @@ export const ENV_VARIABLES: readonly string[] = [
   'ENDPOINTS',
   'CONFIG_FILE',
   'HEDGE_MODELS',
+  'FORWARD_HEADERS',
 ];
 
 export interface LoadConfigOptions {
@@ -130,6 +131,19 @@ export function loadConfig(options: LoadConfigOptions): GatewayConfig {
         .filter(Boolean),
     );
     fromEnv.set('routing.hedge.models', 'HEDGE_MODELS');
+  }
+
+  const forwardHeaders = nonBlank(env.FORWARD_HEADERS);
+  if (forwardHeaders !== undefined) {
+    setPath(
+      raw,
+      ['routing', 'forwardHeaders'],
+      forwardHeaders
+        .split(',')
+        .map((h) => h.trim())
+        .filter(Boolean),
+    );
+    fromEnv.set('routing.forwardHeaders', 'FORWARD_HEADERS');
   }
 
   const endpointsJson = nonBlank(env.ENDPOINTS);
@@ -239,6 +253,7 @@ function finish(
       affinity: parsed.routing.affinity,
       hedge: parsed.routing.hedge,
       continuation: parsed.routing.continuation,
+      forwardHeaders: parsed.routing.forwardHeaders,
       continuationMaxBytes: parsed.routing.continuationMaxBytes,
       continuationBudgetBytes: parsed.routing.continuationBudgetBytes,
     },

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { NEVER_FORWARDED } from './forwarded-headers.js';
 
 /**
  * The one configuration schema. The config file (YAML or JSON) has exactly this structure; environment
@@ -119,6 +120,20 @@ export const endpointUrl = z.string({ error: 'url is required' }).transform((raw
   return `${parsed.protocol}//${parsed.host}${path}`;
 });
 
+/** A client header name to forward upstream, or a prefix ending in `*`; never a credential or hop-by-hop header. */
+const forwardedHeader = z
+  .string()
+  .trim()
+  .toLowerCase()
+  .regex(/^[a-z0-9!#$%&'+.^_`|~-]+\*?$/, 'must be a header name, or a prefix ending in *')
+  .superRefine((name, ctx) => {
+    if (NEVER_FORWARDED.has(name) || name.startsWith('x-gateway-') || name === '*')
+      ctx.addIssue({
+        code: 'custom',
+        message: `'${name}' is never forwarded (credentials, hop-by-hop or set by the gateway)`,
+      });
+  });
+
 export const endpointSchema = z.strictObject({
   url: endpointUrl,
   apiKey: z.string().optional(),
@@ -216,6 +231,8 @@ export const configSchema = z.strictObject({
         })
         .prefault({}),
       continuation: booleanLike.default(true),
+      /** Client headers forwarded upstream besides the default allow-list. */
+      forwardHeaders: z.array(forwardedHeader).default([]),
       /** One stream's transcript kept for continuation; past it a break ends the stream. */
       continuationMaxBytes: byteSize.default(1024 * 1024),
       /** All streams' transcripts together. */

@@ -75,6 +75,8 @@ export interface GatewayConfig {
     /** Session affinity, when configured. */
     affinity: AffinityConfig | undefined;
     hedge: HedgeConfig;
+    /** Client headers forwarded upstream besides the default allow-list (names, or prefixes ending in *). */
+    forwardHeaders: readonly string[];
     /** Continue a broken text stream on another endpoint. */
     continuation: boolean;
     /** One stream's transcript kept for continuation at most (bytes). */

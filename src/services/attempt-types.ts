@@ -1,4 +1,5 @@
 import type { Timeouts } from '../config/types.js';
+import type { TimeoutPhase } from './abort-reasons.js';
 import type { GatewayError } from '../errors/gateway-error.js';
 import type { ClientResponse } from './client-response.js';
 import type { Endpoint } from './endpoint-registry.js';
@@ -48,7 +49,7 @@ export type AttemptResult =
   /** Failed before commit: the client saw nothing of it, another attempt may follow. */
   | { type: 'failed'; failure: AttemptFailure }
   /** Failed after commit: the client's response is broken and must end with this error. */
-  | { type: 'broken'; error: GatewayError; kind: FailureKind }
+  | { type: 'broken'; error: GatewayError; kind: FailureKind; timeout?: TimeoutPhase }
   /** A hedged rival committed first; this attempt stopped without a verdict on its endpoint. */
   | { type: 'lost' };
 

@@ -22,8 +22,10 @@ export interface CompletionRequest {
   body: Buffer;
   /** The parsed body, for the fields the gateway reads. */
   json: Readonly<Record<string, unknown>>;
-  /** The headers for the upstream request (client credentials and hop-by-hop headers stripped). */
+  /** The headers for the upstream request (the gateway's, then the client's allowed ones). */
   headers: Record<string, string>;
+  /** The client's own headers, as received (read for the session id). */
+  clientHeaders: Readonly<Record<string, string | string[] | undefined>>;
   /** Per-request timeout overrides (request headers). */
   timeouts: Partial<Timeouts>;
 }
@@ -159,7 +161,8 @@ export class CompletionService {
   private sessionKey(req: CompletionRequest): string | undefined {
     const affinity = this.deps.config.current.routing.affinity;
     if (!affinity) return undefined;
-    const header = req.headers[affinity.header];
+    const raw = req.clientHeaders[affinity.header];
+    const header = Array.isArray(raw) ? raw[0] : raw;
     if (header) return `h:${header}`;
     const user = req.json.user;
     return affinity.userField && typeof user === 'string' && user !== '' ? `u:${user}` : undefined;

@@ -1,56 +1,89 @@
 /**
- * Headers the gateway never forwards upstream: hop-by-hop headers (RFC 9110 §7.6.1), the client's own
- * credentials (each endpoint gets its own key), and what the gateway sets or re-encodes itself.
+ * The headers of a completion request to an upstream. Only an allow-list of the client's headers goes
+ * upstream: a client's headers must not be able to change how the upstream reads the gateway's own
+ * request (a server that keeps its first 1,000 headers drops the key that comes after 1,000 junk ones,
+ * answers 401, and the endpoint looks misconfigured). The gateway's own headers come first.
  */
-const NEVER_FORWARD: ReadonlySet<string> = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-authenticate',
-  'proxy-authorization',
-  'proxy-connection',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-  'host',
-  'authorization',
-  'x-api-key',
-  'api-key',
-  'cookie',
-  'content-length',
-  'content-encoding',
-  'content-type',
-  'accept-encoding',
-  'expect',
-  'x-request-id',
-  'forwarded',
-  'x-forwarded-for',
-  'x-forwarded-host',
-  'x-forwarded-proto',
-  'x-real-ip',
-]);
+import { DEFAULT_FORWARDED_HEADERS, NEVER_FORWARDED } from '../config/forwarded-headers.js';
+
+/** Client headers forwarded at most, and the longest value and the most bytes forwarded. */
+export const MAX_FORWARDED_HEADERS = 32;
+export const MAX_FORWARDED_VALUE_BYTES = 4 * 1024;
+export const MAX_FORWARDED_BYTES = 16 * 1024;
+
+export { DEFAULT_FORWARDED_HEADERS, NEVER_FORWARDED };
 
 export type HeaderMap = Readonly<Record<string, string | string[] | undefined>>;
 
-/**
- * The headers of a completion request to an upstream: the client's forwardable headers, our request
- * id, and what the gateway itself decides. The body is JSON whatever the client's content-type said
- * (curl -d sends form encoding); answers are asked for uncompressed, since they are relayed chunk by
- * chunk. Node gives header names in lower case.
- */
-export function forwardableHeaders(incoming: HeaderMap, requestId: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  const listed = connectionListed(incoming.connection);
-  for (const name in incoming) {
-    const value = incoming[name];
-    if (value === undefined || NEVER_FORWARD.has(name) || listed?.has(name)) continue;
-    if (name.startsWith('x-gateway-') || name.startsWith('sec-') || name.startsWith('cf-')) continue;
-    out[name] = Array.isArray(value) ? value.join(', ') : value;
+/** The allow-list in the form a request reads it: exact names, and prefixes. */
+interface AllowList {
+  names: readonly string[];
+  prefixes: readonly string[];
+}
+
+let compiledFor: readonly string[] | undefined;
+let compiled: AllowList = { names: DEFAULT_FORWARDED_HEADERS, prefixes: [] };
+
+/** The default names plus the configured ones; recomputed only when a reload brings another list. */
+function allowList(configured: readonly string[]): AllowList {
+  if (configured === compiledFor) return compiled;
+  const names = new Set(DEFAULT_FORWARDED_HEADERS);
+  const prefixes: string[] = [];
+  for (const entry of configured) {
+    if (entry.endsWith('*')) prefixes.push(entry.slice(0, -1));
+    else names.add(entry);
   }
-  out['x-request-id'] = requestId;
-  out['content-type'] = 'application/json';
-  out['accept-encoding'] = 'identity';
+  compiledFor = configured;
+  compiled = { names: [...names], prefixes };
+  return compiled;
+}
+
+/**
+ * The gateway's headers (the body is JSON whatever the client's content-type said, as curl -d sends
+ * form encoding; answers uncompressed, since they are relayed event by event; our request id), then
+ * the client's allowed headers: at most MAX_FORWARDED_HEADERS, none longer than
+ * MAX_FORWARDED_VALUE_BYTES, MAX_FORWARDED_BYTES in all. Node gives header names in lower case.
+ */
+export function forwardableHeaders(
+  incoming: HeaderMap,
+  requestId: string,
+  configured: readonly string[] = [],
+): Record<string, string> {
+  const out: Record<string, string> = {
+    'content-type': 'application/json',
+    'accept-encoding': 'identity',
+    'x-request-id': requestId,
+  };
+  const allowed = allowList(configured);
+  const listed = connectionListed(incoming.connection);
+  const budget = { count: 0, bytes: 0 };
+  // The allow-list is walked, not the client's headers: a thousand junk headers cost nothing here.
+  for (const name of allowed.names) add(out, name, incoming[name], listed, budget);
+  if (allowed.prefixes.length > 0) {
+    for (const name in incoming) {
+      if (budget.count >= MAX_FORWARDED_HEADERS) break;
+      if (out[name] !== undefined || NEVER_FORWARDED.has(name) || name.startsWith('x-gateway-')) continue;
+      if (allowed.prefixes.some((p) => name.startsWith(p))) add(out, name, incoming[name], listed, budget);
+    }
+  }
   return out;
+}
+
+function add(
+  out: Record<string, string>,
+  name: string,
+  raw: string | string[] | undefined,
+  listed: Set<string> | undefined,
+  budget: { count: number; bytes: number },
+): void {
+  if (raw === undefined || listed?.has(name) || budget.count >= MAX_FORWARDED_HEADERS) return;
+  const value = Array.isArray(raw) ? raw.join(', ') : raw;
+  // Header values are latin1 on the wire: their length is their size.
+  if (value.length > MAX_FORWARDED_VALUE_BYTES) return;
+  if (budget.bytes + name.length + value.length > MAX_FORWARDED_BYTES) return;
+  budget.count++;
+  budget.bytes += name.length + value.length;
+  out[name] = value;
 }
 
 /** Headers named in `Connection` are hop-by-hop too (RFC 9110 §7.6.1); the usual values name none. */

@@ -112,8 +112,9 @@ interface PoolEntry {
   authorization: string | undefined;
 }
 
+/** The endpoint's key first: nothing the client sent can push it out of an upstream's header limit. */
 function withKey(headers: Record<string, string>, entry: PoolEntry): Record<string, string> {
-  return entry.authorization ? { ...headers, authorization: entry.authorization } : headers;
+  return entry.authorization ? { authorization: entry.authorization, ...headers } : headers;
 }
 
 /** Maps a transport error from undici (no HTTP response) to an attempt failure. */

@@ -8,6 +8,7 @@ import type { EndpointPicker } from './endpoint-picker.js';
 import { exhaustedError, type FailedAttempt } from './exhausted-error.js';
 import type { Forwarder } from './forwarder.js';
 import type { AttemptTicket, FailureKind } from './health.js';
+import type { TimeoutPhase } from './abort-reasons.js';
 import {
   DEFAULT_COOLDOWN_MS,
   MAX_WAIT_FOR_RECOVERY_MS,
@@ -284,7 +285,8 @@ export class PoolRunner {
         return 'retry';
       case 'broken':
         trace.endpoint = name;
-        registry.health.failure(ticket, result.kind, result.error.message);
+        if (tightenedByClient(req, endpoint, result.timeout)) registry.health.release(ticket);
+        else registry.health.failure(ticket, result.kind, result.error.message);
         addOnce(pool.excluded, name);
         logger.warn({ endpoint: name, code: result.error.code }, 'upstream failed after the answer started');
         return { error: result.error };
@@ -304,7 +306,13 @@ export class PoolRunner {
     pool.failures.push({ endpoint: name, failure });
     if (decision.exclude) addOnce(pool.excluded, name);
     pool.backoffNext = decision.backoff;
-    switch (decision.health) {
+    // A limit the client itself tightened says nothing about the endpoint.
+    const health =
+      failure.kind === 'timeout' && tightenedByClient(req, endpoint, failure.limit) ? 'none' : decision.health;
+    switch (health) {
+      case 'none':
+        registry.health.release(ticket);
+        break;
       case 'cooldown':
         registry.health.rateLimited(
           ticket,
@@ -335,6 +343,23 @@ export class PoolRunner {
       'attempt failed, trying next',
     );
     return 'retry';
+  }
+}
+
+/** Whether the limit that fired is one this request made stricter than the endpoint's own. */
+function tightenedByClient(req: CompletionRequest, endpoint: Endpoint, limit: TimeoutPhase | undefined): boolean {
+  if (limit === undefined) return false;
+  const own = endpoint.config.timeouts;
+  const asked = req.timeouts;
+  switch (limit) {
+    case 'first-byte':
+      return asked.firstByteMs !== undefined && asked.firstByteMs < own.firstByteMs;
+    case 'idle':
+      return asked.idleMs !== undefined && asked.idleMs < own.idleMs;
+    case 'throughput':
+      return asked.minBytesPerSecond !== undefined && asked.minBytesPerSecond > own.minBytesPerSecond;
+    case 'attempt-total':
+      return false;
   }
 }
 

@@ -7,12 +7,20 @@
  */
 export type AttemptFailure =
   | { kind: 'connect'; code: string; message: string }
-  | { kind: 'timeout'; phase: 'connect' | 'first-byte' | 'idle'; message: string }
+  | {
+      kind: 'timeout';
+      phase: 'connect' | 'first-byte' | 'idle';
+      message: string;
+      /** The limit that fired (the attempt's total and the minimum throughput report as first-byte or idle). */
+      limit?: TimeoutPhase;
+    }
   | { kind: 'http'; status: number; retryAfterMs: number | undefined; message: string; body: string }
   /** A 2xx that is not a usable answer: empty, a JSON answer that does not parse, a garbled stream. */
   | { kind: 'bad-response'; message: string }
   /** The model server reported an error in a 2xx answer (an error event in a stream, an error object). */
   | { kind: 'error-event'; message: string };
+
+import type { TimeoutPhase } from './abort-reasons.js';
 
 export type Decision =
   /** Try another candidate; `backoff` asks for a jittered pause first; `exclude` bars this endpoint for the rest of the request. */

@@ -29,6 +29,7 @@ export function brokenByTimeout(reason: AttemptTimeoutReason): AttemptResult {
   return {
     type: 'broken',
     kind: 'timeout',
+    timeout: reason.phase,
     error: new GatewayTimeoutError(message(Math.round(reason.timeoutMs / 1000)), code),
   };
 }

@@ -475,6 +475,7 @@ class Attempt implements AttemptHandle, LifetimeListener, TimerTarget {
         kind: 'timeout',
         phase: reason.phase === 'idle' ? 'idle' : 'first-byte',
         message: reason.message,
+        limit: reason.phase,
       },
     };
   }

@@ -44,6 +44,8 @@ export interface RecordedRequest {
   method: string;
   path: string;
   headers: http.IncomingHttpHeaders;
+  /** Header names in the order they came. */
+  rawHeaderNames: string[];
   body: Buffer;
   json: Record<string, unknown> | undefined;
   receivedAt: number;
@@ -55,6 +57,10 @@ export interface FakeUpstreamOptions {
   name?: string;
   models?: string[];
   port?: number;
+  /** Headers kept per request, as node's maxHeadersCount (later ones are dropped). */
+  maxHeadersCount?: number;
+  /** Chat requests without `Authorization: Bearer <requireKey>` get 401, as a real server would. */
+  requireKey?: string;
 }
 
 export class FakeUpstream {
@@ -75,7 +81,7 @@ export class FakeUpstream {
 
   private constructor(
     private readonly server: http.Server,
-    options: FakeUpstreamOptions,
+    private readonly options: FakeUpstreamOptions,
   ) {
     this.name = options.name ?? 'fake';
     this.models = options.models ?? ['test-model'];
@@ -89,6 +95,7 @@ export class FakeUpstream {
 
   static async start(options: FakeUpstreamOptions = {}): Promise<FakeUpstream> {
     const server = http.createServer({ keepAliveTimeout: 30_000 });
+    if (options.maxHeadersCount !== undefined) server.maxHeadersCount = options.maxHeadersCount;
     const upstream = new FakeUpstream(server, options);
     server.listen(options.port ?? 0, '127.0.0.1');
     await once(server, 'listening');
@@ -142,6 +149,7 @@ export class FakeUpstream {
       method: req.method ?? 'GET',
       path: req.url ?? '/',
       headers: req.headers,
+      rawHeaderNames: req.rawHeaders.filter((_, i) => i % 2 === 0),
       body,
       json,
       receivedAt: Date.now(),
@@ -166,6 +174,13 @@ export class FakeUpstream {
       return;
     }
     this.requests.push(record);
+    if (
+      this.options.requireKey !== undefined &&
+      req.headers.authorization !== `Bearer ${this.options.requireKey}`
+    ) {
+      sendJson(res, 401, { error: { message: 'Invalid API key', type: 'authentication_error' } });
+      return;
+    }
     for (const w of [...this.waiters]) {
       if (this.requests.length >= w.count) {
         this.waiters.splice(this.waiters.indexOf(w), 1);

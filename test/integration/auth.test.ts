@@ -1,9 +1,11 @@
 import { once } from 'node:events';
 import net from 'node:net';
 import request from 'supertest';
+import { request as undiciRequest } from 'undici';
 import { describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config/load-config.js';
 import type { FakeUpstream } from '../helpers/fake-upstream.js';
-import { CLIENT_KEY, type EndpointSpec, type TestGateway } from '../helpers/start-gateway.js';
+import { CLIENT_KEY, gatewayEnv, type EndpointSpec, type TestGateway } from '../helpers/start-gateway.js';
 import { useTestBed } from '../helpers/test-bed.js';
 
 const UPSTREAM_KEY = 'sk-upstream-a-SECRET-42';
@@ -138,8 +140,8 @@ describe('what goes upstream', () => {
     expect(a.modelRequests[0]!.headers).not.toHaveProperty('authorization');
   });
 
-  it('strips hop-by-hop and credential headers, keeps harmless custom ones', async () => {
-    const { a, gw } = await setup();
+  it('strips hop-by-hop and credential headers, even when configured; keeps configured custom ones', async () => {
+    const { a, gw } = await setup({ env: { FORWARD_HEADERS: 'x-trace-id,x-hop-*' } });
     const body = JSON.stringify(BODY);
     const { port, hostname } = new URL(gw.url);
     const socket = net.connect(Number(port), hostname);
@@ -187,6 +189,71 @@ describe('what goes upstream', () => {
     expect(headers['x-trace-id']).toBe('trace-123');
     expect(headers['x-request-id']).toBe('req-hop-1');
     expect(headers.authorization).toBe(`Bearer ${UPSTREAM_KEY}`);
+  });
+});
+
+describe('client headers cannot hurt the upstream request (issue 9, part 2)', () => {
+  it('1,000 junk headers neither strip the upstream key nor eject healthy endpoints', async () => {
+    // Upstreams that keep their first 1,000 headers (as common servers do) and check their key.
+    const upstreams = await Promise.all(
+      ['a', 'b', 'c', 'd'].map((name) =>
+        bed.upstream({ name, maxHeadersCount: 1000, requireKey: UPSTREAM_KEY }),
+      ),
+    );
+    const gw = await bed.gateway({
+      endpoints: upstreams.map((u) => ({ url: u.url, name: u.name, apiKey: UPSTREAM_KEY })),
+    });
+    const junk = Object.fromEntries(Array.from({ length: 1000 }, (_, i) => [`x-junk-${i}`, 'j']));
+    for (let i = 0; i < 6; i++) {
+      const res = await undiciRequest(`${gw.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${CLIENT_KEY}`, 'content-type': 'application/json', ...junk },
+        body: JSON.stringify(BODY),
+      });
+      await res.body.dump();
+      expect(res.statusCode).toBe(200);
+    }
+    const requests = upstreams.flatMap((u) => u.requests);
+    expect(requests).toHaveLength(6);
+    for (const r of requests) {
+      expect(Object.keys(r.headers).some((h) => h.startsWith('x-junk'))).toBe(false);
+      expect(r.headers.authorization).toBe(`Bearer ${UPSTREAM_KEY}`);
+    }
+    for (const u of upstreams) expect(gw.gateway.registry.health.get(u.name).isEjected).toBe(false);
+  });
+
+  it('forwards the default allow-list (user agent, trace context, OpenAI vendor headers) and nothing else', async () => {
+    const { a, gw } = await setup();
+    await chat(gw, `Bearer ${CLIENT_KEY}`)
+      .set('user-agent', 'OpenAI/JS 6.0')
+      .set('traceparent', '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01')
+      .set('openai-organization', 'org-1')
+      .set('x-stainless-os', 'Linux')
+      .set('x-session-id', 's-1');
+    const headers = a.requests[0]!.headers;
+    expect(headers['user-agent']).toBe('OpenAI/JS 6.0');
+    expect(headers.traceparent).toBe('00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01');
+    expect(headers['openai-organization']).toBe('org-1');
+    expect(headers).not.toHaveProperty('x-stainless-os');
+    expect(headers).not.toHaveProperty('x-session-id');
+    // The gateway's own headers come first, the endpoint's key before all.
+    const order = a.requests[0]!.rawHeaderNames.map((h) => h.toLowerCase());
+    expect(order.indexOf('authorization')).toBeLessThan(order.indexOf('user-agent'));
+    expect(order.indexOf('x-request-id')).toBeLessThan(order.indexOf('user-agent'));
+  });
+
+  it('caps what it forwards: an oversized allowed value is dropped', async () => {
+    const { a, gw } = await setup();
+    await chat(gw, `Bearer ${CLIENT_KEY}`).set('user-agent', 'u'.repeat(5000));
+    expect(a.requests[0]!.headers).not.toHaveProperty('user-agent');
+  });
+
+  it('refuses to be configured to forward credentials or hop-by-hop headers', () => {
+    expect(() =>
+      loadConfig({
+        env: { ...gatewayEnv([{ url: 'http://127.0.0.1:9' }]), FORWARD_HEADERS: 'authorization' },
+      }),
+    ).toThrow(/FORWARD_HEADERS.*'authorization' is never forwarded/s);
   });
 });
 

@@ -128,6 +128,20 @@ describe('per-request timeouts and minimum throughput', () => {
     expect(JSON.parse(sseData(res.text).at(-1)!).error.code).toBe('upstream_too_slow');
   });
 
+  it("a timeout the client tightened itself never counts against the endpoint's health", async () => {
+    const slow: Behavior = { type: 'answer', delayMs: 300 };
+    const a = await bed.upstream('a', slow, slow, slow, slow, slow, slow);
+    const gw = await bed.gateway({ endpoints: [{ url: a.url, name: 'a' }], env: { MAX_ATTEMPTS: '1' } });
+    for (let i = 0; i < 5; i++) {
+      const res = await chat(gw.url, gw.auth, { headers: { 'x-gateway-first-byte-timeout-ms': '50' } });
+      expect(res.status).toBe(504);
+    }
+    const health = gw.gateway.registry.health.get('a');
+    expect(health.consecutiveFailures).toBe(0);
+    expect(health.failures).toBe(0);
+    expect(health.isEjected).toBe(false);
+  });
+
   it('a shorter request timeout gives a 504 that says how long it waited', async () => {
     await primaryAndBackup({ type: 'hang' });
     const res = await chat(bed.gw.url, bed.gw.auth, { headers: { 'x-gateway-request-timeout-ms': '300' } });

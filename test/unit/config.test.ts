@@ -56,6 +56,7 @@ describe('defaults', () => {
       affinity: undefined,
       hedge: { delayMs: 0, models: [] },
       continuation: true,
+      forwardHeaders: [],
       continuationMaxBytes: 1024 * 1024,
       continuationBudgetBytes: 64 * 1024 * 1024,
     });
@@ -234,6 +235,7 @@ describe('CONFIG_FILE', () => {
       affinity: undefined,
       hedge: { delayMs: 0, models: [] },
       continuation: true,
+      forwardHeaders: [],
       continuationMaxBytes: 1024 * 1024,
       continuationBudgetBytes: 64 * 1024 * 1024,
     });

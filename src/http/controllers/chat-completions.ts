@@ -21,7 +21,10 @@ const chatRequestSchema = z.object({
 
 const UTF8_BOM = Buffer.from([0xef, 0xbb, 0xbf]);
 
-export function chatCompletions(service: CompletionService): RequestHandler {
+export function chatCompletions(
+  service: CompletionService,
+  forwardHeaders: () => readonly string[],
+): RequestHandler {
   return async (req, res) => {
     const raw = rawBody(req);
     // The request object outlives the request in the old generation; the body goes with the request.
@@ -61,7 +64,8 @@ export function chatCompletions(service: CompletionService): RequestHandler {
         stream: stream === true,
         body: raw,
         json: body,
-        headers: forwardableHeaders(req.headers, requestIdOf(res)),
+        headers: forwardableHeaders(req.headers, requestIdOf(res), forwardHeaders()),
+        clientHeaders: req.headers,
         timeouts,
       },
       res,
