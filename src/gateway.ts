@@ -87,6 +87,8 @@ export class Gateway {
       registry: this.registry,
       completions: this.completions,
       isShuttingDown: () => this.shuttingDown,
+      firstDiscovery: () =>
+        this.registry.hasUnknownModels() ? this.discovery.pendingInitialRound() : undefined,
       reload: () => Promise.resolve(this.reloadFromSource()),
     });
   }

@@ -4,7 +4,9 @@ import type { AddressInfo } from 'node:net';
 
 /**
  * A tiny OpenAI-compatible model server for `npm run demo`: it "generates" text word by word at a chosen
- * speed and, if asked, fails now and then the way a real GPU deployment on a cheap lease does.
+ * speed and, if asked, fails now and then the way a real GPU deployment on a cheap lease does. Every
+ * demo server gives the same answer to the same conversation, and, as vLLM does, continues a final
+ * assistant message when asked (`continue_final_message`), so that a repaired answer reads as one.
  */
 export interface DemoUpstreamOptions {
   name: string;
@@ -80,8 +82,9 @@ export class DemoUpstream {
     let body: {
       model?: string;
       stream?: boolean;
-      messages?: Array<{ content?: unknown }>;
+      messages?: Array<{ role?: unknown; content?: unknown }>;
       stream_options?: { include_usage?: boolean };
+      continue_final_message?: boolean;
     };
     try {
       body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as typeof body;
@@ -110,7 +113,7 @@ export class DemoUpstream {
       return;
     }
 
-    const words = this.answer(body.messages ?? []).split(/(?<= )/);
+    const words = answerFor(body.messages ?? [], body.continue_final_message === true).split(/(?<= )/);
     const id = `chatcmpl-demo-${Math.floor(this.random() * 1e12).toString(36)}`;
     const created = Math.floor(Date.now() / 1000);
     const usage = { prompt_tokens: 12, completion_tokens: words.length, total_tokens: 12 + words.length };
@@ -151,14 +154,30 @@ export class DemoUpstream {
     }
     res.end('data: [DONE]\n\n');
   }
+}
 
-  private answer(messages: Array<{ content?: unknown }>): string {
-    const last = messages.at(-1)?.content;
-    const prompt = typeof last === 'string' ? last.slice(0, 80) : 'your message';
-    const start = Math.floor(this.random() * PHRASES.length);
-    const picked = [0, 1, 2].map((i) => PHRASES[(start + i) % PHRASES.length]);
-    return `[${this.options.name}] You said: "${prompt}". ${picked.join(' ')}`;
-  }
+type Message = { role?: unknown; content?: unknown };
+
+/** The demo's answer to a conversation: the same on every demo server (it depends on the prompt only). */
+export function demoAnswer(messages: readonly Message[]): string {
+  const prompt = [...messages].reverse().find((m) => m.role !== 'assistant')?.content;
+  const text = typeof prompt === 'string' ? prompt.slice(0, 80) : 'your message';
+  let hash = 0;
+  for (let i = 0; i < text.length; i++) hash = (Math.imul(hash, 31) + text.charCodeAt(i)) >>> 0;
+  const picked = [0, 1, 2].map((i) => PHRASES[(hash + i) % PHRASES.length]);
+  return `You said: "${text}". ${picked.join(' ')}`;
+}
+
+/**
+ * What to generate: the answer, or, when asked to continue a final assistant message that starts it,
+ * the rest of it (a final message that does not start it is answered from the top).
+ */
+function answerFor(messages: readonly Message[], continueFinal: boolean): string {
+  const last = messages.at(-1);
+  if (!continueFinal || last?.role !== 'assistant' || typeof last.content !== 'string')
+    return demoAnswer(messages);
+  const answer = demoAnswer(messages.slice(0, -1));
+  return answer.startsWith(last.content) ? answer.slice(last.content.length) : answer;
 }
 
 function json(res: ServerResponse, status: number, body: unknown): void {

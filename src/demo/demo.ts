@@ -10,8 +10,17 @@ import { DemoUpstream } from './demo-upstream.js';
 export const DEMO_MODELS = ['llama-3.1-8b-demo', 'qwen2.5-7b-demo'];
 const DEFAULT_DEMO_KEY = 'demo-key';
 
-/** `timeScale` shrinks every delay (the test suite runs the demo at a twentieth of its speed). */
-export async function startDemoUpstreams(random?: () => number, timeScale = 1): Promise<DemoUpstream[]> {
+const FLAKY = { unavailable: 0.2, reset: 0.05, midStream: 0.05 };
+
+/**
+ * `timeScale` shrinks every delay (the test suite runs the demo at a twentieth of its speed);
+ * `failures` sets how often the flaky server fails.
+ */
+export async function startDemoUpstreams(
+  random?: () => number,
+  timeScale = 1,
+  failures = FLAKY,
+): Promise<DemoUpstream[]> {
   const t = (ms: number) => Math.round(ms * timeScale);
   return Promise.all([
     DemoUpstream.start({
@@ -26,7 +35,7 @@ export async function startDemoUpstreams(random?: () => number, timeScale = 1): 
       models: DEMO_MODELS,
       firstTokenMs: t(150),
       tokenMs: t(40),
-      failures: { unavailable: 0.2, reset: 0.05, midStream: 0.05 },
+      failures,
       random,
     }),
     DemoUpstream.start({

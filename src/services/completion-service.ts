@@ -114,10 +114,11 @@ export class CompletionService {
         } catch (err) {
           if (state.committed || !poolExhausted(err)) throw err;
           lastError = err;
-          this.deps.logger.info(
-            { model, alias: req.model },
-            'model pool exhausted; trying the next model of the alias',
-          );
+          if (i < chain.length - 1)
+            this.deps.logger.info(
+              { model, alias: req.model },
+              'model pool exhausted; trying the next model of the alias',
+            );
         }
       }
       throw lastError;

@@ -32,6 +32,7 @@ export class Discovery {
   private readonly polling = new Set<Endpoint>();
   private readonly initial: Promise<void>;
   private resolveInitial!: () => void;
+  private initialDone = false;
   /** Aborts polls still in flight when the gateway stops. */
   private readonly lifetime = new AbortController();
 
@@ -68,10 +69,16 @@ export class Discovery {
     return this.initial;
   }
 
+  /** The first round while it runs (for routes that must not answer before it); undefined after it. */
+  pendingInitialRound(): Promise<void> | undefined {
+    return this.initialDone ? undefined : this.initial;
+  }
+
   /** Polls every endpoint now; concurrent calls share one round. */
   refresh(): Promise<void> {
     this.running ??= this.pollAll(this.options.registry.endpoints).then(() => {
       this.running = undefined;
+      this.initialDone = true;
       this.resolveInitial();
     });
     return this.running;

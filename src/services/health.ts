@@ -37,6 +37,8 @@ export class EndpointHealth {
   /** Last OUTCOME_WINDOW request outcomes, true for a failure (ring buffer). */
   private readonly outcomes: boolean[] = [];
   private outcomeIndex = 0;
+  /** What the current ejection came from: failed requests need a successful trial request to end it. */
+  ejectedBy: 'requests' | 'probes' | undefined;
   /** Set by active probes: the endpoint does not answer GET /v1/models. */
   probeFailing = false;
   lastProbeAt: number | undefined;
@@ -151,6 +153,7 @@ export class HealthMonitor {
     if (h.isEjected) this.options.onChange?.({ endpoint: this.nameOf(h), change: 'restored' });
     h.ejections = 0;
     h.ejectedUntil = 0;
+    h.ejectedBy = undefined;
     if (timing.latencyMs !== undefined) h.ewmaLatencyMs = ewma(h.ewmaLatencyMs, timing.latencyMs);
     if (timing.ttfbMs !== undefined) h.ewmaTtfbMs = ewma(h.ewmaTtfbMs, timing.ttfbMs);
   }
@@ -161,7 +164,7 @@ export class HealthMonitor {
     const h = ticket.health;
     h.failures++;
     h.recordOutcome(true);
-    this.registerFailure(h, kind, message, ticket.isTrial);
+    this.registerFailure(h, kind, message, ticket.isTrial, 'requests');
   }
 
   /**
@@ -175,21 +178,29 @@ export class HealthMonitor {
       h.lastError = { kind, message, at: this.options.now() };
       return;
     }
-    this.registerFailure(h, kind, message, false);
+    this.registerFailure(h, kind, message, false, 'probes');
   }
 
   /**
-   * An active probe succeeded. An ejected endpoint becomes half-open at once: the next request is its
-   * single trial, so recovery does not wait for the ejection to run out.
+   * An active probe succeeded. An endpoint ejected because its probes failed becomes half-open at once:
+   * the next request is its single trial, so recovery does not wait for the ejection to run out. One
+   * ejected because its requests failed (streams that keep breaking, say) answers probes all the same:
+   * it waits out its back-off, and only a successful trial request restores it.
    */
   probeSucceeded(h: EndpointHealth): void {
     const now = this.options.now();
     h.probeFailing = false;
     h.lastProbeAt = now;
-    if (h.ejectedUntil > now) h.ejectedUntil = now;
+    if (h.ejectedUntil > now && h.ejectedBy === 'probes') h.ejectedUntil = now;
   }
 
-  private registerFailure(h: EndpointHealth, kind: FailureKind, message: string, trialFailed: boolean): void {
+  private registerFailure(
+    h: EndpointHealth,
+    kind: FailureKind,
+    message: string,
+    trialFailed: boolean,
+    by: 'requests' | 'probes',
+  ): void {
     const now = this.options.now();
     h.consecutiveFailures++;
     h.lastError = { kind, message, at: now };
@@ -199,6 +210,7 @@ export class HealthMonitor {
       (h.windowSize >= minRequests && h.errorRatio >= failureRatio);
     if (!trialFailed && (h.isEjected || !outlier)) return;
     if (!trialFailed && !this.mayEject(h)) return;
+    h.ejectedBy = by;
     this.eject(h, now);
   }
 

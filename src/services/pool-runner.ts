@@ -308,7 +308,9 @@ export class PoolRunner {
     pool.backoffNext = decision.backoff;
     // A limit the client itself tightened says nothing about the endpoint.
     const health =
-      failure.kind === 'timeout' && tightenedByClient(req, endpoint, failure.limit) ? 'none' : decision.health;
+      failure.kind === 'timeout' && tightenedByClient(req, endpoint, failure.limit)
+        ? 'none'
+        : decision.health;
     switch (health) {
       case 'none':
         registry.health.release(ticket);
@@ -347,7 +349,11 @@ export class PoolRunner {
 }
 
 /** Whether the limit that fired is one this request made stricter than the endpoint's own. */
-function tightenedByClient(req: CompletionRequest, endpoint: Endpoint, limit: TimeoutPhase | undefined): boolean {
+function tightenedByClient(
+  req: CompletionRequest,
+  endpoint: Endpoint,
+  limit: TimeoutPhase | undefined,
+): boolean {
   if (limit === undefined) return false;
   const own = endpoint.config.timeouts;
   const asked = req.timeouts;

@@ -23,6 +23,34 @@ describe('model discovery', () => {
     expect(a.modelRequests[0]!.headers.authorization).toBeUndefined();
   });
 
+  it('GET /v1/models waits for the first discovery round: never an empty list while it is pending', async () => {
+    const a = await start('a', ['llama']);
+    a.modelsBehavior = {
+      type: 'json',
+      delayMs: 200,
+      body: { object: 'list', data: [{ id: 'llama', object: 'model' }] },
+    };
+    const gw = await bed.gateway({ endpoints: [{ url: a.url, name: 'a' }], waitForDiscovery: false });
+    expect(await modelIds(gw)).toEqual(['llama']);
+    const one = await fetch(`${gw.url}/v1/models/llama`, { headers: gw.auth });
+    expect(one.status).toBe(200);
+  });
+
+  it('the wait is bounded by DISCOVERY_TIMEOUT_MS when an endpoint hangs', async () => {
+    const hanging = await start('hanging', ['slow-model']);
+    hanging.modelsBehavior = { type: 'hang' };
+    const ok = await start('ok', ['fast-model']);
+    const gw = await bed.gateway({
+      endpoints: [
+        { url: hanging.url, name: 'hanging' },
+        { url: ok.url, name: 'ok' },
+      ],
+      env: { DISCOVERY_TIMEOUT_MS: '200' },
+      waitForDiscovery: false,
+    });
+    expect(await modelIds(gw)).toEqual(['fast-model']);
+  });
+
   it('sends the endpoint’s own key to /v1/models', async () => {
     const a = await start('a', ['llama']);
     await bed.gateway({ endpoints: [{ url: a.url, apiKey: 'sk-a-discovery' }] });
@@ -43,10 +71,14 @@ describe('model discovery', () => {
       waitForDiscovery: false,
     });
     expect(Date.now() - started).toBeLessThan(1000);
-    await vi.waitFor(async () => expect(await modelIds(gw)).toEqual(['fast-model']), {
-      timeout: 2000,
-      interval: 10,
-    });
+    // (GET /v1/models waits for the whole first round; see the test above.)
+    await vi.waitFor(
+      () => expect(gw.gateway.registry.listModels().map((m) => m.id)).toEqual(['fast-model']),
+      {
+        timeout: 2000,
+        interval: 10,
+      },
+    );
     const res = await chat(gw.url, gw.auth, { body: body('fast-model') });
     expect(res.status).toBe(200);
     expect((await fetch(`${gw.url}/health/readiness`)).status).toBe(200);

@@ -135,6 +135,22 @@ describe('structured logs', () => {
     expect(b.requests[0]!.headers.authorization).toBe(`Bearer ${UPSTREAM_KEY_B}`);
   });
 
+  it('a stream that fails after heartbeats sent its 200 is logged at error, and no alias line without an alias', async () => {
+    const slowFail = { type: 'custom' as const, handle: () => undefined };
+    const a = await bed.upstream('a', slowFail);
+    const gw = await bed.gateway({
+      endpoints: [{ url: a.url, name: 'a' }],
+      env: { HEARTBEAT_INTERVAL_MS: '20', FIRST_BYTE_TIMEOUT_MS: '150', MAX_ATTEMPTS: '1' },
+    });
+    const res = await chat(gw.url, gw.auth, { body: streamBody(), headers: { 'x-request-id': 'hb-fail-1' } });
+    expect(res.status).toBe(200);
+    expect(res.text).toContain(': keep-alive');
+    expect(res.text).toContain('"error"');
+    const [line] = accessLines(gw, 'hb-fail-1');
+    expect(line).toMatchObject({ level: 'error', errorCode: 'first_byte_timeout' });
+    expect(gw.logs.some((l) => String(l.msg).includes('next model of the alias'))).toBe(false);
+  });
+
   it('does not leak upstream keys when every upstream rejects the gateway credentials', async () => {
     const a = await bed.upstream('a');
     a.defaultBehavior = {

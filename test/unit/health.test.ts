@@ -131,6 +131,33 @@ describe('HealthMonitor', () => {
     expect(m.begin('a').isTrial).toBe(true);
   });
 
+  it('a probe does not end an ejection caused by failed requests: only a successful trial request does', () => {
+    const { m, advance, now } = monitor(['a', 'b']);
+    const streams = (n: number) => {
+      for (let i = 0; i < n; i++) m.failure(m.begin('a'), 'stream-error', 'stream broke mid-answer');
+    };
+    streams(3);
+    expect(m.get('a').state(now())).toBe('ejected');
+    // GET /v1/models answers fine, but the streams keep breaking: the back-off holds.
+    m.probeSucceeded(m.get('a'));
+    expect(m.get('a').state(now())).toBe('ejected');
+    advance(10_000);
+    expect(m.get('a').state(now())).toBe('half-open');
+    m.probeSucceeded(m.get('a'));
+    expect(m.get('a').state(now())).toBe('half-open');
+    // The trial breaks too: ejected for twice as long, probes or not.
+    streams(1);
+    m.probeSucceeded(m.get('a'));
+    expect(m.get('a').state(now())).toBe('ejected');
+    advance(19_999);
+    expect(m.get('a').state(now())).toBe('ejected');
+    advance(1);
+    const trial = m.begin('a');
+    expect(trial.isTrial).toBe(true);
+    m.success(trial);
+    expect(m.get('a').state(now())).toBe('healthy');
+  });
+
   it('never ejects a lone endpoint: the pool must not empty itself', () => {
     const { m, now } = monitor(['solo']);
     fail(m, 'solo', 10);

@@ -19,15 +19,32 @@ function toOpenAIModel(m: ModelInfo, config: ConfigSource) {
   return { id: m.id, object: 'model' as const, created: m.created, owned_by: config.current.models.ownedBy };
 }
 
-export function listModels(registry: EndpointRegistry, config: ConfigSource): RequestHandler {
-  return (_req, res) => {
+/**
+ * Until the first discovery round has ended the list is not known: clients such as AkashChat cache
+ * what they get (for 10 minutes), so an empty list would hide every model that long. The first round
+ * is bounded by DISCOVERY_TIMEOUT_MS.
+ */
+export type DiscoveryWait = () => Promise<void> | undefined;
+
+export function listModels(
+  registry: EndpointRegistry,
+  config: ConfigSource,
+  discovered: DiscoveryWait,
+): RequestHandler {
+  return async (_req, res) => {
+    await discovered();
     res.json({ object: 'list', data: catalogue(registry, config).map((m) => toOpenAIModel(m, config)) });
   };
 }
 
 /** `GET /v1/models/{id}`; ids such as `meta-llama/Llama-3.1-8B` contain slashes. */
-export function getModel(registry: EndpointRegistry, config: ConfigSource): RequestHandler {
-  return (req, res) => {
+export function getModel(
+  registry: EndpointRegistry,
+  config: ConfigSource,
+  discovered: DiscoveryWait,
+): RequestHandler {
+  return async (req, res) => {
+    await discovered();
     const segments = (req.params as Record<string, string | string[]>).model ?? [];
     const id = Array.isArray(segments) ? segments.join('/') : segments;
     const model = catalogue(registry, config).find((m) => m.id === id);

@@ -85,7 +85,7 @@ function onClose(this: Tracked): void {
   const ended = this.writableEnded;
   const status = this.statusCode;
   if (!ended) record.summary.errorCode = 'client_closed';
-  record.write.line(levelOf(record.url, status), {
+  record.write.line(levelOf(record.url, status, record.summary.errorCode), {
     id: record.id,
     method: record.method,
     url: record.url,
@@ -96,9 +96,11 @@ function onClose(this: Tracked): void {
   });
 }
 
-function levelOf(url: string, status: number): AccessLevel {
+function levelOf(url: string, status: number, errorCode: string | undefined): AccessLevel {
   if (url.startsWith('/health')) return 'debug';
-  if (status >= 500) return 'error';
+  // A stream that failed after its 200 went out (heartbeats, or a break mid-answer) failed all the same.
+  if (status >= 500 || (status < 400 && errorCode !== undefined && errorCode !== 'client_closed'))
+    return 'error';
   if (status >= 400) return 'warn';
   return 'info';
 }
