@@ -3,6 +3,7 @@ import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type express from 'express';
 import { createApp } from './app.js';
+import { answerClientError } from './http/client-error.js';
 import { shapeRequest } from './http/request-shape.js';
 import { ConfigStore } from './config/config-store.js';
 import { ConfigError } from './config/load-config.js';
@@ -106,6 +107,7 @@ export class Gateway {
       restartNeeded.push('logging.file');
     }
     this.config.replace(next);
+    this.applyServerTimeouts();
     this.options.logger.level = next.logging.level;
     this.registry.health.setEjection(next.health.ejection);
     const change = this.registry.update(next.endpoints);
@@ -152,21 +154,39 @@ export class Gateway {
       onResponseClose(this);
     };
     const app = this.app;
-    const server = createServer((req, res) => {
-      open.add(res);
-      if (this.shuttingDown) res.setHeader('connection', 'close');
-      res.on('close', closed);
-      shapeRequest(req, res);
-      app(req, res);
-    });
+    const { clientBodyTimeoutMs } = this.config.current.server;
+    const server = createServer(
+      // How often Node looks for requests past their time (its default, 30 s, would add up to 30 s).
+      { connectionsCheckingInterval: Math.min(5_000, Math.max(50, Math.floor(clientBodyTimeoutMs / 10))) },
+      (req, res) => {
+        open.add(res);
+        if (this.shuttingDown) res.setHeader('connection', 'close');
+        res.on('close', closed);
+        shapeRequest(req, res);
+        app(req, res);
+      },
+    );
     this.server = server;
-    // requestTimeout bounds only the receiving of a request (Node's default, 5 min): long answers are
-    // not affected, and a client that trickles its body forever is cut.
-    server.headersTimeout = 60_000;
+    this.applyServerTimeouts();
     server.keepAliveTimeout = 65_000;
+    server.on('clientError', (err: NodeJS.ErrnoException, socket) =>
+      answerClientError(err, socket, this.config.current.server.clientBodyTimeoutMs),
+    );
     server.listen(port, host);
     await once(server, 'listening');
     return server.address() as AddressInfo;
+  }
+
+  /**
+   * requestTimeout bounds only the receiving of a request (headers and body, CLIENT_BODY_TIMEOUT_MS):
+   * long answers are not affected, and a client that trickles its body is cut with a 408.
+   */
+  private applyServerTimeouts(): void {
+    const server = this.server;
+    if (!server) return;
+    const { clientBodyTimeoutMs } = this.config.current.server;
+    server.requestTimeout = clientBodyTimeoutMs;
+    server.headersTimeout = Math.min(60_000, clientBodyTimeoutMs);
   }
 
   get url(): string {

@@ -44,7 +44,8 @@ function endpointLabel(ep: unknown): string | undefined {
   return undefined;
 }
 
-function withoutCredentials(url: string): string {
+/** A URL as it may be shown: user and password (if any) removed, also from a URL that does not parse. */
+export function withoutCredentials(url: string): string {
   try {
     const u = new URL(url);
     if (!u.username && !u.password) return url;
@@ -52,7 +53,7 @@ function withoutCredentials(url: string): string {
     u.password = '';
     return u.toString();
   } catch {
-    return url.replace(/\/\/[^/@]*@/, '//');
+    return url.replace(/\/\/[^/]*@/, '//');
   }
 }
 

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { withoutCredentials } from './config-problems.js';
 import { NEVER_FORWARDED } from './forwarded-headers.js';
 
 /**
@@ -27,12 +28,20 @@ function numeric<T extends z.ZodType>(schema: T) {
   }, schema);
 }
 
+/**
+ * The longest duration a timer can wait: Node fires a longer one after 1 ms (and warns), so that a
+ * heartbeat of 3e9 ms would fire continuously. Every duration setting is bounded by it.
+ */
+export const MAX_TIMER_MS = 2_147_483_647;
+const TIMER_LIMIT_MESSAGE = `must be at most ${MAX_TIMER_MS} ms (about 24.8 days)`;
+
 const positiveMs = (what: string) =>
   numeric(
     z
       .number({ error: typeError(`${what} must be a number of milliseconds`) })
       .int()
-      .positive(),
+      .positive()
+      .max(MAX_TIMER_MS, TIMER_LIMIT_MESSAGE),
   );
 
 const booleanLike = z.preprocess(
@@ -97,7 +106,7 @@ export const endpointUrl = z.string({ error: 'url is required' }).transform((raw
   } catch {
     ctx.addIssue({
       code: 'custom',
-      message: `'${raw}' is not a valid URL (expected e.g. https://host:8000)`,
+      message: `'${withoutCredentials(raw)}' is not a valid URL (expected e.g. https://host:8000)`,
     });
     return z.NEVER;
   }
@@ -183,6 +192,8 @@ export const configSchema = z.strictObject({
       ).default(1),
       /** SSE comment interval while a stream waits for its first token (keeps idle proxies from closing). */
       heartbeatIntervalMs: positiveMs('heartbeatIntervalMs').default(15_000),
+      /** Longest time a client may take to send its request (headers and body). */
+      clientBodyTimeoutMs: positiveMs('clientBodyTimeoutMs').default(60_000),
     })
     .prefault({}),
   auth: z
@@ -240,9 +251,12 @@ export const configSchema = z.strictObject({
       hedge: z
         .strictObject({
           delayMs: z
-            .union([z.literal('p95'), numeric(z.number().int().min(0))], {
-              error: "delayMs must be 'p95' or a number of milliseconds",
-            })
+            .union(
+              [z.literal('p95'), numeric(z.number().int().min(0).max(MAX_TIMER_MS, TIMER_LIMIT_MESSAGE))],
+              {
+                error: "delayMs must be 'p95' or a number of milliseconds",
+              },
+            )
             .default(0),
           models: z.array(z.string().trim().min(1)).default([]),
         })

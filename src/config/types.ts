@@ -63,6 +63,8 @@ export interface GatewayConfig {
     shutdownGraceMs: number;
     workers: number;
     heartbeatIntervalMs: number;
+    /** Longest time a client may take to send its request, headers and body. */
+    clientBodyTimeoutMs: number;
   };
   auth: { apiKeys: readonly string[]; adminKey: string | undefined; disabled: boolean };
   logging: { level: string; file: boolean; filePath: string };

@@ -1,4 +1,4 @@
-import { closeSync, mkdirSync, openSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import path from 'node:path';
 import pino, { type DestinationStream, type Logger } from 'pino';
 
@@ -46,9 +46,7 @@ export function createLogger(options: LoggerOptions): Logger {
   const destinations = [pino.destination({ dest: 1, sync: false, contentMode: 'buffer' })];
   if (options.file) {
     assertWritable(options.file.path);
-    destinations.push(
-      pino.destination({ dest: options.file.path, sync: false, mkdir: true, contentMode: 'buffer' }),
-    );
+    destinations.push(pino.destination({ dest: options.file.path, sync: false, contentMode: 'buffer' }));
   }
   const batches = new LineBatches(destinations as unknown as Destination[]);
   // A disk that fills up later must not take the gateway down: report on stderr and carry on without
@@ -188,9 +186,20 @@ export class LogFileError extends Error {
 /** Opens the log file once, synchronously, so a bad path stops start-up with a clear message. */
 function assertWritable(file: string): void {
   try {
-    mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+    makeDirectory(path.dirname(path.resolve(file)));
     closeSync(openSync(file, 'a'));
   } catch (err) {
     throw new LogFileError(file, err as NodeJS.ErrnoException);
   }
+}
+
+/**
+ * mkdir -p, one level at a time: Node's recursive mkdir loops forever where a parent exists but refuses
+ * new entries with ENOENT (anywhere under /proc), and start-up would hang at full CPU.
+ */
+function makeDirectory(dir: string): void {
+  if (existsSync(dir)) return;
+  const parent = path.dirname(dir);
+  if (parent !== dir) makeDirectory(parent);
+  mkdirSync(dir);
 }

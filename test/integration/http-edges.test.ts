@@ -1,3 +1,5 @@
+import { once } from 'node:events';
+import net from 'node:net';
 import { Readable } from 'node:stream';
 import { request } from 'undici';
 import { describe, expect, it } from 'vitest';
@@ -372,5 +374,55 @@ describe('CORS', () => {
     const res = await send(gw, '/v1/models', { headers: { origin: 'https://chat.example' } });
     expect(res.headers['access-control-allow-origin']).toBe('*');
     expect(String(res.headers['access-control-expose-headers'])).toMatch(/x-request-id/);
+  });
+});
+
+describe("requests Node's HTTP parser rejects get OpenAI error bodies", () => {
+  /** Writes raw bytes on a new connection and reads until the gateway closes it. */
+  async function raw(
+    g: TestGateway,
+    bytes: string,
+    keepOpen = false,
+  ): Promise<{ status: number; json: Json }> {
+    const { port, hostname } = new URL(g.url);
+    const socket = net.connect(Number(port), hostname);
+    await once(socket, 'connect');
+    socket.write(bytes);
+    if (!keepOpen) socket.end();
+    const parts: Buffer[] = [];
+    for await (const chunk of socket) parts.push(chunk as Buffer);
+    const text = Buffer.concat(parts).toString('utf8');
+    const [head, body] = text.split('\r\n\r\n');
+    expect(head).toMatch(/\r\nconnection: close/i);
+    return { status: Number(/^HTTP\/1\.1 (\d+)/.exec(text)?.[1]), json: JSON.parse(body!) as Json };
+  }
+
+  it('a malformed request: 400', async () => {
+    const { gw } = await setup();
+    const res = await raw(gw, 'GET /v1/models HTTP/1.1\r\nhost x\r\n\r\n');
+    expect(res.status).toBe(400);
+    expect(res.json.error).toMatchObject({ code: 'malformed_request', type: 'invalid_request_error' });
+  });
+
+  it('headers over 16 KiB: 431', async () => {
+    const { gw } = await setup();
+    const res = await raw(gw, `GET /v1/models HTTP/1.1\r\nhost: x\r\nx-big: ${'a'.repeat(20_000)}\r\n\r\n`);
+    expect(res.status).toBe(431);
+    expect(res.json.error).toMatchObject({ code: 'request_headers_too_large' });
+  });
+
+  it('a body that does not arrive within CLIENT_BODY_TIMEOUT_MS: 408', async () => {
+    const { gw, a } = await setup({ CLIENT_BODY_TIMEOUT_MS: '300' });
+    const started = Date.now();
+    const res = await raw(
+      gw,
+      `POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: ${gw.auth.authorization}\r\n` +
+        'content-type: application/json\r\ncontent-length: 1000\r\n\r\n{"model":',
+      true,
+    );
+    expect(res.status).toBe(408);
+    expect(res.json.error).toMatchObject({ code: 'request_timeout' });
+    expect(Date.now() - started).toBeLessThan(2_000);
+    expect(a.requests).toHaveLength(0);
   });
 });

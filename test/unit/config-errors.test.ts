@@ -45,6 +45,24 @@ describe('configuration errors say what is wrong', () => {
     expect(found).not.toContain('sk-secret-in-url');
   });
 
+  it('does not echo the password of an endpoint URL that does not parse', () => {
+    const found = problems({ ENDPOINTS: '[{"url":"https://user:sk-secret-pw@gpu.example:99999999"}]' }).join(
+      '\n',
+    );
+    expect(found).toMatch(/is not a valid URL/);
+    expect(found).not.toContain('sk-secret-pw');
+  });
+
+  it.each([
+    ['HEARTBEAT_INTERVAL_MS', '3000000000'],
+    ['SHUTDOWN_GRACE_MS', '2147483648'],
+    ['IDLE_TIMEOUT_MS', '1e12'],
+    ['HEDGE_DELAY_MS', '99999999999'],
+    ['CLIENT_BODY_TIMEOUT_MS', '4000000000'],
+  ])('a duration a timer cannot wait (%s=%s) stops start-up, naming the setting', (name, value) => {
+    expect(problems({ [name]: value }).join('\n')).toMatch(new RegExp(`${name}.*(2147483647|at most)`));
+  });
+
   it('hints at quoting when an unquoted ${VAR} breaks flow-style YAML, without follow-up noise', () => {
     const found = problems(
       { CONFIG_FILE: 'gateway.yaml', ENDPOINTS: '', API_KEY: '' },
@@ -65,6 +83,12 @@ describe('configuration errors say what is wrong', () => {
 });
 
 describe('LOG_FILE that cannot be written', () => {
+  it('a log directory that cannot be made (under /proc) stops start-up at once instead of hanging', () => {
+    expect(() => createLogger({ level: 'info', file: { path: '/proc/nope/gateway.log' } })).toThrow(
+      /LOG_FILE \/proc\/nope\/gateway\.log: cannot be written/,
+    );
+  });
+
   it('stops start-up with a clear message instead of crashing later', async () => {
     const dir = await mkdtemp(path.join(tmpdir(), 'gateway-log-'));
     try {
