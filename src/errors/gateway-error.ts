@@ -76,7 +76,7 @@ export class NotFoundError extends GatewayError {
 
 export class ModelNotFoundError extends NotFoundError {
   constructor(model: string) {
-    super(`The model '${model}' does not exist or is not served by any endpoint of this gateway.`, {
+    super(`The model '${clip(model)}' does not exist or is not served by any endpoint of this gateway.`, {
       code: 'model_not_found',
       param: 'model',
     });
@@ -181,6 +181,14 @@ export interface OpenAIErrorBody {
 
 export function toOpenAIErrorBody(err: GatewayError): OpenAIErrorBody {
   return { error: { message: err.message, type: err.type, param: err.param, code: err.code } };
+}
+
+/**
+ * Request data repeated in a message or a log line, cut to a few hundred characters: a client must not
+ * be able to make the gateway write megabytes.
+ */
+export function clip(text: string, maxChars = 256): string {
+  return text.length > maxChars ? `${text.slice(0, maxChars)}…` : text;
 }
 
 function formatBytes(bytes: number): string {

@@ -1,6 +1,7 @@
 import type { ConfigSource } from '../config/config-store.js';
 import type { Timeouts } from '../config/types.js';
 import { GatewayError, GatewayTimeoutError, ModelNotFoundError } from '../errors/gateway-error.js';
+import { rewrittenBody } from './request-body.js';
 import type { Logger } from '../observability/logger.js';
 import { ClientClosedReason, DeadlineReason } from './abort-reasons.js';
 import type { CommitState } from './attempt-types.js';
@@ -105,7 +106,7 @@ export class CompletionService {
         const model = chain[i]!;
         if (registry.serving(model).length === 0) continue;
         const fallback = i > 0;
-        const body = model === req.model ? req.body : Buffer.from(JSON.stringify({ ...req.json, model }));
+        const body = model === req.model ? req.body : rewrittenBody(req.json, { model });
         try {
           trace.servedModel = model;
           ctx.responseHeaders = fallback ? { 'x-gateway-fallback-model': model } : undefined;

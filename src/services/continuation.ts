@@ -7,6 +7,7 @@ import { transportFailure, type Forwarder, type UpstreamResponse } from './forwa
 import type { Lifetime } from './lifetime.js';
 import { PhaseTimer } from './phase-timer.js';
 import { discardBody } from './read-body.js';
+import { rewrittenBody } from './request-body.js';
 import { SseParser } from './sse-parser.js';
 import { inBandError } from './sse-framing.js';
 import type { Chunk, Continuation, StreamTranscript } from './stream-transcript.js';
@@ -42,15 +43,12 @@ export function continuationBody(json: Readonly<Record<string, unknown>>, partia
   } else {
     messages.push({ role: 'assistant', content: partial });
   }
-  return Buffer.from(
-    JSON.stringify({
-      ...json,
-      messages,
-      stream: true,
-      continue_final_message: true,
-      add_generation_prompt: false,
-    }),
-  );
+  return rewrittenBody(json, {
+    messages,
+    stream: true,
+    continue_final_message: true,
+    add_generation_prompt: false,
+  });
 }
 
 interface SpliceChunk extends Chunk {

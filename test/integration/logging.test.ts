@@ -151,6 +151,43 @@ describe('structured logs', () => {
     expect(gw.logs.some((l) => String(l.msg).includes('next model of the alias'))).toBe(false);
   });
 
+  it('never writes megabytes for a client: a 5 MB model is a 400, long paths and ids are cut', async () => {
+    const a = await bed.upstream('a');
+    const gw = await bed.gateway({ endpoints: [{ url: a.url, name: 'a' }] });
+    const huge = 'm'.repeat(5 * 1024 * 1024);
+    for (let i = 0; i < 3; i++) {
+      const res = await chat(gw.url, gw.auth, {
+        body: { model: huge, messages: [{ role: 'user', content: 'x' }] },
+      });
+      expect(res.status).toBe(400);
+      expect(res.json.error.message).toMatch(/at most 256 characters/);
+      expect(res.text.length).toBeLessThan(1_000);
+    }
+    const longPath = `/v1/${'p'.repeat(8_000)}`;
+    const notFound = await request(`${gw.url}${longPath}`, { headers: gw.auth });
+    const text = await notFound.body.text();
+    expect(notFound.statusCode).toBe(404);
+    expect(text.length).toBeLessThan(1_000);
+    const model = await request(`${gw.url}/v1/models/${'q'.repeat(8_000)}`, { headers: gw.auth });
+    expect((await model.body.text()).length).toBeLessThan(1_000);
+    expect(gw.rawLogs().length).toBeLessThan(20_000);
+    expect(a.requests).toHaveLength(0);
+  });
+
+  it('redacts a key sent in a query string', async () => {
+    const a = await bed.upstream('a');
+    const gw = await bed.gateway({ endpoints: [{ url: a.url, name: 'a' }] });
+    await request(`${gw.url}/v1/models?api_key=${CLIENT_KEY}&x=1`, { headers: gw.auth }).then((r) =>
+      r.body.dump(),
+    );
+    await request(`${gw.url}/v1/models?token=sk-in-query-2`).then((r) => r.body.dump());
+    await nextTurn();
+    const logs = gw.rawLogs();
+    expect(logs).not.toContain(CLIENT_KEY);
+    expect(logs).not.toContain('sk-in-query-2');
+    expect(logs).toContain('api_key=[redacted]&x=1');
+  });
+
   it('does not leak upstream keys when every upstream rejects the gateway credentials', async () => {
     const a = await bed.upstream('a');
     a.defaultBehavior = {

@@ -1,4 +1,5 @@
 import zlib from 'node:zlib';
+import { request } from 'undici';
 import { describe, expect, it, vi } from 'vitest';
 import { completion, streamEvents, type Behavior } from '../helpers/fake-upstream.js';
 import { chat, sseData, streamBody, streamedText } from '../helpers/http.js';
@@ -25,6 +26,23 @@ async function primaryAndBackup(primary: Behavior, env: Record<string, string> =
 }
 
 describe('model aliases and fallback chains', () => {
+  it('a body nested 10,000 levels deep sent to an alias is a 400, never a 500', async () => {
+    const small = await bed.upstream({ name: 'small', models: ['llama-8b'] });
+    const gw = await bed.gateway({ endpoints: [{ url: small.url, name: 'small' }] });
+    gw.gateway.reload({ ...gw.gateway.config.current, aliases: { smart: ['llama-8b'] } });
+    const deep = `${'['.repeat(10_000)}${']'.repeat(10_000)}`;
+    const body = `{"model":"smart","messages":[{"role":"user","content":"x"}],"extra":${deep}}`;
+    const res = await request(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { ...gw.auth, 'content-type': 'application/json' },
+      body,
+    });
+    const json = (await res.body.json()) as { error: { message: string } };
+    expect(res.statusCode).toBe(400);
+    expect(json.error.message).toMatch(/nested too deeply/);
+    expect(small.requests).toHaveLength(0);
+  });
+
   it('moves on to the next model when a whole pool is exhausted, rewriting only the model field', async () => {
     const big = await bed.upstream({ name: 'big', models: ['llama-70b'] });
     const small = await bed.upstream({ name: 'small', models: ['llama-8b'] });

@@ -6,13 +6,19 @@ import { forwardableHeaders } from '../../services/forward-headers.js';
 import { requestIdOf, requestSummary } from '../middleware/access-log.js';
 import { timeoutOverrides } from '../request-options.js';
 
+/** Longer model ids are no model of any server; they would only fill logs and error messages. */
+const MAX_MODEL_CHARS = 256;
+
 /**
  * Only the fields the gateway reads are validated (picked from the body, so that the rest is not walked
  * on every request); every other field (tools, response_format, stream_options, vendor extensions…)
  * passes through untouched because the original bytes are forwarded.
  */
 const chatRequestSchema = z.object({
-  model: z.string({ error: "'model' is required and must be a string" }).min(1, "'model' must not be empty"),
+  model: z
+    .string({ error: "'model' is required and must be a string" })
+    .min(1, "'model' must not be empty")
+    .max(MAX_MODEL_CHARS, `'model' must be at most ${MAX_MODEL_CHARS} characters`),
   messages: z
     .array(z.unknown(), { error: "'messages' is required and must be an array of messages" })
     .min(1, "'messages' must contain at least one message"),

@@ -69,10 +69,44 @@ export function accessLog(
     const given = req.headers['x-request-id'];
     const id = typeof given === 'string' && CLIENT_REQUEST_ID.test(given) ? given : randomUUID();
     res.setHeader('x-request-id', id);
-    (res as Tracked)[ACCESS_RECORD] = new AccessRecord(id, req.method, req.url, now(), write);
+    (res as Tracked)[ACCESS_RECORD] = new AccessRecord(id, req.method, loggedUrl(req.url), now(), write);
     res.on('close', onClose);
     next();
   };
+}
+
+const MAX_LOGGED_URL_CHARS = 512;
+/** Query parameters whose values are never logged: whatever carries a credential. */
+const SECRET_PARAM = /key|token|secret|auth|pass|sig|credential|session/i;
+
+/**
+ * The URL as it may be logged: values of credential-like query parameters (a key sent as `?api_key=`)
+ * redacted, and no longer than MAX_LOGGED_URL_CHARS. A plain path (nearly every request) is as it came.
+ */
+export function loggedUrl(url: string): string {
+  const query = url.indexOf('?');
+  if (query < 0 && url.length <= MAX_LOGGED_URL_CHARS) return url;
+  let out = url;
+  if (query >= 0) {
+    const params = url
+      .slice(query + 1)
+      .split('&')
+      .map((param) => {
+        const eq = param.indexOf('=');
+        const name = eq < 0 ? param : param.slice(0, eq);
+        return eq >= 0 && SECRET_PARAM.test(decodeName(name)) ? `${name}=[redacted]` : param;
+      });
+    out = `${url.slice(0, query)}?${params.join('&')}`;
+  }
+  return out.length > MAX_LOGGED_URL_CHARS ? `${out.slice(0, MAX_LOGGED_URL_CHARS)}…` : out;
+}
+
+function decodeName(name: string): string {
+  try {
+    return decodeURIComponent(name);
+  } catch {
+    return name;
+  }
 }
 
 /** Controllers finish the summary before the response ends; the close comes after that. */

@@ -1,5 +1,6 @@
 import type { ErrorRequestHandler, RequestHandler } from 'express';
 import {
+  clip,
   GatewayError,
   InternalError,
   InvalidRequestError,
@@ -15,7 +16,7 @@ export function notFound(): RequestHandler {
   return (req, _res, next) => {
     next(
       new NotFoundError(
-        `Unknown route: ${req.method} ${req.path}. See GET /v1/models and POST /v1/chat/completions.`,
+        `Unknown route: ${req.method} ${clip(req.path)}. See GET /v1/models and POST /v1/chat/completions.`,
         {
           code: 'route_not_found',
         },
