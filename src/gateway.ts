@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import type express from 'express';
 import { createApp } from './app.js';
 import { answerClientError } from './http/client-error.js';
+import { Connections, FIRST_REQUEST_WAIT_MS } from './server/connections.js';
 import { shapeRequest } from './http/request-shape.js';
 import { ConfigStore } from './config/config-store.js';
 import { ConfigError } from './config/load-config.js';
@@ -48,6 +49,7 @@ export class Gateway {
   readonly completions: CompletionService;
   private readonly forwarder = new Forwarder();
   private server: Server | undefined;
+  private connections: Connections | undefined;
   private shuttingDown = false;
   /** Responses not yet closed: what a graceful stop waits for. */
   private readonly open = new Set<ServerResponse>();
@@ -159,6 +161,7 @@ export class Gateway {
       // How often Node looks for requests past their time (its default, 30 s, would add up to 30 s).
       { connectionsCheckingInterval: Math.min(5_000, Math.max(50, Math.floor(clientBodyTimeoutMs / 10))) },
       (req, res) => {
+        connections.onRequest(req.socket);
         open.add(res);
         if (this.shuttingDown) res.setHeader('connection', 'close');
         res.on('close', closed);
@@ -167,6 +170,8 @@ export class Gateway {
       },
     );
     this.server = server;
+    const connections = new Connections(server);
+    this.connections = connections;
     this.applyServerTimeouts();
     server.keepAliveTimeout = 65_000;
     server.on('clientError', (err: NodeJS.ErrnoException, socket) =>
@@ -201,8 +206,10 @@ export class Gateway {
   }
 
   /**
-   * Graceful stop: refuse new connections, let in-flight requests (streams included) finish within
-   * graceMs, then cut what is left and release upstream connections.
+   * Graceful stop: readiness says 503 at once; the listener closes once the connections the kernel
+   * has accepted are taken, and every request on them is answered (`connection: close`); in-flight
+   * requests (streams included) finish within graceMs, then what is left is cut and upstream
+   * connections are released.
    */
   async shutdown(graceMs = this.config.current.server.shutdownGraceMs): Promise<void> {
     if (this.shuttingDown) return;
@@ -211,8 +218,10 @@ export class Gateway {
     const server = this.server;
     if (server) {
       const closed = once(server, 'close');
-      server.close();
-      server.closeIdleConnections();
+      const stopAt = performance.now() + graceMs;
+      await this.connections!.stopListening(Math.min(FIRST_REQUEST_WAIT_MS, graceMs));
+      graceMs = Math.max(0, stopAt - performance.now());
+      this.options.logger.info({ inFlight: this.open.size }, 'stopped listening');
       if (this.open.size > 0) {
         let timer: NodeJS.Timeout | undefined;
         await Promise.race([
@@ -229,6 +238,8 @@ export class Gateway {
         }
       }
       server.closeAllConnections();
+      // http's close as well: it stops Node's timer that checks requests for their timeouts.
+      server.close();
       await closed;
     }
     await this.forwarder.close();

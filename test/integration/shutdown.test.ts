@@ -1,6 +1,7 @@
+import { once } from 'node:events';
 import net from 'node:net';
 import { Agent, request } from 'undici';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import type { FakeUpstream } from '../helpers/fake-upstream.js';
 import { sseData, streamBody, streamedText } from '../helpers/http.js';
 import { CLIENT_KEY } from '../helpers/start-gateway.js';
@@ -108,7 +109,11 @@ describe('graceful shutdown in process', () => {
     if (readiness.status === 0) expect(readiness.body).toMatch(/ECONNREFUSED/);
     else expect(readiness.status).toBe(503);
 
-    // A new connection after shutdown began is refused.
+    // Once the listener has closed (after taking what the kernel had accepted), connections are refused.
+    await vi.waitFor(() => expect(g.logs.some((l) => l.msg === 'stopped listening')).toBe(true), {
+      timeout: CHILD_TIMEOUT_MS,
+      interval: 5,
+    });
     const connectError = await tryConnect(port);
     expect(connectError?.code).toBe('ECONNREFUSED');
 
@@ -190,6 +195,67 @@ describe('the gateway process', () => {
     expect(exit.at - signalledAt).toBeLessThan(5_000);
     expect(proc.stdout()).toContain('shutting down');
     expect(proc.stderr()).toBe('');
+  });
+
+  it('on SIGTERM every request whose connection was accepted gets an HTTP answer, none a reset', async () => {
+    const upstream = await bed.upstream('a');
+    const port = await freePort();
+    const proc = await spawnGateway(bed, {
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      API_KEY: CLIENT_KEY,
+      ENDPOINTS: JSON.stringify([{ url: upstream.url, name: 'a', models: ['test-model'] }]),
+      SHUTDOWN_GRACE_MS: '5000',
+    });
+    await waitForOutput(proc, 'akash llm gateway listening');
+    const body = JSON.stringify({ model: 'test-model', messages: [{ role: 'user', content: 'hi' }] });
+    const requestText =
+      `POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer ${CLIENT_KEY}\r\n` +
+      `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+
+    /** One connection: what it received, whether it connected, and how it ended. */
+    const exchange = (connected: Promise<void>, socket: net.Socket) =>
+      new Promise<{ connected: boolean; received: string; error?: string }>((resolve) => {
+        let received = '';
+        let wasConnected = false;
+        void connected.then(() => (wasConnected = true));
+        socket.on('data', (d: Buffer) => (received += d.toString('utf8')));
+        socket.once('error', (err: NodeJS.ErrnoException) =>
+          resolve({ connected: wasConnected, received, error: err.code }),
+        );
+        socket.once('close', () => resolve({ connected: wasConnected, received }));
+      });
+
+    // 60 connections accepted before the signal, whose requests arrive with it, and 40 more that
+    // connect and send as the signal comes.
+    const early = await Promise.all(
+      Array.from({ length: 60 }, async () => {
+        const socket = net.connect(port, '127.0.0.1');
+        await once(socket, 'connect');
+        return socket;
+      }),
+    );
+    const results = early.map((socket) => exchange(Promise.resolve(), socket));
+    for (const socket of early) socket.write(requestText);
+    for (let i = 0; i < 40; i++) {
+      const socket = net.connect(port, '127.0.0.1');
+      const connected = once(socket, 'connect').then(() => undefined);
+      void connected.then(
+        () => socket.write(requestText),
+        () => undefined,
+      );
+      results.push(exchange(connected, socket));
+    }
+    proc.proc.kill('SIGTERM');
+    const outcomes = await withTimeout(Promise.all(results), CHILD_TIMEOUT_MS, 'every answer');
+    for (const outcome of outcomes) {
+      if (!outcome.connected) continue;
+      expect(outcome.error, JSON.stringify(outcome)).toBeUndefined();
+      expect(outcome.received).toMatch(/^HTTP\/1\.1 (200|503) /);
+    }
+    expect(outcomes.filter((o) => o.connected).length).toBeGreaterThanOrEqual(60);
+    const exit = await withTimeout(proc.exit, CHILD_TIMEOUT_MS, 'process exit');
+    expect(exit.code).toBe(0);
   });
 
   it('without ENDPOINTS or CONFIG_FILE exits 1 and points at `npm run demo`', async () => {
