@@ -203,6 +203,24 @@ describe('answers that are not what they claim', () => {
     expect(failed.json.error.code).toBe('upstream_invalid_response');
   });
 
+  it('a 200 whose body only looks like JSON ({…} that does not parse) is retried too, never relayed', async () => {
+    const garbled: Behavior = {
+      type: 'custom',
+      handle: (_req, res) =>
+        res.writeHead(200, { 'content-type': 'application/json' }).end('{"id":"x", this is not json }'),
+    };
+    await primaryAndBackup(garbled);
+    const res = await chat(bed.gw.url, bed.gw.auth);
+    expect(res.headers['x-gateway-endpoint']).toBe('backup');
+    expect(res.json.choices[0].message.content).toBe('Hello from backup.');
+
+    const only = await bed.upstream('only', garbled, garbled, garbled);
+    const gw = await bed.gateway({ endpoints: [{ url: only.url, name: 'only' }] });
+    const failed = await chat(gw.url, gw.auth);
+    expect(failed.status).toBe(502);
+    expect(failed.json.error.code).toBe('upstream_invalid_response');
+  });
+
   it('HTML error pages never become the whole message', async () => {
     const page = `<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body>${'x'.repeat(5000)}</body></html>`;
     const only = await bed.upstream(
