@@ -17,15 +17,10 @@ import type { Chunk, Continuation, StreamTranscript } from './stream-transcript.
  * is sent to another endpoint with the partial answer as an assistant prefix to continue
  * (`continue_final_message`, understood by vLLM and SGLang; llama.cpp continues a final assistant
  * message by itself), and the continuation is spliced into the client's stream: no second role delta,
- * the first stream's id/created/model, overlap dropped, one finish_reason, one [DONE], usage summed.
+ * the first stream's id/created/model, one finish_reason, one [DONE], usage summed.
  * When nothing but the role had reached the client, the request is sent again as it was (a restart),
  * whatever it asked for (tools, several choices) and also with continuation off: nothing is spliced.
  */
-
-/** Overlaps shorter than this are left alone: a short repeat is more likely real text than an echo. */
-const MIN_OVERLAP_CHARS = 12;
-/** Continuation text held back until this much is known, so that an echoed prefix can be recognised. */
-const OVERLAP_WINDOW_CHARS = 64;
 
 export function continuationEligible(json: Readonly<Record<string, unknown>>): boolean {
   if (json.stream !== true) return false;
@@ -61,8 +56,6 @@ interface SpliceChunk extends Chunk {
  * `continue` drops the text the client already has and splices the rest onto it.
  */
 export class Splicer {
-  private held = '';
-  private checked = false;
   private readonly priorTokens: number;
 
   constructor(
@@ -77,7 +70,7 @@ export class Splicer {
    * or an event that is not JSON: nothing of it may reach the client.
    */
   payload(data: string): { out: string; done: boolean } {
-    if (data === '[DONE]') return { out: `${this.flush()}data: [DONE]\n\n`, done: true };
+    if (data === '[DONE]') return { out: 'data: [DONE]\n\n', done: true };
     let chunk: SpliceChunk;
     try {
       chunk = JSON.parse(data) as SpliceChunk;
@@ -140,7 +133,10 @@ export class Splicer {
         total_tokens: prompt + completion,
       };
     }
-    const content = this.content(text, finish);
+    // The text goes on exactly as the server continues it. It is not compared with the prefix: an
+    // answer that repeats itself (lists, tables, code) would lose a piece wherever a continuation
+    // starts like the text before it, and every supported server continues without echoing.
+    const content = this.record(text);
     const choice = out.choices[0];
     if (choice && content) choice.delta = { ...choice.delta, content };
     const meaningful =
@@ -149,50 +145,6 @@ export class Splicer {
       (out.usage !== undefined && out.usage !== null) ||
       (choice?.delta && Object.keys(choice.delta).length > 0);
     return { out: meaningful ? `data: ${JSON.stringify(out)}\n\n` : '', done: false };
-  }
-
-  /**
-   * Content to emit now: held back at first until repeated text can be recognised and dropped, either an
-   * echo of the prefix's end or a server that ignored the prefix and started the answer over.
-   */
-  private content(text: string, finish: boolean): string {
-    if (this.checked) return this.record(text);
-    this.held += text;
-    const prefix = this.transcript.text;
-    if (this.held.startsWith(prefix)) {
-      this.checked = true;
-      const rest = this.held.slice(prefix.length);
-      this.held = '';
-      return this.record(rest);
-    }
-    const mayBeRestart = prefix.startsWith(this.held);
-    if ((mayBeRestart || this.held.length < OVERLAP_WINDOW_CHARS) && !finish) return '';
-    return this.record(this.dropOverlap());
-  }
-
-  private flush(): string {
-    if (this.mode === 'restart' || this.checked || this.held === '') return '';
-    const text = this.record(this.dropOverlap());
-    const t = this.transcript;
-    const chunk = {
-      id: t.id,
-      object: 'chat.completion.chunk',
-      created: t.created,
-      model: t.model,
-      choices: [{ index: 0, delta: { content: text }, finish_reason: null }],
-    };
-    return text ? `data: ${JSON.stringify(chunk)}\n\n` : '';
-  }
-
-  private dropOverlap(): string {
-    this.checked = true;
-    const prefix = this.transcript.text;
-    const held = this.held;
-    this.held = '';
-    for (let n = Math.min(prefix.length, held.length); n >= MIN_OVERLAP_CHARS; n--) {
-      if (prefix.endsWith(held.slice(0, n))) return held.slice(n);
-    }
-    return held;
   }
 
   private record(text: string): string {
