@@ -1,6 +1,6 @@
 import OpenAI, { APIError } from 'openai';
 import { describe, expect, it } from 'vitest';
-import { streamEvents } from '../helpers/fake-upstream.js';
+import { streamEvents, type Behavior } from '../helpers/fake-upstream.js';
 import { chat, streamBody } from '../helpers/http.js';
 import { CLIENT_KEY } from '../helpers/start-gateway.js';
 import { readCompletionStream, readStrictSse } from '../helpers/strict-sse.js';
@@ -28,6 +28,24 @@ const OFFSETS = Array.from({ length: CUT_END + 1 }, (_, i) => i);
 /** The text of the whole events before the cut: what the client may have received. */
 function wholeTextBefore(at: number): string {
   return readCompletionStream(FULL.subarray(0, at).toString('utf8')).text;
+}
+
+/**
+ * Endpoint a (priority 1), scripted with `first`, and b (priority 2), which answers `text` and continues
+ * a final assistant message as vLLM does.
+ */
+async function primaryAndBackup(first: Behavior[], env: Record<string, string> = {}, text = TEXT) {
+  const a = await bed.upstream('a', ...first);
+  const b = await bed.upstream('b');
+  b.defaultBehavior = { type: 'answer', text };
+  const gw = await bed.gateway({
+    endpoints: [
+      { url: a.url, name: 'a', priority: 1 },
+      { url: b.url, name: 'b', priority: 2 },
+    ],
+    env,
+  });
+  return { a, b, gw };
 }
 
 async function gatewayWithCuttingUpstream(continuation: boolean) {
@@ -149,19 +167,7 @@ describe('an in-band error event is a break like any other', () => {
     then,
   });
 
-  async function twoEndpoints(env: Record<string, string> = {}) {
-    const a = await bed.upstream('a');
-    const b = await bed.upstream('b');
-    b.defaultBehavior = { type: 'answer', text: TEXT };
-    const gw = await bed.gateway({
-      endpoints: [
-        { url: a.url, name: 'a', priority: 1 },
-        { url: b.url, name: 'b', priority: 2 },
-      ],
-      env,
-    });
-    return { a, b, gw };
-  }
+  const twoEndpoints = (env: Record<string, string> = {}) => primaryAndBackup([], env);
 
   for (const then of ['done', 'end-without-done'] as const) {
     it(`after commit (${then === 'done' ? 'then [DONE]' : 'then a close'}): continued, the error never relayed`, async () => {
@@ -241,16 +247,7 @@ describe('a stream that breaks after the role chunk, before any text', () => {
   ] as const) {
     it(`is sent again, without a second role delta (${label})`, async () => {
       const role = JSON.stringify({ ...(JSON.parse(EVENTS[0]!) as object), id: 'chatcmpl-first' });
-      const a = await bed.upstream('a', { type: 'sse', events: [role], then: 'reset' });
-      const b = await bed.upstream('b');
-      b.defaultBehavior = { type: 'answer', text: TEXT };
-      const gw = await bed.gateway({
-        endpoints: [
-          { url: a.url, name: 'a', priority: 1 },
-          { url: b.url, name: 'b', priority: 2 },
-        ],
-        env,
-      });
+      const { a, b, gw } = await primaryAndBackup([{ type: 'sse', events: [role], then: 'reset' }], env);
       const res = await chat(gw.url, gw.auth, { body: streamBody(extra) });
       const reading = readCompletionStream(res.text);
       expect(reading).toMatchObject({ text: TEXT, done: 1, errors: [], roleDeltas: 1, finishReasons: 1 });
@@ -273,16 +270,8 @@ describe('continuation keeps a bounded transcript', () => {
   const longEvents = streamEvents('test-model', LONG);
 
   async function breakLongStream(env: Record<string, string>) {
-    const a = await bed.upstream('a', { type: 'sse', events: longEvents.slice(0, 300), then: 'reset' });
-    const b = await bed.upstream('b');
-    b.defaultBehavior = { type: 'answer', text: LONG };
-    const gw = await bed.gateway({
-      endpoints: [
-        { url: a.url, name: 'a', priority: 1 },
-        { url: b.url, name: 'b', priority: 2 },
-      ],
-      env,
-    });
+    const broken: Behavior = { type: 'sse', events: longEvents.slice(0, 300), then: 'reset' };
+    const { b, gw } = await primaryAndBackup([broken], env, LONG);
     const res = await chat(gw.url, gw.auth, { body: streamBody() });
     return { b, gw, reading: readCompletionStream(res.text) };
   }
