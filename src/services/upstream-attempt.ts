@@ -291,16 +291,18 @@ class Attempt implements AttemptHandle, LifetimeListener, TimerTarget {
     if (error) events = events.subarray(0, error.start);
     const done = error ? -1 : doneLineAt(events);
     if (this.ttfbMs < 0) {
-      if (events.length === 0) {
-        // Nothing reached the client: another endpoint can answer instead.
-        this.fail({
-          kind: 'error-event',
-          message: `the model server sent an error event: ${error!.message}`,
-        });
-        return;
-      }
-      if (done >= 0 && events.indexOf(DATA) >= done) {
-        this.fail({ kind: 'bad-response', message: 'upstream sent an empty answer' });
+      const firstData = events.indexOf(DATA);
+      if (firstData < 0 || (done >= 0 && firstData >= done)) {
+        // Nothing for the client yet (comments are dropped: heartbeats keep its connection alive), so
+        // a failure here is invisible and another endpoint can answer instead.
+        if (error) {
+          this.fail({
+            kind: 'error-event',
+            message: `the model server sent an error event: ${error.message}`,
+          });
+        } else if (done >= 0) {
+          this.fail({ kind: 'bad-response', message: 'upstream sent an empty answer' });
+        }
         return;
       }
       if (!this.commit()) return;

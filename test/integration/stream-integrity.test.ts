@@ -297,3 +297,23 @@ describe('continuation keeps a bounded transcript', () => {
     expect(b.requests).toHaveLength(0);
   });
 });
+
+describe('before the first event', () => {
+  it("an upstream's comments do not commit the answer: a break after them is retried invisibly", async () => {
+    const { b, gw } = await primaryAndBackup([
+      { type: 'raw-sse', chunks: [': ping\n\n', ': ping\n\n'], then: 'reset' },
+    ]);
+    const res = await chat(gw.url, gw.auth, { body: streamBody() });
+    expect(readCompletionStream(res.text)).toMatchObject({ text: TEXT, done: 1, errors: [], roleDeltas: 1 });
+    expect(res.headers['x-gateway-endpoint']).toBe('b');
+    expect(res.text).not.toContain(': ping');
+    expect(b.requests).toHaveLength(1);
+  });
+
+  it('an answer of nothing but [DONE] is an empty answer, retried elsewhere', async () => {
+    const { gw } = await primaryAndBackup([{ type: 'raw-sse', chunks: ['data: [DONE]\n\n'] }]);
+    const res = await chat(gw.url, gw.auth, { body: streamBody() });
+    expect(readCompletionStream(res.text)).toMatchObject({ text: TEXT, done: 1, errors: [] });
+    expect(res.headers['x-gateway-endpoint']).toBe('b');
+  });
+});
