@@ -8,7 +8,7 @@
 import { cannon, streams } from './lib/load.js';
 import { buildForBench, CORES, cpuMs, pinSelf, startProcess, type Proc } from './lib/procs.js';
 import { median } from './lib/stats.js';
-import { HEAP_GROWING_PERCENT } from '../src/runtime-flags.js';
+import { HEAP_GROWING_PERCENT } from '../src/server/runtime-flags.js';
 
 const PAIRS = Number(process.env.AB_PAIRS ?? 8);
 const SECONDS = Number(process.env.AB_S ?? 3);

@@ -18,7 +18,7 @@ import path from 'node:path';
 import autocannon from 'autocannon';
 import { AUTH, JSON_BODY, streams } from './lib/load.js';
 import { buildForBench, HAS_TASKSET, pinSelf, startProcess, type Proc } from './lib/procs.js';
-import { HEAP_GROWING_PERCENT } from '../src/runtime-flags.js';
+import { HEAP_GROWING_PERCENT } from '../src/server/runtime-flags.js';
 
 const WARMUP = Number(process.env.INSTR_WARMUP ?? 4000);
 const REQUESTS = Number(process.env.INSTR_REQUESTS ?? 3000);

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { cannon, streams } from './lib/load.js';
 import { buildForBench, CORES, cpuMs, pinSelf, startProcess } from './lib/procs.js';
 import { table } from './lib/stats.js';
-import { HEAP_GROWING_PERCENT } from '../src/runtime-flags.js';
+import { HEAP_GROWING_PERCENT } from '../src/server/runtime-flags.js';
 
 const LOAD = process.env.PROFILE_LOAD ?? 'closed';
 const SECONDS = Number(process.env.PROFILE_S ?? 10);

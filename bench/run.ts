@@ -20,7 +20,7 @@ import {
 } from './lib/procs.js';
 import { cannon, sequential, streams } from './lib/load.js';
 import { median, summarize, table } from './lib/stats.js';
-import { HEAP_GROWING_PERCENT } from '../src/runtime-flags.js';
+import { HEAP_GROWING_PERCENT } from '../src/server/runtime-flags.js';
 
 const REPS = Number(process.env.BENCH_REPS ?? 5);
 const DURATION_S = Number(process.env.BENCH_DURATION_S ?? 5);

@@ -12,8 +12,8 @@ import { cors } from './http/middleware/cors.js';
 import { errorHandler, notFound } from './http/middleware/error-handler.js';
 import { rawBody } from './http/middleware/raw-body.js';
 import type { Logger } from './observability/logger.js';
-import type { CompletionService } from './services/completion-service.js';
-import type { EndpointRegistry } from './services/endpoint-registry.js';
+import type { CompletionService } from './services/completion/completion-service.js';
+import type { EndpointRegistry } from './services/endpoints/registry.js';
 
 export interface AppDeps {
   config: ConfigSource;

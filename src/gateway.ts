@@ -16,11 +16,11 @@ import {
   toOpenAIErrorBody,
 } from './errors/gateway-error.js';
 import type { Logger } from './observability/logger.js';
-import { CompletionService } from './services/completion-service.js';
-import { Discovery } from './services/discovery.js';
-import { EndpointRegistry } from './services/endpoint-registry.js';
-import { Forwarder } from './services/forwarder.js';
-import { HealthMonitor } from './services/health.js';
+import { CompletionService } from './services/completion/completion-service.js';
+import { Discovery } from './services/endpoints/discovery.js';
+import { EndpointRegistry } from './services/endpoints/registry.js';
+import { Forwarder } from './services/forwarder/forwarder.js';
+import { HealthMonitor } from './services/endpoints/health.js';
 
 export interface GatewayOptions {
   config: GatewayConfig;

@@ -1,10 +1,10 @@
 import cluster from 'node:cluster';
-import { tuneHeap } from './runtime-flags.js';
-import { runPrimary } from './cluster-primary.js';
+import { tuneHeap } from './server/runtime-flags.js';
+import { runPrimary } from './server/cluster-primary.js';
 import { ConfigError, loadConfigFromProcess } from './config/load-config.js';
 import type { GatewayConfig } from './config/types.js';
 import { createLogger, LogFileError, type Logger } from './observability/logger.js';
-import { runGateway } from './run-gateway.js';
+import { runGateway } from './server/run-gateway.js';
 
 function loadOrExit(): GatewayConfig {
   try {

@@ -1,5 +1,5 @@
 import { describe, expect, it, vi } from 'vitest';
-import { TtfbStats } from '../../src/services/ttfb-stats.js';
+import { TtfbStats } from '../../src/services/completion/ttfb-stats.js';
 import type { Behavior } from '../helpers/fake-upstream.js';
 import { chat, streamBody, streamedText } from '../helpers/http.js';
 import { useTestBed } from '../helpers/test-bed.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { HealthMonitor } from '../../src/services/health.js';
+import { HealthMonitor } from '../../src/services/endpoints/health.js';
 
 function monitor(names: string[], overrides: Partial<{ maxEjectedPercent: number }> = {}) {
   let now = 1_000_000;

@@ -1,5 +1,5 @@
 import { describe, expect, it, vi } from 'vitest';
-import { Lifetime, type LifetimeListener } from '../../src/services/lifetime.js';
+import { Lifetime, type LifetimeListener } from '../../src/services/core/lifetime.js';
 
 const listener = (fn: (reason: Error) => void): LifetimeListener => ({ onLifetimeEnd: fn });
 

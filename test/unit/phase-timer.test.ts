@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import type { AttemptTimeoutReason } from '../../src/services/abort-reasons.js';
-import { PhaseTimer } from '../../src/services/phase-timer.js';
+import type { AttemptTimeoutReason } from '../../src/services/core/abort-reasons.js';
+import { PhaseTimer } from '../../src/services/core/phase-timer.js';
 
 /** A timer that records the phase timeouts it reports (its deadline goes unreported). */
 function timer() {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { backoffMs, decide, parseRetryAfterMs } from '../../src/services/retry-policy.js';
+import { backoffMs, decide, parseRetryAfterMs } from '../../src/services/forwarder/retry-policy.js';
 
 const http = (status: number) => ({
   kind: 'http' as const,

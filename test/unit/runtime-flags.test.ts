@@ -1,6 +1,6 @@
 import v8 from 'node:v8';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { HEAP_GROWING_PERCENT, tuneHeap } from '../../src/runtime-flags.js';
+import { HEAP_GROWING_PERCENT, tuneHeap } from '../../src/server/runtime-flags.js';
 
 describe('tuneHeap', () => {
   afterEach(() => vi.restoreAllMocks());

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { pickByLeastOutstanding, pickByPriorityAndWeight } from '../../src/services/selector.js';
+import { pickByLeastOutstanding, pickByPriorityAndWeight } from '../../src/services/selector/selector.js';
 import { seededRandom } from '../helpers/start-gateway.js';
 
 const ep = (name: string, priority: number, weight: number) => ({

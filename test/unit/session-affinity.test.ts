@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { SessionAffinity } from '../../src/services/session-affinity.js';
+import { SessionAffinity } from '../../src/services/selector/session-affinity.js';
 
 const ep = (name: string, inFlight = 0, weight = 1) => ({ name, weight, inFlight });
 

@@ -1,5 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { doneLineAt, findErrorEvent, inBandError, SseFramer } from '../../src/services/sse-framing.js';
+import {
+  doneLineAt,
+  findErrorEvent,
+  inBandError,
+  SseFramer,
+} from '../../src/services/streaming/sse-framing.js';
 
 /** Reference: the offset just after the last blank line (LF or CRLF line ends), by a line parser. */
 function referenceEventEnd(text: string): number {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { Splicer } from '../../src/services/continuation.js';
-import { StreamTranscript, TranscriptBudget } from '../../src/services/stream-transcript.js';
+import { Splicer } from '../../src/services/continuation/continuation.js';
+import { StreamTranscript, TranscriptBudget } from '../../src/services/streaming/transcript.js';
 
 const chunk = (delta: Record<string, unknown>, extra: Record<string, unknown> = {}) =>
   Buffer.from(

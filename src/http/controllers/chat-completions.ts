@@ -1,8 +1,8 @@
 import type { Request, RequestHandler } from 'express';
 import { z } from 'zod';
 import { InvalidRequestError } from '../../errors/gateway-error.js';
-import type { CompletionService } from '../../services/completion-service.js';
-import { forwardableHeaders } from '../../services/forward-headers.js';
+import type { CompletionService } from '../../services/completion/completion-service.js';
+import { forwardableHeaders } from '../../services/forwarder/forward-headers.js';
 import { requestIdOf, requestSummary } from '../middleware/access-log.js';
 import { timeoutOverrides } from '../request-options.js';
 

@@ -1,5 +1,5 @@
 import type { RequestHandler } from 'express';
-import type { EndpointRegistry } from '../../services/endpoint-registry.js';
+import type { EndpointRegistry } from '../../services/endpoints/registry.js';
 
 export function liveness(): RequestHandler {
   return (_req, res) => {

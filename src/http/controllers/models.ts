@@ -1,7 +1,7 @@
 import type { RequestHandler } from 'express';
 import type { ConfigSource } from '../../config/config-store.js';
 import { ModelNotFoundError } from '../../errors/gateway-error.js';
-import type { EndpointRegistry, ModelInfo } from '../../services/endpoint-registry.js';
+import type { EndpointRegistry, ModelInfo } from '../../services/endpoints/registry.js';
 
 /** Every served model, then every alias with at least one served target (clients may ask for either). */
 function catalogue(registry: EndpointRegistry, config: ConfigSource): ModelInfo[] {

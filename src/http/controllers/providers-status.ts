@@ -1,5 +1,5 @@
 import type { RequestHandler } from 'express';
-import type { Endpoint, EndpointRegistry } from '../../services/endpoint-registry.js';
+import type { Endpoint, EndpointRegistry } from '../../services/endpoints/registry.js';
 
 export type EndpointState = 'healthy' | 'ejected' | 'half-open' | 'cooling-down' | 'draining';
 

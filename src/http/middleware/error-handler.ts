@@ -9,7 +9,7 @@ import {
   toOpenAIErrorBody,
 } from '../../errors/gateway-error.js';
 import type { Logger } from '../../observability/logger.js';
-import { ClientClosedReason } from '../../services/abort-reasons.js';
+import { ClientClosedReason } from '../../services/core/abort-reasons.js';
 import { requestSummary } from './access-log.js';
 
 export function notFound(): RequestHandler {

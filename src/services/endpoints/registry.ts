@@ -1,4 +1,4 @@
-import type { EndpointConfig } from '../config/types.js';
+import type { EndpointConfig } from '../../config/types.js';
 import type { EndpointHealth, HealthMonitor } from './health.js';
 
 /** Runtime view of one configured endpoint: its config, the models it serves now, and its health. */

@@ -1,13 +1,13 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import zlib from 'node:zlib';
 import type { Dispatcher } from 'undici';
-import { AttemptTimeoutReason, ClientClosedReason, HedgeLostReason } from './abort-reasons.js';
-import { claimCommit, setGatewayHeaders, type AttemptInput, type AttemptResult } from './attempt-types.js';
-import { setEventStreamHeaders } from './client-response.js';
+import { AttemptTimeoutReason, ClientClosedReason, HedgeLostReason } from '../core/abort-reasons.js';
+import { claimCommit, setGatewayHeaders, type AttemptInput, type AttemptResult } from '../core/attempt.js';
+import { setEventStreamHeaders } from '../core/client-response.js';
 import { transportFailure, type UpstreamHandler } from './forwarder.js';
-import { sendJsonAnswer } from './json-answer.js';
-import type { LifetimeListener } from './lifetime.js';
-import { PhaseTimer, type TimerTarget } from './phase-timer.js';
+import { sendJsonAnswer } from '../streaming/json-answer.js';
+import type { LifetimeListener } from '../core/lifetime.js';
+import { PhaseTimer, type TimerTarget } from '../core/phase-timer.js';
 import { parseRetryAfterMs, type AttemptFailure } from './retry-policy.js';
 import {
   brokenByErrorEvent,
@@ -15,11 +15,17 @@ import {
   brokenByTimeout,
   brokenByTransport,
   brokenByTruncation,
-} from './stream-relay.js';
-import { doneLineAt, findErrorEvent, inBandError, MAX_HELD_BYTES, SseFramer } from './sse-framing.js';
+} from '../streaming/broken-stream.js';
+import {
+  doneLineAt,
+  findErrorEvent,
+  inBandError,
+  MAX_HELD_BYTES,
+  SseFramer,
+} from '../streaming/sse-framing.js';
 import { parseUpstreamError } from './upstream-error.js';
 
-export type { AttemptInput, AttemptResult, CommitState } from './attempt-types.js';
+export type { AttemptInput, AttemptResult, CommitState } from '../core/attempt.js';
 
 /** Error bodies are read only this far: enough for any real message, bounded against a hostile upstream. */
 const MAX_ERROR_BODY_BYTES = 64 * 1024;

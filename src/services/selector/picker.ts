@@ -1,5 +1,5 @@
-import type { ConfigSource } from '../config/config-store.js';
-import type { Endpoint, EndpointRegistry } from './endpoint-registry.js';
+import type { ConfigSource } from '../../config/config-store.js';
+import type { Endpoint, EndpointRegistry } from '../endpoints/registry.js';
 import { pickByLeastOutstanding, pickByPriorityAndWeight } from './selector.js';
 import { SessionAffinity } from './session-affinity.js';
 

@@ -1,10 +1,10 @@
-import type { ConfigSource } from '../config/config-store.js';
-import type { Logger } from '../observability/logger.js';
-import type { Endpoint, EndpointRegistry } from './endpoint-registry.js';
-import type { Forwarder } from './forwarder.js';
-import { transportFailure } from './forwarder.js';
+import type { ConfigSource } from '../../config/config-store.js';
+import type { Logger } from '../../observability/logger.js';
+import type { Endpoint, EndpointRegistry } from './registry.js';
+import type { Forwarder } from '../forwarder/forwarder.js';
+import { transportFailure } from '../forwarder/forwarder.js';
 import type { FailureKind } from './health.js';
-import { readBody } from './read-body.js';
+import { readBody } from '../forwarder/read-body.js';
 
 const MAX_MODELS_BODY_BYTES = 4 * 1024 * 1024;
 

@@ -1,8 +1,8 @@
-import { watchConfigFile } from './config/config-watcher.js';
-import { loadConfigFromProcess } from './config/load-config.js';
-import type { GatewayConfig } from './config/types.js';
-import { Gateway } from './gateway.js';
-import type { Logger } from './observability/logger.js';
+import { watchConfigFile } from '../config/config-watcher.js';
+import { loadConfigFromProcess } from '../config/load-config.js';
+import type { GatewayConfig } from '../config/types.js';
+import { Gateway } from '../gateway.js';
+import type { Logger } from '../observability/logger.js';
 
 /**
  * Runs one gateway in this process until SIGTERM/SIGINT: listen, reload on SIGHUP or a changed

@@ -1,4 +1,4 @@
-import { UpstreamRequestError } from '../errors/gateway-error.js';
+import { UpstreamRequestError } from '../../errors/gateway-error.js';
 
 const MAX_MESSAGE_CHARS = 500;
 

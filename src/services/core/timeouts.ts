@@ -1,4 +1,4 @@
-import type { Timeouts } from '../config/types.js';
+import type { Timeouts } from '../../config/types.js';
 
 /**
  * A request's timeout headers may only make its limits stricter than the operator's: shorter waits, a

@@ -1,4 +1,4 @@
-import { InvalidRequestError } from '../errors/gateway-error.js';
+import { InvalidRequestError } from '../../errors/gateway-error.js';
 
 /**
  * The client's body with some top-level fields replaced. The body is otherwise forwarded as it came;

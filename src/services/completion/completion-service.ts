@@ -1,19 +1,19 @@
-import type { ConfigSource } from '../config/config-store.js';
-import type { Timeouts } from '../config/types.js';
-import { GatewayError, GatewayTimeoutError, ModelNotFoundError } from '../errors/gateway-error.js';
-import { rewrittenBody } from './request-body.js';
-import type { Logger } from '../observability/logger.js';
-import { ClientClosedReason, DeadlineReason } from './abort-reasons.js';
-import type { CommitState } from './attempt-types.js';
-import { setEventStreamHeaders, SSE_HEARTBEAT, type ClientResponse } from './client-response.js';
-import type { EndpointRegistry } from './endpoint-registry.js';
-import { EndpointPicker } from './endpoint-picker.js';
-import { Lifetime } from './lifetime.js';
-import type { Forwarder } from './forwarder.js';
+import type { ConfigSource } from '../../config/config-store.js';
+import type { Timeouts } from '../../config/types.js';
+import { GatewayError, GatewayTimeoutError, ModelNotFoundError } from '../../errors/gateway-error.js';
+import { rewrittenBody } from '../core/request-body.js';
+import type { Logger } from '../../observability/logger.js';
+import { ClientClosedReason, DeadlineReason } from '../core/abort-reasons.js';
+import type { CommitState } from '../core/attempt.js';
+import { setEventStreamHeaders, SSE_HEARTBEAT, type ClientResponse } from '../core/client-response.js';
+import type { EndpointRegistry } from '../endpoints/registry.js';
+import { EndpointPicker } from '../selector/picker.js';
+import { Lifetime } from '../core/lifetime.js';
+import type { Forwarder } from '../forwarder/forwarder.js';
 import { PoolRunner, type PoolContext } from './pool-runner.js';
 import { TtfbStats } from './ttfb-stats.js';
-import { continuationEligible } from './continuation.js';
-import { StreamTranscript, TranscriptBudget } from './stream-transcript.js';
+import { continuationEligible } from '../continuation/continuation.js';
+import { StreamTranscript, TranscriptBudget } from '../streaming/transcript.js';
 
 export interface CompletionRequest {
   /** The model (or alias) the client asked for. */

@@ -1,14 +1,14 @@
-import type { Timeouts } from '../config/types.js';
+import type { Timeouts } from '../../config/types.js';
 import type { TimeoutPhase } from './abort-reasons.js';
-import type { GatewayError } from '../errors/gateway-error.js';
+import type { GatewayError } from '../../errors/gateway-error.js';
 import type { ClientResponse } from './client-response.js';
-import type { Endpoint } from './endpoint-registry.js';
-import type { Forwarder } from './forwarder.js';
-import type { FailureKind } from './health.js';
+import type { Endpoint } from '../endpoints/registry.js';
+import type { Forwarder } from '../forwarder/forwarder.js';
+import type { FailureKind } from '../endpoints/health.js';
 import type { Lifetime } from './lifetime.js';
-import type { CompletionTrace } from './completion-service.js';
-import type { AttemptFailure } from './retry-policy.js';
-import type { StreamTranscript } from './stream-transcript.js';
+import type { CompletionTrace } from '../completion/completion-service.js';
+import type { AttemptFailure } from '../forwarder/retry-policy.js';
+import type { StreamTranscript } from '../streaming/transcript.js';
 
 /** Shared by the attempts of one request and its heartbeat. */
 export interface CommitState {

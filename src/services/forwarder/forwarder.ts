@@ -1,5 +1,5 @@
 import { Pool, type Dispatcher } from 'undici';
-import type { EndpointConfig } from '../config/types.js';
+import type { EndpointConfig } from '../../config/types.js';
 import type { AttemptFailure } from './retry-policy.js';
 
 export interface UpstreamRequest {

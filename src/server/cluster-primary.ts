@@ -1,5 +1,5 @@
 import cluster, { type Worker } from 'node:cluster';
-import type { Logger } from './observability/logger.js';
+import type { Logger } from '../observability/logger.js';
 
 /** Workers that die this many times within a minute are not restarted again (a crash loop). */
 const MAX_RESTARTS_PER_MINUTE = 5;

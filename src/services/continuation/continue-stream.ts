@@ -1,12 +1,12 @@
-import type { Logger } from '../observability/logger.js';
-import type { ClientResponse } from './client-response.js';
-import type { CompletionRequest, CompletionTrace } from './completion-service.js';
+import type { Logger } from '../../observability/logger.js';
+import type { ClientResponse } from '../core/client-response.js';
+import type { CompletionRequest, CompletionTrace } from '../completion/completion-service.js';
 import { continuationBody, runContinuation } from './continuation.js';
-import type { EndpointPicker } from './endpoint-picker.js';
-import type { EndpointRegistry } from './endpoint-registry.js';
-import type { Forwarder } from './forwarder.js';
-import { addOnce, type PoolContext, type PoolState } from './pool-runner.js';
-import { tighten } from './timeouts.js';
+import type { EndpointPicker } from '../selector/picker.js';
+import type { EndpointRegistry } from '../endpoints/registry.js';
+import type { Forwarder } from '../forwarder/forwarder.js';
+import { addOnce, type PoolContext, type PoolState } from '../completion/pool-runner.js';
+import { tighten } from '../core/timeouts.js';
 
 /** Continuation tries after a stream broke mid-answer. */
 const MAX_CONTINUATIONS = 2;

@@ -1,4 +1,4 @@
-import { setGatewayHeaders, type AttemptInput } from './attempt-types.js';
+import { setGatewayHeaders, type AttemptInput } from '../core/attempt.js';
 
 /**
  * Sends a complete (non-streamed) answer as it came; the caller has claimed the commit. Node sets its

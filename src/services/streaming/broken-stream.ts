@@ -1,7 +1,7 @@
-import { BadGatewayError, GatewayTimeoutError } from '../errors/gateway-error.js';
-import type { AttemptTimeoutReason, TimeoutPhase } from './abort-reasons.js';
-import type { AttemptResult } from './attempt-types.js';
-import { transportFailure } from './forwarder.js';
+import { BadGatewayError, GatewayTimeoutError } from '../../errors/gateway-error.js';
+import type { AttemptTimeoutReason, TimeoutPhase } from '../core/abort-reasons.js';
+import type { AttemptResult } from '../core/attempt.js';
+import { transportFailure } from '../forwarder/forwarder.js';
 
 const AFTER_COMMIT_TIMEOUTS: Record<TimeoutPhase, { code: string; message: (seconds: number) => string }> = {
   idle: {

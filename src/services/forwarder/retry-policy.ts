@@ -20,7 +20,7 @@ export type AttemptFailure =
   /** The model server reported an error in a 2xx answer (an error event in a stream, an error object). */
   | { kind: 'error-event'; message: string };
 
-import type { TimeoutPhase } from './abort-reasons.js';
+import type { TimeoutPhase } from '../core/abort-reasons.js';
 
 export type Decision =
   /** Try another candidate; `backoff` asks for a jittered pause first; `exclude` bars this endpoint for the rest of the request. */

@@ -4,8 +4,8 @@ import {
   ModelNotFoundError,
   NoEndpointAvailableError,
   type GatewayError,
-} from '../errors/gateway-error.js';
-import type { AttemptFailure } from './retry-policy.js';
+} from '../../errors/gateway-error.js';
+import type { AttemptFailure } from '../forwarder/retry-policy.js';
 
 export interface FailedAttempt {
   endpoint: string;

@@ -1,16 +1,16 @@
-import type { Timeouts } from '../config/types.js';
-import { BadGatewayError, type GatewayError } from '../errors/gateway-error.js';
-import { AttemptTimeoutReason } from './abort-reasons.js';
-import type { ClientResponse } from './client-response.js';
-import type { Endpoint } from './endpoint-registry.js';
-import { transportFailure, type Forwarder, type UpstreamResponse } from './forwarder.js';
-import type { Lifetime } from './lifetime.js';
-import { PhaseTimer } from './phase-timer.js';
-import { discardBody } from './read-body.js';
-import { rewrittenBody } from './request-body.js';
-import { SseParser } from './sse-parser.js';
-import { inBandError } from './sse-framing.js';
-import type { Chunk, Continuation, StreamTranscript } from './stream-transcript.js';
+import type { Timeouts } from '../../config/types.js';
+import { BadGatewayError, type GatewayError } from '../../errors/gateway-error.js';
+import { AttemptTimeoutReason } from '../core/abort-reasons.js';
+import type { ClientResponse } from '../core/client-response.js';
+import type { Endpoint } from '../endpoints/registry.js';
+import { transportFailure, type Forwarder, type UpstreamResponse } from '../forwarder/forwarder.js';
+import type { Lifetime } from '../core/lifetime.js';
+import { PhaseTimer } from '../core/phase-timer.js';
+import { discardBody } from '../forwarder/read-body.js';
+import { rewrittenBody } from '../core/request-body.js';
+import { SseParser } from '../streaming/sse-parser.js';
+import { inBandError } from '../streaming/sse-framing.js';
+import type { Chunk, Continuation, StreamTranscript } from '../streaming/transcript.js';
 
 /**
  * Mid-stream continuation. When a text stream breaks after content reached the client, the conversation

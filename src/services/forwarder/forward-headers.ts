@@ -4,7 +4,7 @@
  * request (a server that keeps its first 1,000 headers drops the key that comes after 1,000 junk ones,
  * answers 401, and the endpoint looks misconfigured). The gateway's own headers come first.
  */
-import { DEFAULT_FORWARDED_HEADERS, NEVER_FORWARDED } from '../config/forwarded-headers.js';
+import { DEFAULT_FORWARDED_HEADERS, NEVER_FORWARDED } from '../../config/forwarded-headers.js';
 
 /** Client headers forwarded at most, and the longest value and the most bytes forwarded. */
 export const MAX_FORWARDED_HEADERS = 32;

@@ -1,29 +1,29 @@
-import type { ConfigSource } from '../config/config-store.js';
-import type { Logger } from '../observability/logger.js';
-import type { AttemptInput, AttemptResult, CommitState } from './attempt-types.js';
-import type { ClientResponse } from './client-response.js';
+import type { ConfigSource } from '../../config/config-store.js';
+import type { Logger } from '../../observability/logger.js';
+import type { AttemptInput, AttemptResult, CommitState } from '../core/attempt.js';
+import type { ClientResponse } from '../core/client-response.js';
 import type { CompletionRequest, CompletionTrace } from './completion-service.js';
-import type { Endpoint, EndpointRegistry } from './endpoint-registry.js';
-import type { EndpointPicker } from './endpoint-picker.js';
+import type { Endpoint, EndpointRegistry } from '../endpoints/registry.js';
+import type { EndpointPicker } from '../selector/picker.js';
 import { exhaustedError, type FailedAttempt } from './exhausted-error.js';
-import type { Forwarder } from './forwarder.js';
-import type { AttemptTicket, FailureKind } from './health.js';
-import type { TimeoutPhase } from './abort-reasons.js';
+import type { Forwarder } from '../forwarder/forwarder.js';
+import type { AttemptTicket, FailureKind } from '../endpoints/health.js';
+import type { TimeoutPhase } from '../core/abort-reasons.js';
 import {
   DEFAULT_COOLDOWN_MS,
   MAX_WAIT_FOR_RECOVERY_MS,
   backoffMs,
   decide,
   type AttemptFailure,
-} from './retry-policy.js';
+} from '../forwarder/retry-policy.js';
 import type { TtfbStats } from './ttfb-stats.js';
-import { runAttempt, type AttemptHandle } from './upstream-attempt.js';
-import { continueStream } from './stream-continuer.js';
-import { tighten } from './timeouts.js';
-import type { StreamTranscript } from './stream-transcript.js';
-import type { Lifetime } from './lifetime.js';
-import type { GatewayError } from '../errors/gateway-error.js';
-import { upstreamRequestError } from './upstream-error.js';
+import { runAttempt, type AttemptHandle } from '../forwarder/upstream-attempt.js';
+import { continueStream } from '../continuation/continue-stream.js';
+import { tighten } from '../core/timeouts.js';
+import type { StreamTranscript } from '../streaming/transcript.js';
+import type { Lifetime } from '../core/lifetime.js';
+import type { GatewayError } from '../../errors/gateway-error.js';
+import { upstreamRequestError } from '../forwarder/upstream-error.js';
 
 export interface PoolContext {
   /** Ends when the client leaves or the request's deadline passes. */

@@ -1,4 +1,4 @@
-import type { EjectionConfig } from '../config/types.js';
+import type { EjectionConfig } from '../../config/types.js';
 
 /**
  * Passive health of one endpoint, fed by the outcome of every attempt. Outlier ejection follows the
