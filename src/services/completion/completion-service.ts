@@ -1,46 +1,21 @@
 import type { ConfigSource } from '../../config/config-store.js';
-import type { Timeouts } from '../../config/types.js';
 import { GatewayError, GatewayTimeoutError, ModelNotFoundError } from '../../errors/gateway-error.js';
-import { rewrittenBody } from '../core/request-body.js';
 import type { Logger } from '../../observability/logger.js';
-import { ClientClosedReason, DeadlineReason } from '../core/abort-reasons.js';
-import type { CommitState } from '../core/attempt.js';
-import { setEventStreamHeaders, SSE_HEARTBEAT, type ClientResponse } from '../core/client-response.js';
-import type { EndpointRegistry } from '../endpoints/registry.js';
-import { EndpointPicker } from '../selector/picker.js';
-import { Lifetime } from '../core/lifetime.js';
-import type { Forwarder } from '../forwarder/forwarder.js';
-import { PoolRunner, type PoolContext } from './pool-runner.js';
-import { TtfbStats } from './ttfb-stats.js';
 import { continuationEligible } from '../continuation/continuation.js';
+import { ClientClosedReason, DeadlineReason } from '../core/abort-reasons.js';
+import { setEventStreamHeaders, SSE_HEARTBEAT, type ClientResponse } from '../core/client-response.js';
+import { Lifetime } from '../core/lifetime.js';
+import type { CompletionRequest, CompletionTrace } from '../core/request.js';
+import { rewrittenBody } from '../core/request-body.js';
+import type { EndpointRegistry } from '../endpoints/registry.js';
+import type { Forwarder } from '../forwarder/forwarder.js';
+import { EndpointPicker } from '../selector/picker.js';
 import { StreamTranscript, TranscriptBudget } from '../streaming/transcript.js';
+import { PoolRunner } from './pool-runner.js';
+import { RequestRun } from './request-run.js';
+import { TtfbStats } from './ttfb-stats.js';
 
-export interface CompletionRequest {
-  /** The model (or alias) the client asked for. */
-  model: string;
-  stream: boolean;
-  /** The client's body, byte for byte: forwarded untouched unless an alias rewrites `model`. */
-  body: Buffer;
-  /** The parsed body, for the fields the gateway reads. */
-  json: Readonly<Record<string, unknown>>;
-  /** The headers for the upstream request (the gateway's, then the client's allowed ones). */
-  headers: Record<string, string>;
-  /** The client's own headers, as received (read for the session id). */
-  clientHeaders: Readonly<Record<string, string | string[] | undefined>>;
-  /** Per-request timeout overrides (request headers). */
-  timeouts: Partial<Timeouts>;
-}
-
-/** What happened, for the access log and response headers; filled in as the request goes. */
-export interface CompletionTrace {
-  endpoint?: string;
-  attempts?: number;
-  ttfbMs?: number;
-  upstreamStatus?: number;
-  servedModel?: string;
-  /** Endpoint that continued a stream broken mid-answer. */
-  continuedOn?: string;
-}
+export type { CompletionRequest, CompletionTrace };
 
 export interface CompletionServiceDeps {
   config: ConfigSource;
@@ -78,7 +53,6 @@ export class CompletionService {
     if (!served(registry, chain) && registry.hasUnknownModels()) await this.deps.initialDiscovery();
     if (!served(registry, chain)) throw new ModelNotFoundError(req.model);
 
-    const requestStartedAt = now();
     const totalMs = Math.min(req.timeouts.totalMs ?? Infinity, config.routing.timeouts.totalMs);
     // One signal for the whole request: the client going away (its response closed before the answer
     // was finished) or the request's deadline.
@@ -90,15 +64,16 @@ export class CompletionService {
       if (!res.writableFinished) lifetime.end(new ClientClosedReason());
     };
     res.on('close', onClose);
-    const state: CommitState = { committed: false };
-    const heartbeat = req.stream ? this.startHeartbeat(res, state) : undefined;
-    const ctx: PoolContext = {
+    const run = new RequestRun(
+      req,
+      res,
+      trace,
       lifetime,
-      state,
-      requestStartedAt,
-      sessionKey: this.sessionKey(req),
-      transcript: req.stream ? this.transcript(req) : undefined,
-    };
+      now,
+      req.stream ? this.transcript(req) : undefined,
+      this.sessionKey(req),
+    );
+    const heartbeat = req.stream ? this.startHeartbeat(run) : undefined;
     this.active++;
     try {
       let lastError: unknown;
@@ -109,11 +84,14 @@ export class CompletionService {
         const body = model === req.model ? req.body : rewrittenBody(req.json, { model });
         try {
           trace.servedModel = model;
-          ctx.responseHeaders = fallback ? { 'x-gateway-fallback-model': model } : undefined;
-          await this.pools.run(model === req.model ? req : { ...req, model, body }, res, trace, ctx);
+          run.startPool(
+            model === req.model ? req : { ...req, model, body },
+            fallback ? { 'x-gateway-fallback-model': model } : undefined,
+          );
+          await this.pools.run(run);
           return;
         } catch (err) {
-          if (state.committed || !poolExhausted(err)) throw err;
+          if (run.committed || !poolExhausted(err)) throw err;
           lastError = err;
           if (i < chain.length - 1)
             this.deps.logger.info(
@@ -133,9 +111,9 @@ export class CompletionService {
       throw err;
     } finally {
       this.active--;
-      trace.ttfbMs = state.ttfbMs;
+      trace.ttfbMs = run.ttfbMs;
       if (heartbeat) clearInterval(heartbeat);
-      ctx.transcript?.dispose();
+      run.transcript?.dispose();
       res.removeListener('close', onClose);
     }
   }
@@ -179,9 +157,10 @@ export class CompletionService {
    * While a stream waits for its first token, SSE comments keep idle proxies (Akash ingress closes a
    * response idle for 60 s) from cutting it. Comments are not content: failover stays invisible.
    */
-  private startHeartbeat(res: ClientResponse, state: CommitState): NodeJS.Timeout {
+  private startHeartbeat(run: RequestRun): NodeJS.Timeout {
+    const { res } = run;
     return setInterval(() => {
-      if (state.committed || res.writableEnded || res.destroyed) return;
+      if (run.committed || res.writableEnded || res.destroyed) return;
       if (!res.headersSent) setEventStreamHeaders(res);
       res.write(SSE_HEARTBEAT);
     }, this.deps.config.current.server.heartbeatIntervalMs);

@@ -5,7 +5,7 @@ import {
   NoEndpointAvailableError,
   type GatewayError,
 } from '../../errors/gateway-error.js';
-import type { AttemptFailure } from '../forwarder/retry-policy.js';
+import type { AttemptFailure } from '../core/outcomes.js';
 
 export interface FailedAttempt {
   endpoint: string;

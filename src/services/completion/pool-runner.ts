@@ -1,40 +1,25 @@
 import type { ConfigSource } from '../../config/config-store.js';
+import type { GatewayError } from '../../errors/gateway-error.js';
 import type { Logger } from '../../observability/logger.js';
-import type { AttemptInput, AttemptResult, CommitState } from '../core/attempt.js';
-import type { ClientResponse } from '../core/client-response.js';
-import type { CompletionRequest, CompletionTrace } from './completion-service.js';
-import type { Endpoint, EndpointRegistry } from '../endpoints/registry.js';
-import type { EndpointPicker } from '../selector/picker.js';
-import { exhaustedError, type FailedAttempt } from './exhausted-error.js';
-import type { Forwarder } from '../forwarder/forwarder.js';
-import type { AttemptTicket, FailureKind } from '../endpoints/health.js';
 import type { TimeoutPhase } from '../core/abort-reasons.js';
+import type { AttemptFailure, AttemptResult, FailureKind } from '../core/outcomes.js';
+import { tighten } from '../core/timeouts.js';
+import type { AttemptTicket } from '../endpoints/health.js';
+import type { Endpoint, EndpointRegistry } from '../endpoints/registry.js';
+import type { Forwarder } from '../forwarder/forwarder.js';
 import {
   DEFAULT_COOLDOWN_MS,
   MAX_WAIT_FOR_RECOVERY_MS,
   backoffMs,
   decide,
-  type AttemptFailure,
 } from '../forwarder/retry-policy.js';
-import type { TtfbStats } from './ttfb-stats.js';
-import { runAttempt, type AttemptHandle } from '../forwarder/upstream-attempt.js';
-import { continueStream } from '../continuation/continue-stream.js';
-import { tighten } from '../core/timeouts.js';
-import type { StreamTranscript } from '../streaming/transcript.js';
-import type { Lifetime } from '../core/lifetime.js';
-import type { GatewayError } from '../../errors/gateway-error.js';
+import { runAttempt, type AttemptHandle, type AttemptInput } from '../forwarder/upstream-attempt.js';
 import { upstreamRequestError } from '../forwarder/upstream-error.js';
-
-export interface PoolContext {
-  /** Ends when the client leaves or the request's deadline passes. */
-  lifetime: Lifetime;
-  /** Present when a broken stream of this request may be continued on another endpoint. */
-  transcript?: StreamTranscript | undefined;
-  state: CommitState;
-  requestStartedAt: number;
-  sessionKey?: string | undefined;
-  responseHeaders?: Record<string, string> | undefined;
-}
+import type { EndpointPicker } from '../selector/picker.js';
+import { continueStream } from './continue-stream.js';
+import { exhaustedError } from './exhausted-error.js';
+import type { RequestRun } from './request-run.js';
+import type { TtfbStats } from './ttfb-stats.js';
 
 interface Launched {
   endpoint: Endpoint;
@@ -44,17 +29,6 @@ interface Launched {
 }
 
 type Settled = 'done' | 'retry' | { error: GatewayError };
-
-export interface PoolState {
-  /** Attempts on this model's pool (the request's count goes on across an alias chain). */
-  attempts: number;
-  /** Endpoint names barred for the rest of this request (few: plain arrays, cheaper than sets). */
-  excluded: string[];
-  /** Endpoint names tried so far, each once. */
-  tried: string[];
-  failures: FailedAttempt[];
-  backoffNext: boolean;
-}
 
 /**
  * The attempts on the endpoints of one model: pick, try, classify, retry or fail over before commit,
@@ -75,70 +49,49 @@ export class PoolRunner {
     },
   ) {}
 
-  async run(
-    req: CompletionRequest,
-    res: ClientResponse,
-    trace: CompletionTrace,
-    ctx: PoolContext,
-  ): Promise<void> {
+  /** Runs the request on its current model's pool (see RequestRun.startPool). */
+  async run(run: RequestRun): Promise<void> {
     const { picker, random } = this.deps;
     const { maxAttempts } = this.deps.config.current.routing;
-    const pool: PoolState = {
-      attempts: 0,
-      excluded: [],
-      tried: [],
-      failures: [],
-      backoffNext: false,
-    };
+    const { model } = run.req;
 
-    while (pool.attempts < maxAttempts) {
-      const first = pool.tried.length === 0;
+    while (run.attempts < maxAttempts) {
+      const first = run.tried.length === 0;
       let endpoint = picker.pick({
-        model: req.model,
-        excluded: pool.excluded,
-        tried: pool.tried,
-        sessionKey: first ? ctx.sessionKey : undefined,
+        model,
+        excluded: run.excluded,
+        tried: run.tried,
+        sessionKey: first ? run.sessionKey : undefined,
       });
       if (!endpoint) {
-        const waitMs = picker.msUntilRecovery(req.model, pool.excluded);
+        const waitMs = picker.msUntilRecovery(model, run.excluded);
         if (waitMs === undefined || waitMs > MAX_WAIT_FOR_RECOVERY_MS) break;
-        await ctx.lifetime.sleep(waitMs);
-        endpoint = picker.pick({ model: req.model, excluded: pool.excluded, tried: pool.tried });
+        await run.lifetime.sleep(waitMs);
+        endpoint = picker.pick({ model, excluded: run.excluded, tried: run.tried });
         if (!endpoint) break;
-      } else if (pool.backoffNext) {
-        await ctx.lifetime.sleep(backoffMs(pool.tried.length, random));
+      } else if (run.backoffNext) {
+        await run.lifetime.sleep(backoffMs(run.tried.length, random));
       }
 
-      const hedgeDelayMs = pool.tried.length === 0 ? this.hedgeDelayMs(req.model) : undefined;
-      const primary = this.launch(endpoint, req, res, trace, ctx, pool);
+      const hedgeDelayMs = run.tried.length === 0 ? this.hedgeDelayMs(model) : undefined;
+      const primary = this.launch(endpoint, run);
       const { outcome, rejected } =
         hedgeDelayMs === undefined
-          ? await this.outcomeOfOne(primary, req, trace, pool)
-          : await this.outcomeOfAll(
-              await this.hedge(primary, hedgeDelayMs, req, res, trace, ctx, pool),
-              req,
-              trace,
-              pool,
-            );
-      ctx.state.onCommit = undefined;
+          ? await this.outcomeOfOne(primary, run)
+          : await this.outcomeOfAll(await this.hedge(primary, hedgeDelayMs, run), run);
+      run.onCommit = undefined;
       if (outcome === 'done') return;
       if (rejected !== undefined) throw rejected;
       if (outcome !== 'retry') {
-        if (ctx.transcript?.continuation && (await continueStream(this.deps, req, res, trace, ctx, pool)))
-          return;
+        if (run.transcript?.continuation && (await continueStream(this.deps, run))) return;
         throw outcome.error;
       }
     }
-    throw exhaustedError(req.model, pool.failures, picker.msUntilRecovery(req.model, pool.excluded));
+    throw exhaustedError(model, run.failures, picker.msUntilRecovery(model, run.excluded));
   }
 
   /** The result of a lone attempt, applied to health and the pool. */
-  private async outcomeOfOne(
-    l: Launched,
-    req: CompletionRequest,
-    trace: CompletionTrace,
-    pool: PoolState,
-  ): Promise<{ outcome: Settled; rejected?: Error }> {
+  private async outcomeOfOne(l: Launched, run: RequestRun): Promise<{ outcome: Settled; rejected?: Error }> {
     let result: AttemptResult;
     try {
       result = await l.attempt.result;
@@ -148,7 +101,7 @@ export class PoolRunner {
       return { outcome: 'retry', rejected: err as Error };
     }
     try {
-      return { outcome: this.settle(l, result, req, trace, pool) };
+      return { outcome: this.settle(l, result, run) };
     } catch (err) {
       return { outcome: 'retry', rejected: err as Error };
     }
@@ -160,9 +113,7 @@ export class PoolRunner {
    */
   private async outcomeOfAll(
     launched: readonly Launched[],
-    req: CompletionRequest,
-    trace: CompletionTrace,
-    pool: PoolState,
+    run: RequestRun,
   ): Promise<{ outcome: Settled; rejected?: Error }> {
     const results = await Promise.allSettled(launched.map((l) => l.attempt.result));
     let outcome: Settled = 'retry';
@@ -175,7 +126,7 @@ export class PoolRunner {
         return;
       }
       try {
-        const settled = this.settle(l, result.value, req, trace, pool);
+        const settled = this.settle(l, result.value, run);
         if (settled !== 'retry') outcome = settled;
       } catch (err) {
         rejected ??= err as Error;
@@ -194,15 +145,7 @@ export class PoolRunner {
   }
 
   /** Waits up to the hedge delay for the primary's first byte, then starts a rival on another endpoint. */
-  private async hedge(
-    primary: Launched,
-    delayMs: number,
-    req: CompletionRequest,
-    res: ClientResponse,
-    trace: CompletionTrace,
-    ctx: PoolContext,
-    pool: PoolState,
-  ): Promise<Launched[]> {
+  private async hedge(primary: Launched, delayMs: number, run: RequestRun): Promise<Launched[]> {
     let timer: NodeJS.Timeout | undefined;
     const fired = await Promise.race([
       primary.attempt.result.then(
@@ -213,15 +156,15 @@ export class PoolRunner {
     ]);
     clearTimeout(timer);
     const { maxAttempts } = this.deps.config.current.routing;
-    if (!fired || ctx.state.committed || pool.attempts >= maxAttempts) return [primary];
+    if (!fired || run.committed || run.attempts >= maxAttempts) return [primary];
     const rivalEndpoint = this.deps.picker.pick({
-      model: req.model,
-      excluded: [...pool.excluded, primary.endpoint.config.name],
-      tried: pool.tried,
+      model: run.req.model,
+      excluded: [...run.excluded, primary.endpoint.config.name],
+      tried: run.tried,
     });
     if (!rivalEndpoint) return [primary];
-    const rival = this.launch(rivalEndpoint, req, res, trace, ctx, pool);
-    ctx.state.onCommit = (winner) => (winner === primary.input ? rival : primary).attempt.cancel();
+    const rival = this.launch(rivalEndpoint, run);
+    run.onCommit = (winner) => (winner === primary.input ? rival : primary).attempt.cancel();
     this.deps.logger.debug(
       { primary: primary.endpoint.config.name, rival: rivalEndpoint.config.name, delayMs },
       'no first byte within the hedge delay: racing a second endpoint',
@@ -229,48 +172,30 @@ export class PoolRunner {
     return [primary, rival];
   }
 
-  private launch(
-    endpoint: Endpoint,
-    req: CompletionRequest,
-    res: ClientResponse,
-    trace: CompletionTrace,
-    ctx: PoolContext,
-    pool: PoolState,
-  ): Launched {
+  private launch(endpoint: Endpoint, run: RequestRun): Launched {
+    const { req, trace } = run;
     const name = endpoint.config.name;
-    pool.attempts++;
+    run.attempts++;
     trace.attempts = (trace.attempts ?? 0) + 1;
     trace.endpoint = name;
-    addOnce(pool.tried, name);
+    run.noteTried(name);
     const ticket = this.deps.registry.health.begin(name);
     const input: AttemptInput = {
-      endpoint,
+      endpoint: endpoint.config,
       timeouts: tighten(endpoint.config.timeouts, req.timeouts),
       attempt: trace.attempts,
       body: req.body,
       headers: req.headers,
-      res,
       forwarder: this.deps.forwarder,
-      lifetime: ctx.lifetime,
-      now: this.deps.now,
-      requestStartedAt: ctx.requestStartedAt,
-      state: ctx.state,
-      trace,
-      responseHeaders: ctx.responseHeaders,
-      transcript: ctx.transcript,
+      run,
     };
     return { endpoint, ticket, input, attempt: runAttempt(input) };
   }
 
   /** Applies one attempt's result to health and the pool state. */
-  private settle(
-    l: Launched,
-    result: AttemptResult,
-    req: CompletionRequest,
-    trace: CompletionTrace,
-    pool: PoolState,
-  ): Settled {
+  private settle(l: Launched, result: AttemptResult, run: RequestRun): Settled {
     const { registry, logger } = this.deps;
+    const { req, trace } = run;
     const { ticket, endpoint } = l;
     const name = endpoint.config.name;
     switch (result.type) {
@@ -287,7 +212,7 @@ export class PoolRunner {
         trace.endpoint = name;
         if (tightenedByClient(req, endpoint, result.timeout)) registry.health.release(ticket);
         else registry.health.failure(ticket, result.kind, result.error.message);
-        addOnce(pool.excluded, name);
+        run.exclude(name);
         logger.warn({ endpoint: name, code: result.error.code }, 'upstream failed after the answer started');
         return { error: result.error };
       case 'failed':
@@ -303,9 +228,9 @@ export class PoolRunner {
         failure.kind === 'http' ? failure.body : '',
       );
     }
-    pool.failures.push({ endpoint: name, failure });
-    if (decision.exclude) addOnce(pool.excluded, name);
-    pool.backoffNext = decision.backoff;
+    run.failures.push({ endpoint: name, failure });
+    if (decision.exclude) run.exclude(name);
+    run.backoffNext = decision.backoff;
     // A limit the client itself tightened says nothing about the endpoint.
     const health =
       failure.kind === 'timeout' && tightenedByClient(req, endpoint, failure.limit)
@@ -350,7 +275,7 @@ export class PoolRunner {
 
 /** Whether the limit that fired is one this request made stricter than the endpoint's own. */
 function tightenedByClient(
-  req: CompletionRequest,
+  req: RequestRun['req'],
   endpoint: Endpoint,
   limit: TimeoutPhase | undefined,
 ): boolean {
@@ -367,10 +292,6 @@ function tightenedByClient(
     case 'attempt-total':
       return false;
   }
-}
-
-export function addOnce(names: string[], name: string): void {
-  if (!names.includes(name)) names.push(name);
 }
 
 function failureKind(failure: AttemptFailure): FailureKind {

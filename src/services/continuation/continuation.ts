@@ -1,8 +1,7 @@
-import type { Timeouts } from '../../config/types.js';
+import type { EndpointConfig, Timeouts } from '../../config/types.js';
 import { BadGatewayError, type GatewayError } from '../../errors/gateway-error.js';
 import { AttemptTimeoutReason } from '../core/abort-reasons.js';
 import type { ClientResponse } from '../core/client-response.js';
-import type { Endpoint } from '../endpoints/registry.js';
 import { transportFailure, type Forwarder, type UpstreamResponse } from '../forwarder/forwarder.js';
 import type { Lifetime } from '../core/lifetime.js';
 import { PhaseTimer } from '../core/phase-timer.js';
@@ -162,7 +161,7 @@ export type ContinuationResult =
 
 /** One continuation attempt on one endpoint, spliced into the already committed client stream. */
 export async function runContinuation(args: {
-  endpoint: Endpoint;
+  endpoint: EndpointConfig;
   forwarder: Forwarder;
   timeouts: Timeouts;
   headers: Record<string, string>;
@@ -219,7 +218,7 @@ export async function runContinuation(args: {
       : { type: 'failed', message };
   try {
     upstream = await args.forwarder.send({
-      endpoint: args.endpoint.config,
+      endpoint: args.endpoint,
       method: 'POST',
       path: '/v1/chat/completions',
       headers: args.headers,

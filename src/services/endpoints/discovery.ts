@@ -3,7 +3,7 @@ import type { Logger } from '../../observability/logger.js';
 import type { Endpoint, EndpointRegistry } from './registry.js';
 import type { Forwarder } from '../forwarder/forwarder.js';
 import { transportFailure } from '../forwarder/forwarder.js';
-import type { FailureKind } from './health.js';
+import type { FailureKind } from '../core/outcomes.js';
 import { readBody } from '../forwarder/read-body.js';
 
 const MAX_MODELS_BODY_BYTES = 4 * 1024 * 1024;

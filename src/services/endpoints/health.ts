@@ -1,4 +1,5 @@
 import type { EjectionConfig } from '../../config/types.js';
+import type { FailureKind } from '../core/outcomes.js';
 
 /**
  * Passive health of one endpoint, fed by the outcome of every attempt. Outlier ejection follows the
@@ -8,9 +9,6 @@ import type { EjectionConfig } from '../../config/types.js';
  * only cools down for its Retry-After.
  */
 export type HealthState = 'healthy' | 'ejected' | 'half-open' | 'cooling-down';
-
-export type FailureKind =
-  'connect' | 'timeout' | 'server-error' | 'misconfigured' | 'stream-error' | 'bad-response';
 
 export interface LastError {
   kind: FailureKind | 'rate-limited' | 'model-missing';

@@ -1,6 +1,6 @@
 import { Pool, type Dispatcher } from 'undici';
 import type { EndpointConfig } from '../../config/types.js';
-import type { AttemptFailure } from './retry-policy.js';
+import type { AttemptFailure } from '../core/outcomes.js';
 
 export interface UpstreamRequest {
   endpoint: EndpointConfig;

@@ -1,3 +1,5 @@
+import type { AttemptFailure } from '../core/outcomes.js';
+
 /**
  * What to do after one failed attempt: the outcome table of ARCHITECTURE.md in one place.
  *
@@ -5,23 +7,6 @@
  * only a request the upstream itself rejects as bad (400, 413, 422, other 4xx) goes back to the client,
  * because another endpoint would reject it the same way.
  */
-export type AttemptFailure =
-  | { kind: 'connect'; code: string; message: string }
-  | {
-      kind: 'timeout';
-      phase: 'connect' | 'first-byte' | 'idle';
-      message: string;
-      /** The limit that fired (the attempt's total and the minimum throughput report as first-byte or idle). */
-      limit?: TimeoutPhase;
-    }
-  | { kind: 'http'; status: number; retryAfterMs: number | undefined; message: string; body: string }
-  /** A 2xx that is not a usable answer: empty, a JSON answer that does not parse, a garbled stream. */
-  | { kind: 'bad-response'; message: string }
-  /** The model server reported an error in a 2xx answer (an error event in a stream, an error object). */
-  | { kind: 'error-event'; message: string };
-
-import type { TimeoutPhase } from '../core/abort-reasons.js';
-
 export type Decision =
   /** Try another candidate; `backoff` asks for a jittered pause first; `exclude` bars this endpoint for the rest of the request. */
   | {

@@ -2,13 +2,16 @@ import type { IncomingHttpHeaders } from 'node:http';
 import zlib from 'node:zlib';
 import type { Dispatcher } from 'undici';
 import { AttemptTimeoutReason, ClientClosedReason, HedgeLostReason } from '../core/abort-reasons.js';
-import { claimCommit, setGatewayHeaders, type AttemptInput, type AttemptResult } from '../core/attempt.js';
+import type { EndpointConfig, Timeouts } from '../../config/types.js';
+import type { AttemptRun } from '../core/attempt-run.js';
+import type { AttemptResult } from '../core/outcomes.js';
 import { setEventStreamHeaders } from '../core/client-response.js';
-import { transportFailure, type UpstreamHandler } from './forwarder.js';
+import { transportFailure, type Forwarder, type UpstreamHandler } from './forwarder.js';
 import { sendJsonAnswer } from '../streaming/json-answer.js';
 import type { LifetimeListener } from '../core/lifetime.js';
 import { PhaseTimer, type TimerTarget } from '../core/phase-timer.js';
-import { parseRetryAfterMs, type AttemptFailure } from './retry-policy.js';
+import { parseRetryAfterMs } from './retry-policy.js';
+import type { AttemptFailure } from '../core/outcomes.js';
 import {
   brokenByErrorEvent,
   brokenByGarbage,
@@ -25,7 +28,19 @@ import {
 } from '../streaming/sse-framing.js';
 import { parseUpstreamError } from './upstream-error.js';
 
-export type { AttemptInput, AttemptResult, CommitState } from '../core/attempt.js';
+/** One attempt of a request on one endpoint. */
+export interface AttemptInput {
+  endpoint: EndpointConfig;
+  /** The endpoint's timeouts with the request's overrides applied. */
+  timeouts: Timeouts;
+  /** The request's attempt number (for `x-gateway-attempts`). */
+  attempt: number;
+  body: Buffer;
+  headers: Record<string, string>;
+  forwarder: Forwarder;
+  /** The request the attempt works for. */
+  run: AttemptRun;
+}
 
 /** Error bodies are read only this far: enough for any real message, bounded against a hostile upstream. */
 const MAX_ERROR_BODY_BYTES = 64 * 1024;
@@ -110,8 +125,9 @@ class Attempt implements AttemptHandle, LifetimeListener, TimerTarget {
       this.resolve = resolve;
       this.reject = reject;
     });
-    const { lifetime, timeouts } = input;
-    this.startedAt = input.now();
+    const { timeouts } = input;
+    const { lifetime } = input.run;
+    this.startedAt = input.run.now();
     this.timer = new PhaseTimer(this);
     if (lifetime.reason) {
       this.settle(lifetime.reason);
@@ -126,7 +142,7 @@ class Attempt implements AttemptHandle, LifetimeListener, TimerTarget {
     // Last: undici may call back synchronously (a closed pool fails at once).
     input.forwarder.dispatch(
       {
-        endpoint: input.endpoint.config,
+        endpoint: input.endpoint,
         method: 'POST',
         path: '/v1/chat/completions',
         headers: input.headers,
@@ -153,7 +169,8 @@ class Attempt implements AttemptHandle, LifetimeListener, TimerTarget {
 
   /** The sooner of the endpoint's total and the request's deadline has come. */
   onDeadline(): void {
-    const { lifetime, timeouts } = this.input;
+    const { timeouts } = this.input;
+    const { lifetime } = this.input.run;
     if (this.attemptEndsAt < lifetime.deadlineAt)
       this.abort(new AttemptTimeoutReason('attempt-total', timeouts.totalMs));
     else lifetime.expire();
@@ -212,7 +229,8 @@ class Attempt implements AttemptHandle, LifetimeListener, TimerTarget {
     this.complete = true;
     this.timer.clear();
     if (!this.settled) {
-      if (this.phase === 'stream' && this.ttfbMs >= 0) this.settle(brokenByTransport(err));
+      if (this.phase === 'stream' && this.ttfbMs >= 0)
+        this.settle(brokenByTransport(transportFailure(err).message));
       else this.settle({ type: 'failed', failure: transportFailure(err) });
     }
     this.detachIfOver();
@@ -231,7 +249,7 @@ class Attempt implements AttemptHandle, LifetimeListener, TimerTarget {
         this.relay(chunk);
         return;
       case 'json':
-        if (this.ttfbMs < 0) this.ttfbMs = this.input.now() - this.startedAt;
+        if (this.ttfbMs < 0) this.ttfbMs = this.input.run.now() - this.startedAt;
         this.timer.arm('idle', this.input.timeouts.idleMs);
         this.size += chunk.length;
         if (this.size > MAX_JSON_ANSWER_BYTES) {
@@ -313,7 +331,7 @@ class Attempt implements AttemptHandle, LifetimeListener, TimerTarget {
       }
       if (!this.commit()) return;
     }
-    const { res } = input;
+    const { res } = input.run;
     if (res.writableEnded || res.destroyed) {
       this.abort(new ClientClosedReason());
       return;
@@ -323,7 +341,7 @@ class Attempt implements AttemptHandle, LifetimeListener, TimerTarget {
       return;
     }
     const flowing = events.length === 0 || res.write(events);
-    input.transcript?.feed(events);
+    input.run.recorder?.feed(events);
     if (error) {
       this.settle(brokenByErrorEvent(error.message));
       return;
@@ -341,14 +359,15 @@ class Attempt implements AttemptHandle, LifetimeListener, TimerTarget {
   /** Takes the right to answer with the first whole event; false (and settled) if a rival has it. */
   private commit(): boolean {
     const { input } = this;
-    this.ttfbMs = input.now() - this.startedAt;
-    if (!claimCommit(input, this.status)) {
+    this.ttfbMs = input.run.now() - this.startedAt;
+    const { run } = input;
+    if (!run.claim(input, input.endpoint.name, this.status)) {
       this.settle({ type: 'lost' });
       return false;
     }
-    if (!input.res.headersSent) {
-      setEventStreamHeaders(input.res);
-      setGatewayHeaders(input);
+    if (!run.res.headersSent) {
+      setEventStreamHeaders(run.res);
+      run.setGatewayHeaders(input.endpoint.name, input.attempt);
     }
     this.startThroughputCheck();
     return true;
@@ -362,12 +381,12 @@ class Attempt implements AttemptHandle, LifetimeListener, TimerTarget {
 
   /** The [DONE] line has come, in `last`: the answer is complete. */
   private finishStream(last: Buffer): void {
-    this.input.res.end(last);
+    this.input.run.res.end(last);
     this.settle({
       type: 'done',
       status: this.status,
       ttfbMs: this.ttfbMs,
-      latencyMs: this.input.now() - this.startedAt,
+      latencyMs: this.input.run.now() - this.startedAt,
     });
   }
 
@@ -421,16 +440,18 @@ class Attempt implements AttemptHandle, LifetimeListener, TimerTarget {
       this.fail({ kind: 'error-event', message: `upstream answered ${this.status} with an error: ${error}` });
       return;
     }
-    if (!claimCommit(input, this.status)) {
+    const { run } = input;
+    if (!run.claim(input, input.endpoint.name, this.status)) {
       this.settle({ type: 'lost' });
       return;
     }
-    sendJsonAnswer(input, this.status, answer, parsed);
+    if (!run.res.headersSent) run.setGatewayHeaders(input.endpoint.name, input.attempt);
+    sendJsonAnswer(run.res, this.status, answer, parsed);
     this.settle({
       type: 'done',
       status: this.status,
       ttfbMs: this.ttfbMs,
-      latencyMs: input.now() - this.startedAt,
+      latencyMs: input.run.now() - this.startedAt,
     });
   }
 
@@ -440,7 +461,7 @@ class Attempt implements AttemptHandle, LifetimeListener, TimerTarget {
     // Some servers echo the key they were sent in their error text: it must go no further.
     const text = redactSecret(
       Buffer.concat(this.parts, this.size).toString('utf8'),
-      this.input.endpoint.config.apiKey,
+      this.input.endpoint.apiKey,
     );
     this.parts = [];
     this.fail({
@@ -454,7 +475,8 @@ class Attempt implements AttemptHandle, LifetimeListener, TimerTarget {
 
   private decodingFailed(err: Error): void {
     if (this.settled) return;
-    if (this.phase === 'stream' && this.ttfbMs >= 0) this.settle(brokenByTransport(err));
+    if (this.phase === 'stream' && this.ttfbMs >= 0)
+      this.settle(brokenByTransport(transportFailure(err).message));
     else this.fail({ kind: 'bad-response', message: `answer could not be decoded (${err.message})` });
   }
 
@@ -494,8 +516,8 @@ class Attempt implements AttemptHandle, LifetimeListener, TimerTarget {
     this.settled = true;
     this.timer.clear();
     clearInterval(this.throughput);
-    this.input.lifetime.off(this);
-    if (this.waitingForDrain) this.input.res.removeListener('drain', this.drainListener!);
+    this.input.run.lifetime.off(this);
+    if (this.waitingForDrain) this.input.run.res.removeListener('drain', this.drainListener!);
     if (outcome instanceof Error) {
       this.stopCall(outcome);
       this.reject(outcome);

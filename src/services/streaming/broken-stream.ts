@@ -1,7 +1,6 @@
 import { BadGatewayError, GatewayTimeoutError } from '../../errors/gateway-error.js';
 import type { AttemptTimeoutReason, TimeoutPhase } from '../core/abort-reasons.js';
-import type { AttemptResult } from '../core/attempt.js';
-import { transportFailure } from '../forwarder/forwarder.js';
+import type { AttemptResult } from '../core/outcomes.js';
 
 const AFTER_COMMIT_TIMEOUTS: Record<TimeoutPhase, { code: string; message: (seconds: number) => string }> = {
   idle: {
@@ -34,13 +33,13 @@ export function brokenByTimeout(reason: AttemptTimeoutReason): AttemptResult {
   };
 }
 
-/** The upstream connection failed after commit. */
-export function brokenByTransport(err: unknown): AttemptResult {
+/** The upstream connection failed after commit (`reason`: what failed, in words). */
+export function brokenByTransport(reason: string): AttemptResult {
   return {
     type: 'broken',
     kind: 'stream-error',
     error: new BadGatewayError(
-      `The connection to the model server was lost mid-answer (${transportFailure(err).message}); the answer is incomplete.`,
+      `The connection to the model server was lost mid-answer (${reason}); the answer is incomplete.`,
       'upstream_stream_error',
     ),
   };

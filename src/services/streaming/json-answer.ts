@@ -1,18 +1,16 @@
-import { setGatewayHeaders, type AttemptInput } from '../core/attempt.js';
+import type { ClientResponse } from '../core/client-response.js';
 
 /**
- * Sends a complete (non-streamed) answer as it came; the caller has claimed the commit. Node sets its
- * content-length. If heartbeats already opened an event stream, the completion (`parsed`) is sent as
- * one chunk event instead, so that stream readers see its content.
+ * Sends a complete (non-streamed) answer as it came; the caller has claimed the commit and set the
+ * gateway's headers. Node sets its content-length. If heartbeats already opened an event stream, the
+ * completion (`parsed`) is sent as one chunk event instead, so that stream readers see its content.
  */
-export function sendJsonAnswer(input: AttemptInput, status: number, body: Buffer, parsed: unknown): void {
-  const { res } = input;
+export function sendJsonAnswer(res: ClientResponse, status: number, body: Buffer, parsed: unknown): void {
   if (res.headersSent) {
     res.end(`data: ${JSON.stringify(asChunk(parsed))}\n\ndata: [DONE]\n\n`);
     return;
   }
   res.setHeader('content-type', 'application/json');
-  setGatewayHeaders(input);
   res.statusCode = status;
   res.end(body);
 }

@@ -1,12 +1,10 @@
 import type { Logger } from '../../observability/logger.js';
-import type { ClientResponse } from '../core/client-response.js';
-import type { CompletionRequest, CompletionTrace } from '../completion/completion-service.js';
-import { continuationBody, runContinuation } from './continuation.js';
-import type { EndpointPicker } from '../selector/picker.js';
+import { continuationBody, runContinuation } from '../continuation/continuation.js';
+import { tighten } from '../core/timeouts.js';
 import type { EndpointRegistry } from '../endpoints/registry.js';
 import type { Forwarder } from '../forwarder/forwarder.js';
-import { addOnce, type PoolContext, type PoolState } from '../completion/pool-runner.js';
-import { tighten } from '../core/timeouts.js';
+import type { EndpointPicker } from '../selector/picker.js';
+import type { RequestRun } from './request-run.js';
 
 /** Continuation tries after a stream broke mid-answer. */
 const MAX_CONTINUATIONS = 2;
@@ -24,15 +22,9 @@ export interface ContinuerDeps {
  * said) or continue its text, on other endpoints serving the model when there are, else on the same one
  * (at most MAX_CONTINUATIONS tries). True when the client got a complete answer.
  */
-export async function continueStream(
-  deps: ContinuerDeps,
-  req: CompletionRequest,
-  res: ClientResponse,
-  trace: CompletionTrace,
-  ctx: PoolContext,
-  pool: PoolState,
-): Promise<boolean> {
-  const transcript = ctx.transcript!;
+export async function continueStream(deps: ContinuerDeps, run: RequestRun): Promise<boolean> {
+  const { req, res, trace } = run;
+  const transcript = run.transcript!;
   const { registry, logger, picker } = deps;
   const broken = trace.endpoint;
   for (let i = 0; i < MAX_CONTINUATIONS; i++) {
@@ -46,12 +38,12 @@ export async function continueStream(
       return true;
     }
     const endpoint =
-      picker.pick({ model: req.model, excluded: pool.excluded, tried: pool.tried }) ??
+      picker.pick({ model: req.model, excluded: run.excluded, tried: run.tried }) ??
       // A lone endpoint (or the last one standing) may well answer on a new connection.
       picker.pick({
         model: req.model,
-        excluded: pool.excluded.filter((name) => name !== broken),
-        tried: pool.tried,
+        excluded: run.excluded.filter((name) => name !== broken),
+        tried: run.tried,
       });
     if (!endpoint) return false;
     let body: Buffer;
@@ -63,7 +55,7 @@ export async function continueStream(
       return false;
     }
     const name = endpoint.config.name;
-    addOnce(pool.tried, name);
+    run.noteTried(name);
     trace.attempts = (trace.attempts ?? 0) + 1;
     const ticket = registry.health.begin(name);
     // Set before the answer can end: the access line is written as soon as the response closes.
@@ -71,7 +63,7 @@ export async function continueStream(
     let result;
     try {
       result = await runContinuation({
-        endpoint,
+        endpoint: endpoint.config,
         forwarder: deps.forwarder,
         timeouts: tighten(endpoint.config.timeouts, req.timeouts),
         headers: req.headers,
@@ -79,7 +71,7 @@ export async function continueStream(
         res,
         transcript,
         mode,
-        lifetime: ctx.lifetime,
+        lifetime: run.lifetime,
         now: deps.now,
       });
     } catch (err) {
@@ -100,7 +92,7 @@ export async function continueStream(
     trace.continuedOn = undefined;
     const message = result.type === 'failed' ? result.message : result.error.message;
     registry.health.failure(ticket, 'stream-error', message);
-    addOnce(pool.excluded, name);
+    run.exclude(name);
     logger.warn({ endpoint: name, mode, error: message }, 'stream continuation failed');
   }
   return false;
