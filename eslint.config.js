@@ -14,6 +14,7 @@ export default tseslint.config(
       'profiles/**',
       'scratch/**',
       '.ablate/**',
+      '.dependency-cruiser.cjs',
     ],
   },
   js.configs.recommended,

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import type express from 'express';
 import { createApp } from './app.js';
 import { answerClientError } from './http/client-error.js';
-import { Connections, FIRST_REQUEST_WAIT_MS } from './server/connections.js';
+import { Connections, FIRST_REQUEST_WAIT_MS } from './http/connections.js';
 import { shapeRequest } from './http/request-shape.js';
 import { ConfigStore } from './config/config-store.js';
 import { ConfigError } from './config/load-config.js';
