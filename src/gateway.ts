@@ -9,17 +9,13 @@ import { shapeRequest } from './http/request-shape.js';
 import { ConfigStore } from './config/config-store.js';
 import { ConfigError } from './config/load-config.js';
 import type { GatewayConfig } from './config/types.js';
-import {
-  GatewayError,
-  InvalidConfigReloadError,
-  ReloadUnavailableError,
-  toOpenAIErrorBody,
-} from './errors/gateway-error.js';
+import { GatewayError, InvalidConfigReloadError, ReloadUnavailableError } from './errors/gateway-error.js';
 import type { Logger } from './observability/logger.js';
 import { CompletionService } from './services/completion/completion-service.js';
 import { Discovery } from './services/endpoints/discovery.js';
 import { EndpointRegistry } from './services/endpoints/registry.js';
 import { Forwarder } from './services/forwarder/forwarder.js';
+import { sseError } from './services/core/sse.js';
 import { HealthMonitor } from './services/endpoints/health.js';
 
 export interface GatewayOptions {
@@ -256,7 +252,7 @@ async function endOpenStreams(responses: ServerResponse[]): Promise<void> {
     type: 'server_error',
     code: 'server_shutting_down',
   });
-  const event = `data: ${JSON.stringify(toOpenAIErrorBody(error))}\n\n`;
+  const event = sseError(error);
   const flushed: Array<Promise<unknown>> = [];
   for (const res of responses) {
     const isStream = String(res.getHeader('content-type') ?? '').includes('text/event-stream');

@@ -10,6 +10,7 @@ import {
 } from '../../errors/gateway-error.js';
 import type { Logger } from '../../observability/logger.js';
 import { ClientClosedReason } from '../../services/core/abort-reasons.js';
+import { sseError } from '../../services/core/sse.js';
 import { requestSummary } from './access-log.js';
 
 export function notFound(): RequestHandler {
@@ -39,13 +40,12 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
     requestSummary(res).errorCode = error.code;
     if (error instanceof InternalError) logger.error({ err }, 'unhandled error');
 
-    const body = toOpenAIErrorBody(error);
     if (res.headersSent) {
-      if (!res.writableEnded) res.end(`data: ${JSON.stringify(body)}\n\n`);
+      if (!res.writableEnded) res.end(sseError(error));
       return;
     }
     if (error.retryAfterSeconds !== undefined) res.setHeader('retry-after', String(error.retryAfterSeconds));
-    res.status(error.status).json(body);
+    res.status(error.status).json(toOpenAIErrorBody(error));
   };
 }
 

@@ -3,7 +3,8 @@ import { GatewayError, GatewayTimeoutError, ModelNotFoundError } from '../../err
 import type { Logger } from '../../observability/logger.js';
 import { continuationEligible } from '../continuation/continuation.js';
 import { ClientClosedReason, DeadlineReason } from '../core/abort-reasons.js';
-import { setEventStreamHeaders, SSE_HEARTBEAT, type ClientResponse } from '../core/client-response.js';
+import type { ClientResponse } from '../core/client-response.js';
+import { setEventStreamHeaders, SSE_HEARTBEAT } from '../core/sse.js';
 import { Lifetime } from '../core/lifetime.js';
 import type { CompletionRequest, CompletionTrace } from '../core/request.js';
 import { rewrittenBody } from '../core/request-body.js';

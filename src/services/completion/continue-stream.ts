@@ -1,5 +1,6 @@
 import type { Logger } from '../../observability/logger.js';
 import { continuationBody, runContinuation } from '../continuation/continuation.js';
+import { SSE_DONE } from '../core/sse.js';
 import { tighten } from '../core/timeouts.js';
 import type { EndpointRegistry } from '../endpoints/registry.js';
 import type { Forwarder } from '../forwarder/forwarder.js';
@@ -33,7 +34,7 @@ export async function continueStream(deps: ContinuerDeps, run: RequestRun): Prom
     if (mode === 'complete') {
       // The answer was whole; only its [DONE] line was lost.
       if (res.writableEnded || res.destroyed) return false;
-      res.end('data: [DONE]\n\n');
+      res.end(SSE_DONE);
       logger.info({ endpoint: broken }, 'stream broke after its finish_reason: ended with [DONE]');
       return true;
     }

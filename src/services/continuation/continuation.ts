@@ -7,6 +7,7 @@ import type { Lifetime } from '../core/lifetime.js';
 import { PhaseTimer } from '../core/phase-timer.js';
 import { discardBody } from '../forwarder/read-body.js';
 import { rewrittenBody } from '../core/request-body.js';
+import { SSE_DONE, sseData } from '../core/sse.js';
 import { SseParser } from '../streaming/sse-parser.js';
 import { inBandError } from '../streaming/sse-framing.js';
 import type { Chunk, Continuation, StreamTranscript } from '../streaming/transcript.js';
@@ -69,7 +70,7 @@ export class Splicer {
    * or an event that is not JSON: nothing of it may reach the client.
    */
   payload(data: string): { out: string; done: boolean } {
-    if (data === '[DONE]') return { out: 'data: [DONE]\n\n', done: true };
+    if (data === '[DONE]') return { out: SSE_DONE, done: true };
     let chunk: SpliceChunk;
     try {
       chunk = JSON.parse(data) as SpliceChunk;
@@ -105,7 +106,7 @@ export class Splicer {
     });
     if (!meaningful) return { out: '', done: false };
     this.transcript.note(out);
-    return { out: `data: ${JSON.stringify(out)}\n\n`, done: false };
+    return { out: sseData(out), done: false };
   }
 
   private continued(chunk: SpliceChunk, out: SpliceChunk): { out: string; done: boolean } {
@@ -143,7 +144,7 @@ export class Splicer {
       finish ||
       (out.usage !== undefined && out.usage !== null) ||
       (choice?.delta && Object.keys(choice.delta).length > 0);
-    return { out: meaningful ? `data: ${JSON.stringify(out)}\n\n` : '', done: false };
+    return { out: meaningful ? sseData(out) : '', done: false };
   }
 
   private record(text: string): string {

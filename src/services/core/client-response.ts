@@ -16,16 +16,3 @@ export interface ClientResponse {
   on(event: 'close', listener: () => void): unknown;
   removeListener(event: 'drain' | 'close', listener: () => void): unknown;
 }
-
-/**
- * Makes the response an event stream; the status line (200) and headers go out with the first write.
- * Headers are set one by one rather than passed to writeHead: node then merges nothing.
- */
-export function setEventStreamHeaders(res: ClientResponse): void {
-  res.setHeader('content-type', 'text/event-stream; charset=utf-8');
-  res.setHeader('cache-control', 'no-cache');
-  res.setHeader('x-accel-buffering', 'no');
-  res.setHeader('connection', 'keep-alive');
-}
-
-export const SSE_HEARTBEAT = ': keep-alive\n\n';

@@ -5,7 +5,7 @@ import { AttemptTimeoutReason, ClientClosedReason, HedgeLostReason } from '../co
 import type { EndpointConfig, Timeouts } from '../../config/types.js';
 import type { AttemptRun } from '../core/attempt-run.js';
 import type { AttemptResult } from '../core/outcomes.js';
-import { setEventStreamHeaders } from '../core/client-response.js';
+import { setEventStreamHeaders } from '../core/sse.js';
 import { transportFailure, type Forwarder, type UpstreamHandler } from './forwarder.js';
 import { sendJsonAnswer } from '../streaming/json-answer.js';
 import type { LifetimeListener } from '../core/lifetime.js';

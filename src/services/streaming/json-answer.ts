@@ -1,4 +1,5 @@
 import type { ClientResponse } from '../core/client-response.js';
+import { SSE_DONE, sseData } from '../core/sse.js';
 
 /**
  * Sends a complete (non-streamed) answer as it came; the caller has claimed the commit and set the
@@ -7,7 +8,7 @@ import type { ClientResponse } from '../core/client-response.js';
  */
 export function sendJsonAnswer(res: ClientResponse, status: number, body: Buffer, parsed: unknown): void {
   if (res.headersSent) {
-    res.end(`data: ${JSON.stringify(asChunk(parsed))}\n\ndata: [DONE]\n\n`);
+    res.end(sseData(asChunk(parsed)) + SSE_DONE);
     return;
   }
   res.setHeader('content-type', 'application/json');
