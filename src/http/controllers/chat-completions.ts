@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { InvalidRequestError } from '../../errors/gateway-error.js';
 import type { CompletionService } from '../../services/completion/completion-service.js';
 import { forwardableHeaders } from '../../services/forwarder/forward-headers.js';
-import { requestIdOf, requestSummary } from '../middleware/access-log.js';
+import { requestIdOf, requestTrace } from '../middleware/access-log.js';
 import { timeoutOverrides } from '../request-options.js';
 
 /** Longer model ids are no model of any server; they would only fill logs and error messages. */
@@ -58,9 +58,9 @@ export function chatCompletions(
     const timeouts = timeoutOverrides(req.headers);
     const { model, stream } = parsed.data;
     // The access line reads this object when the response closes, so the service fills it as it goes.
-    const summary = requestSummary(res);
-    summary.model = model;
-    summary.stream = stream === true;
+    const trace = requestTrace(res);
+    trace.model = model;
+    trace.stream = stream === true;
 
     // A write racing a disconnect must never become an uncaught 'error' event.
     res.on('error', ignore);
@@ -75,7 +75,7 @@ export function chatCompletions(
         timeouts,
       },
       res,
-      summary,
+      trace,
     );
   };
 }

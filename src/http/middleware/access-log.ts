@@ -3,24 +3,13 @@ import type { ServerResponse } from 'node:http';
 import type { RequestHandler } from 'express';
 import { accessLineWriter, type AccessLevel, type AccessLine } from '../../observability/access-line.js';
 import type { Logger } from '../../observability/logger.js';
+import type { RequestTrace } from '../../services/core/request.js';
 
 const CLIENT_REQUEST_ID = /^[\w.:@/+=-]{1,128}$/;
 
-// A type rather than an interface: the access line takes it as a record of flat fields.
-export type RequestSummary = {
-  model?: string;
-  stream?: boolean;
-  servedModel?: string;
-  endpoint?: string;
-  attempts?: number;
-  ttfbMs?: number;
-  upstreamStatus?: number;
-  errorCode?: string;
-};
-
 /** What the access line of one request needs, kept on its response (a class: one fixed shape). */
 class AccessRecord {
-  readonly summary: RequestSummary = {};
+  readonly trace: RequestTrace = {};
   constructor(
     readonly id: string,
     readonly method: string,
@@ -41,10 +30,10 @@ export const ACCESS_RECORD = Symbol('gateway.access');
 type Tracked = ServerResponse & { [ACCESS_RECORD]?: AccessRecord };
 
 /** Where controllers leave what the access line should carry. */
-export function requestSummary(res: ServerResponse): RequestSummary {
+export function requestTrace(res: ServerResponse): RequestTrace {
   const record = (res as Tracked)[ACCESS_RECORD];
-  if (record) return record.summary;
-  // Outside the access log (a bare app in a unit test): a summary nobody reads.
+  if (record) return record.trace;
+  // Outside the access log (a bare app in a unit test): a trace nobody reads.
   return {};
 }
 
@@ -55,7 +44,7 @@ export function requestIdOf(res: ServerResponse): string {
 
 /**
  * Request id (echoed in `x-request-id`) and one JSON access line per request, written when the response
- * closes: method, path, status, response time in ms, and what the controllers put in the summary
+ * closes: method, path, status, response time in ms, and what the controllers and services put in the trace
  * (model, endpoint, attempts, time to first byte, error code). A response closed before its end is
  * logged as `client closed`. The listeners are shared functions and the request's state one object, so
  * a request costs no closures here.
@@ -118,14 +107,14 @@ function onClose(this: Tracked): void {
   const closedAt = record.write.now();
   const ended = this.writableEnded;
   const status = this.statusCode;
-  if (!ended) record.summary.errorCode = 'client_closed';
-  record.write.line(levelOf(record.url, status, record.summary.errorCode), {
+  if (!ended) record.trace.errorCode = 'client_closed';
+  record.write.line(levelOf(record.url, status, record.trace.errorCode), {
     id: record.id,
     method: record.method,
     url: record.url,
     statusCode: status,
     responseTimeMs: Math.round((closedAt - record.startedAt) * 100) / 100,
-    fields: record.summary,
+    fields: record.trace,
     msg: `${record.method} ${record.url} ${ended ? status : 'client closed'}`,
   });
 }

@@ -11,7 +11,7 @@ import {
 import type { Logger } from '../../observability/logger.js';
 import { ClientClosedReason } from '../../services/core/abort-reasons.js';
 import { sseError } from '../../services/core/sse.js';
-import { requestSummary } from './access-log.js';
+import { requestTrace } from './access-log.js';
 
 export function notFound(): RequestHandler {
   return (req, _res, next) => {
@@ -33,11 +33,11 @@ export function notFound(): RequestHandler {
 export function errorHandler(logger: Logger): ErrorRequestHandler {
   return (err: unknown, _req, res, _next) => {
     if (err instanceof ClientClosedReason || res.destroyed) {
-      requestSummary(res).errorCode = 'client_closed';
+      requestTrace(res).errorCode = 'client_closed';
       return;
     }
     const error = toGatewayError(err);
-    requestSummary(res).errorCode = error.code;
+    requestTrace(res).errorCode = error.code;
     if (error instanceof InternalError) logger.error({ err }, 'unhandled error');
 
     if (res.headersSent) {

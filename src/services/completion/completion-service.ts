@@ -6,7 +6,7 @@ import { ClientClosedReason, DeadlineReason } from '../core/abort-reasons.js';
 import type { ClientResponse } from '../core/client-response.js';
 import { setEventStreamHeaders, SSE_HEARTBEAT } from '../core/sse.js';
 import { Lifetime } from '../core/lifetime.js';
-import type { CompletionRequest, CompletionTrace } from '../core/request.js';
+import type { CompletionRequest, RequestTrace } from '../core/request.js';
 import { rewrittenBody } from '../core/request-body.js';
 import type { EndpointRegistry } from '../endpoints/registry.js';
 import type { Forwarder } from '../forwarder/forwarder.js';
@@ -16,7 +16,7 @@ import { PoolRunner } from './pool-runner.js';
 import { RequestRun } from './request-run.js';
 import { TtfbStats } from './ttfb-stats.js';
 
-export type { CompletionRequest, CompletionTrace };
+export type { CompletionRequest, RequestTrace };
 
 export interface CompletionServiceDeps {
   config: ConfigSource;
@@ -47,7 +47,7 @@ export class CompletionService {
     this.pools = new PoolRunner({ ...deps, picker: this.picker, ttfb: new TtfbStats() });
   }
 
-  async complete(req: CompletionRequest, res: ClientResponse, trace: CompletionTrace): Promise<void> {
+  async complete(req: CompletionRequest, res: ClientResponse, trace: RequestTrace): Promise<void> {
     const { registry, now } = this.deps;
     const config = this.deps.config.current;
     const chain = config.aliases[req.model] ?? [req.model];

@@ -1,7 +1,7 @@
 import type { AttemptRun } from '../core/attempt-run.js';
 import type { ClientResponse } from '../core/client-response.js';
 import type { Lifetime } from '../core/lifetime.js';
-import type { CompletionRequest, CompletionTrace } from '../core/request.js';
+import type { CompletionRequest, RequestTrace } from '../core/request.js';
 import type { StreamTranscript } from '../streaming/transcript.js';
 import type { FailedAttempt } from './exhausted-error.js';
 
@@ -40,7 +40,7 @@ export class RequestRun implements AttemptRun {
   constructor(
     req: CompletionRequest,
     readonly res: ClientResponse,
-    readonly trace: CompletionTrace,
+    readonly trace: RequestTrace,
     readonly lifetime: Lifetime,
     readonly now: () => number,
     /** Present for a stream: what the client has been told. */

@@ -16,13 +16,24 @@ export interface CompletionRequest {
   timeouts: Partial<Timeouts>;
 }
 
-/** What happened, for the access log and response headers; filled in as the request goes. */
-export interface CompletionTrace {
+/**
+ * What happened to a request, for its access line: filled in by the controller and the services as
+ * the request goes, read when the response closes. Flat fields only (strings, numbers, booleans): the
+ * access line writes them as they are, in this order.
+ */
+// A type rather than an interface: the access line takes it as a record of flat fields.
+export type RequestTrace = {
+  /** The model (or alias) the client asked for. */
+  model?: string;
+  stream?: boolean;
+  /** The model that answered (an alias's target). */
+  servedModel?: string;
   endpoint?: string;
   attempts?: number;
   ttfbMs?: number;
   upstreamStatus?: number;
-  servedModel?: string;
   /** Endpoint that continued a stream broken mid-answer. */
   continuedOn?: string;
-}
+  /** The error the client got (`client_closed` when it left first). */
+  errorCode?: string;
+};
