@@ -369,6 +369,23 @@ describe('CORS', () => {
     expect(String(res.headers['access-control-allow-headers'])).toMatch(/content-type/i);
   });
 
+  it('with an allow-list of origins every answer says Vary: Origin, allowed origin or not', async () => {
+    const { gw } = await setup();
+    const current = gw.gateway.config.current;
+    gw.gateway.reload({ ...current, server: { ...current.server, corsOrigins: ['https://chat.example'] } });
+    const allowed = await send(gw, '/v1/models', { headers: { origin: 'https://chat.example' } });
+    expect(allowed.headers['access-control-allow-origin']).toBe('https://chat.example');
+    const other = await send(gw, '/v1/models', { headers: { origin: 'https://evil.example' } });
+    expect(other.headers['access-control-allow-origin']).toBeUndefined();
+    const none = await send(gw, '/v1/models');
+    for (const res of [allowed, other, none]) expect(String(res.headers.vary)).toMatch(/origin/i);
+    const preflight = await send(gw, '/v1/chat/completions', {
+      method: 'OPTIONS',
+      headers: { origin: 'https://chat.example', 'access-control-request-method': 'POST' },
+    });
+    expect(String(preflight.headers.vary)).toMatch(/access-control-request-headers/i);
+  });
+
   it('exposes the gateway headers to browsers on normal responses', async () => {
     const { gw } = await setup();
     const res = await send(gw, '/v1/models', { headers: { origin: 'https://chat.example' } });

@@ -6,15 +6,17 @@ export function cors(origins: () => readonly string[]): RequestHandler {
     const origin = req.headers.origin;
     const allowed = origins();
     const any = allowed.includes('*');
+    // With an allow-list every answer depends on the origin (allowed or not), so caches must key on it.
+    if (!any) res.vary('origin');
     if (origin !== undefined && (any || allowed.includes(origin))) {
       res.setHeader('access-control-allow-origin', any ? '*' : origin);
-      if (!any) res.vary('origin');
       res.setHeader(
         'access-control-expose-headers',
         'x-request-id, x-gateway-endpoint, x-gateway-attempts, x-gateway-fallback-model, retry-after',
       );
     }
     if (req.method === 'OPTIONS' && req.headers['access-control-request-method'] !== undefined) {
+      res.vary('access-control-request-headers');
       res.setHeader('access-control-allow-methods', 'GET, POST, OPTIONS');
       res.setHeader(
         'access-control-allow-headers',
