@@ -5,6 +5,10 @@ import { ACCESS_RECORD } from './middleware/access-log.js';
 import { BODY_READ } from './middleware/raw-body.js';
 
 /**
+ * Written for express 5.3.0 and router 2.3.0, pinned in package.json (`overrides` pins router): another
+ * version may add other properties, and `test/integration/request-shape.test.ts` then names them. The
+ * upstream issue: https://github.com/expressjs/express/issues/5998 (setPrototypeOf per request).
+ *
  * Express gives every request and response a new prototype (`Object.setPrototypeOf` in `app.handle`).
  * V8 shares hidden classes between objects only along cached transitions, and it caches none from an
  * object whose prototype was changed: every property added to the request or the response after that
