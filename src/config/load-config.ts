@@ -22,7 +22,7 @@ export type Env = Readonly<Record<string, string | undefined>>;
 
 /**
  * Environment variable -> path in the config structure. These names are the public contract of
- * CONFIG.md; the environment overrides the config file.
+ * the configuration table of the README; the environment overrides the config file.
  */
 const ENV_PATHS: ReadonlyArray<readonly [string, readonly string[]]> = [
   ['PORT', ['server', 'port']],
@@ -265,7 +265,7 @@ function finish(
 }
 
 /** Replaces `${VAR}` and `${VAR:-default}` in every string of the parsed file. */
-export function interpolate(value: unknown, env: Env): unknown {
+function interpolate(value: unknown, env: Env): unknown {
   if (typeof value === 'string') {
     return value.replace(
       /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g,

@@ -11,7 +11,7 @@ import { NEVER_FORWARDED } from './forwarded-headers.js';
 export const ROUTING_STRATEGIES = ['weighted', 'least-outstanding'] as const;
 export type RoutingStrategy = (typeof ROUTING_STRATEGIES)[number];
 
-export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 /** A message for a value of the wrong type only; range and integer problems keep zod's precise wording. */
 const typeError = (message: string) => (issue: { code: string }) =>
@@ -32,7 +32,7 @@ function numeric<T extends z.ZodType>(schema: T) {
  * The longest duration a timer can wait: Node fires a longer one after 1 ms (and warns), so that a
  * heartbeat of 3e9 ms would fire continuously. Every duration setting is bounded by it.
  */
-export const MAX_TIMER_MS = 2_147_483_647;
+const MAX_TIMER_MS = 2_147_483_647;
 const TIMER_LIMIT_MESSAGE = `must be at most ${MAX_TIMER_MS} ms (about 24.8 days)`;
 
 const positiveMs = (what: string) =>
@@ -59,7 +59,7 @@ const booleanLike = z.preprocess(
 const BYTE_UNITS: Record<string, number> = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 };
 
 /** `10mb`, `512kb`, `1gb` or a plain number of bytes; units are binary (1mb = 1 MiB) as in body-parser. */
-export const byteSize = z.union([z.number().int().positive(), z.string()]).transform((v, ctx) => {
+const byteSize = z.union([z.number().int().positive(), z.string()]).transform((v, ctx) => {
   if (typeof v === 'number') return v;
   const m = /^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb)?\s*$/i.exec(v);
   if (!m) {
@@ -86,7 +86,7 @@ const timeoutsShape = {
   totalMs: positiveMs('totalMs'),
 };
 
-export const endpointTimeoutsSchema = z.strictObject({
+const endpointTimeoutsSchema = z.strictObject({
   connectMs: timeoutsShape.connectMs.optional(),
   firstByteMs: timeoutsShape.firstByteMs.optional(),
   idleMs: timeoutsShape.idleMs.optional(),
@@ -99,7 +99,7 @@ export const endpointTimeoutsSchema = z.strictObject({
  * Accepts the base URL with or without a trailing `/` or `/v1` (the original gateway's users wrote both)
  * and normalises to the base without `/v1`.
  */
-export const endpointUrl = z.string({ error: 'url is required' }).transform((raw, ctx) => {
+const endpointUrl = z.string({ error: 'url is required' }).transform((raw, ctx) => {
   let parsed: URL;
   try {
     parsed = new URL(raw.trim());
@@ -143,7 +143,7 @@ const forwardedHeader = z
       });
   });
 
-export const endpointSchema = z.strictObject({
+const endpointSchema = z.strictObject({
   url: endpointUrl,
   apiKey: z.string().optional(),
   name: z

@@ -6,7 +6,7 @@ import { InvalidRequestError } from '../errors/gateway-error.js';
  * Per-request timeout overrides, for clients that know better than the deployment defaults (a batch job
  * that tolerates a slow first token, a chat UI that would rather fail over sooner).
  */
-export const TIMEOUT_HEADERS = {
+const TIMEOUT_HEADERS = {
   'x-gateway-first-byte-timeout-ms': 'firstByteMs',
   'x-gateway-idle-timeout-ms': 'idleMs',
   'x-gateway-request-timeout-ms': 'totalMs',
@@ -16,7 +16,7 @@ export const TIMEOUT_HEADERS = {
 const MAX_TIMEOUT_MS = 3_600_000;
 const HEADERS = Object.entries(TIMEOUT_HEADERS);
 /** What nearly every request has: no override. Shared, so that such a request allocates nothing here. */
-export const NO_OVERRIDES: Readonly<Partial<Timeouts>> = Object.freeze({});
+const NO_OVERRIDES: Readonly<Partial<Timeouts>> = Object.freeze({});
 
 export function timeoutOverrides(headers: IncomingHttpHeaders): Readonly<Partial<Timeouts>> {
   let out: Partial<Timeouts> | undefined;

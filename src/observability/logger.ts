@@ -10,7 +10,7 @@ export const SERVICE = 'akash-llm-gateway';
  * Everything that could hold a secret. Serializers below never emit headers, but redaction is the safety
  * net for anything a developer logs by accident.
  */
-export const REDACT_PATHS = [
+const REDACT_PATHS = [
   'req.headers.authorization',
   'req.headers["x-api-key"]',
   'headers.authorization',

@@ -1,5 +1,5 @@
 /**
- * Every row of the outcome table in ARCHITECTURE.md, against real upstream servers, JSON and streaming.
+ * Every row of the outcome table (the README's "What happens when an upstream fails"), against real upstream servers, JSON and streaming.
  */
 import { describe, expect, it, vi } from 'vitest';
 import { refusedUrl, streamEvents, type Behavior, type FakeUpstream } from '../helpers/fake-upstream.js';

@@ -159,7 +159,7 @@ describe('endpoints', () => {
   });
 });
 
-describe('environment variables of CONFIG.md', () => {
+describe('environment variables of the configuration table', () => {
   it.each<[string, string, (c: GatewayConfig) => unknown, unknown]>([
     ['PORT', '8080', (c) => c.server.port, 8080],
     ['HOST', '127.0.0.1', (c) => c.server.host, '127.0.0.1'],

@@ -12,7 +12,7 @@ const AKASH_MAX_BODY_SIZE = 104_857_600;
 const AKASH_MAX_HTTP_TIMEOUT_MS = 60_000;
 const MIB = 1024 * 1024;
 
-/** The environment contract (CONFIG.md); deployment files may only use these names. */
+/** The environment variables the gateway reads; deployment files may only use these names. */
 const CONFIG_ENV_NAMES = new Set([
   'PORT',
   'HOST',

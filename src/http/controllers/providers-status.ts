@@ -4,7 +4,7 @@ import type { Endpoint, EndpointRegistry } from '../../services/endpoints/regist
 export type EndpointState = 'healthy' | 'ejected' | 'half-open' | 'cooling-down' | 'draining';
 
 /** One endpoint as an operator sees it: never its key, nor credentials in its URL. */
-export function describeEndpoint(ep: Endpoint, now: number) {
+function describeEndpoint(ep: Endpoint, now: number) {
   const h = ep.health;
   const state: EndpointState = ep.config.weight > 0 ? h.state(now) : 'draining';
   return {

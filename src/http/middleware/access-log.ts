@@ -72,7 +72,7 @@ const SECRET_PARAM = /key|token|secret|auth|pass|sig|credential|session/i;
  * The URL as it may be logged: values of credential-like query parameters (a key sent as `?api_key=`)
  * redacted, and no longer than MAX_LOGGED_URL_CHARS. A plain path (nearly every request) is as it came.
  */
-export function loggedUrl(url: string): string {
+function loggedUrl(url: string): string {
   const query = url.indexOf('?');
   if (query < 0 && url.length <= MAX_LOGGED_URL_CHARS) return url;
   let out = url;

@@ -5,7 +5,6 @@ import {
   InternalError,
   InvalidRequestError,
   NotFoundError,
-  PayloadTooLargeError,
   toOpenAIErrorBody,
 } from '../../errors/gateway-error.js';
 import type { Logger } from '../../observability/logger.js';
@@ -49,33 +48,18 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
   };
 }
 
+/** An http-errors style error (the router's, for a malformed path parameter). */
 interface HttpErrorLike {
-  type?: string;
   status?: number;
   statusCode?: number;
-  limit?: number;
   expose?: boolean;
   message?: string;
 }
 
-/** Maps body-parser and other http-errors style errors to our hierarchy. */
-export function toGatewayError(err: unknown): GatewayError {
+/** Our errors as they are; an http-errors style 4xx as a request error; anything else is internal. */
+function toGatewayError(err: unknown): GatewayError {
   if (err instanceof GatewayError) return err;
   const e = (err ?? {}) as HttpErrorLike;
-  switch (e.type) {
-    case 'entity.too.large':
-      return new PayloadTooLargeError(e.limit);
-    case 'entity.parse.failed':
-      return new InvalidRequestError('Request body is not valid JSON.', { code: 'invalid_json' });
-    case 'encoding.unsupported':
-    case 'charset.unsupported':
-      return new InvalidRequestError(e.message ?? 'Unsupported content encoding.', {
-        status: 415,
-        code: 'unsupported_encoding',
-      });
-    case 'request.aborted':
-      return new InvalidRequestError('The request body was not fully received.', { code: 'request_aborted' });
-  }
   const status = e.status ?? e.statusCode;
   if (typeof status === 'number' && status >= 400 && status < 500 && e.expose !== false) {
     return new InvalidRequestError(e.message ?? 'Bad request.', { status });

@@ -16,8 +16,6 @@ import { PoolRunner } from './pool-runner.js';
 import { RequestRun } from './request-run.js';
 import { TtfbStats } from './ttfb-stats.js';
 
-export type { CompletionRequest, RequestTrace };
-
 export interface CompletionServiceDeps {
   config: ConfigSource;
   registry: EndpointRegistry;
@@ -147,11 +145,6 @@ export class CompletionService {
     if (header) return `h:${header}`;
     const user = req.json.user;
     return affinity.userField && typeof user === 'string' && user !== '' ? `u:${user}` : undefined;
-  }
-
-  /** Where a session is placed now. */
-  placementOf(sessionKey: string): string | undefined {
-    return this.picker.placementOf(sessionKey);
   }
 
   /**

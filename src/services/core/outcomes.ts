@@ -7,7 +7,7 @@ export type FailureKind =
 
 /**
  * An attempt that failed before anything reached the client. The retry policy turns it into a
- * decision (the outcome table of ARCHITECTURE.md), the exhausted pool into the client's error.
+ * decision (the README's outcome table), the exhausted pool into the client's error.
  */
 export type AttemptFailure =
   | { kind: 'connect'; code: string; message: string }

@@ -166,7 +166,7 @@ export class Discovery {
 
 class DiscoveryError extends Error {}
 
-export function parseModelIds(text: string): string[] {
+function parseModelIds(text: string): string[] {
   let json: unknown;
   try {
     json = JSON.parse(text);

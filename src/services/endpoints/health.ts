@@ -18,7 +18,7 @@ export interface LastError {
 
 const EWMA_ALPHA = 0.3;
 /** Outcomes remembered for the error ratio. */
-export const OUTCOME_WINDOW = 20;
+const OUTCOME_WINDOW = 20;
 
 export class EndpointHealth {
   inFlight = 0;

@@ -7,11 +7,9 @@
 import { DEFAULT_FORWARDED_HEADERS, NEVER_FORWARDED } from '../../config/forwarded-headers.js';
 
 /** Client headers forwarded at most, and the longest value and the most bytes forwarded. */
-export const MAX_FORWARDED_HEADERS = 32;
-export const MAX_FORWARDED_VALUE_BYTES = 4 * 1024;
-export const MAX_FORWARDED_BYTES = 16 * 1024;
-
-export { DEFAULT_FORWARDED_HEADERS, NEVER_FORWARDED };
+const MAX_FORWARDED_HEADERS = 32;
+const MAX_FORWARDED_VALUE_BYTES = 4 * 1024;
+const MAX_FORWARDED_BYTES = 16 * 1024;
 
 export type HeaderMap = Readonly<Record<string, string | string[] | undefined>>;
 

@@ -23,7 +23,7 @@ export async function readBody(
   return Buffer.concat(parts).toString('utf8');
 }
 
-export class BodyTooLargeError extends Error {
+class BodyTooLargeError extends Error {
   constructor(maxBytes: number) {
     super(`response body larger than ${maxBytes} bytes`);
     this.name = 'BodyTooLargeError';

@@ -1,7 +1,7 @@
 import type { AttemptFailure } from '../core/outcomes.js';
 
 /**
- * What to do after one failed attempt: the outcome table of ARCHITECTURE.md in one place.
+ * What to do after one failed attempt: the outcome table ("What happens when an upstream fails" in the README) in one place.
  *
  * Before the first byte reaches the client every failure of an endpoint moves on to the next candidate;
  * only a request the upstream itself rejects as bad (400, 413, 422, other 4xx) goes back to the client,
@@ -18,7 +18,7 @@ export type Decision =
   /** Give the upstream's answer to the client as it is. */
   | { action: 'return' };
 
-export const RETRYABLE_STATUSES: ReadonlySet<number> = new Set([408, 500, 502, 503, 504]);
+const RETRYABLE_STATUSES: ReadonlySet<number> = new Set([408, 500, 502, 503, 504]);
 
 export function decide(failure: AttemptFailure): Decision {
   switch (failure.kind) {

@@ -68,10 +68,6 @@ export class EndpointPicker {
     return this.affinity.choose(sessionKey, tier, loadFactor)?.ep;
   }
 
-  placementOf(sessionKey: string): string | undefined {
-    return this.affinity.placementOf(sessionKey);
-  }
-
   /** Milliseconds until some not-excluded, non-drained endpoint of the model may take a request. */
   msUntilRecovery(model: string, excluded: readonly string[]): number | undefined {
     const now = this.deps.now();

@@ -111,7 +111,7 @@ export class SessionAffinity {
 }
 
 /** FNV-1a, 32 bits, with murmur3's finaliser so that keys differing in one character spread evenly. */
-export function fnv1a(text: string): number {
+function fnv1a(text: string): number {
   let hash = 0x811c9dc5;
   for (let i = 0; i < text.length; i++) {
     hash ^= text.charCodeAt(i);

@@ -22,7 +22,7 @@ interface Completion {
 }
 
 /** chat.completion -> chat.completion.chunk: each choice's message becomes its delta. */
-export function asChunk(json: unknown): unknown {
+function asChunk(json: unknown): unknown {
   const c = json as Completion | null;
   if (!c || c.object !== 'chat.completion' || !Array.isArray(c.choices)) return json;
   return {

@@ -21,7 +21,7 @@ export const MAX_HELD_BYTES = 1024 * 1024;
  * The index just after the last complete event in `buf[0, limit)`, or 0 when there is none. `buf` starts
  * at an event boundary.
  */
-export function lastEventEnd(buf: Buffer, limit = buf.length): number {
+function lastEventEnd(buf: Buffer, limit = buf.length): number {
   // Nearly every chunk ends with "\n\n": no search.
   if (limit === buf.length && limit >= 2 && buf[limit - 1] === LF && buf[limit - 2] === LF) return limit;
   for (let lf = limit > 0 ? buf.lastIndexOf(LF, limit - 1) : -1; lf >= 0;) {
