@@ -99,7 +99,6 @@ function methodNotAllowed(allow: string): RequestHandler {
     res.setHeader('allow', allow);
     next(
       new InvalidRequestError(`Method ${req.method} is not allowed here; use ${allow}.`, {
-        status: 405,
         code: 'method_not_allowed',
       }),
     );

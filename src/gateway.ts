@@ -248,8 +248,6 @@ export class Gateway {
  */
 async function endOpenStreams(responses: ServerResponse[]): Promise<void> {
   const error = new GatewayError('The gateway is shutting down; the answer is incomplete. Please retry.', {
-    status: 503,
-    type: 'server_error',
     code: 'server_shutting_down',
   });
   const event = sseError(error);

@@ -1,23 +1,18 @@
+import { ERROR_CODES, type ErrorCode, type ErrorType } from './codes.js';
+
+export type { ErrorCode, ErrorType };
+
 /**
  * One error hierarchy for the whole gateway. Every error that reaches a client is a GatewayError (or is
  * mapped to one by the error handler) and is serialised in OpenAI's wire format:
  * `{"error":{"message","type","param","code"}}`. `message` is shown to end users by AkashChat, so it is
- * written for humans and never carries secrets.
+ * written for humans and never carries secrets. Codes come from the catalogue of `codes.ts`, which also
+ * gives each its status and type unless the error says otherwise.
  */
-export type ErrorType =
-  | 'invalid_request_error'
-  | 'authentication_error'
-  | 'permission_error'
-  | 'not_found_error'
-  | 'rate_limit_error'
-  | 'upstream_error'
-  | 'timeout_error'
-  | 'server_error';
-
 export interface GatewayErrorOptions {
-  status: number;
-  type: ErrorType;
-  code: string;
+  code: ErrorCode;
+  status?: number;
+  type?: ErrorType;
   param?: string | null;
   /** Whether trying again (on another endpoint or later) may succeed. */
   retryable?: boolean;
@@ -34,12 +29,13 @@ export class GatewayError extends Error {
   readonly retryable: boolean;
   readonly retryAfterSeconds: number | undefined;
 
-  constructor(message: string, options: GatewayErrorOptions) {
+  constructor(message: string, options: GatewayErrorOptions, wireCode?: string) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    const entry = ERROR_CODES[options.code];
     this.name = new.target.name;
-    this.status = options.status;
-    this.type = options.type;
-    this.code = options.code;
+    this.status = options.status ?? entry.status;
+    this.type = options.type ?? entry.type;
+    this.code = wireCode ?? options.code;
     this.param = options.param ?? null;
     this.retryable = options.retryable ?? false;
     this.retryAfterSeconds = options.retryAfterSeconds;
@@ -47,30 +43,28 @@ export class GatewayError extends Error {
 }
 
 export class InvalidRequestError extends GatewayError {
-  constructor(message: string, options: { code?: string; param?: string; status?: number } = {}) {
+  /** `status` only for a 4xx of another library's (the catalogue gives each code its own). */
+  constructor(message: string, options: { code?: ErrorCode; param?: string; status?: number } = {}) {
     super(message, {
-      status: options.status ?? 400,
-      type: 'invalid_request_error',
       code: options.code ?? 'invalid_request',
       param: options.param ?? null,
+      status: options.status,
     });
   }
 }
 
 export class AuthenticationError extends GatewayError {
-  constructor(message: string, code = 'invalid_api_key') {
-    super(message, { status: 401, type: 'authentication_error', code });
+  constructor(
+    message: string,
+    code: 'invalid_api_key' | 'missing_api_key' | 'invalid_authorization_header' = 'invalid_api_key',
+  ) {
+    super(message, { code });
   }
 }
 
 export class NotFoundError extends GatewayError {
-  constructor(message: string, options: { code: string; param?: string }) {
-    super(message, {
-      status: 404,
-      type: 'not_found_error',
-      code: options.code,
-      param: options.param ?? null,
-    });
+  constructor(message: string, options: { code: 'route_not_found' | 'model_not_found'; param?: string }) {
+    super(message, { code: options.code, param: options.param ?? null });
   }
 }
 
@@ -86,37 +80,26 @@ export class ModelNotFoundError extends NotFoundError {
 export class PayloadTooLargeError extends GatewayError {
   constructor(limitBytes: number | undefined) {
     const limit = limitBytes === undefined ? 'the configured limit' : `${formatBytes(limitBytes)}`;
-    super(`Request body is too large: the gateway accepts at most ${limit}.`, {
-      status: 413,
-      type: 'invalid_request_error',
-      code: 'request_too_large',
-    });
+    super(`Request body is too large: the gateway accepts at most ${limit}.`, { code: 'request_too_large' });
   }
 }
 
 /** No endpoint could take the request right now (all down, ejected, cooling down or rate limited). */
 export class NoEndpointAvailableError extends GatewayError {
   constructor(message: string, retryAfterSeconds: number, cause?: unknown) {
-    super(message, {
-      status: 503,
-      type: 'server_error',
-      code: 'no_endpoint_available',
-      retryable: true,
-      retryAfterSeconds,
-      cause,
-    });
+    super(message, { code: 'no_endpoint_available', retryable: true, retryAfterSeconds, cause });
   }
 }
 
 /** Upstreams answered, but badly (5xx, misconfigured key): a gateway-side problem the client cannot fix. */
 export class BadGatewayError extends GatewayError {
-  constructor(message: string, code = 'upstream_error', cause?: unknown) {
+  constructor(message: string, code: ErrorCode = 'upstream_error', cause?: unknown) {
     super(message, { status: 502, type: 'upstream_error', code, retryable: true, cause });
   }
 }
 
 export class GatewayTimeoutError extends GatewayError {
-  constructor(message: string, code = 'request_timeout', cause?: unknown) {
+  constructor(message: string, code: ErrorCode = 'request_timeout', cause?: unknown) {
     super(message, { status: 504, type: 'timeout_error', code, retryable: true, cause });
   }
 }
@@ -131,12 +114,17 @@ export class UpstreamRequestError extends GatewayError {
     message: string,
     options: { type?: string; code?: string | null; param?: string | null } = {},
   ) {
-    super(message, {
-      status,
-      type: (options.type as ErrorType | undefined) ?? 'invalid_request_error',
-      code: options.code ?? 'upstream_rejected_request',
-      param: options.param ?? null,
-    });
+    // The upstream's own code goes on to the client when it sent one.
+    super(
+      message,
+      {
+        status,
+        type: (options.type as ErrorType | undefined) ?? 'invalid_request_error',
+        code: 'upstream_rejected_request',
+        param: options.param ?? null,
+      },
+      options.code ?? undefined,
+    );
   }
 }
 
@@ -145,11 +133,7 @@ export class InvalidConfigReloadError extends GatewayError {
   constructor(readonly problems: readonly string[]) {
     super(
       `The new configuration was rejected; the old one stays in force. Problems: ${problems.join('; ')}`,
-      {
-        status: 422,
-        type: 'invalid_request_error',
-        code: 'invalid_configuration',
-      },
+      { code: 'invalid_configuration' },
     );
   }
 }
@@ -157,8 +141,6 @@ export class InvalidConfigReloadError extends GatewayError {
 export class ReloadUnavailableError extends GatewayError {
   constructor() {
     super('This gateway was started without a configuration source to reload from.', {
-      status: 409,
-      type: 'invalid_request_error',
       code: 'reload_unavailable',
     });
   }
@@ -166,12 +148,7 @@ export class ReloadUnavailableError extends GatewayError {
 
 export class InternalError extends GatewayError {
   constructor(cause?: unknown) {
-    super('The gateway hit an internal error. Please try again.', {
-      status: 500,
-      type: 'server_error',
-      code: 'internal_error',
-      cause,
-    });
+    super('The gateway hit an internal error. Please try again.', { code: 'internal_error', cause });
   }
 }
 

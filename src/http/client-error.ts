@@ -1,5 +1,6 @@
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
+import { ERROR_CODES, type ErrorCode } from '../errors/codes.js';
 
 /**
  * Answers for requests Node's HTTP parser rejects before the application sees them (a malformed
@@ -13,8 +14,9 @@ export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex, bo
     socket.destroy();
     return;
   }
-  const [status, code, message] = describe(err, bodyTimeoutMs);
-  const body = JSON.stringify({ error: { message, type: 'invalid_request_error', param: null, code } });
+  const [code, message] = describe(err, bodyTimeoutMs);
+  const { status, type } = ERROR_CODES[code];
+  const body = JSON.stringify({ error: { message, type, param: null, code } });
   socket.end(
     `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\n` +
       `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
@@ -23,19 +25,18 @@ export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex, bo
   socket.once('finish', () => socket.destroy());
 }
 
-function describe(err: NodeJS.ErrnoException, bodyTimeoutMs: number): [number, string, string] {
+function describe(err: NodeJS.ErrnoException, bodyTimeoutMs: number): [ErrorCode, string] {
   switch (err.code) {
     case 'HPE_HEADER_OVERFLOW':
-      return [431, 'request_headers_too_large', 'The request headers are too large (16 KiB at most).'];
+      return ['request_headers_too_large', 'The request headers are too large (16 KiB at most).'];
     case 'HPE_CHUNK_EXTENSIONS_OVERFLOW':
-      return [413, 'request_too_large', 'The request has chunk extensions that are too large.'];
+      return ['request_too_large', 'The request has chunk extensions that are too large.'];
     case 'ERR_HTTP_REQUEST_TIMEOUT':
       return [
-        408,
         'request_timeout',
         `The request was not received in full within ${Math.round(bodyTimeoutMs / 1000)} s.`,
       ];
     default:
-      return [400, 'malformed_request', 'The request is not valid HTTP/1.1.'];
+      return ['malformed_request', 'The request is not valid HTTP/1.1.'];
   }
 }

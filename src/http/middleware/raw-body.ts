@@ -28,7 +28,7 @@ export function rawBody(limitBytes: () => number): RequestHandler {
       next(
         new InvalidRequestError(
           `Unsupported content-encoding "${String(req.headers['content-encoding'])}": send the body as identity, gzip, deflate or br.`,
-          { status: 415, code: 'unsupported_encoding' },
+          { code: 'unsupported_encoding' },
         ),
       );
       return;

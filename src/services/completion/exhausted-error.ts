@@ -5,6 +5,7 @@ import {
   NoEndpointAvailableError,
   type GatewayError,
 } from '../../errors/gateway-error.js';
+import type { ErrorCode } from '../../errors/codes.js';
 import type { AttemptFailure } from '../core/outcomes.js';
 
 export interface FailedAttempt {
@@ -60,7 +61,7 @@ function isBadAnswer(failure: AttemptFailure): boolean {
   return failure.kind === 'http' && failure.status !== 404 && !UNAVAILABLE_STATUSES.has(failure.status);
 }
 
-function badAnswerCode(failure: AttemptFailure): string {
+function badAnswerCode(failure: AttemptFailure): ErrorCode {
   if (failure.kind === 'bad-response') return 'upstream_invalid_response';
   if (failure.kind !== 'http') return 'upstream_error';
   if (failure.status === 401 || failure.status === 403) return 'upstream_auth_error';

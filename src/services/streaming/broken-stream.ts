@@ -1,26 +1,28 @@
 import { BadGatewayError, GatewayTimeoutError } from '../../errors/gateway-error.js';
 import type { AttemptTimeoutReason, TimeoutPhase } from '../core/abort-reasons.js';
+import type { ErrorCode } from '../../errors/codes.js';
 import type { AttemptResult } from '../core/outcomes.js';
 
-const AFTER_COMMIT_TIMEOUTS: Record<TimeoutPhase, { code: string; message: (seconds: number) => string }> = {
-  idle: {
-    code: 'upstream_idle_timeout',
-    message: (s) => `The model server stopped sending data for ${s} s; the answer is incomplete.`,
-  },
-  throughput: {
-    code: 'upstream_too_slow',
-    message: (s) =>
-      `The model server fell below the minimum throughput over ${s} s; the answer is incomplete.`,
-  },
-  'attempt-total': {
-    code: 'request_timeout',
-    message: () => 'The answer took longer than the endpoint timeout allows; the answer is incomplete.',
-  },
-  'first-byte': {
-    code: 'first_byte_timeout',
-    message: (s) => `The model server did not answer within ${s} s.`,
-  },
-};
+const AFTER_COMMIT_TIMEOUTS: Record<TimeoutPhase, { code: ErrorCode; message: (seconds: number) => string }> =
+  {
+    idle: {
+      code: 'upstream_idle_timeout',
+      message: (s) => `The model server stopped sending data for ${s} s; the answer is incomplete.`,
+    },
+    throughput: {
+      code: 'upstream_too_slow',
+      message: (s) =>
+        `The model server fell below the minimum throughput over ${s} s; the answer is incomplete.`,
+    },
+    'attempt-total': {
+      code: 'request_timeout',
+      message: () => 'The answer took longer than the endpoint timeout allows; the answer is incomplete.',
+    },
+    'first-byte': {
+      code: 'first_byte_timeout',
+      message: (s) => `The model server did not answer within ${s} s.`,
+    },
+  };
 
 /** A timeout after commit: the client's stream must end with this error. */
 export function brokenByTimeout(reason: AttemptTimeoutReason): AttemptResult {
