@@ -41,7 +41,7 @@ export function createApp(deps: AppDeps): express.Express {
   app.set('trust proxy', true);
 
   app.use(accessLog(deps.logger));
-  app.use(cors(() => config.current.server.corsOrigins));
+  app.use(cors(() => config.current.server.cors.origins));
 
   const clientAuth = bearerAuth(() => config.current.auth.apiKeys);
   const auth: RequestHandler = (req, res, next) =>
@@ -51,7 +51,7 @@ export function createApp(deps: AppDeps): express.Express {
   app.post(
     '/v1/chat/completions',
     auth,
-    rawBody(() => config.current.server.bodyLimitBytes),
+    rawBody(() => config.current.server.bodyLimit),
     chatCompletions(deps.completions, () => config.current.routing.forwardHeaders),
   );
 

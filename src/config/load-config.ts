@@ -4,8 +4,8 @@ import { createRequire } from 'node:module';
 import dotenv from 'dotenv';
 import type { parse as ParseYaml } from 'yaml';
 import { ConfigError, describeFileError, describeIssue } from './config-problems.js';
-import { configSchema, type ParsedConfig } from './schema.js';
-import type { EndpointConfig, GatewayConfig } from './types.js';
+import { configSchema } from './schema.js';
+import type { GatewayConfig } from './types.js';
 
 /**
  * The YAML parser is loaded only when a CONFIG_FILE is read: a gateway configured from the
@@ -172,9 +172,9 @@ export function loadConfig(options: LoadConfigOptions): GatewayConfig {
     problems.push(...result.error.issues.map((issue) => describeIssue(issue, raw, fromEnv)));
     throw new ConfigError(problems);
   }
-  const config = finish(result.data, file, problems, fileFailed || endpointsFailed);
+  if (result.data.endpoints.length === 0 && !fileFailed && !endpointsFailed) problems.push(NO_ENDPOINTS);
   if (problems.length > 0) throw new ConfigError(problems);
-  return deepFreeze(config);
+  return deepFreeze({ ...result.data, configFile: file });
 }
 
 /**
@@ -188,80 +188,6 @@ export function loadConfigFromProcess(layers: { defaults?: Env; overrides?: Env 
 
 function definedOnly(env: Env): Env {
   return Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v.trim() !== ''));
-}
-
-function finish(
-  parsed: ParsedConfig,
-  configFile: string | undefined,
-  problems: string[],
-  endpointSourceFailed: boolean,
-): GatewayConfig {
-  const globalTimeouts = parsed.routing.timeouts;
-  const usedNames = new Set<string>();
-  const explicitNames = new Map<string, number>();
-  parsed.endpoints.forEach((ep, i) => {
-    if (ep.name === undefined) return;
-    const first = explicitNames.get(ep.name);
-    if (first !== undefined)
-      problems.push(`endpoints[${i}].name: '${ep.name}' is already used by endpoints[${first}]`);
-    else explicitNames.set(ep.name, i);
-    usedNames.add(ep.name);
-  });
-
-  const endpoints: EndpointConfig[] = parsed.endpoints.map((ep) => ({
-    name: ep.name ?? uniqueName(new URL(ep.url).host, usedNames),
-    url: ep.url,
-    apiKey: nonBlank(ep.apiKey),
-    priority: ep.priority,
-    weight: ep.weight,
-    models: ep.models ? [...new Set(ep.models)] : undefined,
-    maxConcurrent: ep.maxConcurrent,
-    timeouts: { ...globalTimeouts, ...stripUndefined(ep.timeouts ?? {}) },
-  }));
-
-  if (endpoints.length === 0 && !endpointSourceFailed) {
-    problems.push(
-      'ENDPOINTS: no upstream endpoint is configured. Set ENDPOINTS (a one-line JSON array) or CONFIG_FILE, ' +
-        'or run `npm run demo` to try the gateway with local demo upstreams',
-    );
-  }
-
-  const apiKeys = [...new Set(parsed.auth.apiKeys.map((k) => k.trim()).filter((k) => k !== ''))];
-
-  for (const [alias, targets] of Object.entries(parsed.aliases)) {
-    if (targets.includes(alias)) problems.push(`aliases.${alias}: an alias must not list itself`);
-  }
-
-  return {
-    configFile,
-    server: {
-      port: parsed.server.port,
-      host: parsed.server.host,
-      bodyLimitBytes: parsed.server.bodyLimit,
-      corsOrigins: parsed.server.cors.origins,
-      shutdownGraceMs: parsed.server.shutdownGraceMs,
-      workers: parsed.server.workers,
-      heartbeatIntervalMs: parsed.server.heartbeatIntervalMs,
-      clientBodyTimeoutMs: parsed.server.clientBodyTimeoutMs,
-    },
-    auth: { apiKeys, adminKey: nonBlank(parsed.auth.adminKey), disabled: parsed.auth.disabled },
-    logging: parsed.logging,
-    models: parsed.models,
-    endpoints,
-    routing: {
-      strategy: parsed.routing.strategy,
-      maxAttempts: parsed.routing.maxAttempts,
-      timeouts: globalTimeouts,
-      affinity: parsed.routing.affinity,
-      hedge: parsed.routing.hedge,
-      continuation: parsed.routing.continuation,
-      forwardHeaders: parsed.routing.forwardHeaders,
-      continuationMaxBytes: parsed.routing.continuationMaxBytes,
-      continuationBudgetBytes: parsed.routing.continuationBudgetBytes,
-    },
-    aliases: parsed.aliases,
-    health: parsed.health,
-  };
 }
 
 /** Replaces `${VAR}` and `${VAR:-default}` in every string of the parsed file. */
@@ -295,21 +221,10 @@ function setPath(target: Record<string, unknown>, keyPath: readonly string[], va
   });
 }
 
-function uniqueName(base: string, used: Set<string>): string {
-  let name = base;
-  for (let i = 2; used.has(name); i++) name = `${base}-${i}`;
-  used.add(name);
-  return name;
-}
-
 function nonBlank(v: string | undefined): string | undefined {
   if (v === undefined) return undefined;
   const t = v.trim();
   return t === '' ? undefined : t;
-}
-
-function stripUndefined<T extends object>(o: T): Partial<T> {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
 function deepFreeze<T>(o: T): T {
@@ -319,6 +234,10 @@ function deepFreeze<T>(o: T): T {
   }
   return o;
 }
+
+const NO_ENDPOINTS =
+  'ENDPOINTS: no upstream endpoint is configured. Set ENDPOINTS (a one-line JSON array) or CONFIG_FILE, ' +
+  'or run `npm run demo` to try the gateway with local demo upstreams';
 
 const MISSING_API_KEY =
   'API_KEY: no client API key is set. Set API_KEY (comma-separated for several keys) or, only for a ' +

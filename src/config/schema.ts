@@ -5,8 +5,16 @@ import { NEVER_FORWARDED } from './forwarded-headers.js';
 /**
  * The one configuration schema. The config file (YAML or JSON) has exactly this structure; environment
  * variables are mapped onto it by the loader before validation, so both forms are checked by the same
- * rules and reported the same way.
+ * rules and reported the same way. Its output is the gateway's configuration (`types.ts` only names
+ * parts of it): adding a setting takes one line here and, for an environment variable, one in the
+ * loader's map. Checks across fields (endpoint names, aliases) are the final transform's.
  */
+
+/** A string with something in it, trimmed; a blank one counts as not set. */
+function nonBlank(v: string | undefined): string | undefined {
+  const t = v?.trim();
+  return t === undefined || t === '' ? undefined : t;
+}
 
 export const ROUTING_STRATEGIES = ['weighted', 'least-outstanding'] as const;
 export type RoutingStrategy = (typeof ROUTING_STRATEGIES)[number];
@@ -145,7 +153,7 @@ const forwardedHeader = z
 
 const endpointSchema = z.strictObject({
   url: endpointUrl,
-  apiKey: z.string().optional(),
+  apiKey: z.string().optional().transform(nonBlank),
   name: z
     .string()
     .trim()
@@ -163,12 +171,13 @@ const endpointSchema = z.strictObject({
   models: z
     .array(z.string().trim().min(1))
     .min(1, 'models must list at least one model when given')
-    .optional(),
+    .optional()
+    .transform((models) => (models ? [...new Set(models)] : undefined)),
   maxConcurrent: numeric(z.number().int().positive()).optional(),
   timeouts: endpointTimeoutsSchema.optional(),
 });
 
-export const configSchema = z.strictObject({
+const configShape = z.strictObject({
   server: z
     .strictObject({
       port: numeric(
@@ -198,8 +207,11 @@ export const configSchema = z.strictObject({
     .prefault({}),
   auth: z
     .strictObject({
-      apiKeys: z.array(z.string()).default([]),
-      adminKey: z.string().optional(),
+      apiKeys: z
+        .array(z.string())
+        .default([])
+        .transform((keys) => [...new Set(keys.map((k) => k.trim()).filter((k) => k !== ''))]),
+      adminKey: z.string().optional().transform(nonBlank),
       disabled: booleanLike.default(false),
     })
     .prefault({}),
@@ -287,6 +299,59 @@ export const configSchema = z.strictObject({
     })
     .prefault({}),
 });
+
+type Shape = z.output<typeof configShape>;
+
+/**
+ * Across fields: every endpoint gets a unique name (its own, else its host) and its effective timeouts
+ * (its own over the global ones); an explicit name is used once; an alias does not list itself.
+ */
+export const configSchema = configShape.transform((config, ctx) => {
+  const used = new Set<string>();
+  const firstIndex = new Map<string, number>();
+  config.endpoints.forEach((ep, i) => {
+    if (ep.name === undefined) return;
+    const first = firstIndex.get(ep.name);
+    if (first !== undefined)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['endpoints', i, 'name'],
+        message: `'${ep.name}' is already used by endpoints[${first}]`,
+      });
+    else firstIndex.set(ep.name, i);
+    used.add(ep.name);
+  });
+  for (const [alias, targets] of Object.entries(config.aliases)) {
+    if (targets.includes(alias))
+      ctx.addIssue({ code: 'custom', path: ['aliases', alias], message: 'an alias must not list itself' });
+  }
+  const global = config.routing.timeouts;
+  const endpoints = config.endpoints.map((ep) => ({
+    // The optional settings present (as undefined when not set): every endpoint has one shape.
+    ...OPTIONAL_ENDPOINT_SETTINGS,
+    ...ep,
+    name: ep.name ?? uniqueName(new URL(ep.url).host, used),
+    timeouts: { ...global, ...definedOnly(ep.timeouts ?? {}) },
+  }));
+  return { ...config, endpoints } satisfies Shape;
+});
+
+const OPTIONAL_ENDPOINT_SETTINGS: Readonly<Record<string, undefined>> = {
+  apiKey: undefined,
+  models: undefined,
+  maxConcurrent: undefined,
+};
+
+function uniqueName(base: string, used: Set<string>): string {
+  let name = base;
+  for (let i = 2; used.has(name); i++) name = `${base}-${i}`;
+  used.add(name);
+  return name;
+}
+
+function definedOnly<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
 
 export type RawConfig = z.input<typeof configSchema>;
 export type ParsedConfig = z.output<typeof configSchema>;

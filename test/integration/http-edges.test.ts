@@ -372,7 +372,10 @@ describe('CORS', () => {
   it('with an allow-list of origins every answer says Vary: Origin, allowed origin or not', async () => {
     const { gw } = await setup();
     const current = gw.gateway.config.current;
-    gw.gateway.reload({ ...current, server: { ...current.server, corsOrigins: ['https://chat.example'] } });
+    gw.gateway.reload({
+      ...current,
+      server: { ...current.server, cors: { origins: ['https://chat.example'] } },
+    });
     const allowed = await send(gw, '/v1/models', { headers: { origin: 'https://chat.example' } });
     expect(allowed.headers['access-control-allow-origin']).toBe('https://chat.example');
     const other = await send(gw, '/v1/models', { headers: { origin: 'https://evil.example' } });

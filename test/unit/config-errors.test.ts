@@ -45,6 +45,18 @@ describe('configuration errors say what is wrong', () => {
     expect(found).not.toContain('sk-secret-in-url');
   });
 
+  it('checks across fields: an endpoint name used twice, an alias that lists itself', () => {
+    const found = problems(
+      {
+        ENDPOINTS: '[{"url":"http://a:1","name":"gpu"},{"url":"http://b:1","name":"gpu"}]',
+        CONFIG_FILE: 'g.yaml',
+      },
+      'aliases: { fast: [fast, other] }\n',
+    ).join('\n');
+    expect(found).toMatch(/ENDPOINTS: endpoints\[1\] \(gpu\)\.name: 'gpu' is already used by endpoints\[0\]/);
+    expect(found).toMatch(/aliases\.fast: an alias must not list itself/);
+  });
+
   it('does not echo the password of an endpoint URL that does not parse', () => {
     const found = problems({ ENDPOINTS: '[{"url":"https://user:sk-secret-pw@gpu.example:99999999"}]' }).join(
       '\n',

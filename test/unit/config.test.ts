@@ -36,11 +36,11 @@ describe('defaults', () => {
     expect(c.server).toMatchObject({
       port: 3000,
       host: '0.0.0.0',
-      bodyLimitBytes: 10 * 1024 * 1024,
+      bodyLimit: 10 * 1024 * 1024,
       shutdownGraceMs: 30_000,
-      corsOrigins: ['*'],
+      cors: { origins: ['*'] },
     });
-    expect(c.server.bodyLimitBytes).toBe(10485760);
+    expect(c.server.bodyLimit).toBe(10485760);
     expect(c.models).toMatchObject({ ownedBy: 'proxy', discoveryIntervalMs: 30_000 });
     expect(c.routing).toEqual({
       strategy: 'weighted',
@@ -163,8 +163,8 @@ describe('environment variables of the configuration table', () => {
   it.each<[string, string, (c: GatewayConfig) => unknown, unknown]>([
     ['PORT', '8080', (c) => c.server.port, 8080],
     ['HOST', '127.0.0.1', (c) => c.server.host, '127.0.0.1'],
-    ['BODY_LIMIT', '20mb', (c) => c.server.bodyLimitBytes, 20 * 1024 * 1024],
-    ['BODY_LIMIT', '512kb', (c) => c.server.bodyLimitBytes, 512 * 1024],
+    ['BODY_LIMIT', '20mb', (c) => c.server.bodyLimit, 20 * 1024 * 1024],
+    ['BODY_LIMIT', '512kb', (c) => c.server.bodyLimit, 512 * 1024],
     ['FILE_LOGGING', 'true', (c) => c.logging.file, true],
     ['LOG_FILE', '/var/log/gw.log', (c) => c.logging.filePath, '/var/log/gw.log'],
     ['LOG_LEVEL', 'debug', (c) => c.logging.level, 'debug'],
@@ -213,7 +213,7 @@ describe('CONFIG_FILE', () => {
       cwd: '/etc/gateway',
     });
     expect(seen).toEqual([path.resolve('/etc/gateway', 'gw.yaml')]);
-    expect(c.server).toMatchObject({ port: 4100, host: '127.0.0.1', bodyLimitBytes: 2 * 1024 * 1024 });
+    expect(c.server).toMatchObject({ port: 4100, host: '127.0.0.1', bodyLimit: 2 * 1024 * 1024 });
     expect(c.auth).toEqual({ apiKeys: ['sk-c'], adminKey: undefined, disabled: false });
     expect(c.logging.level).toBe('warn');
     expect(c.models.ownedBy).toBe('file-owner');
