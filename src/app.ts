@@ -52,7 +52,7 @@ export function createApp(deps: AppDeps): express.Express {
     '/v1/chat/completions',
     auth,
     rawBody(() => config.current.server.bodyLimit),
-    chatCompletions(deps.completions, () => config.current.routing.forwardHeaders),
+    chatCompletions(deps.completions, () => config.current.routing.forwardHeaders, deps.logger),
   );
 
   app.get('/health', liveness());

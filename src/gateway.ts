@@ -58,10 +58,11 @@ export class Gateway {
     const health = new HealthMonitor({
       ejection: options.config.health.ejection,
       now,
-      onChange: ({ endpoint, change, untilMs, reason }) =>
+      // Through the logger of the request that caused it, when one did: the line carries its id.
+      onChange: ({ endpoint, change, untilMs, reason, log = logger }) =>
         change === 'ejected'
-          ? logger.warn({ endpoint, ejectedForMs: untilMs, reason }, 'endpoint ejected')
-          : logger.info({ endpoint }, 'endpoint restored'),
+          ? log.warn({ endpoint, ejectedForMs: untilMs, reason }, 'endpoint ejected')
+          : log.info({ endpoint }, 'endpoint restored'),
     });
     this.registry = new EndpointRegistry(options.config.endpoints, health);
     this.discovery = new Discovery({

@@ -1,7 +1,9 @@
 import { tracingChannel } from 'node:diagnostics_channel';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import express from 'express';
-import { ACCESS_RECORD } from './middleware/access-log.js';
+import { pino } from 'pino';
+import { pinoHttp } from 'pino-http';
+import { TRACE } from './middleware/access-log.js';
 import { BODY_READ } from './middleware/raw-body.js';
 
 /**
@@ -39,6 +41,10 @@ export function shapeRequest(req: IncomingMessage, res: ServerResponse): void {
   const listenerCount = r._eventsCount;
   r._eventsCount = listenerCount;
   r[BODY_READ] = undefined;
+  // pino-http's request id and request-scoped logger.
+  r.id = undefined;
+  r.log = undefined;
+  r.allLogs = undefined;
   // The router's errors already reported to its tracing channel (on requests that end in an error).
   r[PUBLISHED_ERRORS] = undefined;
   for (const symbol of ROUTER_SYMBOLS) r[symbol] = undefined;
@@ -49,8 +55,24 @@ export function shapeRequest(req: IncomingMessage, res: ServerResponse): void {
   const { statusCode, statusMessage } = res;
   s.statusCode = statusCode;
   s.statusMessage = statusMessage;
-  s[ACCESS_RECORD] = undefined;
+  s[TRACE] = undefined;
+  // pino-http's response logger and its own (unexported) symbols: start time, request.
+  s.log = undefined;
+  s.allLogs = undefined;
+  for (const symbol of PINO_HTTP_SYMBOLS) s[symbol] = undefined;
 }
+
+/** pino-http's symbol-keyed response state, found by running it once on a stand-in request. */
+const PINO_HTTP_SYMBOLS: readonly symbol[] = (() => {
+  const handler = pinoHttp({
+    logger: pino({ enabled: false }),
+    autoLogging: false,
+    genReqId: () => 'stand-in',
+  });
+  const res = {};
+  handler({ headers: {} } as never, res as never, () => undefined);
+  return Object.getOwnPropertySymbols(res);
+})();
 
 const PUBLISHED_ERRORS = Symbol.for('router.tracing.publishedErrors');
 

@@ -188,6 +188,36 @@ describe('structured logs', () => {
     expect(logs).toContain('api_key=[redacted]&x=1');
   });
 
+  it('every line a request causes carries its request id: attempt failures, the ejection, the access line', async () => {
+    const fail = { type: 'status' as const, status: 500 };
+    const a = await bed.upstream('a', fail, fail, fail);
+    const b = await bed.upstream('b');
+    const gw = await bed.gateway({
+      endpoints: [
+        { url: a.url, name: 'a', priority: 1 },
+        { url: b.url, name: 'b', priority: 2 },
+      ],
+      env: { MAX_ATTEMPTS: '3' },
+      random: () => 0,
+    });
+    // Three failures in a row on a: the third request's failure ejects it.
+    for (const id of ['rid-1', 'rid-2']) await chat(gw.url, gw.auth, { headers: { 'x-request-id': id } });
+    const res = await chat(gw.url, gw.auth, { headers: { 'x-request-id': 'rid-3' } });
+    expect(res.status).toBe(200);
+    await nextTurn();
+    const lines = gw.logs.filter((l) => l.reqId === 'rid-3');
+    expect(lines.map((l) => l.msg)).toEqual(
+      expect.arrayContaining([
+        'attempt failed, trying next',
+        'endpoint ejected',
+        'POST /v1/chat/completions 200',
+      ]),
+    );
+    const access = accessLines(gw, 'rid-3');
+    expect(access).toHaveLength(1);
+    expect(access[0]).toMatchObject({ reqId: 'rid-3', endpoint: 'b', attempts: 2 });
+  });
+
   it('does not leak upstream keys when every upstream rejects the gateway credentials', async () => {
     const a = await bed.upstream('a');
     a.defaultBehavior = {

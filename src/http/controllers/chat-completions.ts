@@ -3,7 +3,8 @@ import { z } from 'zod';
 import { InvalidRequestError } from '../../errors/gateway-error.js';
 import type { CompletionService } from '../../services/completion/completion-service.js';
 import { forwardableHeaders } from '../../services/forwarder/forward-headers.js';
-import { requestIdOf, requestTrace } from '../middleware/access-log.js';
+import type { Logger } from '../../observability/logger.js';
+import { requestIdOf, requestLog, requestTrace } from '../middleware/access-log.js';
 import { timeoutOverrides } from '../request-options.js';
 
 /** Longer model ids are no model of any server; they would only fill logs and error messages. */
@@ -30,6 +31,7 @@ const UTF8_BOM = Buffer.from([0xef, 0xbb, 0xbf]);
 export function chatCompletions(
   service: CompletionService,
   forwardHeaders: () => readonly string[],
+  logger: Logger,
 ): RequestHandler {
   return async (req, res) => {
     const raw = rawBody(req);
@@ -70,7 +72,8 @@ export function chatCompletions(
         stream: stream === true,
         body: raw,
         json: body,
-        headers: forwardableHeaders(req.headers, requestIdOf(res), forwardHeaders()),
+        headers: forwardableHeaders(req.headers, requestIdOf(req), forwardHeaders()),
+        log: requestLog(req, logger),
         clientHeaders: req.headers,
         timeouts,
       },

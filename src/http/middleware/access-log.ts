@@ -1,67 +1,92 @@
 import { randomUUID } from 'node:crypto';
-import type { ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { RequestHandler } from 'express';
-import { accessLineWriter, type AccessLevel, type AccessLine } from '../../observability/access-line.js';
+import { pinoHttp, type Options } from 'pino-http';
 import type { Logger } from '../../observability/logger.js';
 import type { RequestTrace } from '../../services/core/request.js';
 
 const CLIENT_REQUEST_ID = /^[\w.:@/+=-]{1,128}$/;
 
-/** What the access line of one request needs, kept on its response (a class: one fixed shape). */
-class AccessRecord {
-  readonly trace: RequestTrace = {};
-  constructor(
-    readonly id: string,
-    readonly method: string,
-    /** The path the client asked for (express rewrites req.url inside routers). */
-    readonly url: string,
-    readonly startedAt: number,
-    readonly write: Writer,
-  ) {}
-}
+/** Where a response keeps what its access line carries (see request-shape.ts). */
+export const TRACE = Symbol('gateway.trace');
+type Traced = ServerResponse & { [TRACE]?: RequestTrace };
 
-interface Writer {
-  now: () => number;
-  line: (level: AccessLevel, line: AccessLine) => void;
-}
-
-/** Where a response keeps its access record (see request-shape.ts). */
-export const ACCESS_RECORD = Symbol('gateway.access');
-type Tracked = ServerResponse & { [ACCESS_RECORD]?: AccessRecord };
-
-/** Where controllers leave what the access line should carry. */
+/** Where controllers and services leave what the access line should carry. */
 export function requestTrace(res: ServerResponse): RequestTrace {
-  const record = (res as Tracked)[ACCESS_RECORD];
-  if (record) return record.trace;
   // Outside the access log (a bare app in a unit test): a trace nobody reads.
-  return {};
+  return (res as Traced)[TRACE] ?? {};
 }
 
 /** The request's id (the client's `x-request-id` when it is sane, else a new UUID). */
-export function requestIdOf(res: ServerResponse): string {
-  return (res as Tracked)[ACCESS_RECORD]?.id ?? '';
+export function requestIdOf(req: IncomingMessage): string {
+  return String((req as { id?: unknown }).id ?? '');
+}
+
+/** The request's own logger: every line carries its request id (`reqId`). */
+export function requestLog(req: IncomingMessage, fallback: Logger): Logger {
+  return (req as { log?: Logger }).log ?? fallback;
 }
 
 /**
- * Request id (echoed in `x-request-id`) and one JSON access line per request, written when the response
- * closes: method, path, status, response time in ms, and what the controllers and services put in the trace
- * (model, endpoint, attempts, time to first byte, error code). A response closed before its end is
- * logged as `client closed`. The listeners are shared functions and the request's state one object, so
- * a request costs no closures here.
+ * The access log, through pino-http: a request id (echoed in `x-request-id`), a request-scoped logger
+ * (`req.log`, its lines carry `reqId`), and one JSON line per request when its response closes: method,
+ * path, status, response time in ms, and what the controllers and services put in the trace (model,
+ * endpoint, attempts, time to first byte, error code). A response closed before its end is logged as
+ * `client closed`. Configured for speed: plain serializers of three fields (no header copies, no
+ * redaction pass: nothing secret is in them), no error objects (the error code says it), levels by
+ * route and status, health checks at debug.
  */
-export function accessLog(
-  logger: Logger,
-  now: () => number = performance.now.bind(performance),
-): RequestHandler {
-  const write: Writer = { now, line: accessLineWriter(logger) };
-  return (req, res, next) => {
-    const given = req.headers['x-request-id'];
-    const id = typeof given === 'string' && CLIENT_REQUEST_ID.test(given) ? given : randomUUID();
-    res.setHeader('x-request-id', id);
-    (res as Tracked)[ACCESS_RECORD] = new AccessRecord(id, req.method, loggedUrl(req.url), now(), write);
-    res.on('close', onClose);
-    next();
+export function accessLog(logger: Logger): RequestHandler {
+  const options: Options<IncomingMessage, ServerResponse> = {
+    logger,
+    quietReqLogger: true,
+    wrapSerializers: false,
+    serializers: {
+      req: (req: IncomingMessage & { id?: unknown; originalUrl?: string }) => ({
+        id: req.id,
+        method: req.method,
+        url: loggedUrl(req.originalUrl ?? req.url ?? ''),
+      }),
+      res: (res: ServerResponse) => ({ statusCode: res.statusCode }),
+    },
+    genReqId: (req, res) => {
+      const given = req.headers['x-request-id'];
+      const id = typeof given === 'string' && CLIENT_REQUEST_ID.test(given) ? given : randomUUID();
+      res.setHeader('x-request-id', id);
+      (res as Traced)[TRACE] = {};
+      return id;
+    },
+    customLogLevel: (req, res) => levelOf(req.url ?? '', res.statusCode, finish(res as Traced).errorCode),
+    customSuccessMessage: message,
+    customErrorMessage: (req, res) => message(req, res),
+    customSuccessObject: (_req, res, fields: Record<string, unknown>) => withTrace(res, fields),
+    customErrorObject: (_req, res, _err, fields: Record<string, unknown>) => {
+      // The error code says what failed; a stack for every 5xx would only fill the log.
+      delete fields.err;
+      return withTrace(res, fields);
+    },
   };
+  return pinoHttp(options) as unknown as RequestHandler;
+}
+
+/** The trace, its `client_closed` set when the response closed before its end. */
+function finish(res: Traced): RequestTrace {
+  const trace = res[TRACE] ?? {};
+  if (!res.writableEnded) trace.errorCode = 'client_closed';
+  return trace;
+}
+
+function withTrace(res: ServerResponse, fields: Record<string, unknown>): Record<string, unknown> {
+  const trace = (res as Traced)[TRACE];
+  // The response object lives on in the old generation after it is done; what it points to would be
+  // kept alive (and copied by every young collection) until the next full collection.
+  (res as Traced)[TRACE] = undefined;
+  return trace ? Object.assign(fields, trace) : fields;
+}
+
+function message(req: IncomingMessage & { originalUrl?: string }, res: ServerResponse): string {
+  const url = loggedUrl(req.originalUrl ?? req.url ?? '');
+  return `${req.method} ${url} ${res.writableEnded ? res.statusCode : 'client closed'}`;
 }
 
 const MAX_LOGGED_URL_CHARS = 512;
@@ -98,26 +123,7 @@ function decodeName(name: string): string {
   }
 }
 
-/** Controllers finish the summary before the response ends; the close comes after that. */
-function onClose(this: Tracked): void {
-  const record = this[ACCESS_RECORD]!;
-  // The response object lives on in the old generation after it is done; what it points to would be
-  // kept alive (and copied by every young collection) until the next full collection.
-  this[ACCESS_RECORD] = undefined;
-  const closedAt = record.write.now();
-  const ended = this.writableEnded;
-  const status = this.statusCode;
-  if (!ended) record.trace.errorCode = 'client_closed';
-  record.write.line(levelOf(record.url, status, record.trace.errorCode), {
-    id: record.id,
-    method: record.method,
-    url: record.url,
-    statusCode: status,
-    responseTimeMs: Math.round((closedAt - record.startedAt) * 100) / 100,
-    fields: record.trace,
-    msg: `${record.method} ${record.url} ${ended ? status : 'client closed'}`,
-  });
-}
+type AccessLevel = 'debug' | 'info' | 'warn' | 'error';
 
 function levelOf(url: string, status: number, errorCode: string | undefined): AccessLevel {
   if (url.startsWith('/health')) return 'debug';

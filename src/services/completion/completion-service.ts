@@ -93,7 +93,7 @@ export class CompletionService {
           if (run.committed || !poolExhausted(err)) throw err;
           lastError = err;
           if (i < chain.length - 1)
-            this.deps.logger.info(
+            req.log.info(
               { model, alias: req.model },
               'model pool exhausted; trying the next model of the alias',
             );

@@ -26,7 +26,8 @@ export interface ContinuerDeps {
 export async function continueStream(deps: ContinuerDeps, run: RequestRun): Promise<boolean> {
   const { req, res, trace } = run;
   const transcript = run.transcript!;
-  const { registry, logger, picker } = deps;
+  const { registry, picker } = deps;
+  const logger = req.log;
   const broken = trace.endpoint;
   for (let i = 0; i < MAX_CONTINUATIONS; i++) {
     const mode = transcript.continuation;
@@ -58,7 +59,7 @@ export async function continueStream(deps: ContinuerDeps, run: RequestRun): Prom
     const name = endpoint.config.name;
     run.noteTried(name);
     trace.attempts = (trace.attempts ?? 0) + 1;
-    const ticket = registry.health.begin(name);
+    const ticket = registry.health.begin(name, logger);
     // Set before the answer can end: the access line is written as soon as the response closes.
     trace.continuedOn = name;
     let result;

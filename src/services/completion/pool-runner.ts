@@ -165,7 +165,7 @@ export class PoolRunner {
     if (!rivalEndpoint) return [primary];
     const rival = this.launch(rivalEndpoint, run);
     run.onCommit = (winner) => (winner === primary.input ? rival : primary).attempt.cancel();
-    this.deps.logger.debug(
+    run.req.log.debug(
       { primary: primary.endpoint.config.name, rival: rivalEndpoint.config.name, delayMs },
       'no first byte within the hedge delay: racing a second endpoint',
     );
@@ -179,7 +179,7 @@ export class PoolRunner {
     trace.attempts = (trace.attempts ?? 0) + 1;
     trace.endpoint = name;
     run.noteTried(name);
-    const ticket = this.deps.registry.health.begin(name);
+    const ticket = this.deps.registry.health.begin(name, req.log);
     const input: AttemptInput = {
       endpoint: endpoint.config,
       timeouts: tighten(endpoint.config.timeouts, req.timeouts),
@@ -194,7 +194,8 @@ export class PoolRunner {
 
   /** Applies one attempt's result to health and the pool state. */
   private settle(l: Launched, result: AttemptResult, run: RequestRun): Settled {
-    const { registry, logger } = this.deps;
+    const { registry } = this.deps;
+    const logger = run.req.log;
     const { req, trace } = run;
     const { ticket, endpoint } = l;
     const name = endpoint.config.name;

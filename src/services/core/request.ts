@@ -1,4 +1,5 @@
 import type { Timeouts } from '../../config/types.js';
+import type { Logger } from '../../observability/logger.js';
 
 export interface CompletionRequest {
   /** The model (or alias) the client asked for. */
@@ -14,6 +15,8 @@ export interface CompletionRequest {
   clientHeaders: Readonly<Record<string, string | string[] | undefined>>;
   /** Per-request timeout overrides (request headers). */
   timeouts: Partial<Timeouts>;
+  /** The request's own logger: every line it writes carries the request id. */
+  log: Logger;
 }
 
 /**

@@ -1,4 +1,5 @@
 import type { EjectionConfig } from '../../config/types.js';
+import type { Logger } from '../../observability/logger.js';
 import type { FailureKind } from '../core/outcomes.js';
 
 /**
@@ -90,12 +91,16 @@ export interface HealthMonitorOptions {
   ejection: EjectionConfig;
   now: () => number;
   /** Told when an endpoint is ejected or restored (for the log). */
-  onChange?: (event: {
-    endpoint: string;
-    change: 'ejected' | 'restored';
-    untilMs?: number;
-    reason?: string;
-  }) => void;
+  onChange?: (event: HealthChange) => void;
+}
+
+export interface HealthChange {
+  endpoint: string;
+  change: 'ejected' | 'restored';
+  untilMs?: number;
+  reason?: string;
+  /** The logger of the request whose attempt caused the change (a probe's has none). */
+  log?: Logger | undefined;
 }
 
 /** One attempt on one endpoint; settled exactly once. Holds the health object itself, so an endpoint removed by a reload while the attempt runs is still accounted for. */
@@ -103,6 +108,8 @@ export interface AttemptTicket {
   readonly health: EndpointHealth;
   readonly isTrial: boolean;
   settled: boolean;
+  /** The logger of the request the attempt works for. */
+  readonly log: Logger | undefined;
 }
 
 /** Keeps the health of every endpoint and decides ejections, with a cap on how many may be out at once. */
@@ -124,13 +131,13 @@ export class HealthMonitor {
     return this.options.now();
   }
 
-  begin(name: string): AttemptTicket {
+  begin(name: string, log?: Logger): AttemptTicket {
     const h = this.get(name);
     h.inFlight++;
     h.requests++;
     const isTrial = h.isEjected && h.ejectedUntil <= this.options.now();
     if (isTrial) h.trialInFlight = true;
-    return { health: h, isTrial, settled: false };
+    return { health: h, isTrial, settled: false, log };
   }
 
   /** The attempt ended without a verdict on the endpoint (client went away, request was the problem). */
@@ -148,7 +155,8 @@ export class HealthMonitor {
     const h = ticket.health;
     h.recordOutcome(false);
     h.consecutiveFailures = 0;
-    if (h.isEjected) this.options.onChange?.({ endpoint: this.nameOf(h), change: 'restored' });
+    if (h.isEjected)
+      this.options.onChange?.({ endpoint: this.nameOf(h), change: 'restored', log: ticket.log });
     h.ejections = 0;
     h.ejectedUntil = 0;
     h.ejectedBy = undefined;
@@ -162,7 +170,7 @@ export class HealthMonitor {
     const h = ticket.health;
     h.failures++;
     h.recordOutcome(true);
-    this.registerFailure(h, kind, message, ticket.isTrial, 'requests');
+    this.registerFailure(h, kind, message, ticket.isTrial, 'requests', ticket.log);
   }
 
   /**
@@ -198,6 +206,7 @@ export class HealthMonitor {
     message: string,
     trialFailed: boolean,
     by: 'requests' | 'probes',
+    log?: Logger,
   ): void {
     const now = this.options.now();
     h.consecutiveFailures++;
@@ -209,10 +218,10 @@ export class HealthMonitor {
     if (!trialFailed && (h.isEjected || !outlier)) return;
     if (!trialFailed && !this.mayEject(h)) return;
     h.ejectedBy = by;
-    this.eject(h, now);
+    this.eject(h, now, log);
   }
 
-  private eject(h: EndpointHealth, now: number): void {
+  private eject(h: EndpointHealth, now: number, log: Logger | undefined): void {
     const { baseEjectionMs, maxEjectionMs } = this.options.ejection;
     h.ejections++;
     h.ejectedUntil = now + Math.min(maxEjectionMs, baseEjectionMs * 2 ** (h.ejections - 1));
@@ -222,6 +231,7 @@ export class HealthMonitor {
       change: 'ejected',
       untilMs: h.ejectedUntil - now,
       reason: h.lastError?.message,
+      log,
     });
   }
 
