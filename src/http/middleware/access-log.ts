@@ -19,7 +19,8 @@ export function requestTrace(res: ServerResponse): RequestTrace {
 
 /** The request's id (the client's `x-request-id` when it is sane, else a new UUID). */
 export function requestIdOf(req: IncomingMessage): string {
-  return String((req as { id?: unknown }).id ?? '');
+  const id = (req as { id?: unknown }).id;
+  return typeof id === 'string' ? id : '';
 }
 
 /** The request's own logger: every line carries its request id (`reqId`). */
@@ -56,7 +57,7 @@ export function accessLog(logger: Logger): RequestHandler {
       (res as Traced)[TRACE] = {};
       return id;
     },
-    customLogLevel: (req, res) => levelOf(req.url ?? '', res.statusCode, finish(res as Traced).errorCode),
+    customLogLevel: (req, res) => levelOf(req.url ?? '', res.statusCode, finish(res).errorCode),
     customSuccessMessage: message,
     customErrorMessage: (req, res) => message(req, res),
     customSuccessObject: (_req, res, fields: Record<string, unknown>) => withTrace(res, fields),
@@ -66,7 +67,7 @@ export function accessLog(logger: Logger): RequestHandler {
       return withTrace(res, fields);
     },
   };
-  return pinoHttp(options) as unknown as RequestHandler;
+  return pinoHttp(options);
 }
 
 /** The trace, its `client_closed` set when the response closed before its end. */
