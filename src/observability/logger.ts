@@ -35,12 +35,12 @@ export interface LoggerOptions {
 export function createLogger(options: LoggerOptions): Logger {
   const base = {
     level: options.level,
-    redact: { paths: REDACT_PATHS, censor: '[redacted]' },
     base: { service: SERVICE },
-    timestamp: pino.stdTimeFunctions.isoTime,
+    timestamp: isoTimestamp(),
     formatters: { level: (label: string) => ({ level: label }) },
   };
-  if (options.stream) return pino(base, options.stream);
+  const redacted = { ...base, redact: { paths: REDACT_PATHS, censor: '[redacted]' } };
+  if (options.stream) return withAccessLogger(pino(redacted, options.stream), pino(base, options.stream));
   // Asynchronous destinations: logging must never block the event loop on a slow terminal or disk.
   // They are given bytes (see LineBatches), not strings.
   const destinations = [pino.destination({ dest: 1, sync: false, contentMode: 'buffer' })];
@@ -62,7 +62,96 @@ export function createLogger(options: LoggerOptions): Logger {
   });
   // Whatever is still buffered is written out when the process exits (after SIGTERM, on a fatal error).
   process.once('exit', () => batches.flushSync());
-  return pino(base, batches);
+  return withAccessLogger(pino(redacted, batches), pino(base, batches));
+}
+
+/** What code on the request path logs through: an object of fields, and a message. */
+export interface LineLog {
+  debug(fields: object, msg: string): void;
+  info(fields: object, msg: string): void;
+  warn(fields: object, msg: string): void;
+  error(fields: object, msg: string): void;
+}
+
+/**
+ * A request's logger: its lines carry the request id (`reqId`) and take the redaction pass like every
+ * line but access lines. The child logger is made on the first line: most requests log nothing but
+ * their access line.
+ */
+export class RequestLog implements LineLog {
+  private child: Logger | undefined;
+
+  constructor(
+    private readonly parent: Logger,
+    readonly reqId: string,
+  ) {}
+
+  debug(fields: object, msg: string): void {
+    if (this.parent.isLevelEnabled('debug')) this.logger().debug(fields, msg);
+  }
+
+  info(fields: object, msg: string): void {
+    if (this.parent.isLevelEnabled('info')) this.logger().info(fields, msg);
+  }
+
+  warn(fields: object, msg: string): void {
+    if (this.parent.isLevelEnabled('warn')) this.logger().warn(fields, msg);
+  }
+
+  error(fields: object, msg: string): void {
+    if (this.parent.isLevelEnabled('error')) this.logger().error(fields, msg);
+  }
+
+  private logger(): Logger {
+    return (this.child ??= this.parent.child({ reqId: this.reqId }));
+  }
+}
+
+const ACCESS_LOGGERS = new WeakMap<Logger, Logger>();
+
+/**
+ * Access lines are built from an allow-list of fields (never headers or bodies), so they skip the
+ * redaction pass every other line takes (about 5% of the gateway's CPU): they go through a sibling
+ * logger without it, to the same destination, at the same level.
+ */
+function withAccessLogger(logger: Logger, access: Logger): Logger {
+  ACCESS_LOGGERS.set(logger, access);
+  logger.on('level-change', (level) => (access.level = level));
+  return logger;
+}
+
+/** The logger for access lines of `logger` (itself when it has no sibling, as a test's own logger). */
+export function accessLoggerOf(logger: Logger): Logger {
+  return ACCESS_LOGGERS.get(logger) ?? logger;
+}
+
+/**
+ * pino's `,"time":"<ISO 8601>"` with the date and time formatted once per second (pino's isoTime makes
+ * a Date and formats it for every line).
+ */
+export function isoTimestamp(clock: () => number = Date.now): () => string {
+  const iso = new IsoClock(clock);
+  return () => `,"time":"${iso.now()}"`;
+}
+
+/** ISO 8601 UTC times with milliseconds, the date part formatted once per second. */
+export class IsoClock {
+  private second = Number.NaN;
+  private prefix = '';
+
+  constructor(private readonly clock: () => number) {}
+
+  now(): string {
+    const ms = this.clock();
+    const second = Math.floor(ms / 1000);
+    if (second !== this.second) {
+      this.second = second;
+      // "2026-12-01T22:05:23." from "2026-12-01T22:05:23.000Z"
+      this.prefix = new Date(second * 1000).toISOString().slice(0, -4);
+    }
+    const rest = ms - second * 1000;
+    return `${this.prefix}${rest < 10 ? '00' : rest < 100 ? '0' : ''}${rest}Z`;
+  }
 }
 
 /** What LineBatches writes to: a pino destination (sonic-boom) in buffer mode. */

@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { IncomingMessage, ServerResponse } from 'node:http';
 import type { RequestHandler } from 'express';
 import { pinoHttp, type Options } from 'pino-http';
-import type { Logger } from '../../observability/logger.js';
+import { accessLoggerOf, RequestLog, type Logger } from '../../observability/logger.js';
 import type { RequestTrace } from '../../services/core/request.js';
 
 const CLIENT_REQUEST_ID = /^[\w.:@/+=-]{1,128}$/;
@@ -24,8 +24,8 @@ export function requestIdOf(req: IncomingMessage): string {
 }
 
 /** The request's own logger: every line carries its request id (`reqId`). */
-export function requestLog(req: IncomingMessage, fallback: Logger): Logger {
-  return (req as { log?: Logger }).log ?? fallback;
+export function requestLog(req: IncomingMessage, logger: Logger): RequestLog {
+  return new RequestLog(logger, requestIdOf(req));
 }
 
 /**
@@ -39,17 +39,13 @@ export function requestLog(req: IncomingMessage, fallback: Logger): Logger {
  */
 export function accessLog(logger: Logger): RequestHandler {
   const options: Options<IncomingMessage, ServerResponse> = {
-    logger,
+    logger: accessLoggerOf(logger),
+    // The request's logger and the access line carry only `reqId` as bindings; the access line adds
+    // `req` and `res` itself (below), so no request object is serialised into a child logger.
     quietReqLogger: true,
+    quietResLogger: true,
     wrapSerializers: false,
-    serializers: {
-      req: (req: IncomingMessage & { id?: unknown; originalUrl?: string }) => ({
-        id: req.id,
-        method: req.method,
-        url: loggedUrl(req.originalUrl ?? req.url ?? ''),
-      }),
-      res: (res: ServerResponse) => ({ statusCode: res.statusCode }),
-    },
+    serializers: { req: plainOnly, res: plainOnly },
     genReqId: (req, res) => {
       const given = req.headers['x-request-id'];
       const id = typeof given === 'string' && CLIENT_REQUEST_ID.test(given) ? given : randomUUID();
@@ -60,12 +56,9 @@ export function accessLog(logger: Logger): RequestHandler {
     customLogLevel: (req, res) => levelOf(req.url ?? '', res.statusCode, finish(res).errorCode),
     customSuccessMessage: message,
     customErrorMessage: (req, res) => message(req, res),
-    customSuccessObject: (_req, res, fields: Record<string, unknown>) => withTrace(res, fields),
-    customErrorObject: (_req, res, _err, fields: Record<string, unknown>) => {
-      // The error code says what failed; a stack for every 5xx would only fill the log.
-      delete fields.err;
-      return withTrace(res, fields);
-    },
+    customSuccessObject: (req, res, fields: { responseTime: number }) => accessFields(req, res, fields),
+    // The error code says what failed; a stack for every 5xx would only fill the log.
+    customErrorObject: (req, res, _err, fields: { responseTime: number }) => accessFields(req, res, fields),
   };
   return pinoHttp(options);
 }
@@ -77,12 +70,31 @@ function finish(res: Traced): RequestTrace {
   return trace;
 }
 
-function withTrace(res: ServerResponse, fields: Record<string, unknown>): Record<string, unknown> {
+/**
+ * pino-http binds the request and the response objects themselves to its loggers: those are never
+ * logged whole (a child logger skips a binding serialised to undefined). The access line's own `req`
+ * and `res` fields are plain objects and go as they are.
+ */
+function plainOnly(value: unknown): unknown {
+  return value instanceof IncomingMessage || value instanceof ServerResponse ? undefined : value;
+}
+
+/** The access line's fields: the request, the response, the time, then the trace. */
+function accessFields(
+  req: IncomingMessage & { id?: unknown; originalUrl?: string },
+  res: ServerResponse,
+  fields: { responseTime: number },
+): Record<string, unknown> {
   const trace = (res as Traced)[TRACE];
   // The response object lives on in the old generation after it is done; what it points to would be
   // kept alive (and copied by every young collection) until the next full collection.
   (res as Traced)[TRACE] = undefined;
-  return trace ? Object.assign(fields, trace) : fields;
+  const line = {
+    req: { id: req.id, method: req.method, url: loggedUrl(req.originalUrl ?? req.url ?? '') },
+    res: { statusCode: res.statusCode },
+    responseTime: fields.responseTime,
+  };
+  return trace ? Object.assign(line, trace) : line;
 }
 
 function message(req: IncomingMessage & { originalUrl?: string }, res: ServerResponse): string {

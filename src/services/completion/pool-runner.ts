@@ -66,7 +66,9 @@ export class PoolRunner {
       if (!endpoint) {
         const waitMs = picker.msUntilRecovery(model, run.excluded);
         if (waitMs === undefined || waitMs > MAX_WAIT_FOR_RECOVERY_MS) break;
-        await run.lifetime.sleep(waitMs);
+        // A millisecond more: timers run on the event loop's clock, which can be a millisecond behind
+        // the wall clock that cooldowns are kept in, and the endpoint would still be cooling down.
+        await run.lifetime.sleep(waitMs + 1);
         endpoint = picker.pick({ model, excluded: run.excluded, tried: run.tried });
         if (!endpoint) break;
       } else if (run.backoffNext) {

@@ -1,5 +1,5 @@
 import type { Timeouts } from '../../config/types.js';
-import type { Logger } from '../../observability/logger.js';
+import type { LineLog } from '../../observability/logger.js';
 
 export interface CompletionRequest {
   /** The model (or alias) the client asked for. */
@@ -16,7 +16,7 @@ export interface CompletionRequest {
   /** Per-request timeout overrides (request headers). */
   timeouts: Partial<Timeouts>;
   /** The request's own logger: every line it writes carries the request id. */
-  log: Logger;
+  log: LineLog;
 }
 
 /**

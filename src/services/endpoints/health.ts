@@ -1,5 +1,5 @@
 import type { EjectionConfig } from '../../config/types.js';
-import type { Logger } from '../../observability/logger.js';
+import type { LineLog } from '../../observability/logger.js';
 import type { FailureKind } from '../core/outcomes.js';
 
 /**
@@ -100,7 +100,7 @@ export interface HealthChange {
   untilMs?: number;
   reason?: string;
   /** The logger of the request whose attempt caused the change (a probe's has none). */
-  log?: Logger | undefined;
+  log?: LineLog | undefined;
 }
 
 /** One attempt on one endpoint; settled exactly once. Holds the health object itself, so an endpoint removed by a reload while the attempt runs is still accounted for. */
@@ -109,7 +109,7 @@ export interface AttemptTicket {
   readonly isTrial: boolean;
   settled: boolean;
   /** The logger of the request the attempt works for. */
-  readonly log: Logger | undefined;
+  readonly log: LineLog | undefined;
 }
 
 /** Keeps the health of every endpoint and decides ejections, with a cap on how many may be out at once. */
@@ -131,7 +131,7 @@ export class HealthMonitor {
     return this.options.now();
   }
 
-  begin(name: string, log?: Logger): AttemptTicket {
+  begin(name: string, log?: LineLog): AttemptTicket {
     const h = this.get(name);
     h.inFlight++;
     h.requests++;
@@ -206,7 +206,7 @@ export class HealthMonitor {
     message: string,
     trialFailed: boolean,
     by: 'requests' | 'probes',
-    log?: Logger,
+    log?: LineLog,
   ): void {
     const now = this.options.now();
     h.consecutiveFailures++;
@@ -221,7 +221,7 @@ export class HealthMonitor {
     this.eject(h, now, log);
   }
 
-  private eject(h: EndpointHealth, now: number, log: Logger | undefined): void {
+  private eject(h: EndpointHealth, now: number, log: LineLog | undefined): void {
     const { baseEjectionMs, maxEjectionMs } = this.options.ejection;
     h.ejections++;
     h.ejectedUntil = now + Math.min(maxEjectionMs, baseEjectionMs * 2 ** (h.ejections - 1));
