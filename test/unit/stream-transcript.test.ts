@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Splicer } from '../../src/services/continuation/continuation.js';
+import { Splicer } from '../../src/services/continuation/splicer.js';
 import { StreamTranscript, TranscriptBudget } from '../../src/services/streaming/transcript.js';
 
 const chunk = (delta: Record<string, unknown>, extra: Record<string, unknown> = {}) =>

@@ -16,7 +16,7 @@ import {
 import { runAttempt, type AttemptHandle, type AttemptInput } from '../forwarder/upstream-attempt.js';
 import { upstreamRequestError } from '../forwarder/upstream-error.js';
 import type { EndpointPicker } from '../selector/picker.js';
-import { continueStream } from './continue-stream.js';
+import { repairStream } from './repair-stream.js';
 import { exhaustedError } from './exhausted-error.js';
 import type { RequestRun } from './request-run.js';
 import type { TtfbStats } from './ttfb-stats.js';
@@ -85,7 +85,7 @@ export class PoolRunner {
       if (outcome === 'done') return;
       if (rejected !== undefined) throw rejected;
       if (outcome !== 'retry') {
-        if (run.transcript?.continuation && (await continueStream(this.deps, run))) return;
+        if (run.transcript?.continuation && (await repairStream(this.deps, run))) return;
         throw outcome.error;
       }
     }
