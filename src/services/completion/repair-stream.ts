@@ -10,7 +10,7 @@ import type { RequestRun } from './request-run.js';
 /** Continuation tries after a stream broke mid-answer. */
 const MAX_CONTINUATIONS = 2;
 
-export interface ContinuerDeps {
+export interface RepairDeps {
   registry: EndpointRegistry;
   forwarder: Forwarder;
   logger: Logger;
@@ -23,7 +23,7 @@ export interface ContinuerDeps {
  * said) or continue its text, on other endpoints serving the model when there are, else on the same one
  * (at most MAX_CONTINUATIONS tries). True when the client got a complete answer.
  */
-export async function repairStream(deps: ContinuerDeps, run: RequestRun): Promise<boolean> {
+export async function repairStream(deps: RepairDeps, run: RequestRun): Promise<boolean> {
   const { req, res, trace } = run;
   const transcript = run.transcript!;
   const { registry, picker } = deps;

@@ -1,17 +1,13 @@
 import type { IncomingHttpHeaders } from 'node:http';
-import zlib from 'node:zlib';
+import type zlib from 'node:zlib';
 import type { Dispatcher } from 'undici';
-import { AttemptTimeoutReason, ClientClosedReason, HedgeLostReason } from '../core/abort-reasons.js';
 import type { EndpointConfig, Timeouts } from '../../config/types.js';
+import { AttemptTimeoutReason, ClientClosedReason, HedgeLostReason } from '../core/abort-reasons.js';
 import type { AttemptRun } from '../core/attempt-run.js';
-import type { AttemptResult } from '../core/outcomes.js';
-import { setEventStreamHeaders } from '../core/sse.js';
-import { transportFailure, type Forwarder, type UpstreamHandler } from './forwarder.js';
-import { sendJsonAnswer } from '../streaming/json-answer.js';
 import type { LifetimeListener } from '../core/lifetime.js';
+import type { AttemptFailure, AttemptResult } from '../core/outcomes.js';
 import { PhaseTimer, type TimerTarget } from '../core/phase-timer.js';
-import { parseRetryAfterMs } from './retry-policy.js';
-import type { AttemptFailure } from '../core/outcomes.js';
+import { setEventStreamHeaders } from '../core/sse.js';
 import {
   brokenByErrorEvent,
   brokenByGarbage,
@@ -19,14 +15,11 @@ import {
   brokenByTransport,
   brokenByTruncation,
 } from '../streaming/broken-stream.js';
-import {
-  doneLineAt,
-  findErrorEvent,
-  inBandError,
-  MAX_HELD_BYTES,
-  SseFramer,
-} from '../streaming/sse-framing.js';
-import { parseUpstreamError } from './upstream-error.js';
+import { checkJsonAnswer, sendJsonAnswer } from '../streaming/json-answer.js';
+import { doneLineAt, findErrorEvent, MAX_HELD_BYTES, SseFramer } from '../streaming/sse-framing.js';
+import { transportFailure, type Forwarder } from './forwarder.js';
+import { upstreamHttpFailure } from './upstream-error.js';
+import { decoderFor, UpstreamLink } from './upstream-link.js';
 
 /** One attempt of a request on one endpoint. */
 export interface AttemptInput {
@@ -418,28 +411,12 @@ class Attempt implements AttemptHandle, LifetimeListener, TimerTarget {
     }
     const answer = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.size);
     this.parts = [];
-    // The answer is relayed as it came, once it is known to be a JSON object: an HTML page from a proxy
-    // in front of the model server, a cut or garbled body, or an error object with status 200 is not an
-    // answer, and another endpoint may still give one.
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(answer.toString('utf8'));
-    } catch {
-      parsed = undefined;
-    }
-    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
-      const contentType = String(this.headers['content-type'] ?? 'application/json');
-      this.fail({
-        kind: 'bad-response',
-        message: `upstream answered ${this.status} with a body that is not a JSON object (${contentType})`,
-      });
+    const checked = checkJsonAnswer(answer, this.status, this.headers['content-type']);
+    if ('failure' in checked) {
+      this.fail(checked.failure);
       return;
     }
-    const error = (parsed as { choices?: unknown }).choices === undefined ? inBandError(parsed) : undefined;
-    if (error !== undefined) {
-      this.fail({ kind: 'error-event', message: `upstream answered ${this.status} with an error: ${error}` });
-      return;
-    }
+    const { parsed } = checked;
     const { run } = input;
     if (!run.claim(input, input.endpoint.name, this.status)) {
       this.settle({ type: 'lost' });
@@ -457,20 +434,9 @@ class Attempt implements AttemptHandle, LifetimeListener, TimerTarget {
 
   private errorBodyEnd(): void {
     if (this.settled) return;
-    const { status, headers } = this;
-    // Some servers echo the key they were sent in their error text: it must go no further.
-    const text = redactSecret(
-      Buffer.concat(this.parts, this.size).toString('utf8'),
-      this.input.endpoint.apiKey,
-    );
+    const body = Buffer.concat(this.parts, this.size);
     this.parts = [];
-    this.fail({
-      kind: 'http',
-      status,
-      retryAfterMs: parseRetryAfterMs(headers, Date.now()),
-      message: `HTTP ${status}: ${describeStatus(status, text, headers.location)}`,
-      body: text,
-    });
+    this.fail(upstreamHttpFailure(this.status, this.headers, body, this.input.endpoint.apiKey));
   }
 
   private decodingFailed(err: Error): void {
@@ -548,57 +514,4 @@ class Attempt implements AttemptHandle, LifetimeListener, TimerTarget {
       this.pendingAbort = reason;
     }
   }
-}
-
-/**
- * The handler undici holds for an attempt, forwarding to it. undici's request objects can outlive the
- * request in the old generation until a full collection, and so would everything the attempt points
- * to (the client response, the bodies, the request's state), copied by every young collection until
- * then; the link is cut when the attempt is over, so only this small object stays.
- */
-class UpstreamLink implements UpstreamHandler {
-  constructor(public attempt: Attempt | undefined) {}
-
-  onRequestStart(controller: Dispatcher.DispatchController): void {
-    this.attempt?.onRequestStart(controller);
-  }
-
-  onResponseStart(
-    controller: Dispatcher.DispatchController,
-    statusCode: number,
-    headers: IncomingHttpHeaders,
-  ): void {
-    this.attempt?.onResponseStart(controller, statusCode, headers);
-  }
-
-  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    this.attempt?.onResponseData(controller, chunk);
-  }
-
-  onResponseEnd(): void {
-    this.attempt?.onResponseEnd();
-  }
-
-  onResponseError(controller: Dispatcher.DispatchController, err: Error): void {
-    this.attempt?.onResponseError(controller, err);
-  }
-}
-
-function decoderFor(encoding: string): zlib.Gunzip | zlib.Inflate | zlib.BrotliDecompress | undefined {
-  if (encoding === 'gzip' || encoding === 'x-gzip') return zlib.createGunzip();
-  if (encoding === 'deflate') return zlib.createInflate();
-  if (encoding === 'br') return zlib.createBrotliDecompress();
-  return undefined;
-}
-
-function describeStatus(status: number, text: string, location: string | string[] | undefined): string {
-  if (status === 401 || status === 403) return 'the upstream rejected the gateway credentials';
-  if (status >= 300 && status < 400) {
-    return `redirect to ${String(location ?? 'an unknown location')} (fix the endpoint url)`;
-  }
-  return parseUpstreamError(status, text).message;
-}
-
-function redactSecret(text: string, secret: string | undefined): string {
-  return secret ? text.split(secret).join('[redacted]') : text;
 }

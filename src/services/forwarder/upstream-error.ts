@@ -1,4 +1,7 @@
+import type { IncomingHttpHeaders } from 'node:http';
 import { UpstreamRequestError } from '../../errors/gateway-error.js';
+import type { AttemptFailure } from '../core/outcomes.js';
+import { parseRetryAfterMs } from './retry-policy.js';
 
 const MAX_MESSAGE_CHARS = 500;
 
@@ -57,4 +60,34 @@ export function upstreamRequestError(status: number, body: string): UpstreamRequ
 
 function truncate(s: string): string {
   return s.length > MAX_MESSAGE_CHARS ? `${s.slice(0, MAX_MESSAGE_CHARS)}…` : s;
+}
+
+/** A non-2xx answer as an attempt failure: its status, Retry-After, and its message in words. */
+export function upstreamHttpFailure(
+  status: number,
+  headers: IncomingHttpHeaders,
+  body: Buffer,
+  apiKey: string | undefined,
+): AttemptFailure {
+  // Some servers echo the key they were sent in their error text: it must go no further.
+  const text = redactSecret(body.toString('utf8'), apiKey);
+  return {
+    kind: 'http',
+    status,
+    retryAfterMs: parseRetryAfterMs(headers, Date.now()),
+    message: `HTTP ${status}: ${describeStatus(status, text, headers.location)}`,
+    body: text,
+  };
+}
+
+function describeStatus(status: number, text: string, location: string | string[] | undefined): string {
+  if (status === 401 || status === 403) return 'the upstream rejected the gateway credentials';
+  if (status >= 300 && status < 400) {
+    return `redirect to ${String(location ?? 'an unknown location')} (fix the endpoint url)`;
+  }
+  return parseUpstreamError(status, text).message;
+}
+
+function redactSecret(text: string, secret: string | undefined): string {
+  return secret ? text.split(secret).join('[redacted]') : text;
 }

@@ -1,5 +1,40 @@
 import type { ClientResponse } from '../core/client-response.js';
+import type { AttemptFailure } from '../core/outcomes.js';
+import { inBandError } from './sse-framing.js';
 import { SSE_DONE, sseData } from '../core/sse.js';
+
+/**
+ * Whether a complete (non-streamed) answer is one: a JSON object that is not an error object. An HTML
+ * page from a proxy in front of the model server, a cut or garbled body, or an error object with
+ * status 200 is not, and another endpoint may still give one. Parsed once; relayed as it came.
+ */
+export function checkJsonAnswer(
+  answer: Buffer,
+  status: number,
+  contentType: string | string[] | undefined,
+): { parsed: object } | { failure: AttemptFailure } {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(answer.toString('utf8'));
+  } catch {
+    parsed = undefined;
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+    const type = String(contentType ?? 'application/json');
+    return {
+      failure: {
+        kind: 'bad-response',
+        message: `upstream answered ${status} with a body that is not a JSON object (${type})`,
+      },
+    };
+  }
+  const error = (parsed as { choices?: unknown }).choices === undefined ? inBandError(parsed) : undefined;
+  if (error !== undefined)
+    return {
+      failure: { kind: 'error-event', message: `upstream answered ${status} with an error: ${error}` },
+    };
+  return { parsed };
+}
 
 /**
  * Sends a complete (non-streamed) answer as it came; the caller has claimed the commit and set the
