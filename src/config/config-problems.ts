@@ -1,6 +1,5 @@
-import type { z } from 'zod';
-
 /** Turning configuration problems into plain words: which variable, which endpoint, which field. */
+import type { z } from 'zod';
 
 /** Start-up configuration problems, all of them at once, in plain words. */
 export class ConfigError extends Error {

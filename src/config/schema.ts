@@ -1,7 +1,3 @@
-import { z } from 'zod';
-import { withoutCredentials } from './config-problems.js';
-import { NEVER_FORWARDED } from './forwarded-headers.js';
-
 /**
  * The one configuration schema. The config file (YAML or JSON) has exactly this structure; environment
  * variables are mapped onto it by the loader before validation, so both forms are checked by the same
@@ -9,6 +5,9 @@ import { NEVER_FORWARDED } from './forwarded-headers.js';
  * parts of it): adding a setting takes one line here and, for an environment variable, one in the
  * loader's map. Checks across fields (endpoint names, aliases) are the final transform's.
  */
+import { z } from 'zod';
+import { withoutCredentials } from './config-problems.js';
+import { NEVER_FORWARDED } from './forwarded-headers.js';
 
 /** A string with something in it, trimmed; a blank one counts as not set. */
 function nonBlank(v: string | undefined): string | undefined {

@@ -1,3 +1,12 @@
+/**
+ * Mid-stream continuation. When a text stream breaks after content reached the client, the conversation
+ * is sent to another endpoint with the partial answer as an assistant prefix to continue
+ * (`continue_final_message`, understood by vLLM and SGLang; llama.cpp continues a final assistant
+ * message by itself), and the continuation is spliced into the client's stream: no second role delta,
+ * the first stream's id/created/model, one finish_reason, one [DONE], usage summed.
+ * When nothing but the role had reached the client, the request is sent again as it was (a restart),
+ * whatever it asked for (tools, several choices) and also with continuation off: nothing is spliced.
+ */
 import type { EndpointConfig, Timeouts } from '../../config/types.js';
 import { BadGatewayError, type GatewayError } from '../../errors/gateway-error.js';
 import { AttemptTimeoutReason } from '../core/abort-reasons.js';
@@ -11,16 +20,7 @@ import { SseParser } from '../streaming/sse-parser.js';
 import type { Continuation, StreamTranscript } from '../streaming/transcript.js';
 import { Splicer } from './splicer.js';
 
-/**
- * Mid-stream continuation. When a text stream breaks after content reached the client, the conversation
- * is sent to another endpoint with the partial answer as an assistant prefix to continue
- * (`continue_final_message`, understood by vLLM and SGLang; llama.cpp continues a final assistant
- * message by itself), and the continuation is spliced into the client's stream: no second role delta,
- * the first stream's id/created/model, one finish_reason, one [DONE], usage summed.
- * When nothing but the role had reached the client, the request is sent again as it was (a restart),
- * whatever it asked for (tools, several choices) and also with continuation off: nothing is spliced.
- */
-
+/** A plain text stream (no tools, one choice): its text can be continued by another endpoint. */
 export function continuationEligible(json: Readonly<Record<string, unknown>>): boolean {
   if (json.stream !== true) return false;
   if (json.tools !== undefined || json.functions !== undefined) return false;
@@ -28,6 +28,7 @@ export function continuationEligible(json: Readonly<Record<string, unknown>>): b
   return n === undefined || n === null || n === 1;
 }
 
+/** The request again, with the text the client already has as a final assistant message to continue. */
 export function continuationBody(json: Readonly<Record<string, unknown>>, partial: string): Buffer {
   const messages = Array.isArray(json.messages) ? [...(json.messages as unknown[])] : [];
   const last = messages.at(-1) as { role?: unknown; content?: unknown } | undefined;

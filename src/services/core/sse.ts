@@ -1,10 +1,9 @@
-import { toOpenAIErrorBody, type GatewayError } from '../../errors/gateway-error.js';
-import type { ClientResponse } from './client-response.js';
-
 /**
  * The one writer of what the gateway itself sends on an event stream: its headers, data events,
  * error events, the end and heartbeats. (Upstream events are relayed as they came.)
  */
+import { toOpenAIErrorBody, type GatewayError } from '../../errors/gateway-error.js';
+import type { ClientResponse } from './client-response.js';
 
 /**
  * Makes the response an event stream; the status line (200) and headers go out with the first write.
