@@ -50,12 +50,12 @@ export function buildForBench(): void {
   }
 }
 
-/** The compiled file of a source file: src/x.ts -> dist/x.js, bench/servers/x.ts -> .bench-build/servers/x.js. */
+/** The compiled file of a source file: src/x.ts -> dist/x.js, bench/servers/x.ts -> .bench-build/bench/servers/x.js. */
 function compiled(script: string): string {
   if (script.endsWith('.js')) return path.resolve(ROOT, script);
   const js = script.replace(/\.ts$/, '.js');
   if (js.startsWith('src/')) return path.join(ROOT, 'dist', js.slice('src/'.length));
-  if (js.startsWith('bench/servers/')) return path.join(ROOT, '.bench-build', js.slice('bench/'.length));
+  if (js.startsWith('bench/servers/')) return path.join(ROOT, '.bench-build', js);
   throw new Error(`no compiled form known for ${script}`);
 }
 

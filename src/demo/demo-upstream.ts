@@ -1,6 +1,4 @@
-import { once } from 'node:events';
-import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { ModelServer, type Behavior, type ChatRequest } from './model-server.js';
 
 /**
  * A tiny OpenAI-compatible model server for `npm run demo`: it "generates" text word by word at a chosen
@@ -30,130 +28,68 @@ const PHRASES = [
 ];
 
 export class DemoUpstream {
-  private readonly random: () => number;
-
   private constructor(
-    private readonly server: http.Server,
+    private readonly server: ModelServer,
     readonly options: DemoUpstreamOptions,
-  ) {
-    this.random = options.random ?? Math.random;
-    server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-      this.handle(req, res).catch(() => res.destroy());
-    });
-  }
+  ) {}
 
   static async start(options: DemoUpstreamOptions): Promise<DemoUpstream> {
-    const server = http.createServer();
-    const upstream = new DemoUpstream(server, options);
-    server.listen(0, '127.0.0.1');
-    await once(server, 'listening');
-    return upstream;
+    const random = options.random ?? Math.random;
+    const server = await ModelServer.start({
+      name: options.name,
+      models: options.models,
+      respond: (request) => respond(request, options, random),
+    });
+    return new DemoUpstream(server, options);
   }
 
   get url(): string {
-    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+    return this.server.url;
   }
 
-  async stop(): Promise<void> {
-    this.server.closeAllConnections();
-    this.server.close();
-    await once(this.server, 'close').catch(() => undefined);
+  stop(): Promise<void> {
+    return this.server.stop();
   }
+}
 
-  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const chunks: Buffer[] = [];
-    for await (const c of req) chunks.push(c as Buffer);
-    if (req.method === 'GET' && req.url === '/v1/models') {
-      json(res, 200, {
-        object: 'list',
-        data: this.options.models.map((id) => ({
-          id,
-          object: 'model',
-          created: 1735689600,
-          owned_by: this.options.name,
-        })),
-      });
-      return;
-    }
-    if (req.method !== 'POST' || req.url !== '/v1/chat/completions') {
-      json(res, 404, { error: { message: `Not found: ${req.method} ${req.url}`, type: 'not_found_error' } });
-      return;
-    }
-    let body: {
-      model?: string;
-      stream?: boolean;
-      messages?: Array<{ role?: unknown; content?: unknown }>;
-      stream_options?: { include_usage?: boolean };
-      continue_final_message?: boolean;
-    };
-    try {
-      body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as typeof body;
-    } catch {
-      json(res, 400, { error: { message: 'Invalid JSON body', type: 'invalid_request_error' } });
-      return;
-    }
-    const model = body.model ?? '';
-    if (!this.options.models.includes(model)) {
-      json(res, 404, {
+/** A demo answer, paced like tokens from a GPU, failing now and then if the server is a flaky one. */
+function respond(request: ChatRequest, options: DemoUpstreamOptions, random: () => number): Behavior {
+  const { json, model } = request;
+  if (!options.models.includes(model)) {
+    return {
+      type: 'status',
+      status: 404,
+      body: {
         error: {
           message: `The model '${model}' does not exist`,
           type: 'not_found_error',
           code: 'model_not_found',
         },
-      });
-      return;
-    }
-    const failures = this.options.failures;
-    if (failures && this.random() < failures.unavailable) {
-      json(res, 503, { error: { message: `${this.options.name} is overloaded`, type: 'server_error' } });
-      return;
-    }
-    if (failures && this.random() < failures.reset) {
-      req.socket.destroy();
-      return;
-    }
-
-    const words = answerFor(body.messages ?? [], body.continue_final_message === true).split(/(?<= )/);
-    const id = `chatcmpl-demo-${Math.floor(this.random() * 1e12).toString(36)}`;
-    const created = Math.floor(Date.now() / 1000);
-    const usage = { prompt_tokens: 12, completion_tokens: words.length, total_tokens: 12 + words.length };
-    await delay(this.options.firstTokenMs);
-    if (body.stream !== true) {
-      await delay(this.options.tokenMs * words.length);
-      json(res, 200, {
-        id,
-        object: 'chat.completion',
-        created,
-        model,
-        choices: [
-          { index: 0, message: { role: 'assistant', content: words.join('') }, finish_reason: 'stop' },
-        ],
-        usage,
-      });
-      return;
-    }
-    const chunk = (delta: object, finish: string | null) =>
-      `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model, choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
-    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
-    res.write(chunk({ role: 'assistant', content: '' }, null));
-    const dieAt = failures && this.random() < failures.midStream ? Math.floor(words.length / 2) : -1;
-    for (let i = 0; i < words.length; i++) {
-      if (res.destroyed) return;
-      if (i === dieAt) {
-        req.socket.destroy();
-        return;
-      }
-      res.write(chunk({ content: words[i] }, null));
-      await delay(this.options.tokenMs);
-    }
-    res.write(chunk({}, 'stop'));
-    if (body.stream_options?.include_usage) {
-      res.write(
-        `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model, choices: [], usage })}\n\n`,
-      );
-    }
-    res.end('data: [DONE]\n\n');
+      },
+    };
   }
+  const failures = options.failures;
+  if (failures && random() < failures.unavailable) {
+    return {
+      type: 'status',
+      status: 503,
+      body: { error: { message: `${options.name} is overloaded`, type: 'server_error' } },
+    };
+  }
+  if (failures && random() < failures.reset) return { type: 'reset' };
+  const messages = (Array.isArray(json?.messages) ? json.messages : []) as Message[];
+  // The whole answer: the server sends the rest of it when asked to continue a final assistant message.
+  const continuing = json?.continue_final_message === true && messages.at(-1)?.role === 'assistant';
+  const text = demoAnswer(continuing ? messages.slice(0, -1) : messages);
+  const words = text.split(/(?<= )/).length;
+  const dies = request.stream && failures !== undefined && random() < failures.midStream;
+  return {
+    type: 'answer',
+    text,
+    firstTokenMs: options.firstTokenMs,
+    tokenMs: options.tokenMs,
+    dieAfterWords: dies ? Math.floor(words / 2) : undefined,
+  };
 }
 
 type Message = { role?: unknown; content?: unknown };
@@ -166,26 +102,4 @@ export function demoAnswer(messages: readonly Message[]): string {
   for (let i = 0; i < text.length; i++) hash = (Math.imul(hash, 31) + text.charCodeAt(i)) >>> 0;
   const picked = [0, 1, 2].map((i) => PHRASES[(hash + i) % PHRASES.length]);
   return `You said: "${text}". ${picked.join(' ')}`;
-}
-
-/**
- * What to generate: the answer, or, when asked to continue a final assistant message that starts it,
- * the rest of it (a final message that does not start it is answered from the top).
- */
-function answerFor(messages: readonly Message[], continueFinal: boolean): string {
-  const last = messages.at(-1);
-  if (!continueFinal || last?.role !== 'assistant' || typeof last.content !== 'string')
-    return demoAnswer(messages);
-  const answer = demoAnswer(messages.slice(0, -1));
-  return answer.startsWith(last.content) ? answer.slice(last.content.length) : answer;
-}
-
-function json(res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
-  res.end(text);
-}
-
-function delay(ms: number): Promise<void> {
-  return ms > 0 ? new Promise((resolve) => setTimeout(resolve, ms)) : Promise.resolve();
 }

@@ -1,7 +1,5 @@
-import { once } from 'node:events';
-import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import OpenAI, { APIError } from 'openai';
+import { ModelServer, streamEvents, type Behavior, type ChatRequest } from '../../src/demo/model-server.js';
 import { CLIENT_KEY, seededRandom, startGateway, type TestGateway } from './start-gateway.js';
 
 /**
@@ -39,213 +37,145 @@ export function chaosAnswer(prompt: string): string {
   return out.join(' ');
 }
 
-interface Body {
-  model?: string;
-  stream?: boolean;
-  messages?: Array<{ role?: string; content?: unknown }>;
-  continue_final_message?: boolean;
-}
-
 /**
- * An OpenAI-compatible server that answers every prompt with chaosAnswer(), continues a final
- * assistant message as vLLM does, and, with `faultRate` > 0, fails that share of its requests with a
- * fault drawn from a seeded generator.
+ * An OpenAI-compatible server (the shared simulated one) that answers every prompt with chaosAnswer(),
+ * continues a final assistant message as vLLM does, and, with `faultRate` > 0, fails that share of its
+ * requests with a fault drawn from a seeded generator.
  */
 export class ChaosUpstream {
   readonly faults = new Map<Fault, number>();
-  requests = 0;
-  private readonly timers = new Set<NodeJS.Timeout>();
   /** How often each prompt came: a request's draws depend on it, not on the order requests arrive in. */
   private readonly seen = new Map<string, number>();
-  private random: () => number = Math.random;
+  private server!: ModelServer;
 
   private constructor(
-    private readonly server: http.Server,
     readonly name: string,
     private readonly faultRate: number,
     private readonly seed: number,
-  ) {
-    server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-      this.handle(req, res).catch(() => res.destroy());
-    });
-  }
+  ) {}
 
   static async start(name: string, faultRate: number, seed: number): Promise<ChaosUpstream> {
-    const server = http.createServer({ keepAliveTimeout: 30_000 });
-    server.maxHeadersCount = 1000;
-    const upstream = new ChaosUpstream(server, name, faultRate, seed);
-    server.listen(0, '127.0.0.1');
-    await once(server, 'listening');
+    const upstream = new ChaosUpstream(name, faultRate, seed);
+    upstream.server = await ModelServer.start({
+      name,
+      models: ['chaos-model'],
+      // As a real server: a key it cannot see is a 401 (what junk headers in front of it would cause).
+      requireKey: `key-${name}`,
+      maxHeadersCount: 1000,
+      respond: (request) => upstream.respond(request),
+    });
     return upstream;
   }
 
   get url(): string {
-    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+    return this.server.url;
   }
 
-  async stop(): Promise<void> {
-    for (const t of this.timers) clearTimeout(t);
-    this.server.closeAllConnections();
-    this.server.close();
-    await once(this.server, 'close').catch(() => undefined);
+  stop(): Promise<void> {
+    return this.server.stop();
   }
 
-  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const parts: Buffer[] = [];
-    for await (const c of req) parts.push(c as Buffer);
-    if (req.method === 'GET' && req.url === '/v1/models') {
-      json(res, 200, { object: 'list', data: [{ id: 'chaos-model', object: 'model' }] });
-      return;
-    }
-    if (req.headers.authorization !== `Bearer key-${this.name}`) {
-      // As a real server: a key it cannot see is a 401 (what junk headers in front of it would cause).
-      json(res, 401, { error: { message: 'invalid key' } });
-      return;
-    }
-    this.requests++;
-    const body = JSON.parse(Buffer.concat(parts).toString('utf8')) as Body;
-    const messages = body.messages ?? [];
+  private respond({ json, model, stream }: ChatRequest): Behavior {
+    const messages = (Array.isArray(json?.messages) ? json.messages : []) as Array<{
+      role?: string;
+      content?: unknown;
+    }>;
     const last = messages.at(-1);
-    const continuing = body.continue_final_message === true && last?.role === 'assistant';
+    const continuing = json?.continue_final_message === true && last?.role === 'assistant';
     const asked = (continuing ? messages.at(-2) : last)?.content;
     const prompt = typeof asked === 'string' ? asked : '';
     const answer = chaosAnswer(prompt);
-    const prefix = continuing && typeof last?.content === 'string' ? last.content : '';
-    const text = answer.startsWith(prefix) ? answer.slice(prefix.length) : answer;
     const nth = this.seen.get(prompt) ?? 0;
     this.seen.set(prompt, nth + 1);
-    this.random = seededRandom(this.seed + hash(prompt) * 31 + nth * 7919);
-    const fault = this.random() < this.faultRate ? this.pick(body.stream === true) : undefined;
-    if (fault) this.faults.set(fault, (this.faults.get(fault) ?? 0) + 1);
-    if (body.stream === true) await this.stream(req, res, text, fault);
-    else this.answer(req, res, text, fault);
+    const random = seededRandom(this.seed + hash(prompt) * 31 + nth * 7919);
+    const fault = random() < this.faultRate ? pick(stream, random) : undefined;
+    if (!fault) return { type: 'answer', text: answer };
+    this.faults.set(fault, (this.faults.get(fault) ?? 0) + 1);
+    // What this request would send: the rest of the answer when it continues one.
+    const prefix = continuing && typeof last?.content === 'string' ? last.content : '';
+    const text = answer.startsWith(prefix) ? answer.slice(prefix.length) : answer;
+    return faultBehavior(fault, model, text, random);
   }
+}
 
-  private pick(stream: boolean): Fault {
-    const pool: readonly Fault[] = stream
-      ? [...STREAM_FAULTS, ...ANY_FAULTS]
-      : [...JSON_FAULTS, ...ANY_FAULTS];
-    return pool[Math.floor(this.random() * pool.length)]!;
-  }
+function pick(stream: boolean, random: () => number): Fault {
+  const pool: readonly Fault[] = stream ? [...STREAM_FAULTS, ...ANY_FAULTS] : [...JSON_FAULTS, ...ANY_FAULTS];
+  return pool[Math.floor(random() * pool.length)]!;
+}
 
-  private common(req: IncomingMessage, res: ServerResponse, fault: Fault | undefined): boolean {
-    switch (fault) {
-      case 'status-503':
-        json(res, 503, { error: { message: 'overloaded' } }, { 'retry-after': '1' });
-        return true;
-      case 'status-429':
-        json(res, 429, { error: { message: 'slow down' } }, { 'retry-after-ms': '50' });
-        return true;
-      case 'reset':
-        req.socket.destroy();
-        return true;
-      case 'hang':
-        return true;
-      case 'empty':
-        res.writeHead(200, { 'content-type': 'application/json', 'content-length': '0' }).end();
-        return true;
-      default:
-        return false;
+const ERROR_EVENT = JSON.stringify({
+  error: { message: 'CUDA error', type: 'InternalServerError', code: 500 },
+});
+
+function faultBehavior(fault: Fault, model: string, text: string, random: () => number): Behavior {
+  const events = streamEvents(model, text);
+  const [role, ...rest] = events;
+  const words = rest.slice(0, -1);
+  const some = [role!, ...words.slice(0, Math.floor(random() * words.length))];
+  const raw = (payloads: string[]) => payloads.map((p) => `data: ${p}\n\n`).join('');
+  switch (fault) {
+    case 'status-503':
+      return {
+        type: 'status',
+        status: 503,
+        body: { error: { message: 'overloaded' } },
+        headers: { 'retry-after': '1' },
+      };
+    case 'status-429':
+      return {
+        type: 'status',
+        status: 429,
+        body: { error: { message: 'slow down' } },
+        headers: { 'retry-after-ms': '50' },
+      };
+    case 'reset':
+      return { type: 'reset' };
+    case 'hang':
+      return { type: 'hang' };
+    case 'empty':
+      return { type: 'empty' };
+    case 'garbled-json':
+      return {
+        type: 'custom',
+        handle: (_req, res) =>
+          res.writeHead(200, { 'content-type': 'application/json' }).end('{"id":"x", this is not json }'),
+      };
+    case 'error-object':
+      return { type: 'json', body: { error: { message: 'engine died', type: 'server_error' } } };
+    case 'cut': {
+      const all = Buffer.from(`${raw(events)}data: [DONE]\n\n`);
+      return { type: 'cut', bytes: all, at: 1 + Math.floor(random() * (all.length - 2)) };
     }
-  }
-
-  private answer(req: IncomingMessage, res: ServerResponse, text: string, fault: Fault | undefined): void {
-    if (this.common(req, res, fault)) return;
-    if (fault === 'garbled-json') {
-      res.writeHead(200, { 'content-type': 'application/json' }).end('{"id":"x", this is not json }');
-      return;
-    }
-    if (fault === 'error-object') {
-      json(res, 200, { error: { message: 'engine died', type: 'server_error' } });
-      return;
-    }
-    json(res, 200, {
-      id: `chatcmpl-${this.name}`,
-      object: 'chat.completion',
-      created: 1,
-      model: 'chaos-model',
-      choices: [{ index: 0, message: { role: 'assistant', content: text }, finish_reason: 'stop' }],
-      usage: { prompt_tokens: 5, completion_tokens: 20, total_tokens: 25 },
-    });
-  }
-
-  private async stream(
-    req: IncomingMessage,
-    res: ServerResponse,
-    text: string,
-    fault: Fault | undefined,
-  ): Promise<void> {
-    if (this.common(req, res, fault)) return;
-    const base = {
-      id: `chatcmpl-${this.name}`,
-      object: 'chat.completion.chunk',
-      created: 1,
-      model: 'chaos-model',
-    };
-    const event = (delta: object, finish: string | null = null) =>
-      `data: ${JSON.stringify({ ...base, choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
-    const role = event({ role: 'assistant', content: '' });
-    const words = text.split(/(?<= )/).map((w) => event({ content: w }));
-    const finish = event({}, 'stop');
-    const done = 'data: [DONE]\n\n';
-    const errorEvent = `data: ${JSON.stringify({ error: { message: 'CUDA error', type: 'InternalServerError', code: 500 } })}\n\n`;
-    const some = Math.floor(this.random() * words.length);
-    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
-    res.flushHeaders();
-    const write = (chunk: string | Buffer) =>
-      new Promise<void>((resolve) => res.write(chunk, () => resolve()));
-    switch (fault) {
-      case 'cut': {
-        const all = Buffer.from([role, ...words, finish, done].join(''));
-        const at = 1 + Math.floor(this.random() * (all.length - 2));
-        await write(all.subarray(0, at));
-        req.socket.destroy();
-        return;
+    case 'no-line-break':
+      return {
+        type: 'raw-sse',
+        chunks: [raw(some), `data: {"x":"${'x'.repeat(1100 * 1024)}`],
+        then: 'reset',
+      };
+    case 'role-then-break':
+      return { type: 'sse', events: [role!], then: 'reset' };
+    case 'error-event-then-done':
+      return { type: 'sse', events: [...some, ERROR_EVENT], then: 'done' };
+    case 'error-event-then-close':
+      return { type: 'sse', events: [...some, ERROR_EVENT], then: 'end-without-done' };
+    case 'error-event-first':
+      return { type: 'sse', events: [ERROR_EVENT], then: 'done' };
+    case 'stall':
+      return { type: 'sse', events: some, then: 'hang' };
+    case 'finish-then-close':
+      return { type: 'sse', events, then: 'reset' };
+    case 'truncated':
+      return { type: 'sse', events: some, then: 'end-without-done' };
+    case 'tiny-chunks': {
+      // Not a fault: a whole answer in 1 to 7 byte pieces, characters cut across them.
+      const all = Buffer.from(`${raw(events)}data: [DONE]\n\n`);
+      const chunks: Buffer[] = [];
+      for (let at = 0; at < all.length;) {
+        const n = 1 + Math.floor(random() * 7);
+        chunks.push(all.subarray(at, at + n));
+        at += n;
       }
-      case 'no-line-break':
-        await write([role, ...words.slice(0, some)].join(''));
-        await write(`data: {"x":"${'x'.repeat(1100 * 1024)}`);
-        req.socket.destroy();
-        return;
-      case 'role-then-break':
-        await write(role);
-        req.socket.destroy();
-        return;
-      case 'error-event-then-done':
-      case 'error-event-then-close':
-        await write([role, ...words.slice(0, some), errorEvent].join(''));
-        if (fault === 'error-event-then-done') res.end(done);
-        else res.end();
-        return;
-      case 'error-event-first':
-        await write(errorEvent);
-        res.end(done);
-        return;
-      case 'stall':
-        await write([role, ...words.slice(0, some)].join(''));
-        return;
-      case 'finish-then-close':
-        await write([role, ...words, finish].join(''));
-        req.socket.destroy();
-        return;
-      case 'truncated':
-        await write([role, ...words.slice(0, some)].join(''));
-        res.end();
-        return;
-      case 'tiny-chunks': {
-        // Not a fault: a whole answer in 1 to 7 byte pieces, characters cut across them.
-        const all = Buffer.from([role, ...words, finish, done].join(''));
-        for (let at = 0; at < all.length;) {
-          const n = 1 + Math.floor(this.random() * 7);
-          await write(all.subarray(at, at + n));
-          at += n;
-        }
-        res.end();
-        return;
-      }
-      default:
-        await write([role, ...words, finish].join(''));
-        res.end(done);
+      return { type: 'raw-sse', chunks };
     }
   }
 }
@@ -254,21 +184,6 @@ function hash(text: string): number {
   let h = 0;
   for (let i = 0; i < text.length; i++) h = (Math.imul(h, 31) + text.charCodeAt(i)) >>> 0;
   return h;
-}
-
-function json(
-  res: ServerResponse,
-  status: number,
-  body: unknown,
-  headers: Record<string, string> = {},
-): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, {
-    'content-type': 'application/json',
-    'content-length': Buffer.byteLength(text),
-    ...headers,
-  });
-  res.end(text);
 }
 
 export interface ChaosResult {
