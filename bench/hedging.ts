@@ -26,9 +26,7 @@ async function run(label: string, hedge: Record<string, string>) {
   ]);
   const gateway = await startBenchGateway(
     {
-      ENDPOINTS: JSON.stringify(
-        servers.map((s) => ({ name: s.name, url: s.url, models: ['bench-model'] })),
-      ),
+      ENDPOINTS: JSON.stringify(servers.map((s) => ({ name: s.name, url: s.url, models: ['bench-model'] }))),
       ...hedge,
     },
     seeded(3),

@@ -21,9 +21,7 @@ async function run(strategy: 'weighted' | 'least-outstanding') {
   ]);
   const gateway = await startBenchGateway(
     {
-      ENDPOINTS: JSON.stringify(
-        servers.map((s) => ({ name: s.name, url: s.url, models: ['bench-model'] })),
-      ),
+      ENDPOINTS: JSON.stringify(servers.map((s) => ({ name: s.name, url: s.url, models: ['bench-model'] }))),
       ROUTING_STRATEGY: strategy,
     },
     seeded(7),
