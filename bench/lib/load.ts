@@ -1,3 +1,4 @@
+import { streamEvents } from '../../src/demo/model-server.js';
 import autocannon from 'autocannon';
 import { Agent, Pool, request } from 'undici';
 import { summarize } from './stats.js';
@@ -149,11 +150,10 @@ export async function streams(
   return { streams: started, ttfbP50: t.p50, ttfbP99: t.p99, totalP50: summarize(totals).p50, bad };
 }
 
-/** The exact bytes the benchmark upstream streams (see bench/servers/upstream.ts). */
+/** The exact bytes the benchmark upstream streams: the shared model server's answer of `chunks` words. */
 export function expectedStream(chunks: number): string {
-  let out = '';
-  for (let i = 0; i < chunks; i++) {
-    out += `data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1,"model":"bench-model","choices":[{"index":0,"delta":{"content":"tok${i} "},"finish_reason":null}]}\n\n`;
-  }
-  return `${out}data: [DONE]\n\n`;
+  const text = Array.from({ length: chunks }, (_, i) => `tok${i}`).join(' ');
+  return `${streamEvents('bench-model', text)
+    .map((e) => `data: ${e}\n\n`)
+    .join('')}data: [DONE]\n\n`;
 }
