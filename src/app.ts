@@ -1,6 +1,6 @@
 import express, { Router, type RequestHandler } from 'express';
 import type { ConfigSource } from './config/config-store.js';
-import { InvalidRequestError } from './errors/gateway-error.js';
+import { InvalidRequestError, NotFoundError } from './errors/gateway-error.js';
 import { chatCompletions } from './http/controllers/chat-completions.js';
 import { liveness, readiness } from './http/controllers/health.js';
 import { getModel, listModels } from './http/controllers/models.js';
@@ -25,6 +25,8 @@ export interface AppDeps {
   firstDiscovery: () => Promise<void> | undefined;
   /** Re-reads the configuration (admin route); resolves with a summary or rejects with the problems. */
   reload: () => Promise<unknown>;
+  /** The effective configuration with the source of each value, keys redacted (admin route). */
+  configView: () => unknown;
 }
 
 const NO_KEYS: readonly string[] = Object.freeze([]);
@@ -73,9 +75,14 @@ export function createApp(deps: AppDeps): express.Express {
   };
   const adminAuth = bearerAuth(adminKeys);
   const admin = Router();
-  admin.use((req, res, next) =>
-    config.current.auth.adminKey === undefined ? next('router') : adminAuth(req, res, next),
-  );
+  admin.use((req, res, next) => {
+    if (config.current.auth.adminKey !== undefined) return adminAuth(req, res, next);
+    next(
+      new NotFoundError('Admin routes are off: set ADMIN_API_KEY to turn them on (then restart or reload).', {
+        code: 'admin_disabled',
+      }),
+    );
+  });
   admin.get('/providers/status', providersStatus(registry));
   admin.get(
     '/runtime',
@@ -84,9 +91,15 @@ export function createApp(deps: AppDeps): express.Express {
       () => deps.completions.transcriptBytes,
     ),
   );
+  admin.get('/config', (_req, res) => {
+    res.setHeader('cache-control', 'no-store');
+    res.json(deps.configView());
+  });
   admin.post('/config/reload', async (_req, res) => {
     res.json({ object: 'config.reload', ...((await deps.reload()) as object) });
   });
+  admin.all(['/providers/status', '/runtime', '/config'], methodNotAllowed('GET'));
+  admin.all('/config/reload', methodNotAllowed('POST'));
   app.use('/api/v1', admin);
 
   app.use(notFound());

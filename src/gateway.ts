@@ -7,9 +7,15 @@ import { answerClientError } from './http/client-error.js';
 import { Connections, FIRST_REQUEST_WAIT_MS } from './http/connections.js';
 import { shapeRequest } from './http/request-shape.js';
 import { ConfigStore } from './config/config-store.js';
-import { ConfigError } from './config/load-config.js';
+import { ConfigError, configOrigin } from './config/load-config.js';
 import type { GatewayConfig } from './config/types.js';
-import { GatewayError, InvalidConfigReloadError, ReloadUnavailableError } from './errors/gateway-error.js';
+import { describeConfig } from './config/describe-config.js';
+import {
+  GatewayError,
+  InvalidConfigReloadError,
+  ReloadUnavailableError,
+  type ErrorCode,
+} from './errors/gateway-error.js';
 import type { Logger } from './observability/logger.js';
 import { CompletionService } from './services/completion/completion-service.js';
 import { Discovery } from './services/endpoints/discovery.js';
@@ -23,18 +29,33 @@ export interface GatewayOptions {
   logger: Logger;
   /** Re-reads the configuration for a reload (SIGHUP, a changed CONFIG_FILE, the admin route). */
   loadConfig?: () => GatewayConfig;
+  /**
+   * Reloads every process of the gateway (a cluster worker asks its primary) and gives their answers;
+   * the admin route uses it instead of reloading this process alone.
+   */
+  reloadAll?: () => Promise<readonly ProcessReload[]>;
   /** Injected for deterministic tests; Math.random and Date.now otherwise. */
   random?: () => number;
   now?: () => number;
 }
 
 export interface ReloadSummary {
+  /** Endpoints added, removed and changed, by name. */
   added: string[];
   removed: string[];
   changed: string[];
-  /** Settings that only take effect after a restart. */
+  /** Other settings whose value changed, by path (`routing.maxAttempts`); never their values. */
+  settings: string[];
+  /** Settings that changed but only take effect after a restart. */
   restartNeeded: string[];
+  /** The new configuration's warnings (an environment variable replacing a file setting…). */
+  warnings: readonly string[];
 }
+
+/** One process's answer to a reload: its summary, or the error that refused it. */
+export type ProcessReload =
+  | { pid: number; ok: true; summary: ReloadSummary }
+  | { pid: number; ok: false; code: string; message: string; problems?: readonly string[] | undefined };
 
 /** The composed gateway: services wired together, an HTTP server, start, reload and graceful stop. */
 export class Gateway {
@@ -89,7 +110,8 @@ export class Gateway {
       isShuttingDown: () => this.shuttingDown,
       firstDiscovery: () =>
         this.registry.hasUnknownModels() ? this.discovery.pendingInitialRound() : undefined,
-      reload: () => Promise.resolve(this.reloadFromSource()),
+      reload: () => this.reloadEverywhere(),
+      configView: () => describeConfig(this.config.current),
     });
   }
 
@@ -99,12 +121,8 @@ export class Gateway {
    */
   reload(next: GatewayConfig): ReloadSummary {
     const previous = this.config.current;
-    const restartNeeded: string[] = (['port', 'host', 'workers'] as const).filter(
-      (k) => previous.server[k] !== next.server[k],
-    );
-    if (previous.logging.file !== next.logging.file || previous.logging.filePath !== next.logging.filePath) {
-      restartNeeded.push('logging.file');
-    }
+    const settings = changedSettings(previous, next);
+    const restartNeeded = settings.filter((path) => RESTART_NEEDED.has(path));
     this.config.replace(next);
     this.applyServerTimeouts();
     this.options.logger.level = next.logging.level;
@@ -113,9 +131,33 @@ export class Gateway {
     for (const name of change.removed) this.forwarder.retire(name);
     this.discovery.schedule();
     if (change.added.length > 0 || change.changed.length > 0) void this.discovery.refresh();
-    const summary = { ...change, restartNeeded };
-    this.options.logger.info(summary, 'configuration reloaded');
+    const warnings = configOrigin(next)?.warnings ?? [];
+    const summary: ReloadSummary = { ...change, settings, restartNeeded, warnings };
+    this.options.logger.info(
+      { added: change.added, removed: change.removed, changed: change.changed, settings, restartNeeded },
+      'configuration reloaded',
+    );
+    for (const warning of warnings) this.options.logger.warn(`configuration: ${warning}`);
+    if (restartNeeded.length > 0)
+      this.options.logger.warn({ restartNeeded }, 'some changed settings take effect only after a restart');
     return summary;
+  }
+
+  /**
+   * The admin route's reload: of every process of the gateway when it runs as a cluster, else of this
+   * one. Any process refusing the new configuration makes the answer an error.
+   */
+  private async reloadEverywhere(): Promise<Record<string, unknown>> {
+    if (!this.options.reloadAll) return { ...this.reloadFromSource() };
+    const results = await this.options.reloadAll();
+    const failed = results.find((r) => !r.ok);
+    if (failed && !failed.ok) {
+      if (failed.problems) throw new InvalidConfigReloadError(failed.problems);
+      throw new GatewayError(failed.message, { code: failed.code as ErrorCode });
+    }
+    const summaries = results.flatMap((r) => (r.ok ? [{ pid: r.pid, ...r.summary }] : []));
+    const own = summaries.find((r) => r.pid === process.pid) ?? summaries[0];
+    return { ...own, pid: undefined, workers: summaries };
   }
 
   /** Reads the configuration again and applies it; a bad one is rejected and the old one stays. */
@@ -132,6 +174,8 @@ export class Gateway {
         );
         throw new InvalidConfigReloadError(err.problems);
       }
+      if (err instanceof GatewayError)
+        this.options.logger.warn({ code: err.code }, `configuration not reloaded: ${err.message}`);
       throw err;
     }
     return this.reload(next);
@@ -241,6 +285,39 @@ export class Gateway {
     }
     await this.forwarder.close();
   }
+}
+
+/** Settings a running process cannot change: they take effect at the next start. */
+const RESTART_NEEDED = new Set([
+  'server.port',
+  'server.host',
+  'server.workers',
+  'logging.file',
+  'logging.filePath',
+]);
+
+/** Paths of the settings (endpoints aside) whose values differ between two configurations. */
+function changedSettings(previous: GatewayConfig, next: GatewayConfig): string[] {
+  const out: string[] = [];
+  const walk = (a: unknown, b: unknown, at: string) => {
+    const objects =
+      a !== null && b !== null && typeof a === 'object' && typeof b === 'object' && !Array.isArray(a);
+    if (!objects || Array.isArray(b)) {
+      if (JSON.stringify(a) !== JSON.stringify(b)) out.push(at);
+      return;
+    }
+    const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
+    for (const k of keys) {
+      if (at === '' && (k === 'endpoints' || k === 'configFile')) continue;
+      walk(
+        (a as Record<string, unknown>)[k],
+        (b as Record<string, unknown>)[k],
+        at === '' ? k : `${at}.${k}`,
+      );
+    }
+  };
+  walk(previous, next, '');
+  return out;
 }
 
 /**

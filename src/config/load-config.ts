@@ -3,8 +3,8 @@ import path from 'node:path';
 import { createRequire } from 'node:module';
 import dotenv from 'dotenv';
 import type { parse as ParseYaml } from 'yaml';
-import { ConfigError, describeFileError, describeIssue } from './config-problems.js';
-import { configSchema } from './schema.js';
+import { ConfigError, describeFileError, describeIssue, formatPath } from './config-problems.js';
+import { configSchema, isLoopbackHost, keyWeakness, ROUTE_SUFFIXES } from './schema.js';
 import type { GatewayConfig } from './types.js';
 
 /**
@@ -34,6 +34,7 @@ const ENV_PATHS: ReadonlyArray<readonly [string, readonly string[]]> = [
   ['CLIENT_BODY_TIMEOUT_MS', ['server', 'clientBodyTimeoutMs']],
   ['ADMIN_API_KEY', ['auth', 'adminKey']],
   ['AUTH_DISABLED', ['auth', 'disabled']],
+  ['ALLOW_WEAK_KEYS', ['auth', 'allowWeakKeys']],
   ['FILE_LOGGING', ['logging', 'file']],
   ['LOG_FILE', ['logging', 'filePath']],
   ['LOG_LEVEL', ['logging', 'level']],
@@ -47,6 +48,7 @@ const ENV_PATHS: ReadonlyArray<readonly [string, readonly string[]]> = [
   ['FIRST_BYTE_TIMEOUT_MS', ['routing', 'timeouts', 'firstByteMs']],
   ['IDLE_TIMEOUT_MS', ['routing', 'timeouts', 'idleMs']],
   ['REQUEST_TIMEOUT_MS', ['routing', 'timeouts', 'totalMs']],
+  ['JSON_REQUEST_TIMEOUT_MS', ['routing', 'timeouts', 'jsonTotalMs']],
   ['CONTINUATION', ['routing', 'continuation']],
   ['CONTINUATION_MAX_BYTES', ['routing', 'continuationMaxBytes']],
   ['CONTINUATION_BUDGET_BYTES', ['routing', 'continuationBudgetBytes']],
@@ -58,15 +60,21 @@ const ENV_PATHS: ReadonlyArray<readonly [string, readonly string[]]> = [
   ['THROUGHPUT_WINDOW_MS', ['routing', 'timeouts', 'throughputWindowMs']],
 ];
 
+/** Comma-separated lists. */
+const LIST_PATHS: ReadonlyArray<readonly [string, readonly string[]]> = [
+  ['HEDGE_MODELS', ['routing', 'hedge', 'models']],
+  ['FORWARD_HEADERS', ['routing', 'forwardHeaders']],
+  ['CORS_ORIGINS', ['server', 'cors', 'origins']],
+];
+
 /** Every environment variable the gateway reads. */
 export const ENV_VARIABLES: readonly string[] = [
   ...ENV_PATHS.map(([name]) => name),
+  ...LIST_PATHS.map(([name]) => name),
   'API_KEY',
   'PROXY_API_KEY',
   'ENDPOINTS',
   'CONFIG_FILE',
-  'HEDGE_MODELS',
-  'FORWARD_HEADERS',
 ];
 
 export interface LoadConfigOptions {
@@ -75,17 +83,57 @@ export interface LoadConfigOptions {
   readFile?: (file: string) => string;
   /** Directory that a relative CONFIG_FILE is resolved against. */
   cwd?: string;
+  /** The `.env` file the environment was completed from, and the names it set. */
+  envFile?: { path: string; names: ReadonlySet<string> };
+}
+
+/** Where a setting's value came from. */
+export interface SettingSource {
+  source: 'default' | 'env' | 'file';
+  /** The environment variable that set it. */
+  variable?: string;
+  /** The file that set it: the config file, or `.env` for a variable read from it. */
+  file?: string;
+}
+
+/** What loading found besides the configuration itself: its files, warnings and each value's source. */
+export interface ConfigOrigin {
+  /** Absolute path of CONFIG_FILE, when one was read. */
+  readonly configFile: string | undefined;
+  /** Absolute path of the `.env` file, when one was read. */
+  readonly envFile: string | undefined;
+  /** Things that work but are probably not what the operator meant. */
+  readonly warnings: readonly string[];
+  readonly sourceOf: (path: ReadonlyArray<string | number>) => SettingSource;
+}
+
+const origins = new WeakMap<GatewayConfig, ConfigOrigin>();
+
+/** The origin of a configuration built by this loader. */
+export function configOrigin(config: GatewayConfig): ConfigOrigin | undefined {
+  return origins.get(config);
 }
 
 /**
  * Builds the frozen gateway configuration from environment variables and an optional config file.
- * Throws ConfigError listing every problem found.
+ * Throws ConfigError listing every problem found. `configOrigin(config)` tells where each value came
+ * from and what looked wrong.
  */
 export function loadConfig(options: LoadConfigOptions): GatewayConfig {
   const { env } = options;
   const problems: string[] = [];
+  const warnings: string[] = [];
   const raw: Record<string, unknown> = {};
+  /** What the file set (after `${VAR}` replacement) and what the environment set, apart. */
+  let fileTree: Record<string, unknown> = {};
+  const envTree: Record<string, unknown> = {};
   const fromEnv = new Map<string, string>();
+  const envFileNames = options.envFile?.names ?? new Set<string>();
+  const setFromEnv = (keyPath: readonly string[], value: unknown, variable: string) => {
+    setPath(raw, keyPath, value);
+    setPath(envTree, keyPath, value);
+    fromEnv.set(keyPath.join('.'), variable);
+  };
 
   const configFile = nonBlank(env.CONFIG_FILE);
   // A source that failed to parse would only add follow-up complaints (no endpoints, no key).
@@ -93,65 +141,47 @@ export function loadConfig(options: LoadConfigOptions): GatewayConfig {
   let endpointsFailed = false;
   const file = configFile ? path.resolve(options.cwd ?? process.cwd(), configFile) : undefined;
   if (configFile && file) {
+    let text: string | undefined;
     try {
-      const text = (options.readFile ?? ((f: string) => readFileSync(f, 'utf8')))(file);
+      text = (options.readFile ?? ((f: string) => readFileSync(f, 'utf8')))(file);
       const parsed: unknown = text.trim() === '' ? {} : parseYaml(text);
       if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
         problems.push(`CONFIG_FILE ${configFile}: expected a mapping of sections (server, endpoints, ...)`);
+        fileFailed = true;
       } else {
-        Object.assign(raw, interpolate(parsed, env));
+        const unset: string[] = [];
+        fileTree = interpolate(parsed, env, [], unset) as Record<string, unknown>;
+        Object.assign(raw, structuredClone(fileTree));
+        for (const u of unset) warnings.push(`${configFile}: ${u}`);
       }
     } catch (err) {
-      problems.push(`CONFIG_FILE ${configFile}: ${describeFileError(err)}`);
+      problems.push(`CONFIG_FILE ${configFile}: ${describeFileError(err, text)}`);
       fileFailed = true;
     }
   }
 
   for (const [name, keyPath] of ENV_PATHS) {
     const value = nonBlank(env[name]);
-    if (value === undefined) continue;
-    setPath(raw, keyPath, value);
-    fromEnv.set(keyPath.join('.'), name);
+    if (value !== undefined) setFromEnv(keyPath, value, name);
   }
 
   const apiKeyVar = nonBlank(env.API_KEY) !== undefined ? 'API_KEY' : 'PROXY_API_KEY';
   const apiKeys = nonBlank(env.API_KEY) ?? nonBlank(env.PROXY_API_KEY);
-  if (apiKeys !== undefined) {
-    setPath(raw, ['auth', 'apiKeys'], apiKeys.split(','));
-    fromEnv.set('auth.apiKeys', apiKeyVar);
-  }
-
-  const hedgeModels = nonBlank(env.HEDGE_MODELS);
-  if (hedgeModels !== undefined) {
-    setPath(
-      raw,
-      ['routing', 'hedge', 'models'],
-      hedgeModels
-        .split(',')
-        .map((m) => m.trim())
-        .filter(Boolean),
-    );
-    fromEnv.set('routing.hedge.models', 'HEDGE_MODELS');
-  }
-
-  const forwardHeaders = nonBlank(env.FORWARD_HEADERS);
-  if (forwardHeaders !== undefined) {
-    setPath(
-      raw,
-      ['routing', 'forwardHeaders'],
-      forwardHeaders
-        .split(',')
-        .map((h) => h.trim())
-        .filter(Boolean),
-    );
-    fromEnv.set('routing.forwardHeaders', 'FORWARD_HEADERS');
+  if (apiKeys !== undefined) setFromEnv(['auth', 'apiKeys'], apiKeys.split(','), apiKeyVar);
+  for (const [name, keyPath] of LIST_PATHS) {
+    const value = nonBlank(env[name]);
+    if (value === undefined) continue;
+    const list = value
+      .split(',')
+      .map((v) => v.trim())
+      .filter(Boolean);
+    setFromEnv(keyPath, list, name);
   }
 
   const endpointsJson = nonBlank(env.ENDPOINTS);
   if (endpointsJson !== undefined) {
     try {
-      raw.endpoints = JSON.parse(endpointsJson) as unknown;
-      fromEnv.set('endpoints', 'ENDPOINTS');
+      setFromEnv(['endpoints'], JSON.parse(endpointsJson) as unknown, 'ENDPOINTS');
     } catch (err) {
       // V8's message quotes the text around the error, which may be an unquoted key: keep only the position.
       const at = /position (\d+)/.exec((err as Error).message)?.[1];
@@ -165,47 +195,189 @@ export function loadConfig(options: LoadConfigOptions): GatewayConfig {
     }
   }
 
+  const variableLabel = (variable: string) =>
+    envFileNames.has(variable) ? `${variable} (.env)` : `${variable} (environment)`;
+  if (configFile && !fileFailed) {
+    for (const [keyPath, variable] of fromEnv) {
+      if (has(fileTree, keyPath.split('.')))
+        warnings.push(`${variableLabel(variable)} replaces ${keyPath} in ${configFile}`);
+    }
+  }
+
   // reportInput: tells a missing value ('is required') from a wrong one.
   const result = configSchema.safeParse(raw, { reportInput: true });
   if (!fileFailed && !hasClientKeyOrAuthDisabled(raw)) problems.push(MISSING_API_KEY);
-  if (!result.success) {
-    problems.push(...result.error.issues.map((issue) => describeIssue(issue, raw, fromEnv)));
-    throw new ConfigError(problems);
+  const rawEndpoints = raw.endpoints;
+  if (!fileFailed && !endpointsFailed && (rawEndpoints === undefined || isEmptyList(rawEndpoints))) {
+    problems.push(
+      configFile && !fromEnv.has('endpoints')
+        ? `CONFIG_FILE ${configFile} lists no endpoints: add an \`endpoints:\` list to it (see README.md, ` +
+            'Config file), or set ENDPOINTS'
+        : NO_ENDPOINTS,
+    );
   }
-  if (result.data.endpoints.length === 0 && !fileFailed && !endpointsFailed) problems.push(NO_ENDPOINTS);
-  if (problems.length > 0) throw new ConfigError(problems);
-  return deepFreeze({ ...result.data, configFile: file });
+  if (!result.success)
+    problems.push(...result.error.issues.map((issue) => describeIssue(issue, raw, fromEnv)));
+  if (!result.success || problems.length > 0) throw new ConfigError(problems, warnings);
+  const config = deepFreeze({ ...result.data, configFile: file });
+  warnings.push(...configWarnings(config, raw, fromEnv));
+
+  const sourceOf = (keyPath: ReadonlyArray<string | number>): SettingSource => {
+    for (let n = keyPath.length; n > 0; n--) {
+      const variable = fromEnv.get(keyPath.slice(0, n).join('.'));
+      if (variable === undefined) continue;
+      // The variable replaced this part of the structure: what it did not give is a default.
+      if (has(envTree, keyPath))
+        return { source: 'env', variable, ...(envFileNames.has(variable) ? { file: '.env' } : {}) };
+      return inheritedOrDefault(keyPath);
+    }
+    if (configFile && has(fileTree, keyPath)) return { source: 'file', file: configFile };
+    return inheritedOrDefault(keyPath);
+  };
+  /** An endpoint's timeout it does not set is the global one, with that one's source. */
+  const inheritedOrDefault = (keyPath: ReadonlyArray<string | number>): SettingSource =>
+    keyPath[0] === 'endpoints' && keyPath[2] === 'timeouts' && keyPath.length === 4
+      ? sourceOf(['routing', 'timeouts', keyPath[3]!])
+      : { source: 'default' };
+  origins.set(config, {
+    configFile: file,
+    envFile: options.envFile?.path,
+    warnings: Object.freeze(warnings),
+    sourceOf,
+  });
+  return config;
 }
 
 /**
- * Reads `.env` (without overriding variables already set) and then the environment. The only place in
- * the gateway that touches process.env.
+ * Reads `.env` (its values fill in what the environment does not set) and then the environment, again
+ * on every call: a reload sees an edited `.env`. The only place in the gateway that reads process.env;
+ * `.env` is never copied into it.
  */
 export function loadConfigFromProcess(layers: { defaults?: Env; overrides?: Env } = {}): GatewayConfig {
-  dotenv.config({ quiet: true });
-  return loadConfig({ env: { ...layers.defaults, ...definedOnly(process.env), ...layers.overrides } });
+  const processEnv = definedOnly(process.env);
+  const envFile = readEnvFile(processEnv);
+  return loadConfig({
+    env: { ...layers.defaults, ...envFile?.values, ...processEnv, ...layers.overrides },
+    envFile: envFile && { path: envFile.path, names: envFile.names },
+  });
+}
+
+/** The `.env` of the working directory, if there is one, and which of its names the environment leaves to it. */
+export function readEnvFile(
+  processEnv: Env,
+  cwd = process.cwd(),
+): { path: string; values: Env; names: ReadonlySet<string> } | undefined {
+  const file = path.resolve(cwd, '.env');
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const values = definedOnly(dotenv.parse(text));
+  const names = new Set(Object.keys(values).filter((name) => processEnv[name] === undefined));
+  return { path: file, values, names };
 }
 
 function definedOnly(env: Env): Env {
   return Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v.trim() !== ''));
 }
 
-/** Replaces `${VAR}` and `${VAR:-default}` in every string of the parsed file. */
-function interpolate(value: unknown, env: Env): unknown {
+/**
+ * Replaces `${VAR}` and `${VAR:-default}` in every string of the parsed file; a variable that is not
+ * set (and has no default) is noted in `unset`.
+ */
+function interpolate(value: unknown, env: Env, at: Array<string | number>, unset: string[]): unknown {
   if (typeof value === 'string') {
     return value.replace(
       /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g,
       (_m, name: string, fallback?: string) => {
         const v = env[name];
-        return v !== undefined && v !== '' ? v : (fallback ?? '');
+        if (v !== undefined && v !== '') return v;
+        if (fallback === undefined)
+          unset.push(`\${${name}} is not set in the environment, so ${formatPath(at)} lacks it`);
+        return fallback ?? '';
       },
     );
   }
-  if (Array.isArray(value)) return value.map((v) => interpolate(v, env));
+  if (Array.isArray(value)) return value.map((v, i) => interpolate(v, env, [...at, i], unset));
   if (value !== null && typeof value === 'object') {
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, interpolate(v, env)]));
+    return Object.fromEntries(
+      Object.entries(value).map(([k, v]) => [k, interpolate(v, env, [...at, k], unset)]),
+    );
   }
   return value;
+}
+
+/** Whether `keyPath` leads to a value in `tree`. */
+function has(tree: unknown, keyPath: ReadonlyArray<string | number>): boolean {
+  let node = tree;
+  for (const key of keyPath) {
+    if (node === null || typeof node !== 'object' || !Object.hasOwn(node, key)) return false;
+    node = (node as Record<string, unknown>)[key];
+  }
+  return node !== undefined;
+}
+
+/** Settings that are valid but probably not what the operator meant. */
+function configWarnings(
+  config: GatewayConfig,
+  raw: Record<string, unknown>,
+  fromEnv: Map<string, string>,
+): string[] {
+  const warnings: string[] = [];
+  const rawEndpoints = Array.isArray(raw.endpoints) ? (raw.endpoints as unknown[]) : [];
+  const where = fromEnv.has('endpoints') ? 'ENDPOINTS: ' : '';
+  const firstByUrl = new Map<string, number>();
+  config.endpoints.forEach((ep, i) => {
+    const label = `endpoints[${i}] (${ep.name})`;
+    const rawUrl = (rawEndpoints[i] as { url?: unknown } | undefined)?.url;
+    if (typeof rawUrl === 'string') {
+      const pathname = safePathname(rawUrl);
+      const route = ROUTE_SUFFIXES.find((r) => pathname.replace(/\/+$/, '').toLowerCase().endsWith(r));
+      if (route)
+        warnings.push(`${where}${label}.url ends in ${route}: using ${ep.url}, the base URL, instead`);
+    }
+    const first = firstByUrl.get(ep.url);
+    if (first === undefined) firstByUrl.set(ep.url, i);
+    else
+      warnings.push(
+        `${where}${label} has the same url as endpoints[${first}] (${config.endpoints[first]!.name}), ` +
+          `${ep.url}: that server takes the traffic of both entries`,
+      );
+  });
+  const { host } = config.server;
+  const { auth } = config;
+  if (!isLoopbackHost(host)) {
+    if (auth.disabled)
+      warnings.push(
+        `AUTH_DISABLED=true while HOST ${host} lets other machines connect: anyone who reaches this ` +
+          'port can use your endpoints',
+      );
+    if (auth.allowWeakKeys && [...auth.apiKeys, auth.adminKey ?? ''].some((k) => k && keyWeakness(k)))
+      warnings.push(
+        `ALLOW_WEAK_KEYS=true: a placeholder or short key is in use while HOST ${host} lets other ` +
+          'machines connect',
+      );
+  }
+  if (auth.adminKey !== undefined && auth.apiKeys.includes(auth.adminKey))
+    warnings.push(
+      'ADMIN_API_KEY is also a client key (API_KEY): every client can use the admin routes; give it a ' +
+        'key of its own',
+    );
+  return warnings;
+}
+
+function isEmptyList(v: unknown): boolean {
+  return Array.isArray(v) && v.length === 0;
+}
+
+function safePathname(url: string): string {
+  try {
+    return new URL(url.trim()).pathname;
+  } catch {
+    return '';
+  }
 }
 
 function setPath(target: Record<string, unknown>, keyPath: readonly string[], value: unknown): void {

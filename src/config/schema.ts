@@ -20,10 +20,6 @@ export type RoutingStrategy = (typeof ROUTING_STRATEGIES)[number];
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
-/** A message for a value of the wrong type only; range and integer problems keep zod's precise wording. */
-const typeError = (message: string) => (issue: { code: string }) =>
-  issue.code === 'invalid_type' ? message : undefined;
-
 /** Numbers may arrive as strings from the environment; a blank string means "not set". */
 function numeric<T extends z.ZodType>(schema: T) {
   return z.preprocess((v) => {
@@ -42,14 +38,7 @@ function numeric<T extends z.ZodType>(schema: T) {
 const MAX_TIMER_MS = 2_147_483_647;
 const TIMER_LIMIT_MESSAGE = `must be at most ${MAX_TIMER_MS} ms (about 24.8 days)`;
 
-const positiveMs = (what: string) =>
-  numeric(
-    z
-      .number({ error: typeError(`${what} must be a number of milliseconds`) })
-      .int()
-      .positive()
-      .max(MAX_TIMER_MS, TIMER_LIMIT_MESSAGE),
-  );
+const positiveMs = () => numeric(z.number().int().positive().max(MAX_TIMER_MS, TIMER_LIMIT_MESSAGE));
 
 const booleanLike = z.preprocess(
   (v) => {
@@ -66,31 +55,32 @@ const booleanLike = z.preprocess(
 const BYTE_UNITS: Record<string, number> = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 };
 
 /** `10mb`, `512kb`, `1gb` or a plain number of bytes; units are binary (1mb = 1 MiB) as in body-parser. */
-const byteSize = z.union([z.number().int().positive(), z.string()]).transform((v, ctx) => {
-  if (typeof v === 'number') return v;
-  const m = /^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb)?\s*$/i.exec(v);
-  if (!m) {
-    ctx.addIssue({ code: 'custom', message: `'${v}' is not a size; use a value such as 10mb or 512kb` });
-    return z.NEVER;
-  }
-  const bytes = Math.floor(Number(m[1]) * (BYTE_UNITS[(m[2] ?? 'b').toLowerCase()] ?? 1));
-  if (bytes <= 0) {
-    ctx.addIssue({ code: 'custom', message: 'must be greater than zero' });
-    return z.NEVER;
-  }
-  return bytes;
-});
+const byteSize = z
+  .union([z.number().int().positive(), z.string()], { error: 'must be a size such as 10mb or 512kb' })
+  .transform((v, ctx) => {
+    if (typeof v === 'number') return v;
+    const m = /^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb)?\s*$/i.exec(v);
+    if (!m) {
+      ctx.addIssue({ code: 'custom', message: `'${v}' is not a size; use a value such as 10mb or 512kb` });
+      return z.NEVER;
+    }
+    const bytes = Math.floor(Number(m[1]) * (BYTE_UNITS[(m[2] ?? 'b').toLowerCase()] ?? 1));
+    if (bytes <= 0) {
+      ctx.addIssue({ code: 'custom', message: 'must be greater than zero' });
+      return z.NEVER;
+    }
+    return bytes;
+  });
 
-const nonNegative = (what: string) =>
-  numeric(z.number({ error: typeError(`${what} must be a number >= 0`) }).min(0));
+const nonNegative = () => numeric(z.number().min(0));
 
 const timeoutsShape = {
-  minBytesPerSecond: nonNegative('minBytesPerSecond'),
-  throughputWindowMs: positiveMs('throughputWindowMs'),
-  connectMs: positiveMs('connectMs'),
-  firstByteMs: positiveMs('firstByteMs'),
-  idleMs: positiveMs('idleMs'),
-  totalMs: positiveMs('totalMs'),
+  minBytesPerSecond: nonNegative(),
+  throughputWindowMs: positiveMs(),
+  connectMs: positiveMs(),
+  firstByteMs: positiveMs(),
+  idleMs: positiveMs(),
+  totalMs: positiveMs(),
 };
 
 const endpointTimeoutsSchema = z.strictObject({
@@ -103,10 +93,22 @@ const endpointTimeoutsSchema = z.strictObject({
 });
 
 /**
- * Accepts the base URL with or without a trailing `/` or `/v1` (the original gateway's users wrote both)
- * and normalises to the base without `/v1`.
+ * Routes an operator may paste by mistake at the end of an endpoint's URL: the base URL is what is
+ * left (a warning says so).
  */
-const endpointUrl = z.string({ error: 'url is required' }).transform((raw, ctx) => {
+export const ROUTE_SUFFIXES = [
+  '/v1/chat/completions',
+  '/chat/completions',
+  '/v1/completions',
+  '/v1/models',
+  '/v1/embeddings',
+] as const;
+
+/**
+ * Accepts the base URL with or without a trailing `/` or `/v1` (the original gateway's users wrote both),
+ * or with a route pasted after it, and normalises to the base without `/v1`.
+ */
+const endpointUrl = z.string().transform((raw, ctx) => {
   let parsed: URL;
   try {
     parsed = new URL(raw.trim());
@@ -132,9 +134,16 @@ const endpointUrl = z.string({ error: 'url is required' }).transform((raw, ctx) 
     ctx.addIssue({ code: 'custom', message: 'url must not contain a query string or fragment' });
     return z.NEVER;
   }
-  const path = parsed.pathname.replace(/\/+$/, '').replace(/\/v1$/, '');
-  return `${parsed.protocol}//${parsed.host}${path}`;
+  return `${parsed.protocol}//${parsed.host}${basePath(parsed.pathname)}`;
 });
+
+/** The path of a base URL: without a trailing `/`, a route pasted after it, or `/v1`. */
+export function basePath(pathname: string): string {
+  let path = pathname.replace(/\/+$/, '');
+  const route = ROUTE_SUFFIXES.find((r) => path.toLowerCase().endsWith(r));
+  if (route) path = path.slice(0, -route.length);
+  return path.replace(/\/v1$/, '');
+}
 
 /** A client header name to forward upstream, or a prefix ending in `*`; never a credential or hop-by-hop header. */
 const forwardedHeader = z
@@ -160,13 +169,8 @@ const endpointSchema = z.strictObject({
     .max(64)
     .regex(/^[\w.:@-]+$/, 'name may contain only letters, digits and . _ - : @')
     .optional(),
-  priority: numeric(
-    z
-      .number({ error: typeError('priority must be an integer') })
-      .int()
-      .min(0),
-  ).default(1),
-  weight: numeric(z.number({ error: typeError('weight must be a number >= 0') }).min(0)).default(1),
+  priority: numeric(z.number().int().min(0)).default(1),
+  weight: numeric(z.number().min(0)).default(1),
   models: z
     .array(z.string().trim().min(1))
     .min(1, 'models must list at least one model when given')
@@ -174,34 +178,39 @@ const endpointSchema = z.strictObject({
     .transform((models) => (models ? [...new Set(models)] : undefined)),
   maxConcurrent: numeric(z.number().int().positive()).optional(),
   timeouts: endpointTimeoutsSchema.optional(),
+  /** `{<public id>: <upstream id>}`: the endpoint serves the public id under its own name. */
+  modelNames: z
+    .record(z.string().trim().min(1), z.string().trim().min(1))
+    .optional()
+    .superRefine((names, ctx) => {
+      const seen = new Map<string, string>();
+      for (const [pub, upstream] of Object.entries(names ?? {})) {
+        const other = seen.get(upstream);
+        if (other !== undefined)
+          ctx.addIssue({
+            code: 'custom',
+            path: [pub],
+            message: `'${other}' and '${pub}' both name the upstream model '${upstream}': give each upstream model one public id`,
+          });
+        seen.set(upstream, pub);
+      }
+    }),
 });
 
 const configShape = z.strictObject({
   server: z
     .strictObject({
-      port: numeric(
-        z
-          .number({ error: typeError('port must be a number') })
-          .int()
-          .min(0)
-          .max(65535),
-      ).default(3000),
+      port: numeric(z.number().int().min(0).max(65535)).default(3000),
       host: z.string().min(1).default('0.0.0.0'),
       bodyLimit: byteSize.default(10 * 1024 * 1024),
       cors: z.strictObject({ origins: z.array(z.string().min(1)).default(['*']) }).prefault({}),
-      shutdownGraceMs: positiveMs('shutdownGraceMs').default(30_000),
+      shutdownGraceMs: positiveMs().default(30_000),
       /** Processes serving the port (node:cluster); 1 = no cluster. */
-      workers: numeric(
-        z
-          .number({ error: typeError('workers must be a whole number') })
-          .int()
-          .min(1)
-          .max(64),
-      ).default(1),
+      workers: numeric(z.number().int().min(1).max(64)).default(1),
       /** SSE comment interval while a stream waits for its first token (keeps idle proxies from closing). */
-      heartbeatIntervalMs: positiveMs('heartbeatIntervalMs').default(15_000),
+      heartbeatIntervalMs: positiveMs().default(15_000),
       /** Longest time a client may take to send its request (headers and body). */
-      clientBodyTimeoutMs: positiveMs('clientBodyTimeoutMs').default(60_000),
+      clientBodyTimeoutMs: positiveMs().default(60_000),
     })
     .prefault({}),
   auth: z
@@ -212,11 +221,13 @@ const configShape = z.strictObject({
         .transform((keys) => [...new Set(keys.map((k) => k.trim()).filter((k) => k !== ''))]),
       adminKey: z.string().optional().transform(nonBlank),
       disabled: booleanLike.default(false),
+      /** Lets placeholder or short keys start on an address other machines can reach. */
+      allowWeakKeys: booleanLike.default(false),
     })
     .prefault({}),
   logging: z
     .strictObject({
-      level: z.enum(LOG_LEVELS, { error: `level must be one of ${LOG_LEVELS.join(', ')}` }).default('info'),
+      level: z.enum(LOG_LEVELS).default('info'),
       file: booleanLike.default(false),
       filePath: z.string().min(1).default('logs/gateway.log'),
     })
@@ -224,23 +235,15 @@ const configShape = z.strictObject({
   models: z
     .strictObject({
       ownedBy: z.string().min(1).default('proxy'),
-      discoveryIntervalMs: positiveMs('discoveryIntervalMs').default(30_000),
-      discoveryTimeoutMs: positiveMs('discoveryTimeoutMs').default(5_000),
+      discoveryIntervalMs: positiveMs().default(30_000),
+      discoveryTimeoutMs: positiveMs().default(5_000),
     })
     .prefault({}),
   endpoints: z.array(endpointSchema).default([]),
   routing: z
     .strictObject({
-      strategy: z
-        .enum(ROUTING_STRATEGIES, { error: `strategy must be one of ${ROUTING_STRATEGIES.join(', ')}` })
-        .default('weighted'),
-      maxAttempts: numeric(
-        z
-          .number({ error: typeError('maxAttempts must be an integer') })
-          .int()
-          .min(1)
-          .max(20),
-      ).default(3),
+      strategy: z.enum(ROUTING_STRATEGIES).default('weighted'),
+      maxAttempts: numeric(z.number().int().min(1).max(20)).default(3),
       timeouts: z
         .strictObject({
           connectMs: timeoutsShape.connectMs.default(5_000),
@@ -250,6 +253,8 @@ const configShape = z.strictObject({
           minBytesPerSecond: timeoutsShape.minBytesPerSecond.default(0),
           throughputWindowMs: timeoutsShape.throughputWindowMs.default(10_000),
           totalMs: timeoutsShape.totalMs.default(600_000),
+          /** Whole request of a non-streamed (JSON) completion; unset: totalMs. */
+          jsonTotalMs: timeoutsShape.totalMs.optional(),
         })
         .prefault({}),
       continuation: booleanLike.default(true),
@@ -284,14 +289,14 @@ const configShape = z.strictObject({
   aliases: z.record(z.string(), z.array(z.string().min(1)).min(1)).default({}),
   health: z
     .strictObject({
-      probeIntervalMs: positiveMs('probeIntervalMs').default(10_000),
+      probeIntervalMs: positiveMs().default(10_000),
       ejection: z
         .strictObject({
           consecutiveFailures: numeric(z.number().int().min(1)).default(3),
           failureRatio: numeric(z.number().gt(0).max(1)).default(0.5),
           minRequests: numeric(z.number().int().min(1).max(20)).default(10),
-          baseEjectionMs: positiveMs('baseEjectionMs').default(10_000),
-          maxEjectionMs: positiveMs('maxEjectionMs').default(300_000),
+          baseEjectionMs: positiveMs().default(10_000),
+          maxEjectionMs: positiveMs().default(300_000),
           maxEjectedPercent: numeric(z.number().min(0).max(100)).default(50),
         })
         .prefault({}),
@@ -324,7 +329,8 @@ export const configSchema = configShape.transform((config, ctx) => {
     if (targets.includes(alias))
       ctx.addIssue({ code: 'custom', path: ['aliases', alias], message: 'an alias must not list itself' });
   }
-  const global = config.routing.timeouts;
+  checkKeyStrength(config, ctx);
+  const { jsonTotalMs: _json, ...global } = config.routing.timeouts;
   const endpoints = config.endpoints.map((ep) => ({
     // The optional settings present (as undefined when not set): every endpoint has one shape.
     ...OPTIONAL_ENDPOINT_SETTINGS,
@@ -339,7 +345,57 @@ const OPTIONAL_ENDPOINT_SETTINGS: Readonly<Record<string, undefined>> = {
   apiKey: undefined,
   models: undefined,
   maxConcurrent: undefined,
+  modelNames: undefined,
 };
+
+/** Shortest key accepted on an address other machines can reach. */
+export const MIN_KEY_LENGTH = 16;
+
+/** Whether only this machine can connect to `host`. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host
+    .trim()
+    .toLowerCase()
+    .replace(/^\[|\]$/g, '');
+  return h === 'localhost' || h === '::1' || /^(::ffff:)?127\./.test(h);
+}
+
+/** What is wrong with a key for a gateway that other machines can reach, if anything. Never the key. */
+export function keyWeakness(key: string): string | undefined {
+  if (/^(change[-_]?me|replace[-_]?me|your[-_])/i.test(key)) return 'is a placeholder from the examples';
+  if (key.length < MIN_KEY_LENGTH) return `is only ${key.length} characters long`;
+  return undefined;
+}
+
+const ORDINALS = ['1st', '2nd', '3rd'];
+
+/**
+ * Placeholder or short keys are refused when HOST is not a loopback address, unless ALLOW_WEAK_KEYS:
+ * a deployment file whose keys were never edited cannot go live.
+ */
+function checkKeyStrength(config: Shape, ctx: z.RefinementCtx): void {
+  const { host } = config.server;
+  if (config.auth.allowWeakKeys || isLoopbackHost(host)) return;
+  const advice =
+    `HOST ${host} lets other machines connect, so keys must be random and at least ${MIN_KEY_LENGTH} ` +
+    'characters long (for example `openssl rand -hex 24`); set ALLOW_WEAK_KEYS=true to start anyway';
+  if (!config.auth.disabled) {
+    config.auth.apiKeys.forEach((key, i) => {
+      const weakness = keyWeakness(key);
+      const which = config.auth.apiKeys.length === 1 ? 'the key' : `the ${ORDINALS[i] ?? `${i + 1}th`} key`;
+      if (weakness)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['auth', 'apiKeys'],
+          message: `${which} ${weakness}. ${advice}`,
+        });
+    });
+  }
+  const admin = config.auth.adminKey;
+  const weakness = admin === undefined ? undefined : keyWeakness(admin);
+  if (weakness)
+    ctx.addIssue({ code: 'custom', path: ['auth', 'adminKey'], message: `the key ${weakness}. ${advice}` });
+}
 
 function uniqueName(base: string, used: Set<string>): string {
   let name = base;

@@ -97,6 +97,20 @@ export const ERROR_CODES = {
     meaning: 'No endpoint serves this model (or alias), or every endpoint said it does not have it.',
     action: 'Pick a model from GET /v1/models. Do not retry as it is.',
   },
+  model_list_incomplete: {
+    status: 503,
+    type: 'server_error',
+    meaning:
+      'No endpoint whose models are known serves this model, and some endpoints have not listed their models yet (down since start, a wrong key, no /v1/models): the model may be theirs. The message gives the reason for each.',
+    action:
+      'Retry after `Retry-After` seconds; the operator should fix what the message names (an endpoint’s apiKey or url).',
+  },
+  admin_disabled: {
+    status: 404,
+    type: 'not_found_error',
+    meaning: 'Admin routes (`/api/v1/*`) are off because ADMIN_API_KEY is not set.',
+    action: 'The operator sets ADMIN_API_KEY (then restarts or reloads) to turn them on.',
+  },
   // Who is asking
   missing_api_key: {
     status: 401,

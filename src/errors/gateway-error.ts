@@ -63,7 +63,10 @@ export class AuthenticationError extends GatewayError {
 }
 
 export class NotFoundError extends GatewayError {
-  constructor(message: string, options: { code: 'route_not_found' | 'model_not_found'; param?: string }) {
+  constructor(
+    message: string,
+    options: { code: 'route_not_found' | 'model_not_found' | 'admin_disabled'; param?: string },
+  ) {
     super(message, { code: options.code, param: options.param ?? null });
   }
 }
@@ -139,10 +142,11 @@ export class InvalidConfigReloadError extends GatewayError {
 }
 
 export class ReloadUnavailableError extends GatewayError {
-  constructor() {
-    super('This gateway was started without a configuration source to reload from.', {
-      code: 'reload_unavailable',
-    });
+  constructor(
+    message = 'This gateway was started without a configuration source to reload from: restart it to ' +
+      'apply a new configuration.',
+  ) {
+    super(message, { code: 'reload_unavailable' });
   }
 }
 

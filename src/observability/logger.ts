@@ -30,12 +30,14 @@ export interface LoggerOptions {
   file?: { path: string } | undefined;
   /** Extra destination, used by tests to capture log lines. */
   stream?: DestinationStream;
+  /** Put the process id on every line (several worker processes write to one output). */
+  pid?: boolean;
 }
 
 export function createLogger(options: LoggerOptions): Logger {
   const base = {
     level: options.level,
-    base: { service: SERVICE },
+    base: options.pid ? { service: SERVICE, pid: process.pid } : { service: SERVICE },
     timestamp: isoTimestamp(),
     formatters: { level: (label: string) => ({ level: label }) },
   };

@@ -1,27 +1,77 @@
 import cluster, { type Worker } from 'node:cluster';
+import type { GatewayConfig } from '../config/types.js';
 import type { Logger } from '../observability/logger.js';
+import { logConfigWarnings, startupFacts } from './startup-log.js';
+import {
+  EXIT_NOT_RESTARTABLE,
+  isMessage,
+  type ToPrimary,
+  type ToWorker,
+  type WorkerReload,
+} from './worker-messages.js';
 
 /** Workers that die this many times within a minute are not restarted again (a crash loop). */
 const MAX_RESTARTS_PER_MINUTE = 5;
+/** How long a reload waits for every worker's answer. */
+const RELOAD_WAIT_MS = 10_000;
 
 /**
- * WORKERS=N: the primary forks N gateway workers that share the listening port (node:cluster), restarts
- * a worker that dies, forwards SIGHUP (reload) and SIGTERM/SIGINT (graceful stop) to them, and exits
- * when they all have. Each worker keeps its own endpoint health.
+ * WORKERS=N: the primary forks N gateway workers that share the listening port (node:cluster), logs
+ * `started` once they all listen, restarts a worker that dies, stops at once when a worker cannot
+ * listen (a busy port does not get better by restarting), reloads every worker on SIGHUP or when one
+ * worker's admin route asks, forwards SIGTERM/SIGINT (graceful stop), and exits when they all have.
+ * Each worker keeps its own endpoint health.
  */
-export function runPrimary(workers: number, logger: Logger): void {
+export function runPrimary(config: GatewayConfig, logger: Logger): void {
+  const workers = config.server.workers;
   let stopping = false;
+  let started = false;
   const restarts: number[] = [];
+  const listening = new Set<number>();
+  logConfigWarnings(config, logger);
   const fork = (): Worker => cluster.fork();
   for (let i = 0; i < workers; i++) fork();
-  logger.info({ workers }, 'started gateway workers');
+
+  const pending = new Map<number, { waiting: Set<number>; results: WorkerReload[]; done: () => void }>();
+  const live = () => Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined);
+
+  cluster.on('listening', (worker, address) => {
+    listening.add(worker.id);
+    if (started || listening.size < workers) return;
+    started = true;
+    logger.info(
+      {
+        ...startupFacts(config, `${address.address ?? config.server.host}:${address.port}`),
+        workers,
+        pids: live().map((w) => w.process.pid),
+      },
+      'started gateway workers',
+    );
+  });
+
+  const fatal = (message: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.fatal(message);
+    console.error(message);
+    for (const w of live()) w.process.kill('SIGKILL');
+    process.exit(1);
+  };
 
   cluster.on('exit', (worker, code, signal) => {
+    listening.delete(worker.id);
+    for (const entry of pending.values()) {
+      if (entry.waiting.delete(worker.id) && entry.waiting.size === 0) entry.done();
+    }
     if (stopping) {
-      if (Object.keys(cluster.workers ?? {}).length === 0) {
+      if (live().length === 0) {
         logger.info('all workers stopped');
         process.exit(0);
       }
+      return;
+    }
+    if (code === EXIT_NOT_RESTARTABLE) {
+      fatal(`worker ${worker.process.pid} cannot start: stopping the gateway`);
       return;
     }
     const now = Date.now();
@@ -35,15 +85,41 @@ export function runPrimary(workers: number, logger: Logger): void {
     fork();
   });
 
-  const forward = (signal: NodeJS.Signals) => {
-    for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill(signal);
+  // Reloads: every live worker reloads; the answers go back to the worker that asked, if one did.
+  let nextId = 1;
+  const reloadAll = (requester?: Worker, requestId?: number) => {
+    const id = nextId++;
+    const targets = live();
+    const results: WorkerReload[] = [];
+    const timer = setTimeout(() => finish(), RELOAD_WAIT_MS);
+    const finish = () => {
+      clearTimeout(timer);
+      pending.delete(id);
+      if (requester && requestId !== undefined && requester.isConnected())
+        requester.send({ type: 'gateway:reload-all-done', id: requestId, results } satisfies ToWorker);
+    };
+    pending.set(id, { waiting: new Set(targets.map((w) => w.id)), results, done: finish });
+    for (const w of targets) w.send({ type: 'gateway:reload', id } satisfies ToWorker);
   };
-  process.on('SIGHUP', () => forward('SIGHUP'));
+
+  cluster.on('message', (worker, message: unknown) => {
+    if (!isMessage<ToPrimary>(message)) return;
+    if (message.type === 'gateway:fatal') fatal(message.message);
+    else if (message.type === 'gateway:reload-all') reloadAll(worker, message.id);
+    else if (message.type === 'gateway:reloaded') {
+      const entry = pending.get(message.id);
+      if (!entry || !entry.waiting.delete(worker.id)) return;
+      entry.results.push(message.result);
+      if (entry.waiting.size === 0) entry.done();
+    }
+  });
+
+  process.on('SIGHUP', () => reloadAll());
   const stop = (signal: NodeJS.Signals) => {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'stopping workers');
-    forward(signal);
+    for (const w of live()) w.process.kill(signal);
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));

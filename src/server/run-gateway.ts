@@ -1,15 +1,33 @@
+import cluster from 'node:cluster';
 import { watchConfigFile } from '../config/config-watcher.js';
-import { loadConfigFromProcess } from '../config/load-config.js';
+import { configOrigin, loadConfigFromProcess } from '../config/load-config.js';
 import type { GatewayConfig } from '../config/types.js';
+import { GatewayError, InvalidConfigReloadError, ReloadUnavailableError } from '../errors/gateway-error.js';
 import { Gateway } from '../gateway.js';
 import type { Logger } from '../observability/logger.js';
+import { logConfigWarnings, startupFacts } from './startup-log.js';
+import {
+  EXIT_NOT_RESTARTABLE,
+  isMessage,
+  type ToPrimary,
+  type ToWorker,
+  type WorkerReload,
+} from './worker-messages.js';
 
 /**
  * Runs one gateway in this process until SIGTERM/SIGINT: listen, reload on SIGHUP or a changed
- * CONFIG_FILE, and stop gracefully.
+ * CONFIG_FILE, and stop gracefully. As a cluster worker, reloads go through the primary so that they
+ * reach every worker.
  */
 export async function runGateway(config: GatewayConfig, logger: Logger): Promise<void> {
-  const gateway = new Gateway({ config, logger, loadConfig: () => loadConfigFromProcess() });
+  const worker = cluster.isWorker;
+  const gateway = new Gateway({
+    config,
+    logger,
+    loadConfig: reloadableConfig,
+    reloadAll: worker ? reloadThroughPrimary : undefined,
+  });
+  if (!worker) logConfigWarnings(config, logger);
 
   let stopping = false;
   const stop = async (signal: string, code = 0): Promise<void> => {
@@ -26,19 +44,40 @@ export async function runGateway(config: GatewayConfig, logger: Logger): Promise
     }
   };
 
-  const reload = (trigger: string): void => {
+  const reload = (trigger: string): WorkerReload => {
     try {
-      gateway.reloadFromSource();
-    } catch {
+      const summary = gateway.reloadFromSource();
+      logger.debug({ trigger }, 'reload handled');
+      return { pid: process.pid, ok: true, summary };
+    } catch (err) {
       // Already logged with every problem; the old configuration stays in force.
+      const e = err instanceof GatewayError ? err : undefined;
+      return {
+        pid: process.pid,
+        ok: false,
+        code: e?.code ?? 'internal_error',
+        message: e?.message ?? String(err),
+        problems: err instanceof InvalidConfigReloadError ? err.problems : undefined,
+      };
     }
-    logger.debug({ trigger }, 'reload handled');
   };
 
-  const stopWatching = config.configFile
-    ? watchConfigFile(config.configFile, () => reload('config file changed'))
+  // In a cluster the primary watches nothing: each worker watches the file (its own reload).
+  const stopWatching = gateway.config.current.configFile
+    ? watchConfigFile(gateway.config.current.configFile, () => reload('config file changed'))
     : undefined;
-  process.on('SIGHUP', () => reload('SIGHUP'));
+  if (worker) {
+    process.on('message', (message: unknown) => {
+      if (!isMessage<ToWorker>(message) || message.type !== 'gateway:reload') return;
+      process.send?.({
+        type: 'gateway:reloaded',
+        id: message.id,
+        result: reload('primary'),
+      } satisfies ToPrimary);
+    });
+  } else {
+    process.on('SIGHUP', () => reload('SIGHUP'));
+  }
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
   process.on('unhandledRejection', (err) => logger.error({ err }, 'unhandled promise rejection'));
@@ -50,23 +89,66 @@ export async function runGateway(config: GatewayConfig, logger: Logger): Promise
   try {
     const address = await gateway.listen();
     logger.info(
-      {
-        address: `${address.address}:${address.port}`,
-        endpoints: config.endpoints.map((e) => ({ name: e.name, priority: e.priority, weight: e.weight })),
-        auth: config.auth.disabled ? 'disabled' : `${config.auth.apiKeys.length} key(s)`,
-      },
+      startupFacts(gateway.config.current, `${address.address}:${address.port}`),
       'akash llm gateway listening',
     );
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
+    const { port, host } = gateway.config.current.server;
     const reason =
       e.code === 'EADDRINUSE'
-        ? `port ${config.server.port} on ${config.server.host} is already in use (set PORT to another one)`
+        ? `port ${port} on ${host} is already in use (set PORT to another one)`
         : e.code === 'EACCES'
-          ? `no permission to listen on port ${config.server.port} (use a port above 1024)`
-          : e.message;
-    logger.fatal({ code: e.code }, `could not start listening: ${reason}`);
+          ? `no permission to listen on port ${port} (use a port above 1024)`
+          : e.code === 'EADDRNOTAVAIL'
+            ? `HOST ${host} is not an address of this machine`
+            : e.message;
+    const message = `could not start listening: ${reason}`;
+    logger.fatal({ code: e.code }, message);
+    if (worker) {
+      // A restart would fail the same way: the primary stops the gateway instead.
+      const fatal: ToPrimary = { type: 'gateway:fatal', message };
+      process.send?.(fatal, undefined, {}, () => process.exit(EXIT_NOT_RESTARTABLE));
+      return;
+    }
     console.error(`Could not start listening: ${reason}`);
     process.exit(1);
   }
+}
+
+/**
+ * The configuration read again for a reload: `.env` and CONFIG_FILE are read anew. A gateway with
+ * neither has nothing a reload could change (a process cannot read its environment again): that is
+ * said, rather than answering "nothing changed".
+ */
+function reloadableConfig(): GatewayConfig {
+  const next = loadConfigFromProcess();
+  const origin = configOrigin(next);
+  if (!origin?.configFile && !origin?.envFile)
+    throw new ReloadUnavailableError(
+      'This gateway is configured by environment variables only (no CONFIG_FILE, no .env file in its ' +
+        'directory), and a running process cannot read its environment again: restart it to apply a ' +
+        'new configuration, or use a CONFIG_FILE or .env file, which a reload reads again.',
+    );
+  return next;
+}
+
+let nextReloadId = 1;
+const waiting = new Map<number, (results: WorkerReload[]) => void>();
+
+/** The admin route of a worker: the primary reloads every worker and sends back their answers. */
+function reloadThroughPrimary(): Promise<WorkerReload[]> {
+  if (waiting.size === 0) process.on('message', onPrimaryMessage);
+  const id = nextReloadId++;
+  return new Promise((resolve) => {
+    waiting.set(id, resolve);
+    process.send?.({ type: 'gateway:reload-all', id } satisfies ToPrimary);
+  });
+}
+
+function onPrimaryMessage(message: unknown): void {
+  if (!isMessage<ToWorker>(message) || message.type !== 'gateway:reload-all-done') return;
+  waiting.get(message.id)?.(message.results);
+  waiting.delete(message.id);
+  if (waiting.size === 0) process.off('message', onPrimaryMessage);
 }

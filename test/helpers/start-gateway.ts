@@ -42,6 +42,8 @@ export interface TestGateway {
 export function gatewayEnv(endpoints: EndpointSpec[], env: Env = {}): Env {
   return {
     API_KEY: CLIENT_KEY,
+    // What the test gateway listens on: weak test keys are allowed there, as for the demo.
+    HOST: '127.0.0.1',
     ENDPOINTS: JSON.stringify(endpoints),
     LOG_LEVEL: 'debug',
     // Polls only when a test asks (discovery.refresh()) unless it sets shorter intervals.

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig, type Env } from '../../src/config/load-config.js';
 import { createLogger, LogFileError } from '../../src/observability/logger.js';
 
-const base: Env = { API_KEY: 'k', ENDPOINTS: '[{"url":"http://127.0.0.1:8000"}]' };
+const base: Env = { API_KEY: 'k', HOST: '127.0.0.1', ENDPOINTS: '[{"url":"http://127.0.0.1:8000"}]' };
 
 function problems(env: Env, file?: string): string[] {
   try {
@@ -19,14 +19,25 @@ function problems(env: Env, file?: string): string[] {
 
 describe('configuration errors say what is wrong', () => {
   it.each([
-    [{ PORT: 'abc' }, /PORT \(server\.port\): port must be a number/],
+    [{ PORT: 'abc' }, /PORT \(server\.port\): must be a number \(got text\)/],
+    [{ PORT: '3.5' }, /PORT \(server\.port\): must be a whole number \(got 3\.5\)/],
+    [{ PORT: '70000' }, /PORT \(server\.port\): must be at most 65535 \(got 70000\)/],
+    [{ WORKERS: '0' }, /WORKERS \(server\.workers\): must be at least 1 \(got 0\)/],
+    [
+      { LOG_LEVEL: 'verbose' },
+      /LOG_LEVEL \(logging\.level\): must be one of fatal, error, .* \(got 'verbose'\)/,
+    ],
+    [{ BODY_LIMIT: 'lots' }, /BODY_LIMIT \(server\.bodyLimit\): 'lots' is not a size/],
     [{ FILE_LOGGING: 'maybe' }, /FILE_LOGGING \(logging\.file\): must be true or false/],
-    [{ CONNECT_TIMEOUT_MS: 'abc' }, /CONNECT_TIMEOUT_MS .*: connectMs must be a number of milliseconds/],
+    [{ CONNECT_TIMEOUT_MS: 'abc' }, /CONNECT_TIMEOUT_MS \(routing\.timeouts\.connectMs\): must be a number/],
     [
       { ENDPOINTS: '[{"url":"http://x","priority":1.5}]' },
-      /endpoints\[0\] \(http:\/\/x\)\.priority: .*integer/i,
+      /endpoints\[0\] \(http:\/\/x\)\.priority: must be a whole number \(got 1\.5\)/,
     ],
-    [{ ENDPOINTS: '{"url":"http://x"}' }, /ENDPOINTS: endpoints: .*array/i],
+    [{ ENDPOINTS: '[{"url":"http://x","maxConcurrent":0}]' }, /maxConcurrent: must be greater than 0/],
+    [{ ENDPOINTS: '[{"url":5}]' }, /endpoints\[0\]\.url: must be text \(got the number 5\)/],
+    [{ ENDPOINTS: '["http://x"]' }, /endpoints\[0\]: must be a mapping of settings \(got text\)/],
+    [{ ENDPOINTS: '{"url":"http://x"}' }, /ENDPOINTS: endpoints: must be a list \(got a mapping\)/],
   ])('%o', (env, expected) => {
     const found = problems(env);
     expect(found.join('\n')).toMatch(expected);

@@ -6,7 +6,7 @@ import { ConfigError, loadConfig, type Env } from '../../src/config/load-config.
 import type { GatewayConfig } from '../../src/config/types.js';
 
 const ONE_ENDPOINT = JSON.stringify([{ url: 'https://gpu-a.example' }]);
-const base: Env = { API_KEY: 'sk-client', ENDPOINTS: ONE_ENDPOINT };
+const base: Env = { API_KEY: 'sk-client-0123456789', ENDPOINTS: ONE_ENDPOINT };
 
 function load(env: Env, readFile?: (file: string) => string): GatewayConfig {
   return loadConfig({ env, readFile });
@@ -61,17 +61,26 @@ describe('defaults', () => {
       continuationBudgetBytes: 64 * 1024 * 1024,
     });
     expect(c.logging).toEqual({ level: 'info', file: false, filePath: 'logs/gateway.log' });
-    expect(c.auth).toEqual({ apiKeys: ['sk-client'], adminKey: undefined, disabled: false });
+    expect(c.auth).toEqual({
+      apiKeys: ['sk-client-0123456789'],
+      adminKey: undefined,
+      disabled: false,
+      allowWeakKeys: false,
+    });
   });
 });
 
 describe('client API keys', () => {
   it('splits API_KEY on commas, trims and drops empties', () => {
-    expect(load({ ...base, API_KEY: ' k1 , k2,,  ,k3 ' }).auth.apiKeys).toEqual(['k1', 'k2', 'k3']);
+    expect(load({ ...base, HOST: '127.0.0.1', API_KEY: ' k1 , k2,,  ,k3 ' }).auth.apiKeys).toEqual([
+      'k1',
+      'k2',
+      'k3',
+    ]);
   });
 
   it('accepts PROXY_API_KEY as an alias, API_KEY winning when both are set', () => {
-    const { API_KEY: _unused, ...noKey } = base;
+    const noKey: Env = { ENDPOINTS: ONE_ENDPOINT, HOST: '127.0.0.1' };
     expect(load({ ...noKey, PROXY_API_KEY: 'p1,p2' }).auth.apiKeys).toEqual(['p1', 'p2']);
     expect(load({ ...noKey, API_KEY: 'a', PROXY_API_KEY: 'p' }).auth.apiKeys).toEqual(['a']);
   });
@@ -177,7 +186,7 @@ describe('environment variables of the configuration table', () => {
     ['IDLE_TIMEOUT_MS', '3333', (c) => c.routing.timeouts.idleMs, 3333],
     ['REQUEST_TIMEOUT_MS', '4444', (c) => c.routing.timeouts.totalMs, 4444],
     ['SHUTDOWN_GRACE_MS', '5555', (c) => c.server.shutdownGraceMs, 5555],
-    ['ADMIN_API_KEY', 'sk-admin', (c) => c.auth.adminKey, 'sk-admin'],
+    ['ADMIN_API_KEY', 'sk-admin-0123456789', (c) => c.auth.adminKey, 'sk-admin-0123456789'],
   ])('%s=%s', (name, value, get, expected) => {
     expect(get(load({ ...base, [name]: value }))).toEqual(expected);
   });
@@ -214,7 +223,7 @@ describe('CONFIG_FILE', () => {
     });
     expect(seen).toEqual([path.resolve('/etc/gateway', 'gw.yaml')]);
     expect(c.server).toMatchObject({ port: 4100, host: '127.0.0.1', bodyLimit: 2 * 1024 * 1024 });
-    expect(c.auth).toEqual({ apiKeys: ['sk-c'], adminKey: undefined, disabled: false });
+    expect(c.auth).toEqual({ apiKeys: ['sk-c'], adminKey: undefined, disabled: false, allowWeakKeys: false });
     expect(c.logging.level).toBe('warn');
     expect(c.models.ownedBy).toBe('file-owner');
     expect(c.endpoints).toMatchObject([
@@ -249,11 +258,11 @@ describe('CONFIG_FILE', () => {
       endpoints: [{ url: 'http://gpu:8000/v1/', apiKey: '${MISSING_KEY}', weight: '${W:-0}' }],
     });
     const c = load(
-      { CONFIG_FILE: 'gw.json', CLIENT_KEY: 'sk-j', GW_PORT: '4300' },
+      { CONFIG_FILE: 'gw.json', CLIENT_KEY: 'sk-j-0123456789abcdef', GW_PORT: '4300' },
       files({ 'gw.json': json }),
     );
     expect(c.server.port).toBe(4300);
-    expect(c.auth.apiKeys).toEqual(['sk-j']);
+    expect(c.auth.apiKeys).toEqual(['sk-j-0123456789abcdef']);
     expect(c.endpoints[0]).toMatchObject({ name: 'gpu:8000', url: 'http://gpu:8000', weight: 0 });
     expect(c.endpoints[0]!.apiKey).toBeUndefined();
   });

@@ -16,10 +16,44 @@ describe('README and .env.example stay true to the code', () => {
     for (const name of listed) expect(ENV_VARIABLES, name).toContain(name);
   });
 
-  it('.env.example loads as it is, and its values are the defaults', () => {
-    const fromExample = loadConfig({ env: parsed });
-    const defaults = loadConfig({ env: { API_KEY: parsed.API_KEY, ENDPOINTS: parsed.ENDPOINTS } });
-    expect({ ...fromExample, configFile: undefined }).toEqual({ ...defaults, configFile: undefined });
+  it('.env.example sets only what a first run needs; copied to .env it overrides nothing of a CONFIG_FILE but the endpoints', () => {
+    expect(Object.keys(parsed).sort()).toEqual(['API_KEY', 'ENDPOINTS']);
+    // The key is left for the operator to set: a copied file cannot start with a placeholder.
+    expect(parsed.API_KEY).toBe('');
+    expect(() => loadConfig({ env: parsed })).toThrow(/API_KEY: no client API key is set/);
+  });
+
+  it('.env.example: every commented value is the default, except those marked as examples', () => {
+    const base = { API_KEY: 'sk-client-0123456789abcdef', ENDPOINTS: parsed.ENDPOINTS };
+    const defaults = { ...loadConfig({ env: base }), configFile: undefined };
+    const examples: string[] = [];
+    let inExample = false;
+    for (const line of example.split('\n')) {
+      const assignment = /^#\s*([A-Z][A-Z0-9_]+)=(.*)$/.exec(line);
+      if (!assignment) {
+        inExample = line.startsWith('# Example');
+        continue;
+      }
+      const [, name, value] = assignment;
+      if (inExample) {
+        examples.push(name!);
+        continue;
+      }
+      const withIt = { ...loadConfig({ env: { ...base, [name!]: value } }), configFile: undefined };
+      expect(withIt, `${name}=${value} is not the default`).toEqual(defaults);
+    }
+    expect(examples.sort()).toEqual(
+      [
+        'ADMIN_API_KEY',
+        'AFFINITY_HEADER',
+        'AFFINITY_LOAD_FACTOR',
+        'AFFINITY_USER_FIELD',
+        'CONFIG_FILE',
+        'FORWARD_HEADERS',
+        'HEDGE_MODELS',
+        'JSON_REQUEST_TIMEOUT_MS',
+      ].sort(),
+    );
   });
 
   it('the README documents every variable', () => {

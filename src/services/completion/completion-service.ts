@@ -52,7 +52,9 @@ export class CompletionService {
     if (!served(registry, chain) && registry.hasUnknownModels()) await this.deps.initialDiscovery();
     if (!served(registry, chain)) throw new ModelNotFoundError(req.model);
 
-    const totalMs = Math.min(req.timeouts.totalMs ?? Infinity, config.routing.timeouts.totalMs);
+    const { totalMs: streamTotalMs, jsonTotalMs } = config.routing.timeouts;
+    const configuredMs = req.stream ? streamTotalMs : (jsonTotalMs ?? streamTotalMs);
+    const totalMs = Math.min(req.timeouts.totalMs ?? Infinity, configuredMs);
     // One signal for the whole request: the client going away (its response closed before the answer
     // was finished) or the request's deadline.
     if (res.destroyed) throw new ClientClosedReason();
