@@ -59,7 +59,7 @@ export function createApp(deps: AppDeps): express.Express {
 
   app.get('/health', liveness());
   app.get(['/health/liveliness', '/health/liveness'], liveness());
-  app.get('/health/readiness', readiness(registry, deps.isShuttingDown));
+  app.get('/health/readiness', readiness(registry, config, deps.isShuttingDown));
 
   // Everything else under /v1 needs a client key too, unknown routes included.
   app.use('/v1', auth);
@@ -83,7 +83,7 @@ export function createApp(deps: AppDeps): express.Express {
       }),
     );
   });
-  admin.get('/providers/status', providersStatus(registry));
+  admin.get('/providers/status', providersStatus(registry, config));
   admin.get(
     '/runtime',
     runtime(

@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import type express from 'express';
 import { createApp } from './app.js';
 import { answerClientError } from './http/client-error.js';
+import { shuttingDown } from './http/middleware/error-handler.js';
 import { Connections, FIRST_REQUEST_WAIT_MS } from './http/connections.js';
 import { shapeRequest } from './http/request-shape.js';
 import { ConfigStore } from './config/config-store.js';
@@ -275,6 +276,8 @@ export class Gateway {
             { inFlight: this.open.size },
             'grace period over: closing remaining requests',
           );
+          // Their upstream attempts stop first, so that nothing counts against an endpoint.
+          this.completions.endAll();
           await endOpenStreams([...this.open]);
         }
       }
@@ -325,10 +328,7 @@ function changedSettings(previous: GatewayConfig, next: GatewayConfig): string[]
  * incomplete, rather than a bare disconnect; the event gets a moment to be flushed.
  */
 async function endOpenStreams(responses: ServerResponse[]): Promise<void> {
-  const error = new GatewayError('The gateway is shutting down; the answer is incomplete. Please retry.', {
-    code: 'server_shutting_down',
-  });
-  const event = sseError(error);
+  const event = sseError(shuttingDown());
   const flushed: Array<Promise<unknown>> = [];
   for (const res of responses) {
     const isStream = String(res.getHeader('content-type') ?? '').includes('text/event-stream');

@@ -70,7 +70,7 @@ export interface ModelServerOptions {
   port?: number;
   /** Headers kept per request, as node's maxHeadersCount (later ones are dropped). */
   maxHeadersCount?: number;
-  /** Chat requests without `Authorization: Bearer <requireKey>` get 401, as a real server would. */
+  /** Requests without `Authorization: Bearer <requireKey>` get 401, as a real server would (vLLM's --api-key). */
   requireKey?: string;
   /** How to answer one chat request. */
   respond: (request: ChatRequest) => Behavior | Promise<Behavior>;
@@ -154,8 +154,14 @@ export class ModelServer {
       model: typeof json?.model === 'string' ? json.model : (this.models[0] ?? 'test-model'),
       stream: json?.stream === true,
     };
+    const key = this.options.requireKey;
+    const keyMissing = key !== undefined && req.headers.authorization !== `Bearer ${key}`;
     if (req.method === 'GET' && req.url?.endsWith('/v1/models')) {
       this.options.onRequest?.(request, 'models');
+      if (keyMissing) {
+        sendJson(res, 401, { error: { message: 'Invalid API key', type: 'authentication_error' } });
+        return;
+      }
       const behavior = this.options.modelsBehavior?.() ?? {
         type: 'json',
         body: {
@@ -171,8 +177,7 @@ export class ModelServer {
       return;
     }
     this.options.onRequest?.(request, 'chat');
-    const key = this.options.requireKey;
-    if (key !== undefined && req.headers.authorization !== `Bearer ${key}`) {
+    if (keyMissing) {
       sendJson(res, 401, { error: { message: 'Invalid API key', type: 'authentication_error' } });
       return;
     }

@@ -72,11 +72,24 @@ export class NotFoundError extends GatewayError {
 }
 
 export class ModelNotFoundError extends NotFoundError {
-  constructor(model: string) {
-    super(`The model '${clip(model)}' does not exist or is not served by any endpoint of this gateway.`, {
-      code: 'model_not_found',
-      param: 'model',
-    });
+  /** `available`: every model there is (`all`), or the closest ones to what was asked. */
+  constructor(model: string, available?: { all: boolean; ids: readonly string[] }) {
+    const ids = available?.ids.map((id) => `'${clip(id, 100)}'`).join(', ');
+    const hint =
+      available === undefined
+        ? ''
+        : available.ids.length === 0
+          ? ' No endpoint serves any model right now.'
+          : available.all
+            ? ` Available models: ${ids}.`
+            : ` The closest models here: ${ids} (GET /v1/models lists them all).`;
+    super(
+      `The model '${clip(model)}' does not exist or is not served by any endpoint of this gateway.${hint}`,
+      {
+        code: 'model_not_found',
+        param: 'model',
+      },
+    );
   }
 }
 

@@ -30,7 +30,7 @@ export interface FakeUpstreamOptions {
   port?: number;
   /** Headers kept per request, as node's maxHeadersCount (later ones are dropped). */
   maxHeadersCount?: number;
-  /** Chat requests without `Authorization: Bearer <requireKey>` get 401, as a real server would. */
+  /** Requests without `Authorization: Bearer <requireKey>` get 401, as a real server would (vLLM's --api-key). */
   requireKey?: string;
 }
 

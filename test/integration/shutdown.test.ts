@@ -129,6 +129,29 @@ describe('graceful shutdown in process', () => {
     expect(access).toHaveLength(1);
     expect(access[0]).toMatchObject({ res: { statusCode: 200 } });
   });
+  it('a stream cut when the grace period runs out is logged as server_shutting_down, not against the endpoint', async () => {
+    const upstream = await bed.upstream('slow');
+    upstream.defaultBehavior = { type: 'sse', text: TEXT, delayMs: 400 };
+    const gw = await bed.gateway({ endpoints: [{ url: upstream.url, name: 'slow' }] });
+    const stream = await startStream(gw.url, newAgent());
+    const failuresBefore = gw.gateway.registry.health.get('slow').failures;
+    await gw.gateway.shutdown(50);
+    const body = await stream.rest();
+    expect(body).toContain('"code":"server_shutting_down"');
+    expect(body).not.toContain('[DONE]');
+    const health = gw.gateway.registry.health.get('slow');
+    expect(health.failures).toBe(failuresBefore);
+    expect(health.consecutiveFailures).toBe(0);
+    expect(health.lastError).toBeUndefined();
+    const logs = gw.logs;
+    const access = logs.filter((l) => l.responseTime !== undefined && l.stream === true);
+    expect(access).toHaveLength(1);
+    expect(access[0]).toMatchObject({ errorCode: 'server_shutting_down' });
+    // Nothing blames the upstream.
+    expect(
+      logs.filter((l) => l.level === 'error' || /upstream|attempt failed|ejected/i.test(String(l.msg))),
+    ).toEqual([]);
+  });
 });
 
 describe('requests that arrive during shutdown', () => {

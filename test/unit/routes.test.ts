@@ -63,13 +63,35 @@ describe('GET /v1/models', () => {
 });
 
 describe('health', () => {
-  it('liveness always, readiness while an endpoint is usable and the gateway is not stopping', async () => {
+  it('liveness always, readiness once an endpoint is known to work and while the gateway is not stopping', async () => {
     const { app: a, gateway } = app();
     expect((await request(a).get('/health')).body).toEqual({ status: 'ok' });
     expect((await request(a).get('/health/liveliness')).status).toBe(200);
+    // Static model lists, but nothing has ever answered: not known to work.
+    const unknown = await request(a).get('/health/readiness');
+    expect(unknown.status).toBe(503);
+    expect(unknown.body).toEqual({
+      status: 'not_ready',
+      up: 0,
+      total: 2,
+      endpoints: [
+        { name: 'gpu-a', condition: 'unverified' },
+        { name: 'gpu-b', condition: 'draining' },
+      ],
+    });
+    gateway.registry.health.probeSucceeded(gateway.registry.health.get('gpu-a'));
     const ready = await request(a).get('/health/readiness');
     expect(ready.status).toBe(200);
-    expect(ready.body).toEqual({ status: 'ready', endpoints: { usable: 1, total: 2 } });
+    // A drained endpoint is the operator's choice: ready, not degraded.
+    expect(ready.body).toEqual({
+      status: 'ready',
+      up: 1,
+      total: 2,
+      endpoints: [
+        { name: 'gpu-a', condition: 'up' },
+        { name: 'gpu-b', condition: 'draining' },
+      ],
+    });
     expect(ready.headers['cache-control']).toBe('no-store');
     await gateway.shutdown(0);
     const stopping = await request(a).get('/health/readiness');
@@ -91,6 +113,28 @@ describe('errors', () => {
     expect(method.body.error.code).toBe('method_not_allowed');
   });
 
+  it('a route without /v1 says to add /v1 to the base URL', async () => {
+    const { app: a } = app();
+    for (const path of ['/chat/completions', '/models', '/completions', '/embeddings']) {
+      const res = await request(a).post(path).set(AUTH).send('{}');
+      expect(res.status, path).toBe(404);
+      expect(res.body.error.message).toBe(
+        `Unknown route: POST ${path}. Did you mean /v1${path}? Add /v1 to the base URL of your client (http://host:port/v1).`,
+      );
+    }
+    expect((await request(a).get('/nope').set(AUTH)).body.error.message).not.toMatch(/Did you mean/);
+  });
+
+  it('model_not_found lists the models there are', async () => {
+    const { app: a } = app();
+    const res = await request(a).get('/v1/models/llama3').set(AUTH);
+    expect(res.status).toBe(404);
+    expect(res.body.error).toMatchObject({ code: 'model_not_found', param: 'model' });
+    expect(res.body.error.message).toBe(
+      "The model 'llama3' does not exist or is not served by any endpoint of this gateway. Available models: 'meta-llama/Llama-3.1-8B', 'qwen-7b'.",
+    );
+  });
+
   it('bad bodies are 400s that say what is wrong', async () => {
     const { app: a } = app();
     const post = (body: string) =>
@@ -105,6 +149,59 @@ describe('errors', () => {
 });
 
 describe('admin routes', () => {
+  it('without ADMIN_API_KEY are a 404 that says to set it', async () => {
+    for (const path of ['/api/v1/providers/status', '/api/v1/config', '/api/v1/anything']) {
+      const res = await request(app().app).get(path).set(AUTH);
+      expect(res.status, path).toBe(404);
+      expect(res.body.error).toMatchObject({
+        code: 'admin_disabled',
+        message: 'Admin routes are off: set ADMIN_API_KEY to turn them on (then restart or reload).',
+      });
+    }
+  });
+
+  it('a wrong method is a 405 with Allow, after the key is checked', async () => {
+    const { app: a } = app({ ADMIN_API_KEY: ADMIN_KEY });
+    const admin = { authorization: `Bearer ${ADMIN_KEY}` };
+    for (const [method, path, allow] of [
+      ['post', '/api/v1/providers/status', 'GET'],
+      ['delete', '/api/v1/config', 'GET'],
+      ['get', '/api/v1/config/reload', 'POST'],
+      ['put', '/api/v1/runtime', 'GET'],
+    ] as const) {
+      const res = await request(a)[method](path).set(admin);
+      expect(res.status, `${method} ${path}`).toBe(405);
+      expect(res.headers.allow).toBe(allow);
+      expect(res.body.error.code).toBe('method_not_allowed');
+    }
+    expect((await request(a).post('/api/v1/providers/status')).status).toBe(401);
+    expect((await request(a).get('/api/v1/nope').set(admin)).body.error.code).toBe('route_not_found');
+  });
+
+  it('GET /api/v1/config gives the effective configuration with sources, keys redacted', async () => {
+    const { app: a } = app({ ADMIN_API_KEY: ADMIN_KEY, MAX_ATTEMPTS: '4' });
+    const res = await request(a).get('/api/v1/config').set('authorization', `Bearer ${ADMIN_KEY}`);
+    expect(res.status).toBe(200);
+    expect(res.headers['cache-control']).toBe('no-store');
+    expect(res.body).toMatchObject({
+      object: 'config',
+      files: { configFile: null, envFile: null },
+      // The two endpoints of this app share a URL.
+      warnings: [expect.stringMatching(/^ENDPOINTS: endpoints\[1\] \(gpu-b\) has the same url/)],
+      settings: {
+        routing: { maxAttempts: { value: 4, source: 'env', variable: 'MAX_ATTEMPTS' } },
+        server: { port: { value: 3000, source: 'default' } },
+        auth: {
+          apiKeys: { value: ['[redacted]'], source: 'env', variable: 'API_KEY' },
+          adminKey: { value: '[redacted]', source: 'env', variable: 'ADMIN_API_KEY' },
+        },
+      },
+    });
+    const text = JSON.stringify(res.body);
+    expect(text).not.toContain(ADMIN_KEY);
+    expect(text).not.toContain(CLIENT_KEY);
+  });
+
   it('do not exist without ADMIN_API_KEY, refuse client keys, and answer the admin key', async () => {
     expect((await request(app().app).get('/api/v1/providers/status').set(AUTH)).status).toBe(404);
     const { app: a } = app({ ADMIN_API_KEY: ADMIN_KEY });

@@ -1,4 +1,6 @@
 import type { RequestHandler } from 'express';
+import type { ConfigSource } from '../../config/config-store.js';
+import { readinessOf } from '../../services/endpoints/condition.js';
 import type { EndpointRegistry } from '../../services/endpoints/registry.js';
 
 export function liveness(): RequestHandler {
@@ -8,16 +10,25 @@ export function liveness(): RequestHandler {
   };
 }
 
-/** Ready when at least one endpoint can take traffic, and not while shutting down. */
-export function readiness(registry: EndpointRegistry, isShuttingDown: () => boolean): RequestHandler {
+/**
+ * `200 ready` when every endpoint is known to work, `200 degraded` when some are down, `503 not_ready`
+ * when none is known to work (or `503 shutting_down`). Each endpoint's name and condition are in the
+ * body, never a key, a URL or an error message (the route has no auth).
+ */
+export function readiness(
+  registry: EndpointRegistry,
+  config: ConfigSource,
+  isShuttingDown: () => boolean,
+): RequestHandler {
   return (_req, res) => {
-    const now = registry.health.now();
-    const usable = registry.usable(now).length;
-    const ready = !isShuttingDown() && usable > 0;
+    const { status, up, endpoints } = readinessOf(registry, config.current);
+    const stopping = isShuttingDown();
     res.setHeader('cache-control', 'no-store');
-    res.status(ready ? 200 : 503).json({
-      status: ready ? 'ready' : isShuttingDown() ? 'shutting_down' : 'not_ready',
-      endpoints: { usable, total: registry.endpoints.length },
+    res.status(stopping || status === 'not_ready' ? 503 : 200).json({
+      status: stopping ? 'shutting_down' : status,
+      up,
+      total: endpoints.length,
+      endpoints: endpoints.map((e) => ({ name: e.name, condition: e.condition })),
     });
   };
 }

@@ -1,6 +1,6 @@
 import type { RequestHandler } from 'express';
 import type { ConfigSource } from '../../config/config-store.js';
-import { ModelNotFoundError } from '../../errors/gateway-error.js';
+import { missingModelError } from '../../services/endpoints/missing-model.js';
 import type { EndpointRegistry, ModelInfo } from '../../services/endpoints/registry.js';
 
 /** Every served model, then every alias with at least one served target (clients may ask for either). */
@@ -48,7 +48,11 @@ export function getModel(
     const segments = (req.params as Record<string, string | string[]>).model ?? [];
     const id = Array.isArray(segments) ? segments.join('/') : segments;
     const model = catalogue(registry, config).find((m) => m.id === id);
-    if (!model) throw new ModelNotFoundError(id);
+    if (!model)
+      throw missingModelError(registry, id, {
+        aliases: config.current.aliases,
+        retryAfterSeconds: Math.ceil(config.current.health.probeIntervalMs / 1000),
+      });
     res.json(toOpenAIModel(model, config));
   };
 }

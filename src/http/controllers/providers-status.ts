@@ -1,14 +1,21 @@
 import type { RequestHandler } from 'express';
+import type { ConfigSource } from '../../config/config-store.js';
+import { readinessOf, type EndpointCondition } from '../../services/endpoints/condition.js';
 import type { Endpoint, EndpointRegistry } from '../../services/endpoints/registry.js';
 
 export type EndpointState = 'healthy' | 'ejected' | 'half-open' | 'cooling-down' | 'draining';
 
 /** One endpoint as an operator sees it: never its key, nor credentials in its URL. */
-function describeEndpoint(ep: Endpoint, now: number) {
+function describeEndpoint(ep: Endpoint, now: number, condition: EndpointCondition | undefined) {
   const h = ep.health;
   const state: EndpointState = ep.config.weight > 0 ? h.state(now) : 'draining';
   return {
     name: ep.config.name,
+    /** Known to work right now (what readiness counts), and if not, why. */
+    up: condition?.up ?? false,
+    condition: condition?.condition ?? 'unverified',
+    reason: condition?.reason ?? null,
+    lastSuccessAt: h.lastSuccessAt === undefined ? null : new Date(h.lastSuccessAt).toISOString(),
     // The config rejects credentials in URLs, so the URL is safe to show.
     url: ep.config.url,
     priority: ep.config.priority,
@@ -39,15 +46,19 @@ function describeEndpoint(ep: Endpoint, now: number) {
 }
 
 /** `GET /api/v1/providers/status` (admin key): the live state of every endpoint. */
-export function providersStatus(registry: EndpointRegistry): RequestHandler {
+export function providersStatus(registry: EndpointRegistry, config: ConfigSource): RequestHandler {
   return (_req, res) => {
     const now = registry.health.now();
-    const endpoints = registry.endpoints.map((ep) => describeEndpoint(ep, now));
+    const readiness = readinessOf(registry, config.current);
+    const endpoints = registry.endpoints.map((ep, i) => describeEndpoint(ep, now, readiness.endpoints[i]));
     res.setHeader('cache-control', 'no-store');
     res.json({
       object: 'providers.status',
       time: new Date(now).toISOString(),
-      ready: registry.usable(now).length > 0,
+      /** The process answering: with WORKERS > 1 each worker keeps its own endpoint health. */
+      pid: process.pid,
+      ready: readiness.status !== 'not_ready',
+      status: readiness.status,
       endpoints,
     });
   };

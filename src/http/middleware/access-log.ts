@@ -141,6 +141,8 @@ type AccessLevel = 'debug' | 'info' | 'warn' | 'error';
 function levelOf(url: string, status: number, errorCode: string | undefined): AccessLevel {
   if (url.startsWith('/health')) return 'debug';
   // A stream that failed after its 200 went out (heartbeats, or a break mid-answer) failed all the same.
+  // A stream the gateway's own shutdown cut is the operator's doing: worth a warning, not an error.
+  if (errorCode === 'server_shutting_down') return 'warn';
   if (status >= 500 || (status < 400 && errorCode !== undefined && errorCode !== 'client_closed'))
     return 'error';
   if (status >= 400) return 'warn';

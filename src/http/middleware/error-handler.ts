@@ -8,20 +8,20 @@ import {
   toOpenAIErrorBody,
 } from '../../errors/gateway-error.js';
 import type { Logger } from '../../observability/logger.js';
-import { ClientClosedReason } from '../../services/core/abort-reasons.js';
+import { ClientClosedReason, ShuttingDownReason } from '../../services/core/abort-reasons.js';
 import { sseError } from '../../services/core/sse.js';
 import { requestTrace } from './access-log.js';
 
+/** Routes of OpenAI's API that clients call without `/v1` when their base URL lacks it. */
+const WITHOUT_V1 = /^\/(chat\/completions|completions|models|embeddings|responses)(\/|$)/;
+
 export function notFound(): RequestHandler {
   return (req, _res, next) => {
-    next(
-      new NotFoundError(
-        `Unknown route: ${req.method} ${clip(req.path)}. See GET /v1/models and POST /v1/chat/completions.`,
-        {
-          code: 'route_not_found',
-        },
-      ),
-    );
+    const path = clip(req.path);
+    const hint = WITHOUT_V1.test(req.path)
+      ? ` Did you mean /v1${path}? Add /v1 to the base URL of your client (http://host:port/v1).`
+      : ' See GET /v1/models and POST /v1/chat/completions.';
+    next(new NotFoundError(`Unknown route: ${req.method} ${path}.${hint}`, { code: 'route_not_found' }));
   };
 }
 
@@ -31,12 +31,15 @@ export function notFound(): RequestHandler {
  */
 export function errorHandler(logger: Logger): ErrorRequestHandler {
   return (err: unknown, _req, res, _next) => {
-    if (err instanceof ClientClosedReason || res.destroyed) {
+    // Ended by a shutdown: said as such, also when the connection is already gone.
+    const shutdown = err instanceof ShuttingDownReason;
+    if (!shutdown && (err instanceof ClientClosedReason || res.destroyed)) {
       requestTrace(res).errorCode = 'client_closed';
       return;
     }
-    const error = toGatewayError(err);
+    const error = shutdown ? shuttingDown() : toGatewayError(err);
     requestTrace(res).errorCode = error.code;
+    if (res.destroyed) return;
     if (error instanceof InternalError) logger.error({ err }, 'unhandled error');
 
     if (res.headersSent) {
@@ -46,6 +49,13 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
     if (error.retryAfterSeconds !== undefined) res.setHeader('retry-after', String(error.retryAfterSeconds));
     res.status(error.status).json(toOpenAIErrorBody(error));
   };
+}
+
+export function shuttingDown(): GatewayError {
+  return new GatewayError('The gateway is shutting down; the answer is incomplete. Please retry.', {
+    code: 'server_shutting_down',
+    retryable: true,
+  });
 }
 
 /** An http-errors style error (the router's, for a malformed path parameter). */

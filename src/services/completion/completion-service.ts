@@ -1,13 +1,14 @@
 import type { ConfigSource } from '../../config/config-store.js';
-import { GatewayError, GatewayTimeoutError, ModelNotFoundError } from '../../errors/gateway-error.js';
+import { GatewayError, GatewayTimeoutError } from '../../errors/gateway-error.js';
 import type { Logger } from '../../observability/logger.js';
 import { continuationEligible } from '../continuation/continuation.js';
-import { ClientClosedReason, DeadlineReason } from '../core/abort-reasons.js';
+import { ClientClosedReason, DeadlineReason, ShuttingDownReason } from '../core/abort-reasons.js';
 import type { ClientResponse } from '../core/client-response.js';
 import { setEventStreamHeaders, SSE_HEARTBEAT } from '../core/sse.js';
 import { Lifetime } from '../core/lifetime.js';
 import type { CompletionRequest, RequestTrace } from '../core/request.js';
 import { rewrittenBody } from '../core/request-body.js';
+import { missingModelError } from '../endpoints/missing-model.js';
 import type { EndpointRegistry } from '../endpoints/registry.js';
 import type { Forwarder } from '../forwarder/forwarder.js';
 import { EndpointPicker } from '../selector/picker.js';
@@ -35,6 +36,8 @@ export interface CompletionServiceDeps {
 export class CompletionService {
   /** Requests inside complete() right now, upstream work included. */
   active = 0;
+  /** Their runs, so that a shutdown can end them. */
+  private readonly runs = new Set<RequestRun>();
   private readonly picker: EndpointPicker;
   private readonly pools: PoolRunner;
   /** What all streams' transcripts may keep together (CONTINUATION_BUDGET_BYTES). */
@@ -50,7 +53,11 @@ export class CompletionService {
     const config = this.deps.config.current;
     const chain = config.aliases[req.model] ?? [req.model];
     if (!served(registry, chain) && registry.hasUnknownModels()) await this.deps.initialDiscovery();
-    if (!served(registry, chain)) throw new ModelNotFoundError(req.model);
+    if (!served(registry, chain))
+      throw missingModelError(registry, req.model, {
+        aliases: config.aliases,
+        retryAfterSeconds: Math.ceil(config.health.probeIntervalMs / 1000),
+      });
 
     const { totalMs: streamTotalMs, jsonTotalMs } = config.routing.timeouts;
     const configuredMs = req.stream ? streamTotalMs : (jsonTotalMs ?? streamTotalMs);
@@ -76,6 +83,7 @@ export class CompletionService {
     );
     const heartbeat = req.stream ? this.startHeartbeat(run) : undefined;
     this.active++;
+    this.runs.add(run);
     try {
       let lastError: unknown;
       for (let i = 0; i < chain.length; i++) {
@@ -112,6 +120,7 @@ export class CompletionService {
       throw err;
     } finally {
       this.active--;
+      this.runs.delete(run);
       trace.ttfbMs = run.ttfbMs;
       if (heartbeat) clearInterval(heartbeat);
       run.transcript?.dispose();
@@ -131,6 +140,14 @@ export class CompletionService {
       maxBytes: continuationMaxBytes,
       budget: this.transcripts,
     });
+  }
+
+  /**
+   * Ends every request in flight (the gateway's grace period ran out): their attempts stop without a
+   * verdict on their endpoints, and each client gets a `server_shutting_down` error.
+   */
+  endAll(): void {
+    for (const run of this.runs) run.lifetime.end(new ShuttingDownReason());
   }
 
   /** Bytes kept by the transcripts of open streams. */

@@ -43,3 +43,11 @@ export class HedgeLostReason extends Error {
     this.name = 'HedgeLostReason';
   }
 }
+
+/** The gateway stopped (its grace period ran out) before the request was over: no verdict on endpoints. */
+export class ShuttingDownReason extends Error {
+  constructor() {
+    super('the gateway is shutting down');
+    this.name = 'ShuttingDownReason';
+  }
+}

@@ -130,11 +130,27 @@ export class Discovery {
         signal,
       });
       const text = await readBody(res.body, MAX_MODELS_BODY_BYTES, 'throw');
-      if (res.statusCode >= 500) {
-        failure = { kind: 'server-error', message: `GET /v1/models answered HTTP ${res.statusCode}` };
-      } else if (res.statusCode !== 200) {
+      const status = res.statusCode;
+      const which = `endpoints[${registry.endpoints.indexOf(ep)}]`;
+      if (status >= 500) {
+        failure = { kind: 'server-error', message: `GET /v1/models answered HTTP ${status}` };
+      } else if (status === 401 || status === 403) {
+        // The gateway's key for this endpoint is wrong: its requests would fail the same way.
+        failure = {
+          kind: 'misconfigured',
+          message: `GET /v1/models answered HTTP ${status}: check ${which}.apiKey`,
+        };
+      } else if (status >= 300 && status < 400) {
+        failure = {
+          kind: 'misconfigured',
+          message: `GET /v1/models answered a redirect (HTTP ${status}): check ${which}.url (https:// rather than http://?)`,
+        };
+      } else if (status !== 200) {
         // Alive, but no model list: not a health problem (some servers lack /v1/models), a discovery one.
-        discoveryError = `GET /v1/models answered HTTP ${res.statusCode}`;
+        discoveryError =
+          status === 404 && ep.config.models === undefined
+            ? `GET /v1/models answered HTTP 404: check ${which}.url (the base URL, without /v1), or give the endpoint a static models list`
+            : `GET /v1/models answered HTTP ${status}`;
       } else if (ep.config.models === undefined) {
         const ids = parseModelIds(text);
         const before = [...ep.models].sort().join(',');
@@ -158,7 +174,11 @@ export class Discovery {
     else registry.health.probeSucceeded(ep.health);
     const error = failure?.message ?? discoveryError;
     if (error !== undefined && ep.lastDiscoveryError !== error) {
-      logger.warn({ endpoint: ep.config.name, error }, 'endpoint probe failed');
+      // The full URL probed: an operator can try it by hand (the config refuses credentials in URLs).
+      logger.warn(
+        { endpoint: ep.config.name, url: `${ep.config.url}/v1/models`, error },
+        'endpoint probe failed',
+      );
     }
     ep.lastDiscoveryError = error;
   }

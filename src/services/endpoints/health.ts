@@ -41,6 +41,8 @@ export class EndpointHealth {
   /** Set by active probes: the endpoint does not answer GET /v1/models. */
   probeFailing = false;
   lastProbeAt: number | undefined;
+  /** The last time the endpoint was seen working: a successful request or a passing probe. */
+  lastSuccessAt: number | undefined;
 
   /** Share of failures among the last OUTCOME_WINDOW requests (0 when none). */
   get errorRatio(): number {
@@ -155,6 +157,7 @@ export class HealthMonitor {
     const h = ticket.health;
     h.recordOutcome(false);
     h.consecutiveFailures = 0;
+    h.lastSuccessAt = this.options.now();
     if (h.isEjected)
       this.options.onChange?.({ endpoint: this.nameOf(h), change: 'restored', log: ticket.log });
     h.ejections = 0;
@@ -197,6 +200,7 @@ export class HealthMonitor {
     const now = this.options.now();
     h.probeFailing = false;
     h.lastProbeAt = now;
+    h.lastSuccessAt = now;
     if (h.ejectedUntil > now && h.ejectedBy === 'probes') h.ejectedUntil = now;
   }
 
