@@ -4,7 +4,7 @@ import { createRequire } from 'node:module';
 import dotenv from 'dotenv';
 import type { parse as ParseYaml } from 'yaml';
 import { ConfigError, describeFileError, describeIssue, formatPath } from './config-problems.js';
-import { configSchema, isLoopbackHost, keyWeakness, ROUTE_SUFFIXES } from './schema.js';
+import { configSchema, isLoopbackHost, keyStrengthIssuesOf, keyWeakness, ROUTE_SUFFIXES } from './schema.js';
 import type { GatewayConfig } from './types.js';
 
 /**
@@ -216,8 +216,14 @@ export function loadConfig(options: LoadConfigOptions): GatewayConfig {
         : NO_ENDPOINTS,
     );
   }
-  if (!result.success)
+  if (!result.success) {
     problems.push(...result.error.issues.map((issue) => describeIssue(issue, raw, fromEnv)));
+    // Found by the final transform when it ran; otherwise checked apart (the same words either way).
+    for (const issue of keyStrengthIssuesOf(raw)) {
+      const problem = describeIssue({ ...issue, code: 'custom', input: undefined }, raw, fromEnv);
+      if (!problems.includes(problem)) problems.push(problem);
+    }
+  }
   if (!result.success || problems.length > 0) throw new ConfigError(problems, warnings);
   const config = deepFreeze({ ...result.data, configFile: file });
   warnings.push(...configWarnings(config, raw, fromEnv));

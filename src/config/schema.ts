@@ -329,7 +329,8 @@ export const configSchema = configShape.transform((config, ctx) => {
     if (targets.includes(alias))
       ctx.addIssue({ code: 'custom', path: ['aliases', alias], message: 'an alias must not list itself' });
   }
-  checkKeyStrength(config, ctx);
+  for (const issue of keyStrengthIssues(config.server, config.auth))
+    ctx.addIssue({ code: 'custom', ...issue });
   const { jsonTotalMs: _json, ...global } = config.routing.timeouts;
   const endpoints = config.endpoints.map((ep) => ({
     // The optional settings present (as undefined when not set): every endpoint has one shape.
@@ -373,28 +374,41 @@ const ORDINALS = ['1st', '2nd', '3rd'];
  * Placeholder or short keys are refused when HOST is not a loopback address, unless ALLOW_WEAK_KEYS:
  * a deployment file whose keys were never edited cannot go live.
  */
-function checkKeyStrength(config: Shape, ctx: z.RefinementCtx): void {
-  const { host } = config.server;
-  if (config.auth.allowWeakKeys || isLoopbackHost(host)) return;
+export function keyStrengthIssues(
+  server: { host: string },
+  auth: {
+    apiKeys: readonly string[];
+    adminKey: string | undefined;
+    disabled: boolean;
+    allowWeakKeys: boolean;
+  },
+): Array<{ path: string[]; message: string }> {
+  const { host } = server;
+  if (auth.allowWeakKeys || isLoopbackHost(host)) return [];
+  const issues: Array<{ path: string[]; message: string }> = [];
   const advice =
     `HOST ${host} lets other machines connect, so keys must be random and at least ${MIN_KEY_LENGTH} ` +
     'characters long (for example `openssl rand -hex 24`); set ALLOW_WEAK_KEYS=true to start anyway';
-  if (!config.auth.disabled) {
-    config.auth.apiKeys.forEach((key, i) => {
+  if (!auth.disabled) {
+    auth.apiKeys.forEach((key, i) => {
       const weakness = keyWeakness(key);
-      const which = config.auth.apiKeys.length === 1 ? 'the key' : `the ${ORDINALS[i] ?? `${i + 1}th`} key`;
-      if (weakness)
-        ctx.addIssue({
-          code: 'custom',
-          path: ['auth', 'apiKeys'],
-          message: `${which} ${weakness}. ${advice}`,
-        });
+      const which = auth.apiKeys.length === 1 ? 'the key' : `the ${ORDINALS[i] ?? `${i + 1}th`} key`;
+      if (weakness) issues.push({ path: ['auth', 'apiKeys'], message: `${which} ${weakness}. ${advice}` });
     });
   }
-  const admin = config.auth.adminKey;
-  const weakness = admin === undefined ? undefined : keyWeakness(admin);
-  if (weakness)
-    ctx.addIssue({ code: 'custom', path: ['auth', 'adminKey'], message: `the key ${weakness}. ${advice}` });
+  const weakness = auth.adminKey === undefined ? undefined : keyWeakness(auth.adminKey);
+  if (weakness) issues.push({ path: ['auth', 'adminKey'], message: `the key ${weakness}. ${advice}` });
+  return issues;
+}
+
+/**
+ * The key check on its own, for a configuration that failed elsewhere (the schema's final transform,
+ * which runs it otherwise, does not run then): every problem is reported at once.
+ */
+export function keyStrengthIssuesOf(raw: { server?: unknown; auth?: unknown }) {
+  const server = configShape.shape.server.safeParse(raw.server);
+  const auth = configShape.shape.auth.safeParse(raw.auth);
+  return server.success && auth.success ? keyStrengthIssues(server.data, auth.data) : [];
 }
 
 function uniqueName(base: string, used: Set<string>): string {

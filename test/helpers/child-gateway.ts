@@ -25,9 +25,10 @@ export async function spawnGateway(
   bed: TestBed,
   env: Record<string, string>,
   cwd?: string,
+  args: readonly string[] = [],
 ): Promise<Spawned> {
   const tempDir = cwd ?? (await bed.tempDir('gateway-proc-'));
-  const proc = spawn(process.execPath, ['--import', TSX_LOADER, MAIN], {
+  const proc = spawn(process.execPath, ['--import', TSX_LOADER, MAIN, ...args], {
     cwd: tempDir,
     env: { PATH: process.env.PATH ?? '', NODE_ENV: 'production', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,13 +1,37 @@
+import { writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import { once } from 'node:events';
+import path from 'node:path';
 import { request } from 'undici';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { CHILD_TIMEOUT_MS, freePort, spawnGateway, waitForOutput } from '../helpers/child-gateway.js';
 import { CLIENT_KEY } from '../helpers/start-gateway.js';
 import { useTestBed } from '../helpers/test-bed.js';
 
 const bed = useTestBed();
+const ADMIN = 'sk-admin-workers-0123456789';
+
+function jsonLines(stdout: string): Array<Record<string, unknown>> {
+  return stdout
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+async function chatVia(port: number): Promise<{ status: number; endpoint: unknown }> {
+  const res = await request(`http://127.0.0.1:${port}/v1/chat/completions`, {
+    method: 'POST',
+    // A new connection each time: the primary hands connections to the workers in turn.
+    reset: true,
+    headers: { authorization: `Bearer ${CLIENT_KEY}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'test-model', messages: [{ role: 'user', content: 'x' }] }),
+  });
+  await res.body.text();
+  return { status: res.statusCode, endpoint: res.headers['x-gateway-endpoint'] };
+}
 
 describe('WORKERS=2', () => {
-  it('serves from two processes on one port and stops them all on SIGTERM', async () => {
+  it('serves from two processes on one port, logs started once both listen, and stops them all on SIGTERM', async () => {
     const upstream = await bed.upstream('a');
     const port = await freePort();
     const proc = await spawnGateway(bed, {
@@ -18,29 +42,98 @@ describe('WORKERS=2', () => {
       ENDPOINTS: JSON.stringify([{ url: upstream.url, name: 'a', models: ['test-model'] }]),
     });
     await waitForOutput(proc, 'started gateway workers');
-    // Both workers log their own "listening" line.
-    await waitForOutput(proc, 'akash llm gateway listening');
-    const deadline = Date.now() + CHILD_TIMEOUT_MS;
-    while ((proc.stdout().match(/akash llm gateway listening/g) ?? []).length < 2 && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    expect((proc.stdout().match(/akash llm gateway listening/g) ?? []).length).toBe(2);
-
-    const statuses = await Promise.all(
-      Array.from({ length: 20 }, async () => {
-        const res = await request(`http://127.0.0.1:${port}/v1/chat/completions`, {
-          method: 'POST',
-          headers: { authorization: `Bearer ${CLIENT_KEY}`, 'content-type': 'application/json' },
-          body: JSON.stringify({ model: 'test-model', messages: [{ role: 'user', content: 'x' }] }),
-        });
-        await res.body.text();
-        return res.statusCode;
-      }),
+    // The workers' own lines may be written a little later (each batches its log lines).
+    await vi.waitFor(
+      () =>
+        expect(jsonLines(proc.stdout()).filter((l) => l.msg === 'akash llm gateway listening')).toHaveLength(
+          2,
+        ),
+      { timeout: CHILD_TIMEOUT_MS, interval: 20 },
     );
-    expect(statuses.every((s) => s === 200)).toBe(true);
+    const lines = jsonLines(proc.stdout());
+    const listening = lines.filter((l) => l.msg === 'akash llm gateway listening');
+    const started = lines.findIndex((l) => l.msg === 'started gateway workers');
+    expect(lines[started]).toMatchObject({ workers: 2, address: `127.0.0.1:${port}` });
+    // Every line says which process wrote it.
+    const workerPids = new Set(listening.map((l) => l.pid));
+    expect(workerPids.size).toBe(2);
+    for (const l of lines) expect(typeof l.pid).toBe('number');
+    expect(lines[started]!.pid).toBe(proc.proc.pid);
+    expect(new Set(lines[started]!.pids as number[])).toEqual(workerPids);
+
+    const statuses = await Promise.all(Array.from({ length: 20 }, () => chatVia(port)));
+    expect(statuses.every((s) => s.status === 200)).toBe(true);
 
     proc.proc.kill('SIGTERM');
     const exit = await proc.exit;
     expect(exit.code).toBe(0);
+  });
+
+  it('the admin reload reaches every worker, through the primary', async () => {
+    const a = await bed.upstream({ name: 'a', models: ['test-model'] });
+    const b = await bed.upstream({ name: 'b', models: ['test-model'] });
+    const dir = await bed.tempDir('gateway-workers-');
+    const port = await freePort();
+    const dotenv = (url: string, name: string) =>
+      writeFile(
+        path.join(dir, '.env'),
+        `API_KEY=${CLIENT_KEY}\nADMIN_API_KEY=${ADMIN}\nENDPOINTS=[{"url":"${url}","name":"${name}"}]\n`,
+      );
+    await dotenv(a.url, 'a');
+    const proc = await spawnGateway(bed, { PORT: String(port), HOST: '127.0.0.1', WORKERS: '2' }, dir);
+    await waitForOutput(proc, 'started gateway workers');
+
+    await dotenv(b.url, 'b');
+    const res = await fetch(`http://127.0.0.1:${port}/api/v1/config/reload`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ADMIN}` },
+    });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as {
+      added: string[];
+      removed: string[];
+      workers: Array<{ pid: number }>;
+    };
+    expect(body).toMatchObject({ added: ['b'], removed: ['a'] });
+    expect(body.workers).toHaveLength(2);
+    expect(new Set(body.workers.map((w) => w.pid)).size).toBe(2);
+    for (const w of body.workers) expect(w).toMatchObject({ added: ['b'], removed: ['a'] });
+
+    // Both workers answer from the new endpoint.
+    const served = await Promise.all(Array.from({ length: 12 }, () => chatVia(port)));
+    expect(served.map((s) => s.endpoint)).toEqual(Array(12).fill('b'));
+    const status = (await (
+      await fetch(`http://127.0.0.1:${port}/api/v1/providers/status`, {
+        headers: { authorization: `Bearer ${ADMIN}` },
+      })
+    ).json()) as { pid: number };
+    expect(body.workers.map((w) => w.pid)).toContain(status.pid);
+
+    proc.proc.kill('SIGTERM');
+    expect((await proc.exit).code).toBe(0);
+  });
+
+  it('a busy port stops the primary at once, without restarting workers in a loop', async () => {
+    const upstream = await bed.upstream('a');
+    const blocker = net.createServer();
+    blocker.listen(0, '127.0.0.1');
+    await once(blocker, 'listening');
+    bed.onCleanup(() => new Promise((resolve) => blocker.close(resolve)));
+    const port = (blocker.address() as net.AddressInfo).port;
+    const started = Date.now();
+    const proc = await spawnGateway(bed, {
+      API_KEY: CLIENT_KEY,
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      WORKERS: '2',
+      ENDPOINTS: JSON.stringify([{ url: upstream.url, name: 'a', models: ['test-model'] }]),
+    });
+    const exit = await proc.exit;
+    expect(exit.code).toBe(1);
+    expect(exit.at - started).toBeLessThan(CHILD_TIMEOUT_MS);
+    expect(proc.stderr()).toContain(`port ${port} on 127.0.0.1 is already in use`);
+    const lines = jsonLines(proc.stdout());
+    expect(lines.filter((l) => l.msg === 'worker died: starting a new one')).toEqual([]);
+    expect(lines.some((l) => l.msg === 'started gateway workers')).toBe(false);
   });
 });
