@@ -1,14 +1,20 @@
 # syntax=docker/dockerfile:1
-# Akash LLM Gateway container image.
+# Akash LLM Gateway container image, for linux/amd64 and linux/arm64. The release workflow
+# (.github/workflows/release.yml) builds and pushes it on a version tag as
+#   ghcr.io/akash-network/akash-llm-gateway:<version>
+# By hand:
 #   docker build -t ghcr.io/akash-network/akash-llm-gateway:0.1.0 .
-#   docker run --rm -p 3000:3000 -e API_KEY=... -e ENDPOINTS='[{"url":"https://..."}]' ghcr.io/akash-network/akash-llm-gateway:0.1.0
+#   docker run --rm -p 3000:3000 -e API_KEY="$(openssl rand -hex 24)" \
+#     -e ENDPOINTS='[{"url":"https://..."}]' ghcr.io/akash-network/akash-llm-gateway:0.1.0
 # The gateway drains in-flight requests on SIGTERM for SHUTDOWN_GRACE_MS (30 s by default): give
 # `docker stop` at least that long (`docker stop -t 35`), its default is 10 s.
 
-ARG NODE_VERSION=20.20.2
+# The current Node.js LTS line (26, LTS since 2026-10-28). The major is pinned; each rebuild takes its
+# latest patch release (security fixes). The code itself runs on Node 20.19 or newer.
+ARG NODE_VERSION=26
 
 # ---- build: all dependencies, compile TypeScript to dist/ ----
-FROM node:${NODE_VERSION}-bookworm-slim AS build
+FROM node:${NODE_VERSION}-trixie-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 # No dependency needs an install script to compile with tsc.
@@ -18,7 +24,7 @@ COPY src ./src
 RUN npm run build
 
 # ---- runtime: production dependencies and compiled output only ----
-FROM node:${NODE_VERSION}-bookworm-slim AS runtime
+FROM node:${NODE_VERSION}-trixie-slim AS runtime
 ENV NODE_ENV=production PORT=3000
 WORKDIR /app
 COPY package.json package-lock.json ./

@@ -1,7 +1,7 @@
 /**
  * `npm run bench:chaos`: the chaos run of issue 9 at scale. Three endpoints, one failing a third of
  * its requests with every fault a model server on a cheap lease shows (see test/helpers/chaos.ts),
- * thousands of requests from the openai SDK (70% streams, 10% with 990 junk headers). Prints what the
+ * thousands of requests from the openai SDK (70% streams, 10% with 600 junk headers). Prints what the
  * clients got and exits 1 unless every answer arrived whole.
  *
  * CHAOS_REQUESTS (3000), CHAOS_CONCURRENCY (32), CHAOS_SEED (9).

@@ -22,7 +22,7 @@ export interface AppDeps {
   completions: CompletionService;
   isShuttingDown: () => boolean;
   /** While the first discovery round is running, a promise of its end; undefined once it is over. */
-  firstDiscovery: () => Promise<void> | undefined;
+  pendingDiscovery: () => Promise<void> | undefined;
   /** Re-reads the configuration (admin route); resolves with a summary or rejects with the problems. */
   reload: () => Promise<unknown>;
   /** The effective configuration with the source of each value, keys redacted (admin route). */
@@ -63,8 +63,8 @@ export function createApp(deps: AppDeps): express.Express {
 
   // Everything else under /v1 needs a client key too, unknown routes included.
   app.use('/v1', auth);
-  app.get('/v1/models', listModels(registry, config, deps.firstDiscovery));
-  app.get('/v1/models/*model', getModel(registry, config, deps.firstDiscovery));
+  app.get('/v1/models', listModels(registry, config, deps.pendingDiscovery));
+  app.get('/v1/models/*model', getModel(registry, config, deps.pendingDiscovery));
   app.all('/v1/chat/completions', methodNotAllowed('POST'));
   app.all(['/v1/models', '/v1/models/*model'], methodNotAllowed('GET'));
 

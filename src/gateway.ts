@@ -99,7 +99,7 @@ export class Gateway {
       registry: this.registry,
       forwarder: this.forwarder,
       logger,
-      initialDiscovery: () => this.discovery.initialRound(),
+      pendingDiscovery: () => this.discovery.pendingRound(),
       random: options.random ?? Math.random,
       now,
     });
@@ -109,8 +109,7 @@ export class Gateway {
       registry: this.registry,
       completions: this.completions,
       isShuttingDown: () => this.shuttingDown,
-      firstDiscovery: () =>
-        this.registry.hasUnknownModels() ? this.discovery.pendingInitialRound() : undefined,
+      pendingDiscovery: () => (this.registry.hasUnknownModels() ? this.discovery.pendingRound() : undefined),
       reload: () => this.reloadEverywhere(),
       configView: () => describeConfig(this.config.current),
     });

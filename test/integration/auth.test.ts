@@ -193,17 +193,18 @@ describe('what goes upstream', () => {
 });
 
 describe('client headers cannot hurt the upstream request (issue 9, part 2)', () => {
-  it('1,000 junk headers neither strip the upstream key nor eject healthy endpoints', async () => {
-    // Upstreams that keep their first 1,000 headers (as common servers do) and check their key.
+  it('600 junk headers neither strip the upstream key nor eject healthy endpoints', async () => {
+    // Upstreams that keep only their first 500 headers (Node keeps 2,000, others fewer) and check their key.
     const upstreams = await Promise.all(
       ['a', 'b', 'c', 'd'].map((name) =>
-        bed.upstream({ name, maxHeadersCount: 1000, requireKey: UPSTREAM_KEY }),
+        bed.upstream({ name, maxHeadersCount: 500, requireKey: UPSTREAM_KEY }),
       ),
     );
     const gw = await bed.gateway({
       endpoints: upstreams.map((u) => ({ url: u.url, name: u.name, apiKey: UPSTREAM_KEY })),
     });
-    const junk = Object.fromEntries(Array.from({ length: 1000 }, (_, i) => [`x-junk-${i}`, 'j']));
+    // 600: Node 26 refuses about 1,000 headers however short (431), Node 20 takes them.
+    const junk = Object.fromEntries(Array.from({ length: 600 }, (_, i) => [`x-j${i}`, 'j']));
     for (let i = 0; i < 6; i++) {
       const res = await undiciRequest(`${gw.url}/v1/chat/completions`, {
         method: 'POST',
@@ -216,7 +217,7 @@ describe('client headers cannot hurt the upstream request (issue 9, part 2)', ()
     const requests = upstreams.flatMap((u) => u.requests);
     expect(requests).toHaveLength(6);
     for (const r of requests) {
-      expect(Object.keys(r.headers).some((h) => h.startsWith('x-junk'))).toBe(false);
+      expect(Object.keys(r.headers).some((h) => /^x-j\d+$/.test(h))).toBe(false);
       expect(r.headers.authorization).toBe(`Bearer ${UPSTREAM_KEY}`);
     }
     for (const u of upstreams) expect(gw.gateway.registry.health.get(u.name).isEjected).toBe(false);

@@ -44,6 +44,29 @@ describe('live reconfiguration in process', () => {
     expect(gw.gateway.registry.endpoints.map((e) => e.config.name)).toEqual(['b']);
   });
 
+  it('a request for a model of an endpoint a reload just added waits for its discovery, not a 404 or 503', async () => {
+    const a = await bed.upstream({ name: 'a', models: ['model-a'] });
+    const b = await bed.upstream({ name: 'b', models: ['model-b'] });
+    // b takes a while to list its models: the request arrives before it has.
+    b.modelsBehavior = {
+      type: 'json',
+      delayMs: 150,
+      body: { object: 'list', data: [{ id: 'model-b', object: 'model' }] },
+    };
+    const gw = await bed.gateway({ endpoints: [{ url: a.url, name: 'a' }] });
+    gw.gateway.reload(
+      configFor([
+        { url: a.url, name: 'a' },
+        { url: b.url, name: 'b' },
+      ]),
+    );
+    const res = await chat(gw.url, gw.auth, {
+      body: { model: 'model-b', messages: [{ role: 'user', content: 'x' }] },
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers['x-gateway-endpoint']).toBe('b');
+  });
+
   it('keeps health and discovered models of endpoints that stay', async () => {
     const a = await bed.upstream({ name: 'a', models: ['llama'] });
     const gw = await bed.gateway({ endpoints: [{ url: a.url, name: 'a' }] });

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { describe, it, expect } from 'vitest';
 import YAML from 'yaml';
 import { SDL, generateManifest, validateSDL, type SDLInput } from '@akashnetwork/chain-sdk';
+import { ConfigError, ENV_VARIABLES, loadConfig } from '../../src/config/load-config.js';
 
 const repoRoot = new URL('../../', import.meta.url);
 const deployText = readFileSync(new URL('deploy.yml', repoRoot), 'utf8');
@@ -13,28 +14,11 @@ const AKASH_MAX_HTTP_TIMEOUT_MS = 60_000;
 const MIB = 1024 * 1024;
 
 /** The environment variables the gateway reads; deployment files may only use these names. */
-const CONFIG_ENV_NAMES = new Set([
-  'PORT',
-  'HOST',
-  'API_KEY',
-  'PROXY_API_KEY',
-  'ADMIN_API_KEY',
-  'ENDPOINTS',
-  'CONFIG_FILE',
-  'FILE_LOGGING',
-  'LOG_FILE',
-  'LOG_LEVEL',
-  'BODY_LIMIT',
-  'MODELS_OWNED_BY',
-  'DISCOVERY_INTERVAL_MS',
-  'ROUTING_STRATEGY',
-  'MAX_ATTEMPTS',
-  'CONNECT_TIMEOUT_MS',
-  'FIRST_BYTE_TIMEOUT_MS',
-  'IDLE_TIMEOUT_MS',
-  'REQUEST_TIMEOUT_MS',
-  'SHUTDOWN_GRACE_MS',
-]);
+const CONFIG_ENV_NAMES = new Set(ENV_VARIABLES);
+const packageVersion = (
+  JSON.parse(readFileSync(new URL('package.json', repoRoot), 'utf8')) as { version: string }
+).version;
+const IMAGE = 'ghcr.io/akash-network/akash-llm-gateway';
 
 interface StorageVolume {
   name?: string;
@@ -168,7 +152,7 @@ describe('deploy.yml (Akash SDL)', () => {
     const [group] = result.value.groups;
     expect(result.value.groups).toHaveLength(1);
     const service = group?.services.find((s) => s.name === 'gateway');
-    expect(service?.image).toBe('ghcr.io/akash-network/akash-llm-gateway:0.1.0');
+    expect(service?.image).toBe(`${IMAGE}:${packageVersion}`);
     expect(service?.count).toBe(1);
     const expose = service?.expose[0];
     expect(expose).toMatchObject({ port: 3000, externalPort: 80, global: true });
@@ -188,7 +172,7 @@ describe('deploy.yml (Akash SDL)', () => {
     const manifest = sdl.v3Manifest(true);
     expect(manifest).toHaveLength(1);
     expect(manifest[0]?.services.map((s) => [s.name, s.image])).toEqual([
-      ['gateway', 'ghcr.io/akash-network/akash-llm-gateway:0.1.0'],
+      ['gateway', `${IMAGE}:${packageVersion}`],
     ]);
     const groups = sdl.groups() as {
       name: string;
@@ -273,6 +257,40 @@ describe('deploy.yml (Akash SDL)', () => {
     }
   });
 
+  it('keeps placeholders the gateway refuses: an unedited file cannot go live', () => {
+    const env = Object.fromEntries(envEntries(loadSdl()));
+    let error: unknown;
+    try {
+      loadConfig({ env });
+    } catch (err) {
+      error = err;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    const problems = (error as ConfigError).problems.join('\n');
+    expect(problems).toMatch(/API_KEY \(auth\.apiKeys\): the key is a placeholder/);
+    expect(problems).toMatch(/ADMIN_API_KEY \(auth\.adminKey\): the key is a placeholder/);
+    expect((error as ConfigError).problems).toHaveLength(2);
+  });
+
+  it('with its keys set, loads with timeouts that fail over inside the ingress window', () => {
+    const sdl = loadSdl();
+    const env = {
+      ...Object.fromEntries(envEntries(sdl)),
+      API_KEY: 'sk-client-5f0c2a9e8b7d6c5f4e3d2c1b',
+      ADMIN_API_KEY: 'sk-admin-0a1b2c3d4e5f6a7b8c9d0e1f',
+    };
+    const config = loadConfig({ env });
+    const ingressMs = globalHttpExpose(sdl).http_options?.read_timeout ?? 0;
+    const { timeouts } = config.routing;
+    // A JSON answer sends nothing until complete: it must end, failover included, before the ingress cuts it.
+    expect(timeouts.jsonTotalMs).toBeLessThan(ingressMs);
+    expect(timeouts.firstByteMs * 2).toBeLessThanOrEqual(timeouts.jsonTotalMs ?? Infinity);
+    // Streams: heartbeats while waiting, and a stall is ended by the gateway before the ingress does it.
+    expect(config.server.heartbeatIntervalMs).toBeLessThan(ingressMs);
+    expect(timeouts.idleMs).toBeLessThan(ingressMs);
+    expect(timeouts.totalMs).toBeGreaterThan(ingressMs);
+  });
+
   describe('the checks catch broken SDLs', () => {
     it('rejects lower-case memory units such as "4gi" (provider rule; the SDK lower-cases and accepts them)', () => {
       const sdl = loadSdl();
@@ -351,7 +369,7 @@ describe('Dockerfile', () => {
   const fromIndexes = instructions.flatMap((line, i) => (/^FROM\s/i.test(line) ? [i] : []));
   const finalStage = instructions.slice(fromIndexes.at(-1) ?? 0);
 
-  it('is multi-stage, on a pinned Node 20 base', () => {
+  it('is multi-stage, on the current Node LTS line (26), slim', () => {
     expect(fromIndexes.length).toBeGreaterThanOrEqual(2);
     const argDefaults = new Map(
       instructions.flatMap((line) => {
@@ -365,7 +383,7 @@ describe('Dockerfile', () => {
         /\$\{(\w+)\}|\$(\w+)/g,
         (_, a?: string, b?: string) => argDefaults.get(a ?? b ?? '') ?? '',
       );
-      expect(resolved).toMatch(/^node:20\.\d+(\.\d+)?-(bookworm-slim|alpine[\d.]*)$/);
+      expect(resolved).toMatch(/^node:26(\.\d+){0,2}-(trixie-slim|bookworm-slim|alpine[\d.]*)$/);
     }
   });
 
@@ -398,5 +416,45 @@ describe('Dockerfile', () => {
     const cmd = finalStage.filter((l) => /^CMD\s/.test(l)).at(-1) ?? '';
     expect(JSON.parse(cmd.replace(/^CMD\s+/, ''))).toEqual(['node', 'dist/main.js']);
     expect(finalStage.some((l) => /^ENTRYPOINT\s/.test(l))).toBe(false);
+  });
+});
+
+describe('one image name everywhere', () => {
+  const workflow = YAML.parse(readFileSync(new URL('.github/workflows/release.yml', repoRoot), 'utf8')) as {
+    on: { push: { tags: string[] } };
+    env: { IMAGE_NAME: string };
+    jobs: Record<
+      string,
+      { needs?: string; steps: Array<{ uses?: string; run?: string; with?: Record<string, unknown> }> }
+    >;
+  };
+  const readme = readFileSync(new URL('README.md', repoRoot), 'utf8');
+
+  it('the release workflow builds amd64 and arm64 on a version tag, after the checks, for ghcr.io', () => {
+    expect(workflow.on.push.tags).toEqual(['v*.*.*']);
+    const image = workflow.jobs.image!;
+    expect(image.needs).toBe('check');
+    const build = image.steps.find((s) => s.uses?.startsWith('docker/build-push-action'));
+    expect(build?.with).toMatchObject({ platforms: 'linux/amd64,linux/arm64', push: true });
+    const login = image.steps.find((s) => s.uses?.startsWith('docker/login-action'));
+    expect(login?.with?.registry).toBe('ghcr.io');
+    const name = image.steps.find((s) => s.run?.includes('IMAGE_NAME'));
+    expect(name?.run).toContain('ghcr.io/${GITHUB_REPOSITORY_OWNER,,}/${IMAGE_NAME}');
+    expect(`ghcr.io/akash-network/${workflow.env.IMAGE_NAME}`).toBe(IMAGE);
+    // The version tag must be package.json's version, so deploy.yml's tag is the one published.
+    expect(workflow.jobs.check!.steps.some((s) => s.run?.includes("require('./package.json').version"))).toBe(
+      true,
+    );
+  });
+
+  it('deploy.yml, the README and the Dockerfile name the image the workflow publishes', () => {
+    expect(gateway(loadSdl()).image).toBe(`${IMAGE}:${packageVersion}`);
+    expect(readme).toContain(`${IMAGE}:${packageVersion}`);
+    expect(dockerfileText).toContain(IMAGE);
+    for (const text of [readme, dockerfileText, deployText]) {
+      // Any registry path of the image is this one, and no bare local tag is shown as the image.
+      for (const name of text.match(/[\w.-]+\/[\w.-]+\/akash-llm-gateway/g) ?? []) expect(name).toBe(IMAGE);
+      expect(text.match(/(?<![\w./-])akash-llm-gateway:\S+/g) ?? []).toEqual([]);
+    }
   });
 });

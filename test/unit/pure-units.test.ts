@@ -150,3 +150,13 @@ describe('tighten: request timeout headers only make limits stricter', () => {
     expect(tighten(base, {})).toBe(base);
   });
 });
+
+describe('deeperThan (the depth bound of bodies written again)', () => {
+  it('counts object and array levels, without recursing', async () => {
+    const { deeperThan } = await import('../../src/services/core/request-body.js');
+    expect(deeperThan({ a: [1, { b: 2 }] }, 3)).toBe(false);
+    expect(deeperThan({ a: [1, { b: [] }] }, 3)).toBe(true);
+    expect(deeperThan('text', 0)).toBe(false);
+    expect(deeperThan(JSON.parse(`${'['.repeat(100_000)}${']'.repeat(100_000)}`), 1_000)).toBe(true);
+  });
+});

@@ -22,8 +22,8 @@ export interface CompletionServiceDeps {
   registry: EndpointRegistry;
   forwarder: Forwarder;
   logger: Logger;
-  /** Resolves once every endpoint has been asked for its models at least once (each ask is bounded). */
-  initialDiscovery: () => Promise<void>;
+  /** While a round of discovery runs (the first, or one after a reload), its end; each poll is bounded. */
+  pendingDiscovery: () => Promise<void> | undefined;
   random: () => number;
   now: () => number;
 }
@@ -52,7 +52,7 @@ export class CompletionService {
     const { registry, now } = this.deps;
     const config = this.deps.config.current;
     const chain = config.aliases[req.model] ?? [req.model];
-    if (!served(registry, chain) && registry.hasUnknownModels()) await this.deps.initialDiscovery();
+    if (!served(registry, chain) && registry.hasUnknownModels()) await this.deps.pendingDiscovery();
     if (!served(registry, chain))
       throw missingModelError(registry, req.model, {
         aliases: config.aliases,

@@ -69,9 +69,13 @@ export class Discovery {
     return this.initial;
   }
 
-  /** The first round while it runs (for routes that must not answer before it); undefined after it. */
-  pendingInitialRound(): Promise<void> | undefined {
-    return this.initialDone ? undefined : this.initial;
+  /**
+   * The round of polls that will tell every endpoint's models, while one runs: the first one, or the
+   * one a reload started for new endpoints. Routes that must not answer "no such model" before it wait
+   * for it (each poll is bounded by DISCOVERY_TIMEOUT_MS). Undefined when none runs.
+   */
+  pendingRound(): Promise<void> | undefined {
+    return this.running ?? (this.initialDone ? undefined : this.initial);
   }
 
   /** Polls every endpoint now; concurrent calls share one round. */
