@@ -12,6 +12,7 @@ export interface EndpointSpec {
   priority?: number;
   weight?: number;
   models?: string[];
+  modelNames?: Record<string, string>;
   maxConcurrent?: number;
   timeouts?: Partial<{ connectMs: number; firstByteMs: number; idleMs: number; totalMs: number }>;
 }

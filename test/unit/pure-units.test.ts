@@ -160,3 +160,34 @@ describe('deeperThan (the depth bound of bodies written again)', () => {
     expect(deeperThan(JSON.parse(`${'['.repeat(100_000)}${']'.repeat(100_000)}`), 1_000)).toBe(true);
   });
 });
+
+describe('ModelRename (modelNames: answers carry the public id)', () => {
+  it('renames the model of every event, compact or spaced, and nothing else', async () => {
+    const { ModelRename } = await import('../../src/services/streaming/model-rename.js');
+    const rename = new ModelRename('llama3.1:8b', 'llama-3.1-8b');
+    const events = Buffer.from(
+      'data: {"id":"x","model":"llama3.1:8b","choices":[{"delta":{"content":"say \\"model\\":\\"llama3.1:8b\\""}}]}\n\n' +
+        'data: {"id":"x", "model": "llama3.1:8b", "choices":[]}\n\n',
+    );
+    expect(rename.events(events).toString()).toBe(
+      'data: {"id":"x","model":"llama-3.1-8b","choices":[{"delta":{"content":"say \\"model\\":\\"llama3.1:8b\\""}}]}\n\n' +
+        'data: {"id":"x", "model": "llama-3.1-8b", "choices":[]}\n\n',
+    );
+    const untouched = Buffer.from('data: {"model":"other"}\n\n');
+    expect(rename.events(untouched)).toBe(untouched);
+    expect(rename.answer({ model: 'llama3.1:8b', choices: [] })).toEqual({
+      body: Buffer.from('{"model":"llama-3.1-8b","choices":[]}'),
+      parsed: { model: 'llama-3.1-8b', choices: [] },
+    });
+    expect(rename.answer({ model: 'other' })).toBeUndefined();
+  });
+
+  it('publicIds and upstreamModelId map both ways', async () => {
+    const { publicIds, upstreamModelId } = await import('../../src/services/endpoints/registry.js');
+    const config = { modelNames: { 'llama-3.1-8b': 'llama3.1:8b', same: 'same' } } as never;
+    expect(publicIds(config, ['llama3.1:8b', 'qwen', 'llama-3.1-8b'])).toEqual(['llama-3.1-8b', 'qwen']);
+    expect(upstreamModelId(config, 'llama-3.1-8b')).toBe('llama3.1:8b');
+    expect(upstreamModelId(config, 'same')).toBeUndefined();
+    expect(upstreamModelId(config, 'qwen')).toBeUndefined();
+  });
+});

@@ -10,13 +10,24 @@ function catalogue(registry: EndpointRegistry, config: ConfigSource): ModelInfo[
   for (const [alias, targets] of Object.entries(config.current.aliases)) {
     if (byId.has(alias)) continue;
     const served = targets.map((t) => byId.get(t)).filter((m): m is ModelInfo => m !== undefined);
-    if (served.length > 0) models.push({ id: alias, created: Math.min(...served.map((m) => m.created)) });
+    if (served.length > 0)
+      models.push({ id: alias, created: Math.min(...served.map((m) => m.created)), meta: {} });
   }
   return models;
 }
 
+/**
+ * OpenAI's model object, then what the upstream said of the model besides (vLLM's `max_model_len`,
+ * `root`, `parent`…): clients size their requests by it. `owned_by` is the gateway's (AkashChat sorts by it).
+ */
 function toOpenAIModel(m: ModelInfo, config: ConfigSource) {
-  return { id: m.id, object: 'model' as const, created: m.created, owned_by: config.current.models.ownedBy };
+  return {
+    ...m.meta,
+    id: m.id,
+    object: 'model' as const,
+    created: m.created,
+    owned_by: config.current.models.ownedBy,
+  };
 }
 
 /**

@@ -3,9 +3,10 @@ import type { GatewayError } from '../../errors/gateway-error.js';
 import type { Logger } from '../../observability/logger.js';
 import type { TimeoutPhase } from '../core/abort-reasons.js';
 import type { AttemptFailure, AttemptResult, FailureKind } from '../core/outcomes.js';
+import { rewrittenBody } from '../core/request-body.js';
 import { tighten } from '../core/timeouts.js';
 import type { AttemptTicket } from '../endpoints/health.js';
-import type { Endpoint, EndpointRegistry } from '../endpoints/registry.js';
+import { upstreamModelId, type Endpoint, type EndpointRegistry } from '../endpoints/registry.js';
 import type { Forwarder } from '../forwarder/forwarder.js';
 import {
   DEFAULT_COOLDOWN_MS,
@@ -15,6 +16,7 @@ import {
 } from '../forwarder/retry-policy.js';
 import { runAttempt, type AttemptHandle, type AttemptInput } from '../forwarder/upstream-attempt.js';
 import { upstreamRequestError } from '../forwarder/upstream-error.js';
+import { ModelRename } from '../streaming/model-rename.js';
 import type { EndpointPicker } from '../selector/picker.js';
 import { repairStream } from './repair-stream.js';
 import { exhaustedError } from './exhausted-error.js';
@@ -177,6 +179,9 @@ export class PoolRunner {
   private launch(endpoint: Endpoint, run: RequestRun): Launched {
     const { req, trace } = run;
     const name = endpoint.config.name;
+    // An endpoint that knows the model by another id (`modelNames`) is asked by that id.
+    const upstreamId = upstreamModelId(endpoint.config, req.model);
+    const body = upstreamId === undefined ? req.body : rewrittenBody(req.json, { model: upstreamId });
     run.attempts++;
     trace.attempts = (trace.attempts ?? 0) + 1;
     trace.endpoint = name;
@@ -186,8 +191,9 @@ export class PoolRunner {
       endpoint: endpoint.config,
       timeouts: tighten(endpoint.config.timeouts, req.timeouts),
       attempt: trace.attempts,
-      body: req.body,
+      body,
       headers: req.headers,
+      rename: upstreamId === undefined ? undefined : new ModelRename(upstreamId, req.model),
       forwarder: this.deps.forwarder,
       run,
     };

@@ -1,8 +1,9 @@
 import type { Logger } from '../../observability/logger.js';
 import { continuationBody, runContinuation } from '../continuation/continuation.js';
+import { rewrittenBody } from '../core/request-body.js';
 import { SSE_DONE } from '../core/sse.js';
 import { tighten } from '../core/timeouts.js';
-import type { EndpointRegistry } from '../endpoints/registry.js';
+import { upstreamModelId, type EndpointRegistry } from '../endpoints/registry.js';
 import type { Forwarder } from '../forwarder/forwarder.js';
 import type { EndpointPicker } from '../selector/picker.js';
 import type { RequestRun } from './request-run.js';
@@ -50,7 +51,14 @@ export async function repairStream(deps: RepairDeps, run: RequestRun): Promise<b
     if (!endpoint) return false;
     let body: Buffer;
     try {
-      body = mode === 'restart' ? req.body : continuationBody(req.json, transcript.text);
+      // An endpoint that knows the model by another id (`modelNames`) is asked by that id.
+      const upstreamId = upstreamModelId(endpoint.config, req.model);
+      body =
+        mode === 'restart'
+          ? upstreamId === undefined
+            ? req.body
+            : rewrittenBody(req.json, { model: upstreamId })
+          : continuationBody(req.json, transcript.text, upstreamId);
     } catch (err) {
       // A request JSON.stringify cannot write again (nested too deep): it cannot be continued.
       logger.warn({ error: (err as Error).message }, 'the request cannot be re-sent for a continuation');

@@ -29,7 +29,12 @@ export function continuationEligible(json: Readonly<Record<string, unknown>>): b
 }
 
 /** The request again, with the text the client already has as a final assistant message to continue. */
-export function continuationBody(json: Readonly<Record<string, unknown>>, partial: string): Buffer {
+export function continuationBody(
+  json: Readonly<Record<string, unknown>>,
+  partial: string,
+  /** The continuing endpoint's own id for the model (`modelNames`), when it differs. */
+  upstreamModel?: string,
+): Buffer {
   const messages = Array.isArray(json.messages) ? [...(json.messages as unknown[])] : [];
   const last = messages.at(-1) as { role?: unknown; content?: unknown } | undefined;
   if (last?.role === 'assistant' && typeof last.content === 'string') {
@@ -39,6 +44,7 @@ export function continuationBody(json: Readonly<Record<string, unknown>>, partia
     messages.push({ role: 'assistant', content: partial });
   }
   return rewrittenBody(json, {
+    ...(upstreamModel === undefined ? {} : { model: upstreamModel }),
     messages,
     stream: true,
     continue_final_message: true,

@@ -1,6 +1,6 @@
 import type { ConfigSource } from '../../config/config-store.js';
 import type { Logger } from '../../observability/logger.js';
-import type { Endpoint, EndpointRegistry } from './registry.js';
+import type { Endpoint, EndpointRegistry, ListedModel, ModelMeta } from './registry.js';
 import type { Forwarder } from '../forwarder/forwarder.js';
 import { transportFailure } from '../forwarder/forwarder.js';
 import type { FailureKind } from '../core/outcomes.js';
@@ -156,11 +156,11 @@ export class Discovery {
             ? `GET /v1/models answered HTTP 404: check ${which}.url (the base URL, without /v1), or give the endpoint a static models list`
             : `GET /v1/models answered HTTP ${status}`;
       } else if (ep.config.models === undefined) {
-        const ids = parseModelIds(text);
+        const listed = parseModels(text);
         const before = [...ep.models].sort().join(',');
-        registry.setDiscovered(ep, ids, now());
-        if (before !== [...ids].sort().join(',')) {
-          logger.info({ endpoint: ep.config.name, models: ids }, 'endpoint models discovered');
+        registry.setDiscovered(ep, listed, now());
+        if (before !== [...ep.models].sort().join(',')) {
+          logger.info({ endpoint: ep.config.name, models: [...ep.models] }, 'endpoint models discovered');
         }
       }
     } catch (err) {
@@ -190,7 +190,12 @@ export class Discovery {
 
 class DiscoveryError extends Error {}
 
-function parseModelIds(text: string): string[] {
+/** Fields of a listed model the gateway sets itself; the others are kept (bounded). */
+const OWN_FIELDS = new Set(['id', 'object', 'owned_by']);
+const MAX_META_FIELDS = 32;
+const MAX_META_FIELD_CHARS = 4_096;
+
+function parseModels(text: string): ListedModel[] {
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -199,10 +204,29 @@ function parseModelIds(text: string): string[] {
   }
   const data = (json as { data?: unknown } | null)?.data;
   if (!Array.isArray(data)) throw new DiscoveryError('GET /v1/models returned no data array');
-  const ids = new Set<string>();
+  const seen = new Set<string>();
+  const out: ListedModel[] = [];
   for (const item of data) {
-    const id = (item as { id?: unknown } | null)?.id;
-    if (typeof id === 'string' && id.trim() !== '') ids.add(id);
+    if (item === null || typeof item !== 'object') continue;
+    const id = (item as { id?: unknown }).id;
+    if (typeof id !== 'string' || id.trim() === '' || seen.has(id)) continue;
+    seen.add(id);
+    out.push({ id, meta: metaOf(item as Record<string, unknown>) });
   }
-  return [...ids];
+  return out;
+}
+
+/** What else the upstream said of a model: small fields only, so that a huge list cannot bloat memory. */
+function metaOf(item: Record<string, unknown>): ModelMeta {
+  const meta: Record<string, unknown> = {};
+  let fields = 0;
+  for (const [key, value] of Object.entries(item)) {
+    if (OWN_FIELDS.has(key) || value === undefined) continue;
+    if (typeof value === 'object' && value !== null && JSON.stringify(value).length > MAX_META_FIELD_CHARS)
+      continue;
+    if (typeof value === 'string' && value.length > MAX_META_FIELD_CHARS) continue;
+    meta[key] = value;
+    if (++fields >= MAX_META_FIELDS) break;
+  }
+  return meta;
 }

@@ -6,18 +6,53 @@ export interface Endpoint {
   /** Replaced on a configuration reload; requests in flight keep the object they picked. */
   config: EndpointConfig;
   readonly health: EndpointHealth;
-  /** Models this endpoint serves: the static list, or the last successful discovery. */
+  /**
+   * Models this endpoint serves, by their public ids (its `modelNames` applied): the static list, or
+   * the last successful discovery.
+   */
   models: ReadonlySet<string>;
+  /** What the endpoint's /v1/models said of each model besides its id (vLLM's max_model_len…). */
+  modelMeta: ReadonlyMap<string, ModelMeta>;
   /** True once the model list is known (static, or discovered at least once). */
   modelsKnown: boolean;
   lastDiscoveryError: string | undefined;
   lastDiscoveryAt: number | undefined;
 }
 
+/** A model's fields in an upstream's /v1/models, other than those the gateway sets. */
+export type ModelMeta = Readonly<Record<string, unknown>>;
+
+/** One model as an upstream listed it. */
+export interface ListedModel {
+  id: string;
+  meta: ModelMeta;
+}
+
 export interface ModelInfo {
   id: string;
-  /** Unix seconds when the gateway first saw the model. */
+  /** Unix seconds: the upstream's `created`, else when the gateway first saw the model. */
   created: number;
+  /** The first serving endpoint's other fields for it (vLLM's max_model_len, root…). */
+  meta: ModelMeta;
+}
+
+const NO_META: ReadonlyMap<string, ModelMeta> = new Map();
+
+/**
+ * The public ids of the models an endpoint lists: an id named in its `modelNames` (as the upstream's
+ * own) is served under the public id it is given there.
+ */
+export function publicIds(config: EndpointConfig, listed: readonly string[]): string[] {
+  const names = config.modelNames;
+  if (!names) return [...new Set(listed)];
+  const byUpstream = new Map(Object.entries(names).map(([pub, upstream]) => [upstream, pub]));
+  return [...new Set(listed.map((id) => byUpstream.get(id) ?? id))];
+}
+
+/** The id this endpoint knows a public model by (its `modelNames`), when it differs. */
+export function upstreamModelId(config: EndpointConfig, model: string): string | undefined {
+  const upstream = config.modelNames?.[model];
+  return upstream !== undefined && upstream !== model ? upstream : undefined;
 }
 
 export interface RegistryChange {
@@ -65,12 +100,17 @@ export class EndpointRegistry {
       if (JSON.stringify(old) !== JSON.stringify(config)) change.changed.push(config.name);
       ep.config = config;
       if (config.models !== undefined) {
-        ep.models = new Set(config.models);
+        ep.models = new Set(publicIds(config, config.models));
         ep.modelsKnown = true;
         this.noteModels(ep.models);
-      } else if (old.models !== undefined || old.url !== config.url) {
-        // Newly discovered, or another server behind the name: its models are unknown until polled.
+      } else if (
+        old.models !== undefined ||
+        old.url !== config.url ||
+        JSON.stringify(old.modelNames) !== JSON.stringify(config.modelNames)
+      ) {
+        // Newly discovered, another server behind the name, or other names: unknown until polled.
         ep.models = new Set();
+        ep.modelMeta = NO_META;
         ep.modelsKnown = false;
       }
       return ep;
@@ -87,7 +127,8 @@ export class EndpointRegistry {
     const ep: Endpoint = {
       config,
       health: this.health.get(config.name),
-      models: new Set(config.models ?? []),
+      models: new Set(publicIds(config, config.models ?? [])),
+      modelMeta: NO_META,
       modelsKnown: config.models !== undefined,
       lastDiscoveryError: undefined,
       lastDiscoveryAt: undefined,
@@ -113,8 +154,19 @@ export class EndpointRegistry {
     return this.endpoints.some((ep) => !ep.modelsKnown && ep.config.weight > 0);
   }
 
-  setDiscovered(ep: Endpoint, models: readonly string[], now: number): void {
-    ep.models = new Set(models);
+  /** A successful poll of a discovered endpoint: the models it lists, by their upstream ids. */
+  setDiscovered(ep: Endpoint, listed: readonly ListedModel[], now: number): void {
+    const ids = publicIds(
+      ep.config,
+      listed.map((m) => m.id),
+    );
+    const meta = new Map<string, ModelMeta>();
+    listed.forEach((m) => {
+      const id = publicIds(ep.config, [m.id])[0]!;
+      if (!meta.has(id)) meta.set(id, m.meta);
+    });
+    ep.models = new Set(ids);
+    ep.modelMeta = meta;
     ep.modelsKnown = true;
     ep.lastDiscoveryError = undefined;
     ep.lastDiscoveryAt = now;
@@ -131,7 +183,7 @@ export class EndpointRegistry {
     this.servingCache.clear();
   }
 
-  /** Union of all endpoints' models, in endpoint order. */
+  /** Union of all endpoints' models, in endpoint order, each with the first serving endpoint's fields. */
   listModels(): ModelInfo[] {
     const seen = new Set<string>();
     const out: ModelInfo[] = [];
@@ -139,17 +191,13 @@ export class EndpointRegistry {
       for (const id of ep.models) {
         if (seen.has(id)) continue;
         seen.add(id);
-        out.push({ id, created: this.firstSeen.get(id) ?? 0 });
+        const meta = ep.modelMeta.get(id) ?? {};
+        const created =
+          typeof meta.created === 'number' && Number.isFinite(meta.created) ? meta.created : undefined;
+        out.push({ id, created: created ?? this.firstSeen.get(id) ?? 0, meta });
       }
     }
     return out;
-  }
-
-  /** Endpoints that take traffic, know their models and are not ejected. */
-  usable(now: number): Endpoint[] {
-    return this.endpoints.filter(
-      (ep) => ep.config.weight > 0 && ep.models.size > 0 && ep.health.ejectedUntil <= now,
-    );
   }
 
   private noteModels(models: Iterable<string>): void {

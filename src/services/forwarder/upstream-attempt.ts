@@ -16,6 +16,7 @@ import {
   brokenByTruncation,
 } from '../streaming/broken-stream.js';
 import { checkJsonAnswer, sendJsonAnswer } from '../streaming/json-answer.js';
+import type { ModelRename } from '../streaming/model-rename.js';
 import { doneLineAt, findErrorEvent, MAX_HELD_BYTES, SseFramer } from '../streaming/sse-framing.js';
 import { transportFailure, type Forwarder } from './forwarder.js';
 import { upstreamHttpFailure } from './upstream-error.js';
@@ -30,6 +31,8 @@ export interface AttemptInput {
   attempt: number;
   body: Buffer;
   headers: Record<string, string>;
+  /** The endpoint's own id for the model, when it differs: its answers are given the public id. */
+  rename?: ModelRename | undefined;
   forwarder: Forwarder;
   /** The request the attempt works for. */
   run: AttemptRun;
@@ -306,6 +309,7 @@ class Attempt implements AttemptHandle, LifetimeListener, TimerTarget {
     if (events.length === 0) return;
     const error = findErrorEvent(events);
     if (error) events = events.subarray(0, error.start);
+    if (input.rename) events = input.rename.events(events);
     const done = error ? -1 : doneLineAt(events);
     if (this.ttfbMs < 0) {
       const firstData = events.indexOf(DATA);
@@ -416,14 +420,17 @@ class Attempt implements AttemptHandle, LifetimeListener, TimerTarget {
       this.fail(checked.failure);
       return;
     }
-    const { parsed } = checked;
+    let { parsed } = checked;
+    let body = answer;
+    const renamed = input.rename?.answer(parsed);
+    if (renamed) ({ body, parsed } = renamed);
     const { run } = input;
     if (!run.claim(input, input.endpoint.name, this.status)) {
       this.settle({ type: 'lost' });
       return;
     }
     if (!run.res.headersSent) run.setGatewayHeaders(input.endpoint.name, input.attempt);
-    sendJsonAnswer(run.res, this.status, answer, parsed);
+    sendJsonAnswer(run.res, this.status, body, parsed);
     this.settle({
       type: 'done',
       status: this.status,
