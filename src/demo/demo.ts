@@ -1,4 +1,4 @@
-import { loadConfigFromProcess } from '../config/load-config.js';
+import { configOrigin, loadConfigFromProcess } from '../config/load-config.js';
 import { Gateway } from '../gateway.js';
 import { createLogger } from '../observability/logger.js';
 import { DemoUpstream } from './demo-upstream.js';
@@ -57,16 +57,20 @@ export function demoEndpoints(upstreams: DemoUpstream[]): string {
   ]);
 }
 
+const DEFAULT_DEMO_ADMIN_KEY = 'demo-admin-key';
+
 async function main(): Promise<void> {
   const upstreams = await startDemoUpstreams();
+  const endpoints = demoEndpoints(upstreams);
   const config = loadConfigFromProcess({
     defaults: {
       API_KEY: DEFAULT_DEMO_KEY,
+      ADMIN_API_KEY: DEFAULT_DEMO_ADMIN_KEY,
       HOST: '127.0.0.1',
       LOG_LEVEL: 'warn',
       DISCOVERY_INTERVAL_MS: '10000',
     },
-    overrides: { ENDPOINTS: demoEndpoints(upstreams), CONFIG_FILE: '' },
+    overrides: { ENDPOINTS: endpoints, CONFIG_FILE: '' },
   });
   const logger = createLogger({ level: config.logging.level });
   const gateway = new Gateway({ config, logger });
@@ -78,8 +82,18 @@ async function main(): Promise<void> {
     await gateway.listen(0, '127.0.0.1');
   }
   await gateway.discovery.initialRound();
-  const key = config.auth.apiKeys.includes(DEFAULT_DEMO_KEY) ? DEFAULT_DEMO_KEY : '<your API_KEY>';
-  console.log(banner(gateway.url, key));
+  const { apiKeys, adminKey } = config.auth;
+  console.log(
+    banner({
+      url: gateway.url,
+      // Keys the operator chose (in .env or the environment) are not printed.
+      key: apiKeys.includes(DEFAULT_DEMO_KEY) ? DEFAULT_DEMO_KEY : '<your API_KEY>',
+      adminKey: adminKey === DEFAULT_DEMO_ADMIN_KEY ? DEFAULT_DEMO_ADMIN_KEY : '<your ADMIN_API_KEY>',
+      upstreams,
+      endpoints,
+      envFile: configOrigin(config)?.envFile,
+    }),
+  );
 
   const stop = async () => {
     await gateway.shutdown(2_000);
@@ -90,23 +104,46 @@ async function main(): Promise<void> {
   process.once('SIGTERM', () => void stop());
 }
 
-function banner(url: string, key: string): string {
+function banner(b: {
+  url: string;
+  key: string;
+  adminKey: string;
+  upstreams: DemoUpstream[];
+  endpoints: string;
+  envFile: string | undefined;
+}): string {
+  const { url, key, adminKey } = b;
+  const [fast, flaky, slow] = b.upstreams;
+  const env = b.envFile
+    ? `Read ${b.envFile}: its settings apply, except ENDPOINTS and CONFIG_FILE (the demo sets its own).`
+    : 'No .env file in this directory: demo defaults (key demo-key, admin key demo-admin-key, 127.0.0.1).';
   return `
 Akash LLM Gateway demo running at ${url}
+  ${env}
 
-  Demo upstreams (local, generated text):
-    gpu-fast   priority 1, weight 3   models: ${DEMO_MODELS.join(', ')}
-    gpu-flaky  priority 1, weight 1   fails now and then (503, reset, dies mid-stream)
-    gpu-slow   priority 2 (backup)    models: ${DEMO_MODELS[0]}
+  Demo model servers (local, generated text):
+    gpu-fast   ${fast!.url}   priority 1, weight 3   models: ${DEMO_MODELS.join(', ')}
+    gpu-flaky  ${flaky!.url}   priority 1, weight 1   fails now and then (503, reset, dies mid-stream)
+    gpu-slow   ${slow!.url}   priority 2 (backup)    models: ${DEMO_MODELS[0]}
 
-  Try it:
-    curl ${url}/v1/models -H "Authorization: Bearer ${key}"
+  The same servers as an ENDPOINTS line (for a .env of your own, while the demo runs):
+    ENDPOINTS=${b.endpoints}
 
-    curl -N ${url}/v1/chat/completions \\
+  Try it (-i shows the headers: x-gateway-endpoint says which server answered, x-gateway-attempts
+  how many tries it took):
+    curl -i ${url}/v1/models -H "Authorization: Bearer ${key}"
+
+    curl -i -N ${url}/v1/chat/completions \\
       -H "Authorization: Bearer ${key}" -H "Content-Type: application/json" \\
       -d '{"model":"${DEMO_MODELS[0]}","stream":true,"messages":[{"role":"user","content":"Hello"}]}'
 
-  With the OpenAI SDK (npm install openai):
+  Each server's state (healthy, ejected, cooling down), with the admin key:
+    curl -s ${url}/api/v1/providers/status -H "Authorization: Bearer ${adminKey}"
+  Readiness, as a load balancer sees it:
+    curl -i ${url}/health/readiness
+
+  With the OpenAI SDK (npm install openai; save as demo.mjs, an ES module: it uses import and
+  top-level await; run it with node demo.mjs):
     import OpenAI from 'openai';
     const client = new OpenAI({ baseURL: '${url}/v1', apiKey: '${key}' });
     const stream = await client.chat.completions.create({
@@ -114,8 +151,7 @@ Akash LLM Gateway demo running at ${url}
     });
     for await (const chunk of stream) process.stdout.write(chunk.choices[0]?.delta?.content ?? '');
 
-  Response headers x-gateway-endpoint and x-gateway-attempts show where each request went.
-  Health: ${url}/health/readiness   Access logs: LOG_LEVEL=info npm run demo   Stop: Ctrl+C
+  Access logs: LOG_LEVEL=info npm run demo   Stop: Ctrl+C
 `;
 }
 

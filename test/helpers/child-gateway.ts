@@ -27,8 +27,19 @@ export async function spawnGateway(
   cwd?: string,
   args: readonly string[] = [],
 ): Promise<Spawned> {
+  return spawnSource(bed, MAIN, env, cwd, args);
+}
+
+/** Runs a TypeScript file of the repository (`src/demo/demo.ts`…) the same way. */
+export async function spawnSource(
+  bed: TestBed,
+  file: string,
+  env: Record<string, string>,
+  cwd?: string,
+  args: readonly string[] = [],
+): Promise<Spawned> {
   const tempDir = cwd ?? (await bed.tempDir('gateway-proc-'));
-  const proc = spawn(process.execPath, ['--import', TSX_LOADER, MAIN, ...args], {
+  const proc = spawn(process.execPath, ['--import', TSX_LOADER, path.resolve(ROOT, file), ...args], {
     cwd: tempDir,
     env: { PATH: process.env.PATH ?? '', NODE_ENV: 'production', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -4,6 +4,9 @@ import { demoAnswer } from '../../src/demo/demo-upstream.js';
 import { chat, sseData, streamedText } from '../helpers/http.js';
 import { seededRandom } from '../helpers/start-gateway.js';
 import { useTestBed } from '../helpers/test-bed.js';
+import { freePort, spawnSource, waitForOutput } from '../helpers/child-gateway.js';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
 
 const bed = useTestBed();
 
@@ -43,5 +46,58 @@ describe('npm run demo', () => {
     expect(completeStreams).toBe(24);
     expect(endpoints.has('gpu-fast')).toBe(true);
     expect(gw.logs.filter((l) => l.msg === 'broken stream continued').length).toBeGreaterThan(0);
+  });
+});
+
+describe('npm run demo, as a newcomer runs it', () => {
+  async function runDemo(dir: string) {
+    const port = await freePort();
+    const proc = await spawnSource(bed, 'src/demo/demo.ts', { PORT: String(port) }, dir);
+    await waitForOutput(proc, 'Stop: Ctrl+C');
+    bed.onCleanup(async () => {
+      proc.proc.kill('SIGTERM');
+      await proc.exit;
+    });
+    return { out: proc.stdout(), url: `http://127.0.0.1:${port}` };
+  }
+
+  it('prints its servers, an ENDPOINTS line, curl -i, the status command, and that it read no .env', async () => {
+    const { out, url } = await runDemo(await bed.tempDir('demo-'));
+    expect(out).toContain(`Akash LLM Gateway demo running at ${url}`);
+    expect(out).toContain('No .env file in this directory: demo defaults');
+    const servers = [...out.matchAll(/^ {4}gpu-(fast|flaky|slow) +(http:\/\/127\.0\.0\.1:\d+) /gm)].map(
+      (m) => m[2],
+    );
+    expect(servers).toHaveLength(3);
+    const line = /^ {4}ENDPOINTS=(.+)$/m.exec(out)?.[1] ?? '';
+    const listed = JSON.parse(line) as Array<{ name: string; url: string }>;
+    expect(listed.map((e) => e.url)).toEqual(servers);
+    expect(out).toContain(`curl -i ${url}/v1/models -H "Authorization: Bearer demo-key"`);
+    expect(out).toContain(`curl -i -N ${url}/v1/chat/completions`);
+    const status = /curl -s (\S+\/api\/v1\/providers\/status) -H "Authorization: Bearer (\S+)"/.exec(out);
+    expect(status?.[2]).toBe('demo-admin-key');
+    // The printed commands work.
+    const res = await fetch(status![1]!, { headers: { authorization: `Bearer ${status![2]}` } });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { endpoints: Array<{ name: string }> };
+    expect(body.endpoints.map((e) => e.name)).toEqual(['gpu-fast', 'gpu-flaky', 'gpu-slow']);
+    const models = await fetch(`${url}/v1/models`, { headers: { authorization: 'Bearer demo-key' } });
+    expect(models.status).toBe(200);
+    expect(out).toMatch(/save as demo\.mjs, an ES module/);
+  });
+
+  it('says it read .env, and keeps the keys it set out of the output', async () => {
+    const dir = await bed.tempDir('demo-env-');
+    await writeFile(path.join(dir, '.env'), 'API_KEY=sk-my-own-demo-key-0123456789\nLOG_LEVEL=warn\n');
+    const { out, url } = await runDemo(dir);
+    expect(out).toContain(
+      `Read ${path.join(dir, '.env')}: its settings apply, except ENDPOINTS and CONFIG_FILE`,
+    );
+    expect(out).not.toContain('sk-my-own-demo-key-0123456789');
+    expect(out).toContain(`curl -i ${url}/v1/models -H "Authorization: Bearer <your API_KEY>"`);
+    const models = await fetch(`${url}/v1/models`, {
+      headers: { authorization: 'Bearer sk-my-own-demo-key-0123456789' },
+    });
+    expect(models.status).toBe(200);
   });
 });
