@@ -193,6 +193,35 @@ describe('requests that arrive during shutdown', () => {
 });
 
 describe('the gateway process', () => {
+  it('on SIGTERM past the grace period, a cut stream is logged as server_shutting_down and blames no endpoint', async () => {
+    const upstream = await bed.upstream('slow');
+    upstream.defaultBehavior = { type: 'sse', text: TEXT, delayMs: 500 };
+    const port = await freePort();
+    const proc = await spawnGateway(bed, {
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      API_KEY: CLIENT_KEY,
+      ENDPOINTS: JSON.stringify([{ url: upstream.url, name: 'slow', models: ['test-model'] }]),
+      SHUTDOWN_GRACE_MS: '200',
+      LOG_LEVEL: 'debug',
+    });
+    await waitForOutput(proc, 'akash llm gateway listening');
+    const stream = await startStream(`http://127.0.0.1:${port}`, newAgent());
+    proc.proc.kill('SIGTERM');
+    const body = await withTimeout(stream.rest(), CHILD_TIMEOUT_MS, 'the end of the stream');
+    expect(body).toContain('"code":"server_shutting_down"');
+    expect((await proc.exit).code).toBe(0);
+    const lines = proc
+      .stdout()
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    const access = lines.find((l) => l.responseTime !== undefined && l.stream === true);
+    expect(access).toMatchObject({ level: 'warn', errorCode: 'server_shutting_down' });
+    const blamed = lines.filter((l) => l.level === 'error' || /failed|ejected|upstream/i.test(String(l.msg)));
+    expect(blamed).toEqual([]);
+  });
+
   it('on SIGTERM finishes the in-flight stream and exits 0 within the grace period', async () => {
     const upstream = await slowUpstream();
     const port = await freePort();
