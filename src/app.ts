@@ -6,6 +6,7 @@ import { liveness, readiness } from './http/controllers/health.js';
 import { getModel, listModels } from './http/controllers/models.js';
 import { providersStatus } from './http/controllers/providers-status.js';
 import { runtime } from './http/controllers/runtime.js';
+import { claimRoute, keyRoutes } from './http/controllers/keys.js';
 import { accessLog } from './http/middleware/access-log.js';
 import { bearerAuth } from './http/middleware/auth.js';
 import { cors } from './http/middleware/cors.js';
@@ -14,6 +15,9 @@ import { rawBody } from './http/middleware/raw-body.js';
 import type { Logger } from './observability/logger.js';
 import type { CompletionService } from './services/completion/completion-service.js';
 import type { EndpointRegistry } from './services/endpoints/registry.js';
+import type { ClaimService } from './services/keys/claim-service.js';
+import type { KeyService } from './services/keys/key-service.js';
+import type { Limiter } from './services/limits/limiter.js';
 
 export interface AppDeps {
   config: ConfigSource;
@@ -27,6 +31,10 @@ export interface AppDeps {
   reload: () => Promise<unknown>;
   /** The effective configuration with the source of each value, keys redacted (admin route). */
   configView: () => unknown;
+  keys: KeyService;
+  claims: ClaimService;
+  limiter: Limiter;
+  now: () => number;
 }
 
 const NO_KEYS: readonly string[] = Object.freeze([]);
@@ -40,12 +48,16 @@ export function createApp(deps: AppDeps): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
-  app.set('trust proxy', true);
+  // Which proxies' X-Forwarded-For gives the client address (req.ip: claims per address, logs).
+  app.set('trust proxy', trustProxyValue(config.current.server.trustProxy));
 
   app.use(accessLog(deps.logger));
   app.use(cors(() => config.current.server.cors.origins));
 
-  const clientAuth = bearerAuth(() => config.current.auth.apiKeys);
+  const clientAuth = bearerAuth(
+    () => config.current.auth.apiKeys,
+    (secret) => deps.keys.check(secret),
+  );
   const auth: RequestHandler = (req, res, next) =>
     config.current.auth.disabled ? next() : clientAuth(req, res, next);
   // The hot path first, at application level: no layer before it but the access log and CORS.
@@ -54,7 +66,7 @@ export function createApp(deps: AppDeps): express.Express {
     '/v1/chat/completions',
     auth,
     rawBody(() => config.current.server.bodyLimit),
-    chatCompletions(deps.completions, () => config.current.routing.forwardHeaders, deps.logger),
+    chatCompletions(deps.completions, () => config.current.routing.forwardHeaders, deps.logger, deps.limiter),
   );
 
   app.get('/health', liveness());
@@ -67,6 +79,10 @@ export function createApp(deps: AppDeps): express.Express {
   app.get('/v1/models/*model', getModel(registry, config, deps.pendingDiscovery));
   app.all('/v1/chat/completions', methodNotAllowed('POST'));
   app.all(['/v1/models', '/v1/models/*model'], methodNotAllowed('GET'));
+
+  // Permissionless keys: no auth, whether or not admin routes are on.
+  app.post('/api/v1/keys/claim', ...claimRoute(deps.claims));
+  app.all('/api/v1/keys/claim', methodNotAllowed('POST'));
 
   // Admin routes exist only while ADMIN_API_KEY is set; client keys never open them.
   const adminKeys = () => {
@@ -83,7 +99,13 @@ export function createApp(deps: AppDeps): express.Express {
       }),
     );
   });
-  admin.get('/providers/status', providersStatus(registry, config));
+  admin.get(
+    '/providers/status',
+    providersStatus(registry, config, () => ({
+      limits: deps.limiter.status,
+      keys: { backend: deps.keys.store.backend, location: deps.keys.store.location },
+    })),
+  );
   admin.get(
     '/runtime',
     runtime(
@@ -98,13 +120,26 @@ export function createApp(deps: AppDeps): express.Express {
   admin.post('/config/reload', async (_req, res) => {
     res.json({ object: 'config.reload', ...((await deps.reload()) as object) });
   });
+  admin.use(keyRoutes(deps.keys, deps.now));
   admin.all(['/providers/status', '/runtime', '/config'], methodNotAllowed('GET'));
+  admin.all(['/keys', '/teams'], methodNotAllowed('GET, POST'));
+  admin.all(['/keys/:id', '/teams/:id'], methodNotAllowed('GET, PATCH, DELETE'));
+  admin.all('/keys/:id/rotate', methodNotAllowed('POST'));
   admin.all('/config/reload', methodNotAllowed('POST'));
   app.use('/api/v1', admin);
 
   app.use(notFound());
   app.use(errorHandler(deps.logger));
   return app;
+}
+
+/** TRUST_PROXY as Express takes it: true/false, a number of hops, or addresses and names. */
+function trustProxyValue(value: string): boolean | number | string {
+  const v = value.trim().toLowerCase();
+  if (v === 'true') return true;
+  if (v === 'false' || v === 'none') return false;
+  if (/^\d+$/.test(v)) return Number(v);
+  return value;
 }
 
 function methodNotAllowed(allow: string): RequestHandler {

@@ -24,6 +24,16 @@ import { EndpointRegistry } from './services/endpoints/registry.js';
 import { Forwarder } from './services/forwarder/forwarder.js';
 import { sseError } from './services/core/sse.js';
 import { HealthMonitor } from './services/endpoints/health.js';
+import { ClaimService } from './services/keys/claim-service.js';
+import { KeyService } from './services/keys/key-service.js';
+import { Limiter } from './services/limits/limiter.js';
+import type { CounterStore } from './stores/counters/counter-store.js';
+import { RedisCounters } from './stores/counters/redis-counters.js';
+import { openCounters, openingRecordStore } from './stores/open-stores.js';
+import type { RecordStore } from './stores/records/record-store.js';
+
+/** A start-up failure that is no bug: said in words (a database that cannot be opened…). */
+export class StartupError extends Error {}
 
 export interface GatewayOptions {
   config: GatewayConfig;
@@ -38,6 +48,8 @@ export interface GatewayOptions {
   /** Injected for deterministic tests; Math.random and Date.now otherwise. */
   random?: () => number;
   now?: () => number;
+  /** Stores to use instead of those the configuration names (tests share one between gateways). */
+  stores?: { records: RecordStore; counters: CounterStore };
 }
 
 export interface ReloadSummary {
@@ -65,6 +77,13 @@ export class Gateway {
   readonly registry: EndpointRegistry;
   readonly discovery: Discovery;
   readonly completions: CompletionService;
+  readonly records: RecordStore;
+  readonly counters: CounterStore;
+  readonly keys: KeyService;
+  readonly limiter: Limiter;
+  readonly claims: ClaimService;
+  /** Resolves when the record store is open (rejects with why it could not be). */
+  private readonly recordsOpened: Promise<unknown>;
   private readonly forwarder = new Forwarder();
   private server: Server | undefined;
   private connections: Connections | undefined;
@@ -103,11 +122,40 @@ export class Gateway {
       random: options.random ?? Math.random,
       now,
     });
+    if (options.stores) {
+      this.records = options.stores.records;
+      this.counters = options.stores.counters;
+      this.recordsOpened = Promise.resolve();
+    } else {
+      const opening = openingRecordStore(options.config.database.url, logger);
+      this.records = opening.store;
+      this.recordsOpened = opening.opened;
+      this.counters = openCounters({ redisUrl: options.config.redis.url, logger, now: options.now });
+    }
+    this.keys = new KeyService({
+      records: this.records,
+      config: this.config,
+      logger,
+      now,
+      limitsUnavailable: () => this.limitsUnavailable(),
+    });
+    this.limiter = new Limiter({ counters: this.counters, config: this.config, logger, now });
+    this.claims = new ClaimService({
+      keys: this.keys,
+      counters: this.counters,
+      config: this.config,
+      logger,
+      now,
+    });
     this.app = createApp({
       config: this.config,
       logger,
       registry: this.registry,
       completions: this.completions,
+      keys: this.keys,
+      claims: this.claims,
+      limiter: this.limiter,
+      now,
       isShuttingDown: () => this.shuttingDown,
       pendingDiscovery: () => (this.registry.hasUnknownModels() ? this.discovery.pendingRound() : undefined),
       reload: () => this.reloadEverywhere(),
@@ -181,11 +229,49 @@ export class Gateway {
     return this.reload(next);
   }
 
-  /** Starts discovery (without waiting for it) and listens. */
+  /**
+   * Why a limit could not hold here (several workers counting on their own), in words for a 409; or
+   * undefined when limits are fine.
+   */
+  private limitsUnavailable(): string | undefined {
+    const { server, redis } = this.config.current;
+    if (server.workers <= 1 || redis.url !== undefined || this.options.stores) return undefined;
+    return (
+      `This gateway runs ${server.workers} workers (WORKERS) without REDIS_URL, so each worker would count ` +
+      'limits on its own and let through several times the limit: set REDIS_URL (and restart) to use limits.'
+    );
+  }
+
+  /** Opens the stores (migrating the database) and checks that its limits can hold. */
+  private async startStores(): Promise<void> {
+    try {
+      await this.recordsOpened;
+    } catch (err) {
+      throw new StartupError((err as Error).message, { cause: err });
+    }
+    await this.keys.start();
+    if (this.limitsUnavailable() && (await this.records.hasLimits()))
+      throw new StartupError(
+        `REDIS_URL is required: the key store holds keys or teams with limits, and this gateway runs ` +
+          `${this.config.current.server.workers} workers (WORKERS) that would each count them on their own.`,
+      );
+    if (this.counters instanceof RedisCounters)
+      await this.counters
+        .ready()
+        .catch((err: unknown) =>
+          this.options.logger.error(
+            { err: (err as Error).message, onStoreError: this.config.current.limits.onStoreError },
+            'Redis is not reachable at start: limits follow limits.onStoreError until it is',
+          ),
+        );
+  }
+
+  /** Opens the stores, starts discovery (without waiting for it) and listens. */
   async listen(
     port = this.config.current.server.port,
     host = this.config.current.server.host,
   ): Promise<AddressInfo> {
+    await this.startStores();
     this.discovery.start();
     // One listener function for every response (no closure per request).
     const open = this.open;
@@ -286,6 +372,15 @@ export class Gateway {
       await closed;
     }
     await this.forwarder.close();
+    await this.closeStores();
+  }
+
+  private async closeStores(): Promise<void> {
+    this.limiter.stop();
+    await this.keys.stop().catch(() => undefined);
+    if (this.options.stores) return;
+    await this.records.close().catch(() => undefined);
+    await this.counters.close().catch(() => undefined);
   }
 }
 
@@ -296,6 +391,9 @@ const RESTART_NEEDED = new Set([
   'server.workers',
   'logging.file',
   'logging.filePath',
+  'server.trustProxy',
+  'database.url',
+  'redis.url',
 ]);
 
 /** Paths of the settings (endpoints aside) whose values differ between two configurations. */

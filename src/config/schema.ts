@@ -197,6 +197,51 @@ const endpointSchema = z.strictObject({
     }),
 });
 
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** `30d`, `12h`, `90m`, `300s` or a plain number of seconds, as milliseconds. */
+export function parseDuration(v: string | number): number | undefined {
+  if (typeof v === 'number') return Number.isFinite(v) && v > 0 ? v * 1_000 : undefined;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$/i.exec(v);
+  if (!m) return undefined;
+  const ms = Number(m[1]) * (DURATION_UNITS[(m[2] ?? 's').toLowerCase()] ?? 1_000);
+  return ms > 0 ? Math.round(ms) : undefined;
+}
+
+const duration = z
+  .union([z.number(), z.string()], { error: 'must be a duration such as 5d, 12h or a number of seconds' })
+  .transform((v, ctx) => {
+    const ms = parseDuration(v);
+    if (ms === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `'${String(v)}' is not a duration; use e.g. 5d, 12h, 90m or 300s`,
+      });
+      return z.NEVER;
+    }
+    return ms;
+  });
+
+const positiveInt = () => numeric(z.number().int().positive());
+
+/** The limits of one scope (contract: CONFIG.md, Limits); every field optional. */
+export const limitsSchema = z.strictObject({
+  rpm: positiveInt().optional(),
+  tpm: positiveInt().optional(),
+  maxParallel: positiveInt().optional(),
+  budget: z
+    .strictObject({
+      amount: numeric(z.number().positive()),
+      period: z.enum(['day', 'month', 'total'], { error: "period must be 'day', 'month' or 'total'" }),
+    })
+    .optional(),
+});
+
+const priceSchema = z.strictObject({
+  inputPerMTok: numeric(z.number().min(0)),
+  outputPerMTok: numeric(z.number().min(0)),
+});
+
 const configShape = z.strictObject({
   server: z
     .strictObject({
@@ -211,6 +256,11 @@ const configShape = z.strictObject({
       heartbeatIntervalMs: positiveMs().default(15_000),
       /** Longest time a client may take to send its request (headers and body). */
       clientBodyTimeoutMs: positiveMs().default(60_000),
+      /**
+       * Which proxies' X-Forwarded-For is believed for the client address (Express's `trust proxy`):
+       * private and loopback addresses by default, as the Akash ingress is; `false` believes none.
+       */
+      trustProxy: z.string().trim().min(1).default('loopback, linklocal, uniquelocal'),
     })
     .prefault({}),
   auth: z
@@ -240,6 +290,56 @@ const configShape = z.strictObject({
     })
     .prefault({}),
   endpoints: z.array(endpointSchema).default([]),
+  /** Where keys, teams (and the usage ledger) are kept. */
+  database: z
+    .strictObject({
+      url: z
+        .string()
+        .trim()
+        .regex(/^(postgres(ql)?:\/\/|sqlite:)/i, 'must start with postgres://, postgresql:// or sqlite:')
+        .default('sqlite:data/gateway.db'),
+    })
+    .prefault({}),
+  /** Shared counters (limits, claims, cooldowns) for several replicas; unset: kept in the process. */
+  redis: z
+    .strictObject({
+      url: z
+        .string()
+        .trim()
+        .regex(/^rediss?:\/\//i, 'must start with redis:// or rediss://')
+        .optional(),
+    })
+    .prefault({}),
+  limits: z
+    .strictObject({
+      global: limitsSchema.optional(),
+      models: z.record(z.string().min(1), limitsSchema).default({}),
+      keyDefaults: limitsSchema.optional(),
+      onStoreError: z.enum(['open', 'closed']).default('open'),
+      /** Completion tokens reserved against tpm when the request sets no max_tokens. */
+      defaultReserveTokens: positiveInt().default(1024),
+    })
+    .prefault({}),
+  keys: z
+    .strictObject({
+      claim: z
+        .strictObject({
+          enabled: booleanLike.default(false),
+          team: z.string().trim().min(1).max(64).default('permissionless'),
+          expiresIn: duration.default(5 * 86_400_000),
+          limits: limitsSchema.default({ maxParallel: 3 }),
+          perIpPerDay: positiveInt().default(3),
+          captcha: z
+            .strictObject({
+              verifyUrl: z.url({ error: "must be the captcha service's verify URL" }),
+              secret: z.string().min(1),
+            })
+            .optional(),
+        })
+        .prefault({}),
+    })
+    .prefault({}),
+  pricing: z.record(z.string().min(1), priceSchema).default({}),
   routing: z
     .strictObject({
       strategy: z.enum(ROUTING_STRATEGIES).default('weighted'),
@@ -329,6 +429,13 @@ export const configSchema = configShape.transform((config, ctx) => {
     if (targets.includes(alias))
       ctx.addIssue({ code: 'custom', path: ['aliases', alias], message: 'an alias must not list itself' });
   }
+  const limited = limitedBy(config);
+  if (config.server.workers > 1 && config.redis.url === undefined && limited)
+    ctx.addIssue({
+      code: 'custom',
+      path: ['redis', 'url'],
+      message: `is required with WORKERS=${config.server.workers} because ${limited}: set REDIS_URL (each worker would otherwise count limits on its own, letting through WORKERS times the limit)`,
+    });
   for (const issue of keyStrengthIssues(config.server, config.auth))
     ctx.addIssue({ code: 'custom', ...issue });
   const { jsonTotalMs: _json, ...global } = config.routing.timeouts;
@@ -341,6 +448,16 @@ export const configSchema = configShape.transform((config, ctx) => {
   }));
   return { ...config, endpoints } satisfies Shape;
 });
+
+/** What in the configuration needs shared counters, in words; undefined if nothing does. */
+export function limitedBy(config: Pick<Shape, 'limits' | 'keys'>): string | undefined {
+  const { limits, keys } = config;
+  if (limits.global && Object.keys(limits.global).length > 0) return 'limits.global is set';
+  if (Object.keys(limits.models).length > 0) return 'limits.models is set';
+  if (limits.keyDefaults && Object.keys(limits.keyDefaults).length > 0) return 'limits.keyDefaults is set';
+  if (keys.claim.enabled) return 'keys.claim is enabled (claims per address and its key limits)';
+  return undefined;
+}
 
 const OPTIONAL_ENDPOINT_SETTINGS: Readonly<Record<string, undefined>> = {
   apiKey: undefined,

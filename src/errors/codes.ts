@@ -64,7 +64,8 @@ export const ERROR_CODES = {
   request_too_large: {
     status: 413,
     type: 'invalid_request_error',
-    meaning: 'The body is over BODY_LIMIT (or has chunk extensions that are too large).',
+    meaning:
+      'The body is over BODY_LIMIT (or has chunk extensions that are too large). As a 400: the tokens the request reserves (prompt estimate + max_tokens) exceed a tpm limit, so it could never pass.',
     action: 'Send less. Do not retry as it is.',
   },
   unsupported_encoding: {
@@ -129,6 +130,102 @@ export const ERROR_CODES = {
     type: 'authentication_error',
     meaning: 'The key is not one of the gateway’s.',
     action: 'Use a valid key. Do not retry as it is.',
+  },
+  model_not_allowed: {
+    status: 403,
+    type: 'permission_error',
+    meaning: 'The key (or its team) may not use this model: it is outside the key’s or the team’s `models`.',
+    action:
+      'Use a model from GET /v1/models (it lists what the key may use), or ask for the key’s models to be widened.',
+  },
+  // Limits
+  rate_limit_exceeded: {
+    status: 429,
+    type: 'rate_limit_error',
+    meaning:
+      'A requests-per-minute or tokens-per-minute limit (of the key, its team, the model or the gateway; the message says which) is reached; also too many key claims from one address in 24 h.',
+    action: 'Retry after `Retry-After` seconds (the `x-ratelimit-*` headers tell what is left).',
+  },
+  concurrency_limit_exceeded: {
+    status: 429,
+    type: 'rate_limit_error',
+    meaning: 'The scope (the message says which) has `maxParallel` requests in flight already.',
+    action: 'Wait for a request to finish, then retry.',
+  },
+  insufficient_quota: {
+    status: 429,
+    type: 'rate_limit_error',
+    meaning: 'The budget of the scope (the message says which) is spent for its period.',
+    action: 'Retry when the period ends (`Retry-After`), or ask the operator to raise the budget.',
+  },
+  limits_unavailable: {
+    status: 503,
+    type: 'server_error',
+    meaning:
+      'Limits could not be checked (the Redis counter store is unreachable) and `limits.onStoreError` is `closed`.',
+    action: 'Retry after `Retry-After` seconds; the operator should look at Redis.',
+  },
+  // Admin API: keys, teams, claims
+  key_not_found: {
+    status: 404,
+    type: 'not_found_error',
+    meaning: 'Admin API: no key with this id.',
+    action: 'Check the id (GET /api/v1/keys lists them).',
+  },
+  key_revoked: {
+    status: 409,
+    type: 'invalid_request_error',
+    meaning: 'Admin API: the key is revoked and cannot be rotated.',
+    action: 'Create a new key.',
+  },
+  team_not_found: {
+    status: 404,
+    type: 'not_found_error',
+    meaning: 'Admin API: no team with this id.',
+    action: 'Check the id (GET /api/v1/teams lists them).',
+  },
+  team_exists: {
+    status: 409,
+    type: 'invalid_request_error',
+    meaning: 'Admin API: a team with this id exists already.',
+    action: 'Pick another id, or PATCH the existing team.',
+  },
+  team_in_use: {
+    status: 409,
+    type: 'invalid_request_error',
+    meaning: 'Admin API: the team still has keys that are not revoked.',
+    action: 'Revoke or move its keys first.',
+  },
+  limits_need_redis: {
+    status: 409,
+    type: 'invalid_request_error',
+    meaning:
+      'Admin API: the gateway runs several workers without REDIS_URL, so a limit would be counted per worker.',
+    action: 'Set REDIS_URL (and restart), then create the limit.',
+  },
+  claims_disabled: {
+    status: 404,
+    type: 'not_found_error',
+    meaning: 'POST /api/v1/keys/claim: permissionless keys are off (`keys.claim.enabled` is false).',
+    action: 'Ask the operator for a key.',
+  },
+  key_exists: {
+    status: 409,
+    type: 'invalid_request_error',
+    meaning: 'POST /api/v1/keys/claim: this identity already holds a key that works.',
+    action: 'Use the key you have; claim again once it has expired.',
+  },
+  captcha_failed: {
+    status: 403,
+    type: 'permission_error',
+    meaning: 'POST /api/v1/keys/claim: the captcha token is missing, or the captcha service rejected it.',
+    action: 'Solve the captcha again and send its token in `x-captcha-token`.',
+  },
+  captcha_unavailable: {
+    status: 503,
+    type: 'server_error',
+    meaning: 'POST /api/v1/keys/claim: the captcha service could not be reached to check the token.',
+    action: 'Retry after `Retry-After` seconds.',
   },
   // The upstreams
   upstream_rejected_request: {

@@ -17,7 +17,9 @@ export interface GatewayErrorOptions {
   /** Whether trying again (on another endpoint or later) may succeed. */
   retryable?: boolean;
   /** Seconds a client should wait before retrying; sent as Retry-After. */
-  retryAfterSeconds?: number;
+  retryAfterSeconds?: number | undefined;
+  /** Headers the answer carries besides (a refusal's `x-ratelimit-*`). */
+  headers?: Readonly<Record<string, string>> | undefined;
   cause?: unknown;
 }
 
@@ -28,6 +30,7 @@ export class GatewayError extends Error {
   readonly param: string | null;
   readonly retryable: boolean;
   readonly retryAfterSeconds: number | undefined;
+  readonly headers: Readonly<Record<string, string>> | undefined;
 
   constructor(message: string, options: GatewayErrorOptions, wireCode?: string) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -39,6 +42,7 @@ export class GatewayError extends Error {
     this.param = options.param ?? null;
     this.retryable = options.retryable ?? false;
     this.retryAfterSeconds = options.retryAfterSeconds;
+    this.headers = options.headers;
   }
 }
 

@@ -5,6 +5,7 @@ import { pino } from 'pino';
 import { pinoHttp } from 'pino-http';
 import { TRACE } from './middleware/access-log.js';
 import { BODY_READ } from './middleware/raw-body.js';
+import { PRINCIPAL } from './principal.js';
 
 /**
  * Written for express 5.3.0 and router 2.3.0, pinned in package.json (`overrides` pins router): another
@@ -56,6 +57,7 @@ export function shapeRequest(req: IncomingMessage, res: ServerResponse): void {
   s.statusCode = statusCode;
   s.statusMessage = statusMessage;
   s[TRACE] = undefined;
+  s[PRINCIPAL] = undefined;
   // pino-http's response logger and its own (unexported) symbols: start time, request.
   s.log = undefined;
   s.allLogs = undefined;

@@ -50,6 +50,8 @@ export function gatewayEnv(endpoints: EndpointSpec[], env: Env = {}): Env {
     // Polls only when a test asks (discovery.refresh()) unless it sets shorter intervals.
     DISCOVERY_INTERVAL_MS: '3600000',
     HEALTH_PROBE_INTERVAL_MS: '3600000',
+    // Keys and teams in memory: each test gateway starts empty and leaves no file behind.
+    DATABASE_URL: 'sqlite::memory:',
     ...env,
   };
 }

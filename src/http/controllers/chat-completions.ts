@@ -1,6 +1,8 @@
 import type { Request, RequestHandler } from 'express';
 import { z } from 'zod';
-import { InvalidRequestError } from '../../errors/gateway-error.js';
+import { clip, GatewayError, InvalidRequestError } from '../../errors/gateway-error.js';
+import type { Limiter } from '../../services/limits/limiter.js';
+import { principalOf } from '../principal.js';
 import type { CompletionService } from '../../services/completion/completion-service.js';
 import { forwardableHeaders } from '../../services/forwarder/forward-headers.js';
 import type { Logger } from '../../observability/logger.js';
@@ -32,6 +34,7 @@ export function chatCompletions(
   service: CompletionService,
   forwardHeaders: () => readonly string[],
   logger: Logger,
+  limiter?: Limiter,
 ): RequestHandler {
   return async (req, res) => {
     const raw = rawBody(req);
@@ -63,6 +66,33 @@ export function chatCompletions(
     const trace = requestTrace(res);
     trace.model = model;
     trace.stream = stream === true;
+
+    const principal = principalOf(res);
+    if (principal.models !== undefined && !principal.models.has(model))
+      throw new GatewayError(
+        `This key may not use the model '${clip(model)}'. It may use: ${[...principal.models]
+          .slice(0, 20)
+          .map((m) => `'${clip(m, 100)}'`)
+          .join(', ')}${principal.models.size > 20 ? ', …' : ''}.`,
+        { code: 'model_not_allowed', param: 'model' },
+      );
+    if (principal.kind === 'virtual') trace.keyId = principal.keyId;
+    const admission = limiter ? await limiter.admit({ principal, model, json: body }) : undefined;
+    if (admission) {
+      for (const name in admission.headers) res.setHeader(name, admission.headers[name]!);
+      // Slots back, tokens corrected and spending added when the answer ends, however it ends.
+      res.once('close', () => {
+        const usage =
+          trace.promptTokens === undefined
+            ? undefined
+            : {
+                promptTokens: trace.promptTokens,
+                completionTokens: trace.completionTokens ?? 0,
+                servedModel: trace.servedModel,
+              };
+        void admission.finish(usage);
+      });
+    }
 
     // A write racing a disconnect must never become an uncaught 'error' event.
     res.on('error', ignore);

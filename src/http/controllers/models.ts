@@ -1,6 +1,8 @@
 import type { RequestHandler } from 'express';
 import type { ConfigSource } from '../../config/config-store.js';
+import { ModelNotFoundError } from '../../errors/gateway-error.js';
 import { missingModelError } from '../../services/endpoints/missing-model.js';
+import { principalOf } from '../principal.js';
 import type { EndpointRegistry, ModelInfo } from '../../services/endpoints/registry.js';
 
 /** Every served model, then every alias with at least one served target (clients may ask for either). */
@@ -44,7 +46,10 @@ export function listModels(
 ): RequestHandler {
   return async (_req, res) => {
     await discovered();
-    res.json({ object: 'list', data: catalogue(registry, config).map((m) => toOpenAIModel(m, config)) });
+    // A key limited to some models sees only those.
+    const allowed = principalOf(res).models;
+    const models = catalogue(registry, config).filter((m) => allowed === undefined || allowed.has(m.id));
+    res.json({ object: 'list', data: models.map((m) => toOpenAIModel(m, config)) });
   };
 }
 
@@ -58,6 +63,14 @@ export function getModel(
     await discovered();
     const segments = (req.params as Record<string, string | string[]>).model ?? [];
     const id = Array.isArray(segments) ? segments.join('/') : segments;
+    const allowed = principalOf(res).models;
+    if (allowed !== undefined && !allowed.has(id))
+      throw new ModelNotFoundError(id, {
+        all: true,
+        ids: catalogue(registry, config)
+          .map((m) => m.id)
+          .filter((m) => allowed.has(m)),
+      });
     const model = catalogue(registry, config).find((m) => m.id === id);
     if (!model)
       throw missingModelError(registry, id, {

@@ -46,7 +46,11 @@ function describeEndpoint(ep: Endpoint, now: number, condition: EndpointConditio
 }
 
 /** `GET /api/v1/providers/status` (admin key): the live state of every endpoint. */
-export function providersStatus(registry: EndpointRegistry, config: ConfigSource): RequestHandler {
+export function providersStatus(
+  registry: EndpointRegistry,
+  config: ConfigSource,
+  stores: () => { limits: unknown; keys: unknown },
+): RequestHandler {
   return (_req, res) => {
     const now = registry.health.now();
     const readiness = readinessOf(registry, config.current);
@@ -60,6 +64,8 @@ export function providersStatus(registry: EndpointRegistry, config: ConfigSource
       ready: readiness.status !== 'not_ready',
       status: readiness.status,
       endpoints,
+      /** Where limits are counted and whether that store answers (limits.onStoreError applies if not). */
+      ...stores(),
     });
   };
 }

@@ -1,22 +1,34 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { RequestHandler } from 'express';
+import type { RequestHandler, Response } from 'express';
 import { AuthenticationError } from '../../errors/gateway-error.js';
+import { staticPrincipal, type Principal } from '../../services/core/principal.js';
+import { isVirtualKeyFormat } from '../../services/keys/key-secrets.js';
+import type { KeyCheck } from '../../services/keys/key-service.js';
+import { setPrincipal } from '../principal.js';
 
 const REALM = 'akash-llm-gateway';
 
+/** Looks a virtual key up (synchronously when it is cached). */
+export type VirtualKeys = (secret: string) => KeyCheck | Promise<KeyCheck>;
+
 /**
- * Bearer-key auth. Keys are compared as SHA-256 digests with timingSafeEqual, against every configured
- * key without an early exit, so neither the key nor its length leaks through timing.
+ * Bearer-key auth. Static keys are compared as SHA-256 digests with timingSafeEqual, against every
+ * configured key without an early exit, so neither the key nor its length leaks through timing. A key
+ * in the virtual format (`sk-gw-…`) that is no static key is looked up by its SHA-256 in the key
+ * store: what is compared there is a digest of the secret, which tells nothing about any stored key.
+ * The caller is left on the response for the controllers (`principalOf`).
  */
-export function bearerAuth(keys: () => readonly string[]): RequestHandler {
+export function bearerAuth(keys: () => readonly string[], virtualKeys?: VirtualKeys): RequestHandler {
   // Digests are recomputed only when a configuration reload brings another key list.
   let cachedFor: readonly string[] | undefined;
   let digests: Buffer[] = [];
+  let principals: Principal[] = [];
   return (req, res, next) => {
     const current = keys();
     if (current !== cachedFor) {
       cachedFor = current;
       digests = current.map(digest);
+      principals = digests.map(staticPrincipal);
     }
     const header = req.headers.authorization;
     if (header === undefined || header.trim() === '') {
@@ -40,16 +52,48 @@ export function bearerAuth(keys: () => readonly string[]): RequestHandler {
       );
       return;
     }
-    const presented = recentDigest(match[1]!);
-    let ok = false;
-    for (const d of digests) ok = timingSafeEqual(d, presented) || ok;
-    if (!ok) {
-      res.setHeader('www-authenticate', `Bearer realm="${REALM}", error="invalid_token"`);
-      next(new AuthenticationError('Incorrect API key provided.', 'invalid_api_key'));
+    const token = match[1]!;
+    const presented = recentDigest(token);
+    let found = -1;
+    for (let i = 0; i < digests.length; i++) if (timingSafeEqual(digests[i]!, presented)) found = i;
+    if (found >= 0) {
+      setPrincipal(res, principals[found]!);
+      next();
       return;
     }
-    next();
+    if (virtualKeys && isVirtualKeyFormat(token)) {
+      const checked = virtualKeys(token);
+      if ('then' in checked)
+        checked.then(
+          (c) => admit(c, res, next),
+          (err: unknown) => next(err),
+        );
+      else admit(checked, res, next);
+      return;
+    }
+    refuse(res, next, 'Incorrect API key provided.');
   };
+}
+
+function admit(check: KeyCheck, res: Response, next: (err?: unknown) => void): void {
+  if (check.ok) {
+    setPrincipal(res, check.principal);
+    next();
+    return;
+  }
+  if (check.reason === 'expired')
+    refuse(
+      res,
+      next,
+      `This API key expired on ${new Date(check.expiredAt).toISOString()}: ask for a new one.`,
+    );
+  else if (check.reason === 'revoked') refuse(res, next, 'This API key has been revoked.');
+  else refuse(res, next, 'Incorrect API key provided.');
+}
+
+function refuse(res: Response, next: (err?: unknown) => void, message: string): void {
+  res.setHeader('www-authenticate', `Bearer realm="${REALM}", error="invalid_token"`);
+  next(new AuthenticationError(message, 'invalid_api_key'));
 }
 
 /**

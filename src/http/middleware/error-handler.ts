@@ -47,6 +47,7 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
       return;
     }
     if (error.retryAfterSeconds !== undefined) res.setHeader('retry-after', String(error.retryAfterSeconds));
+    if (error.headers) for (const name in error.headers) res.setHeader(name, error.headers[name]!);
     res.status(error.status).json(toOpenAIErrorBody(error));
   };
 }

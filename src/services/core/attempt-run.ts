@@ -1,5 +1,6 @@
 import type { ClientResponse } from './client-response.js';
 import type { Lifetime } from './lifetime.js';
+import type { RequestTrace } from './request.js';
 
 /** Whole events that reached the client, for repairing the stream should it break. */
 export interface StreamRecorder {
@@ -13,6 +14,8 @@ export interface StreamRecorder {
  */
 export interface AttemptRun {
   readonly res: ClientResponse;
+  /** What the access line will say of the request (usage is noted there). */
+  readonly trace: RequestTrace;
   /** Ends when the client leaves or the request's deadline passes. */
   readonly lifetime: Lifetime;
   readonly now: () => number;

@@ -39,4 +39,9 @@ export type RequestTrace = {
   continuedOn?: string;
   /** The error the client got (`client_closed` when it left first). */
   errorCode?: string;
+  /** The virtual key that called (its id, never its secret). */
+  keyId?: string;
+  /** Usage the upstream reported. */
+  promptTokens?: number;
+  completionTokens?: number;
 };

@@ -5,6 +5,7 @@ import type { EndpointConfig, Timeouts } from '../../config/types.js';
 import { AttemptTimeoutReason, ClientClosedReason, HedgeLostReason } from '../core/abort-reasons.js';
 import type { AttemptRun } from '../core/attempt-run.js';
 import type { LifetimeListener } from '../core/lifetime.js';
+import type { RequestTrace } from '../core/request.js';
 import type { AttemptFailure, AttemptResult } from '../core/outcomes.js';
 import { PhaseTimer, type TimerTarget } from '../core/phase-timer.js';
 import { setEventStreamHeaders } from '../core/sse.js';
@@ -430,6 +431,7 @@ class Attempt implements AttemptHandle, LifetimeListener, TimerTarget {
       return;
     }
     if (!run.res.headersSent) run.setGatewayHeaders(input.endpoint.name, input.attempt);
+    noteUsage(run.trace, parsed);
     sendJsonAnswer(run.res, this.status, body, parsed);
     this.settle({
       type: 'done',
@@ -521,4 +523,12 @@ class Attempt implements AttemptHandle, LifetimeListener, TimerTarget {
       this.pendingAbort = reason;
     }
   }
+}
+
+/** The token counts an answer reports, for limits and the access line. */
+function noteUsage(trace: RequestTrace, parsed: object): void {
+  const usage = (parsed as { usage?: { prompt_tokens?: unknown; completion_tokens?: unknown } | null }).usage;
+  if (usage === null || typeof usage !== 'object') return;
+  if (typeof usage.prompt_tokens === 'number') trace.promptTokens = usage.prompt_tokens;
+  if (typeof usage.completion_tokens === 'number') trace.completionTokens = usage.completion_tokens;
 }

@@ -1,0 +1,421 @@
+import { randomUUID } from 'node:crypto';
+import type { ConfigSource } from '../../config/config-store.js';
+import { GatewayError } from '../../errors/gateway-error.js';
+import type { Logger } from '../../observability/logger.js';
+import {
+  SLOT_RENEW_MS,
+  type AdmitResult,
+  type CheckState,
+  type CounterCheck,
+  type CounterStore,
+} from '../../stores/counters/counter-store.js';
+import type { Budget, Limits } from '../../stores/records/record-store.js';
+import type { Principal } from '../core/principal.js';
+import { estimatePromptTokens } from './token-estimate.js';
+
+const MINUTE_MS = 60_000;
+
+/** One scope whose limits apply to a request. */
+interface Scope {
+  /** Counter key part: `key:<id>`, `team:<id>`, `model:<id>`, `global`. */
+  id: string;
+  /** In words, for refusals: "key 'ci' (key_…)", "team 'research'", "model 'llama'", "the gateway". */
+  label: string;
+  limits: Limits;
+}
+
+type CheckMeta = { scope: Scope; limit: 'rpm' | 'tpm' | 'maxParallel' | 'budget' };
+
+export interface AdmitInput {
+  principal: Principal;
+  /** The model (or alias) asked for. */
+  model: string;
+  /** The request body, for the token reservation. */
+  json: Readonly<Record<string, unknown>>;
+}
+
+/** What a finished request used, as far as it is known. */
+export interface Usage {
+  promptTokens: number;
+  completionTokens: number;
+  /** The model that answered (priced by its own entry when it has one). */
+  servedModel?: string | undefined;
+}
+
+export interface LimiterOptions {
+  counters: CounterStore;
+  config: ConfigSource;
+  logger: Logger;
+  now?: () => number;
+}
+
+/**
+ * Limits at four scopes (key, team, model, global): requests per minute, tokens per minute (reserved
+ * before the call, corrected after), requests in flight, and budgets. All the checks of one request
+ * are one atomic step of the counter store: admitted under all its scopes, or refused under all.
+ * A request no limit applies to costs nothing here.
+ */
+export class Limiter {
+  private readonly counters: CounterStore;
+  private readonly now: () => number;
+  /** Admissions holding in-flight slots, renewed while they run. */
+  private readonly held = new Set<Admission>();
+  private renewTimer: NodeJS.Timeout | undefined;
+  /** Since when the counter store has been failing (logged once per outage). */
+  private outageSince: number | undefined;
+
+  constructor(private readonly options: LimiterOptions) {
+    this.counters = options.counters;
+    this.now = options.now ?? Date.now;
+  }
+
+  /** The counter store's state, for the status route. */
+  get status(): { backend: 'memory' | 'redis'; reachable: boolean; unreachableSince: string | null } {
+    return {
+      backend: this.counters.backend,
+      reachable: this.outageSince === undefined,
+      unreachableSince: this.outageSince === undefined ? null : new Date(this.outageSince).toISOString(),
+    };
+  }
+
+  /**
+   * Admits a request, or throws the 429 (or 400 for a reservation no limit could ever take). Undefined
+   * when no limit applies (nothing to release).
+   */
+  async admit(input: AdmitInput): Promise<Admission | undefined> {
+    const scopes = this.scopesOf(input.principal, input.model);
+    if (scopes.length === 0) return undefined;
+    const { checks, meta } = this.checksOf(scopes, input.json);
+    if (checks.length === 0) return undefined;
+    const id = randomUUID();
+    let result: AdmitResult;
+    try {
+      result = await this.counters.admit(id, checks);
+      this.recovered();
+    } catch (err) {
+      return this.storeFailed(err);
+    }
+    const admission = new Admission(this, id, checks, meta, result.states, this.now());
+    admission.model = input.model;
+    if (!result.ok) throw refusal(meta[result.index]!, checks[result.index]!, result, admission.headers);
+    if (admission.slotKeys.length > 0) this.hold(admission);
+    return admission;
+  }
+
+  private scopesOf(principal: Principal, model: string): Scope[] {
+    const { limits } = this.options.config.current;
+    const scopes: Scope[] = [];
+    if (principal.keyLimits)
+      scopes.push({
+        id: `key:${principal.keyId}`,
+        label: `key '${principal.keyName ?? principal.keyId}' (${principal.keyId})`,
+        limits: principal.keyLimits,
+      });
+    if (principal.teamLimits && principal.team)
+      scopes.push({
+        id: `team:${principal.team}`,
+        label: `team '${principal.team}'`,
+        limits: principal.teamLimits,
+      });
+    const modelLimits = limits.models[model];
+    if (modelLimits) scopes.push({ id: `model:${model}`, label: `model '${model}'`, limits: modelLimits });
+    if (limits.global) scopes.push({ id: 'global', label: 'the gateway', limits: limits.global });
+    return scopes;
+  }
+
+  private checksOf(scopes: readonly Scope[], json: Readonly<Record<string, unknown>>) {
+    const checks: CounterCheck[] = [];
+    const meta: CheckMeta[] = [];
+    let reserve: number | undefined;
+    const now = this.now();
+    for (const scope of scopes) {
+      const { rpm, tpm, maxParallel, budget } = scope.limits;
+      if (rpm !== undefined) {
+        checks.push({ kind: 'count', key: `rpm:${scope.id}`, limit: rpm, windowMs: MINUTE_MS });
+        meta.push({ scope, limit: 'rpm' });
+      }
+      if (tpm !== undefined) {
+        reserve ??= this.reservation(json);
+        if (reserve > tpm)
+          throw new GatewayError(
+            `This request alone would use up to ${reserve} tokens (its prompt and max_tokens), more than the ` +
+              `${tpm} tokens per minute of ${scope.label}: it can never pass. Lower max_tokens or shorten the prompt.`,
+            { code: 'request_too_large', status: 400, param: 'max_tokens' },
+          );
+        checks.push({
+          kind: 'sum',
+          key: `tpm:${scope.id}`,
+          limit: tpm,
+          windowMs: MINUTE_MS,
+          amount: reserve,
+        });
+        meta.push({ scope, limit: 'tpm' });
+      }
+      if (maxParallel !== undefined) {
+        checks.push({ kind: 'slots', key: `par:${scope.id}`, limit: maxParallel });
+        meta.push({ scope, limit: 'maxParallel' });
+      }
+      if (budget !== undefined) {
+        checks.push({ kind: 'budget', key: budgetKey(scope.id, budget, now), limit: budget.amount });
+        meta.push({ scope, limit: 'budget' });
+      }
+    }
+    return { checks, meta, reserve };
+  }
+
+  /** Tokens reserved for a request: its prompt's estimate and the most it may generate. */
+  private reservation(json: Readonly<Record<string, unknown>>): number {
+    const max = json.max_completion_tokens ?? json.max_tokens;
+    const completion =
+      typeof max === 'number' && Number.isFinite(max) && max > 0
+        ? Math.ceil(max)
+        : this.options.config.current.limits.defaultReserveTokens;
+    return estimatePromptTokens(json) + completion;
+  }
+
+  /** Redis unreachable: the request goes on (open) or is refused (closed), and the outage is logged once. */
+  private storeFailed(err: unknown): undefined {
+    const { onStoreError } = this.options.config.current.limits;
+    if (this.outageSince === undefined) {
+      this.outageSince = this.now();
+      this.options.logger.error(
+        { err: (err as Error).message, onStoreError },
+        onStoreError === 'open'
+          ? 'limit counters unreachable: requests pass without limits until they are back'
+          : 'limit counters unreachable: limited requests are refused until they are back',
+      );
+    }
+    if (onStoreError === 'open') return undefined;
+    throw new GatewayError(
+      'Limits cannot be checked right now (the gateway’s counter store is unreachable). Try again shortly.',
+      { code: 'limits_unavailable', retryable: true, retryAfterSeconds: 5 },
+    );
+  }
+
+  private recovered(): void {
+    if (this.outageSince === undefined) return;
+    this.options.logger.info(
+      { unreachableForMs: this.now() - this.outageSince },
+      'limit counters reachable again',
+    );
+    this.outageSince = undefined;
+  }
+
+  private hold(admission: Admission): void {
+    this.held.add(admission);
+    if (!this.renewTimer) {
+      this.renewTimer = setInterval(() => void this.renew(), SLOT_RENEW_MS);
+      this.renewTimer.unref();
+    }
+  }
+
+  /** Keeps the slots of running requests (long streams) alive. */
+  private async renew(): Promise<void> {
+    if (this.held.size === 0) {
+      clearInterval(this.renewTimer);
+      this.renewTimer = undefined;
+      return;
+    }
+    const held = [...this.held].map((a) => ({ id: a.id, slotKeys: a.slotKeys }));
+    await this.counters.renew(held).catch((err: unknown) => this.storeFailed(err));
+  }
+
+  /** @internal An admission's end: slots back, tokens corrected, spending added. */
+  async settle(admission: Admission, usage: Usage | undefined): Promise<void> {
+    this.held.delete(admission);
+    const { counters } = this;
+    const work: Array<Promise<void>> = [];
+    if (admission.slotKeys.length > 0) work.push(counters.release(admission.id, admission.slotKeys));
+    if (usage && admission.tokenKeys.length > 0)
+      work.push(
+        counters.correct(admission.id, admission.tokenKeys, usage.promptTokens + usage.completionTokens),
+      );
+    if (usage && admission.budgets.length > 0) {
+      const cost = this.costOf(usage, admission.model);
+      if (cost > 0) work.push(counters.spend(admission.budgets, cost));
+    }
+    const results = await Promise.allSettled(work);
+    const failed = results.find((r) => r.status === 'rejected');
+    if (failed) this.storeFailed(failed.reason);
+  }
+
+  /** The cost of a request by the price table (the served model's entry, else the asked one's). */
+  costOf(usage: Usage, askedModel: string): number {
+    const { pricing } = this.options.config.current;
+    const price = (usage.servedModel && pricing[usage.servedModel]) || pricing[askedModel];
+    if (!price) return 0;
+    return (
+      (usage.promptTokens * price.inputPerMTok + usage.completionTokens * price.outputPerMTok) / 1_000_000
+    );
+  }
+
+  stop(): void {
+    clearInterval(this.renewTimer);
+    this.renewTimer = undefined;
+  }
+}
+
+/** An admitted request: what to give back and correct when it ends, and the headers it answers with. */
+export class Admission {
+  readonly slotKeys: string[] = [];
+  readonly tokenKeys: string[] = [];
+  readonly budgets: Array<{ key: string; ttlMs: number | undefined }> = [];
+  readonly headers: Record<string, string>;
+  model = '';
+  private settled = false;
+
+  constructor(
+    private readonly limiter: Limiter,
+    readonly id: string,
+    checks: readonly CounterCheck[],
+    meta: readonly CheckMeta[],
+    states: readonly CheckState[],
+    now: number,
+  ) {
+    checks.forEach((check, i) => {
+      if (check.kind === 'slots') this.slotKeys.push(check.key);
+      else if (check.kind === 'sum') this.tokenKeys.push(check.key);
+      else if (check.kind === 'budget')
+        this.budgets.push({ key: check.key, ttlMs: budgetTtl(meta[i]!.scope.limits.budget!, now) });
+    });
+    this.headers = rateLimitHeaders(checks, states);
+  }
+
+  /** Gives back what the request held; once, however often it is called. */
+  finish(usage: Usage | undefined): Promise<void> {
+    if (this.settled) return Promise.resolve();
+    this.settled = true;
+    return this.limiter.settle(this, usage);
+  }
+}
+
+/**
+ * OpenAI's `x-ratelimit-*` headers: for requests and for tokens, the scope with the least remaining.
+ */
+function rateLimitHeaders(
+  checks: readonly CounterCheck[],
+  states: readonly CheckState[],
+): Record<string, string> {
+  const headers: Record<string, string> = {};
+  let requests: number | undefined;
+  let tokens: number | undefined;
+  checks.forEach((check, i) => {
+    if (
+      check.kind === 'count' &&
+      (requests === undefined || states[i]!.remaining < states[requests]!.remaining)
+    )
+      requests = i;
+    if (check.kind === 'sum' && (tokens === undefined || states[i]!.remaining < states[tokens]!.remaining))
+      tokens = i;
+  });
+  if (requests !== undefined) {
+    headers['x-ratelimit-limit-requests'] = String(checks[requests]!.limit);
+    headers['x-ratelimit-remaining-requests'] = String(states[requests]!.remaining);
+    headers['x-ratelimit-reset-requests'] = formatDuration(states[requests]!.resetMs);
+  }
+  if (tokens !== undefined) {
+    headers['x-ratelimit-limit-tokens'] = String(checks[tokens]!.limit);
+    headers['x-ratelimit-remaining-tokens'] = String(states[tokens]!.remaining);
+    headers['x-ratelimit-reset-tokens'] = formatDuration(states[tokens]!.resetMs);
+  }
+  return headers;
+}
+
+/** OpenAI's duration format: `20ms`, `1s`, `6m0s`, `1h2m3s`. */
+export function formatDuration(ms: number): string {
+  if (ms < 1_000) return `${Math.max(0, Math.ceil(ms))}ms`;
+  let s = Math.ceil(ms / 1_000);
+  const h = Math.floor(s / 3_600);
+  s -= h * 3_600;
+  const m = Math.floor(s / 60);
+  s -= m * 60;
+  if (h > 0) return `${h}h${m}m${s}s`;
+  if (m > 0) return `${m}m${s}s`;
+  return `${s}s`;
+}
+
+const LIMIT_WORDS = {
+  rpm: (n: number) => `${n} request${n === 1 ? '' : 's'} per minute`,
+  tpm: (n: number) => `${n} tokens per minute`,
+  maxParallel: (n: number) => `${n} request${n === 1 ? '' : 's'} in flight at once`,
+  budget: (n: number) => `a budget of ${n}`,
+} as const;
+
+/** The 429 for the first check that refused: which limit of which scope, and when to retry, in words. */
+function refusal(
+  meta: CheckMeta,
+  check: CounterCheck,
+  result: Extract<AdmitResult, { ok: false }>,
+  headers: Record<string, string>,
+): RateLimitError {
+  const { scope, limit } = meta;
+  const retryAfterSeconds = Number.isFinite(result.retryAfterMs)
+    ? Math.max(1, Math.ceil(result.retryAfterMs / 1_000))
+    : undefined;
+  const when = retryAfterSeconds === undefined ? '' : ` Try again in ${humanSeconds(retryAfterSeconds)}.`;
+  if (limit === 'budget') {
+    const budget = scope.limits.budget!;
+    const period = budget.period === 'total' ? 'in total' : `this ${budget.period}`;
+    return new RateLimitError(
+      `Budget exhausted for ${scope.label}: ${LIMIT_WORDS.budget(budget.amount)} ${period} has been spent.` +
+        (budget.period === 'total' ? ' Ask the operator to raise it.' : when),
+      'insufficient_quota',
+      retryAfterSeconds,
+      headers,
+    );
+  }
+  if (limit === 'maxParallel')
+    return new RateLimitError(
+      `Too many requests in flight for ${scope.label}: at most ${LIMIT_WORDS.maxParallel(check.limit)}. ` +
+        'Wait for one to finish, then try again.',
+      'concurrency_limit_exceeded',
+      retryAfterSeconds,
+      headers,
+    );
+  return new RateLimitError(
+    `Rate limit reached for ${scope.label}: ${LIMIT_WORDS[limit](check.limit)}.${when}`,
+    'rate_limit_exceeded',
+    retryAfterSeconds,
+    headers,
+  );
+}
+
+function humanSeconds(s: number): string {
+  if (s < 120) return `${s} s`;
+  if (s < 7_200) return `${Math.ceil(s / 60)} min`;
+  return `${Math.ceil(s / 3_600)} h`;
+}
+
+export class RateLimitError extends GatewayError {
+  constructor(
+    message: string,
+    code: 'rate_limit_exceeded' | 'insufficient_quota' | 'concurrency_limit_exceeded',
+    retryAfterSeconds: number | undefined,
+    headers: Record<string, string>,
+  ) {
+    super(message, { code, retryAfterSeconds, headers });
+  }
+}
+
+/** The counter of a budget's current period: a new key each day or month. */
+function budgetKey(scopeId: string, budget: Budget, now: number): string {
+  const d = new Date(now);
+  const period =
+    budget.period === 'day'
+      ? d.toISOString().slice(0, 10)
+      : budget.period === 'month'
+        ? d.toISOString().slice(0, 7)
+        : 'total';
+  return `budget:${scopeId}:${period}`;
+}
+
+/** How long a period's counter must live: to the end of the period (UTC). */
+function budgetTtl(budget: Budget, now: number): number | undefined {
+  if (budget.period === 'total') return undefined;
+  const d = new Date(now);
+  const end =
+    budget.period === 'day'
+      ? Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate() + 1)
+      : Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1);
+  return end - now;
+}

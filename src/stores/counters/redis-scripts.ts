@@ -1,0 +1,172 @@
+/**
+ * The Lua scripts of the Redis counter store. Each runs atomically in Redis: the check of every limit
+ * of a request and its counting are one step, so that N replicas admit exactly the limit. Time is
+ * Redis's own clock (`TIME`) unless the caller passes one (tests): replicas with skewed clocks still
+ * agree on every window.
+ *
+ * Layout per key K: `count` window: sorted set K (member = admission id, score = time); `sum` window:
+ * sorted set K, hash K:a (id -> amount) and string K:s (the total); `slots`: sorted set K (score =
+ * lease end); budget: string K (spent). Every key expires when it can no longer matter.
+ */
+
+const NOW = `
+local now
+if ARGV[1] == '' then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+else
+  now = tonumber(ARGV[1])
+end`;
+
+/**
+ * KEYS: one per check. ARGV: now (or ''), admission id, slot lease ms, then four per check: kind
+ * (c count, s sum, l slots, b budget), limit, window ms, amount. Returns {ok, refused index (1-based,
+ * 0 if none), retry at (ms, -1 if never), then remaining and reset ms per check}, as strings.
+ */
+export const ADMIT = `${NOW}
+local id = ARGV[2]
+local lease = tonumber(ARGV[3])
+local n = #KEYS
+local remaining = {}
+local reset = {}
+local refused = 0
+local retryAt = 0
+
+local function trimSum(key, since)
+  local old = redis.call('ZRANGEBYSCORE', key, '-inf', since)
+  if #old == 0 then return tonumber(redis.call('GET', key .. ':s') or '0') end
+  local freed = 0
+  for i = 1, #old, 500 do
+    local part = {}
+    for j = i, math.min(i + 499, #old) do part[#part + 1] = old[j] end
+    local amounts = redis.call('HMGET', key .. ':a', unpack(part))
+    for _, a in ipairs(amounts) do freed = freed + (tonumber(a) or 0) end
+    redis.call('HDEL', key .. ':a', unpack(part))
+  end
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', since)
+  return tonumber(redis.call('INCRBY', key .. ':s', -freed))
+end
+
+local function newestEnd(key, window)
+  local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+  if #last == 0 then return 0 end
+  return math.max(0, tonumber(last[2]) + window - now)
+end
+
+for i = 1, n do
+  local key = KEYS[i]
+  local base = 3 + (i - 1) * 4
+  local kind = ARGV[base + 1]
+  local limit = tonumber(ARGV[base + 2])
+  local window = tonumber(ARGV[base + 3])
+  local amount = tonumber(ARGV[base + 4])
+  local at = nil
+  if kind == 'c' then
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+    local count = redis.call('ZCARD', key)
+    remaining[i] = math.max(0, limit - count)
+    reset[i] = newestEnd(key, window)
+    if count + 1 > limit then
+      local oldest = redis.call('ZRANGE', key, count - limit, count - limit, 'WITHSCORES')
+      at = (#oldest == 0) and -1 or (tonumber(oldest[2]) + window)
+    end
+  elseif kind == 's' then
+    local sum = trimSum(key, now - window)
+    remaining[i] = math.max(0, limit - sum)
+    reset[i] = newestEnd(key, window)
+    if sum + amount > limit then
+      at = -1
+      if amount <= limit then
+        local entries = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
+        local freed = 0
+        for j = 1, #entries, 2 do
+          freed = freed + (tonumber(redis.call('HGET', key .. ':a', entries[j])) or 0)
+          if sum - freed + amount <= limit then at = tonumber(entries[j + 1]) + window break end
+        end
+      end
+    end
+  elseif kind == 'l' then
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+    local count = redis.call('ZCARD', key)
+    remaining[i] = math.max(0, limit - count)
+    reset[i] = 0
+    if count + 1 > limit then at = now + 1000 end
+  else
+    local spent = tonumber(redis.call('GET', key) or '0')
+    local ttl = redis.call('PTTL', key)
+    remaining[i] = math.max(0, limit - spent)
+    reset[i] = (ttl > 0) and ttl or 0
+    if spent >= limit then at = (ttl > 0) and (now + ttl) or -1 end
+  end
+  if at ~= nil and refused == 0 then refused = i retryAt = at end
+end
+
+if refused == 0 then
+  for i = 1, n do
+    local key = KEYS[i]
+    local base = 3 + (i - 1) * 4
+    local kind = ARGV[base + 1]
+    local limit = tonumber(ARGV[base + 2])
+    local window = tonumber(ARGV[base + 3])
+    local amount = tonumber(ARGV[base + 4])
+    if kind == 'c' then
+      redis.call('ZADD', key, now, id)
+      redis.call('PEXPIRE', key, window)
+      remaining[i] = math.max(0, remaining[i] - 1)
+      reset[i] = window
+    elseif kind == 's' then
+      redis.call('ZADD', key, now, id)
+      redis.call('HSET', key .. ':a', id, amount)
+      local sum = redis.call('INCRBY', key .. ':s', amount)
+      redis.call('PEXPIRE', key, window)
+      redis.call('PEXPIRE', key .. ':a', window)
+      redis.call('PEXPIRE', key .. ':s', window)
+      remaining[i] = math.max(0, limit - sum)
+      reset[i] = window
+    elseif kind == 'l' then
+      redis.call('ZADD', key, now + lease, id)
+      redis.call('PEXPIRE', key, lease * 2)
+      remaining[i] = math.max(0, remaining[i] - 1)
+    end
+  end
+end
+
+local out = { tostring(refused == 0 and 1 or 0), tostring(refused), tostring(retryAt) }
+for i = 1, n do
+  out[#out + 1] = tostring(remaining[i])
+  out[#out + 1] = tostring(reset[i])
+end
+out[#out + 1] = tostring(now)
+return out`;
+
+/** KEYS: sum windows. ARGV: admission id, its new amount. */
+export const CORRECT = `
+local id = ARGV[1]
+local amount = tonumber(ARGV[2])
+for _, key in ipairs(KEYS) do
+  if redis.call('ZSCORE', key, id) then
+    local old = tonumber(redis.call('HGET', key .. ':a', id) or '0')
+    redis.call('HSET', key .. ':a', id, amount)
+    redis.call('INCRBY', key .. ':s', amount - old)
+  end
+end
+return 1`;
+
+/** KEYS: slot sets. ARGV: now (or ''), lease ms, then the admission id holding a slot in each key. */
+export const RENEW = `${NOW}
+local lease = tonumber(ARGV[2])
+for i, key in ipairs(KEYS) do
+  redis.call('ZADD', key, 'XX', now + lease, ARGV[2 + i])
+  redis.call('PEXPIRE', key, lease * 2)
+end
+return 1`;
+
+/** KEYS: budgets. ARGV: amount, then a ttl in ms per key ('' for none), set when the key has none. */
+export const SPEND = `
+local amount = ARGV[1]
+for i, key in ipairs(KEYS) do
+  redis.call('INCRBYFLOAT', key, amount)
+  local ttl = ARGV[1 + i]
+  if ttl ~= '' and redis.call('PTTL', key) < 0 then redis.call('PEXPIRE', key, ttl) end
+end
+return 1`;

@@ -1,0 +1,88 @@
+import type { Logger } from '../observability/logger.js';
+import type { CounterStore } from './counters/counter-store.js';
+import { MemoryCounters } from './counters/memory-counters.js';
+import { RedisCounters, redactRedisUrl } from './counters/redis-counters.js';
+import { PostgresDriver } from './records/postgres-driver.js';
+import { parseDatabaseUrl, redactDatabaseUrl, type RecordStore } from './records/record-store.js';
+import { SqlRecordStore } from './records/sql-records.js';
+import { SqliteDriver } from './records/sqlite-driver.js';
+
+/** Opens (and migrates) the record store DATABASE_URL names. */
+export async function openRecordStore(url: string, logger: Logger): Promise<RecordStore> {
+  const location = parseDatabaseUrl(url);
+  if (!location)
+    throw new Error(
+      `DATABASE_URL must start with postgres://, postgresql:// or sqlite: (got ${redactDatabaseUrl(url)})`,
+    );
+  if (location.backend === 'sqlite')
+    return SqlRecordStore.open(new SqliteDriver(location.path), `sqlite:${location.path}`);
+  const shown = redactDatabaseUrl(location.url);
+  const driver = new PostgresDriver(location.url, {
+    onError: (err) =>
+      logger.warn({ err: err.message, database: shown }, 'PostgreSQL connection lost; reconnecting'),
+  });
+  try {
+    return await SqlRecordStore.open(driver, shown);
+  } catch (err) {
+    await driver.close().catch(() => undefined);
+    throw new Error(`could not open the database at ${shown}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/**
+ * The counter store: Redis when REDIS_URL is set (shared by every replica), else in the process.
+ * Redis errors are logged once per outage; the client reconnects by itself.
+ */
+export function openCounters(options: {
+  redisUrl: string | undefined;
+  logger: Logger;
+  now?: () => number;
+}): CounterStore {
+  const { redisUrl, logger } = options;
+  if (redisUrl === undefined) return new MemoryCounters({ now: options.now });
+  let down = false;
+  const shown = redactRedisUrl(redisUrl);
+  const store = new RedisCounters({
+    url: redisUrl,
+    now: options.now,
+    onError: (err) => {
+      if (down) return;
+      down = true;
+      logger.error({ err: err.message, redis: shown }, 'Redis unreachable; reconnecting');
+    },
+  });
+  store.onReady(() => {
+    if (down) logger.info({ redis: shown }, 'Redis reachable again');
+    down = false;
+  });
+  return store;
+}
+
+/**
+ * A record store usable at once while it opens (the gateway is composed synchronously; the store
+ * connects and migrates meanwhile). Every call waits for the opening; `opened` rejects if it failed.
+ */
+export function openingRecordStore(
+  url: string,
+  logger: Logger,
+): { store: RecordStore; opened: Promise<RecordStore> } {
+  const opened = openRecordStore(url, logger);
+  // Awaited by start-up, which reports the failure; a rejection must not go unhandled before that.
+  opened.catch(() => undefined);
+  const location = parseDatabaseUrl(url);
+  const fixed: Pick<RecordStore, 'backend' | 'location'> = {
+    backend: location?.backend ?? 'sqlite',
+    location:
+      location?.backend === 'postgres' ? redactDatabaseUrl(location.url) : `sqlite:${location?.path ?? ''}`,
+  };
+  const store = new Proxy({} as RecordStore, {
+    get(target, prop: string) {
+      if (prop === 'backend' || prop === 'location') return fixed[prop];
+      return async (...args: unknown[]) => {
+        const real = (await opened) as unknown as Record<string, (...a: unknown[]) => unknown>;
+        return real[prop]!(...args);
+      };
+    },
+  });
+  return { store, opened };
+}

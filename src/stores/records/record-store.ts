@@ -1,0 +1,135 @@
+/**
+ * The durable records port: virtual keys, teams and key claims (the usage ledger joins them later).
+ * Two implementations pass one contract suite (test/contract/record-store.contract.ts): SQLite, the
+ * embedded default, and PostgreSQL for several replicas. Every change to a key or a team also moves
+ * the store's change counter, in the same transaction: replicas poll it to drop what they cached.
+ */
+
+/** `budget.amount` is in the price table's currency; `period` says when the spending starts again. */
+export interface Budget {
+  amount: number;
+  period: 'day' | 'month' | 'total';
+}
+
+/** Limits of one scope (a key, a team, a model, the whole gateway); an absent field is no limit. */
+export interface Limits {
+  rpm?: number;
+  tpm?: number;
+  maxParallel?: number;
+  budget?: Budget;
+}
+
+export interface KeyRecord {
+  id: string;
+  /** SHA-256 of the secret, hex: the secret itself is never stored. */
+  hash: string;
+  /** `sk-gw-…` and the secret's last 4 characters. */
+  preview: string;
+  name: string;
+  team: string | null;
+  user: string | null;
+  /** Models (or aliases) the key may use; null: every model its team allows. */
+  models: string[] | null;
+  /** Epoch ms; null: never. */
+  expiresAt: number | null;
+  limits: Limits | null;
+  metadata: Record<string, unknown> | null;
+  /** The identity a permissionless key was claimed for. */
+  identity: string | null;
+  createdAt: number;
+  updatedAt: number;
+  revokedAt: number | null;
+  lastUsedAt: number | null;
+}
+
+export interface TeamRecord {
+  id: string;
+  limits: Limits | null;
+  models: string[] | null;
+  createdAt: number;
+  updatedAt: number;
+}
+
+/** The fields of a key an update may change. */
+export type KeyPatch = Partial<
+  Pick<
+    KeyRecord,
+    | 'name'
+    | 'team'
+    | 'user'
+    | 'models'
+    | 'expiresAt'
+    | 'limits'
+    | 'metadata'
+    | 'revokedAt'
+    | 'hash'
+    | 'preview'
+  >
+>;
+export type TeamPatch = Partial<Pick<TeamRecord, 'limits' | 'models'>>;
+
+export interface KeyFilter {
+  team?: string | undefined;
+  user?: string | undefined;
+  /** Keys created before this key (the previous page's last id). */
+  after?: string | undefined;
+  limit: number;
+}
+
+export interface RecordStore {
+  readonly backend: 'sqlite' | 'postgres';
+  /** Where the records are, without credentials (for logs and the status route). */
+  readonly location: string;
+
+  insertKey(key: KeyRecord): Promise<void>;
+  /**
+   * Inserts a claimed key unless its identity already holds a key that is neither revoked nor expired at
+   * `now`; false then. Atomic: two replicas claiming for one identity at once get one key between them.
+   */
+  claimKey(key: KeyRecord & { identity: string }, now: number): Promise<boolean>;
+  getKey(id: string): Promise<KeyRecord | undefined>;
+  keyByHash(hash: string): Promise<KeyRecord | undefined>;
+  /** Newest first. */
+  listKeys(filter: KeyFilter): Promise<KeyRecord[]>;
+  updateKey(id: string, patch: KeyPatch, now: number): Promise<KeyRecord | undefined>;
+  /** Records when keys were last used (written in batches; does not move the change counter). */
+  markUsed(lastUsed: ReadonlyMap<string, number>): Promise<void>;
+
+  /** False when a team with this id exists. */
+  insertTeam(team: TeamRecord): Promise<boolean>;
+  getTeam(id: string): Promise<TeamRecord | undefined>;
+  listTeams(): Promise<TeamRecord[]>;
+  updateTeam(id: string, patch: TeamPatch, now: number): Promise<TeamRecord | undefined>;
+  /** `in_use` while keys that are not revoked belong to the team. */
+  deleteTeam(id: string): Promise<'deleted' | 'missing' | 'in_use'>;
+  /** How many keys that are not revoked belong to a team. */
+  activeKeyCount(team: string): Promise<number>;
+  /** Whether any key or team has limits (several workers then need a shared counter store). */
+  hasLimits(): Promise<boolean>;
+
+  /** Moves with every change to a key or team, on every replica's view of the store. */
+  changeCount(): Promise<number>;
+  close(): Promise<void>;
+}
+
+/** `sqlite:PATH` or `postgres://…`: which backend, and where. */
+export type DatabaseLocation = { backend: 'sqlite'; path: string } | { backend: 'postgres'; url: string };
+
+export function parseDatabaseUrl(url: string): DatabaseLocation | undefined {
+  const trimmed = url.trim();
+  if (/^postgres(ql)?:\/\//i.test(trimmed)) return { backend: 'postgres', url: trimmed };
+  const sqlite = /^sqlite:(?:\/\/)?(.+)$/i.exec(trimmed);
+  if (sqlite) return { backend: 'sqlite', path: sqlite[1]! };
+  return undefined;
+}
+
+/** A database URL with its password replaced, for logs and status. */
+export function redactDatabaseUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = 'redacted';
+    return parsed.toString();
+  } catch {
+    return url.replace(/\/\/[^@/]*@/, '//[redacted]@');
+  }
+}

@@ -1,0 +1,149 @@
+import { describe, expect, it } from 'vitest';
+import type { CounterCheck, CounterStore, PeerMessage } from '../../src/stores/counters/counter-store.js';
+import { SLOT_LEASE_MS } from '../../src/stores/counters/counter-store.js';
+
+/** A store on a clock the test moves, with keys of its own (several suites may share one Redis). */
+export type CounterFactory = (now: () => number) => Promise<{ store: CounterStore; prefix: string }>;
+
+/**
+ * One contract for every counter store (memory, Redis): the same calls must give the same answers.
+ * Time is injected, so windows and leases are crossed without waiting.
+ */
+export function counterStoreContract(name: string, factory: CounterFactory): void {
+  describe(`counter store contract: ${name}`, () => {
+    async function setup() {
+      let t = 1_000_000;
+      const clock = { now: () => t, advance: (ms: number) => (t += ms) };
+      const { store, prefix } = await factory(clock.now);
+      return { store, clock, k: (key: string) => `${prefix}${key}` };
+    }
+    let n = 0;
+    const id = () => `adm-${++n}-${Math.random().toString(36).slice(2)}`;
+
+    it('count window: admits exactly the limit in any rolling window, then says when to retry', async () => {
+      const { store, clock, k } = await setup();
+      const check: CounterCheck = { kind: 'count', key: k('rpm'), limit: 3, windowMs: 60_000 };
+      const results = [];
+      for (let i = 0; i < 5; i++) {
+        results.push(await store.admit(id(), [check]));
+        clock.advance(1_000);
+      }
+      expect(results.map((r) => r.ok)).toEqual([true, true, true, false, false]);
+      const ok = results[2]!;
+      expect(ok.ok && ok.states[0]!.remaining).toBe(0);
+      const refused = results[3]!;
+      // The first admission (at t0) leaves the window at t0 + 60 s; this refusal came at t0 + 3 s.
+      expect(!refused.ok && refused.retryAfterMs).toBe(57_000);
+      expect(!refused.ok && refused.index).toBe(0);
+      clock.advance(55_500); // t0 + 60.5 s: the first admission (only) has left
+      expect((await store.admit(id(), [check])).ok).toBe(true);
+      expect((await store.admit(id(), [check])).ok).toBe(false);
+      await store.close();
+    });
+
+    it('all or nothing: a refusal by one check counts against no other', async () => {
+      const { store, k } = await setup();
+      const wide: CounterCheck = { kind: 'count', key: k('wide'), limit: 100, windowMs: 60_000 };
+      const narrow: CounterCheck = { kind: 'count', key: k('narrow'), limit: 1, windowMs: 60_000 };
+      const slots: CounterCheck = { kind: 'slots', key: k('slots'), limit: 10 };
+      expect((await store.admit(id(), [wide, narrow, slots])).ok).toBe(true);
+      const refused = await store.admit(id(), [wide, narrow, slots]);
+      expect(refused.ok).toBe(false);
+      expect(!refused.ok && refused.index).toBe(1);
+      const probe = await store.admit(id(), [wide, slots]);
+      expect(probe.ok && probe.states.map((s) => s.remaining)).toEqual([98, 8]);
+      await store.close();
+    });
+
+    it('sum window: reserves amounts, corrects them, refuses what does not fit', async () => {
+      const { store, clock, k } = await setup();
+      const tpm = (amount: number): CounterCheck => ({
+        kind: 'sum',
+        key: k('tpm'),
+        limit: 1_000,
+        windowMs: 60_000,
+        amount,
+      });
+      const a = id();
+      const first = await store.admit(a, [tpm(600)]);
+      expect(first.ok && first.states[0]!.remaining).toBe(400);
+      clock.advance(10_000);
+      expect((await store.admit(id(), [tpm(500)])).ok).toBe(false);
+      // The real usage was smaller than the reservation.
+      await store.correct(a, [k('tpm')], 100);
+      const second = await store.admit(id(), [tpm(500)]);
+      expect(second.ok && second.states[0]!.remaining).toBe(400);
+      const refused = await store.admit(id(), [tpm(450)]);
+      // Fits once the 100 of t0 leave (t0 + 60 s), i.e. 50 s after now.
+      expect(!refused.ok && refused.retryAfterMs).toBe(50_000);
+      clock.advance(50_000);
+      expect((await store.admit(id(), [tpm(450)])).ok).toBe(true);
+      await store.close();
+    });
+
+    it('count window: a released admission is taken back as if it had never been', async () => {
+      const { store, k } = await setup();
+      const check: CounterCheck = { kind: 'count', key: k('claims'), limit: 1, windowMs: 86_400_000 };
+      const a = id();
+      expect((await store.admit(a, [check])).ok).toBe(true);
+      await store.release(a, [k('claims')]);
+      expect((await store.admit(id(), [check])).ok).toBe(true);
+      expect((await store.admit(id(), [check])).ok).toBe(false);
+      await store.close();
+    });
+
+    it('sum window: an amount above the limit can never pass', async () => {
+      const { store, k } = await setup();
+      const refused = await store.admit(id(), [
+        { kind: 'sum', key: k('big'), limit: 10, windowMs: 60_000, amount: 11 },
+      ]);
+      expect(!refused.ok && refused.retryAfterMs).toBe(Number.POSITIVE_INFINITY);
+      await store.close();
+    });
+
+    it('slots: at most the limit in flight; released slots and expired leases come back', async () => {
+      const { store, clock, k } = await setup();
+      const par: CounterCheck = { kind: 'slots', key: k('par'), limit: 2 };
+      const [a, b, c] = [id(), id(), id()];
+      expect((await store.admit(a, [par])).ok).toBe(true);
+      expect((await store.admit(b, [par])).ok).toBe(true);
+      expect((await store.admit(c, [par])).ok).toBe(false);
+      await store.release(a, [k('par')]);
+      expect((await store.admit(c, [par])).ok).toBe(true);
+      // b and c are renewed (a live replica); then b's holder dies: c stays, b's slot expires.
+      clock.advance(SLOT_LEASE_MS - 1_000);
+      await store.renew([{ id: c, slotKeys: [k('par')] }]);
+      clock.advance(2_000);
+      const d = id();
+      expect((await store.admit(d, [par])).ok).toBe(true);
+      expect((await store.admit(id(), [par])).ok).toBe(false);
+      await store.close();
+    });
+
+    it('budget: admits while spent is under the limit, then until the period ends', async () => {
+      const { store, clock, k } = await setup();
+      const budget: CounterCheck = { kind: 'budget', key: k('budget:day'), limit: 1 };
+      expect((await store.admit(id(), [budget])).ok).toBe(true);
+      await store.spend([{ key: k('budget:day'), ttlMs: 3_600_000 }], 0.6);
+      expect((await store.admit(id(), [budget])).ok).toBe(true);
+      await store.spend([{ key: k('budget:day'), ttlMs: 3_600_000 }], 0.5);
+      expect(await store.spent(k('budget:day'))).toBeCloseTo(1.1);
+      const refused = await store.admit(id(), [budget]);
+      expect(refused.ok).toBe(false);
+      expect(!refused.ok && refused.retryAfterMs).toBeGreaterThan(3_500_000);
+      expect(!refused.ok && refused.retryAfterMs).toBeLessThanOrEqual(3_600_000);
+      await store.close();
+      void clock;
+    });
+
+    it('publishes messages to every subscriber', async () => {
+      const { store } = await setup();
+      let heard!: (m: PeerMessage) => void;
+      const got = new Promise<PeerMessage>((resolve) => (heard = resolve));
+      await store.onMessage(heard);
+      await store.publish({ type: 'test', n: 1 });
+      expect(await got).toEqual({ type: 'test', n: 1 });
+      await store.close();
+    });
+  });
+}
