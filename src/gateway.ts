@@ -130,7 +130,12 @@ export class Gateway {
       const opening = openingRecordStore(options.config.database.url, logger);
       this.records = opening.store;
       this.recordsOpened = opening.opened;
-      this.counters = openCounters({ redisUrl: options.config.redis.url, logger, now: options.now });
+      this.counters = openCounters({
+        redisUrl: options.config.redis.url,
+        prefix: options.config.redis.prefix,
+        logger,
+        now: options.now,
+      });
     }
     this.keys = new KeyService({
       records: this.records,

@@ -35,6 +35,7 @@ const ENV_PATHS: ReadonlyArray<readonly [string, readonly string[]]> = [
   ['TRUST_PROXY', ['server', 'trustProxy']],
   ['DATABASE_URL', ['database', 'url']],
   ['REDIS_URL', ['redis', 'url']],
+  ['REDIS_PREFIX', ['redis', 'prefix']],
   ['ADMIN_API_KEY', ['auth', 'adminKey']],
   ['AUTH_DISABLED', ['auth', 'disabled']],
   ['ALLOW_WEAK_KEYS', ['auth', 'allowWeakKeys']],

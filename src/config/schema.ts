@@ -308,6 +308,8 @@ const configShape = z.strictObject({
         .trim()
         .regex(/^rediss?:\/\//i, 'must start with redis:// or rediss://')
         .optional(),
+      /** Start of every key: gateways that must not share counters may share one Redis. */
+      prefix: z.string().trim().min(1).max(100).default('llm-gateway:'),
     })
     .prefault({}),
   limits: z

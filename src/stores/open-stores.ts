@@ -35,6 +35,7 @@ export async function openRecordStore(url: string, logger: Logger): Promise<Reco
  */
 export function openCounters(options: {
   redisUrl: string | undefined;
+  prefix?: string;
   logger: Logger;
   now?: () => number;
 }): CounterStore {
@@ -44,6 +45,8 @@ export function openCounters(options: {
   const shown = redactRedisUrl(redisUrl);
   const store = new RedisCounters({
     url: redisUrl,
+    // A hash tag: every key of one gateway lands in one slot, so its scripts also run on Redis Cluster.
+    prefix: `${options.prefix ?? 'llm-gateway:'}{gw}:`,
     now: options.now,
     onError: (err) => {
       if (down) return;

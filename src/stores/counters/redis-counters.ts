@@ -45,7 +45,6 @@ export class RedisCounters implements CounterStore {
   private readonly now: (() => number) | undefined;
 
   constructor(private readonly options: RedisCountersOptions) {
-    // A hash tag: every key of the gateway lands in one slot, so the scripts also run on Redis Cluster.
     this.prefix = options.prefix ?? 'llm-gateway:{gw}:';
     this.channel = `${this.prefix}peers`;
     this.now = options.now;
