@@ -1,4 +1,5 @@
-import { once } from 'node:events';
+import { randomUUID } from 'node:crypto';
+import { EventEmitter, once } from 'node:events';
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type express from 'express';
@@ -23,11 +24,11 @@ import { Discovery } from './services/endpoints/discovery.js';
 import { EndpointRegistry } from './services/endpoints/registry.js';
 import { Forwarder } from './services/forwarder/forwarder.js';
 import { sseError } from './services/core/sse.js';
-import { HealthMonitor } from './services/endpoints/health.js';
+import { HealthMonitor, type SharedHealthChange } from './services/endpoints/health.js';
 import { ClaimService } from './services/keys/claim-service.js';
 import { KeyService } from './services/keys/key-service.js';
 import { Limiter } from './services/limits/limiter.js';
-import type { CounterStore } from './stores/counters/counter-store.js';
+import type { CounterStore, PeerMessage } from './stores/counters/counter-store.js';
 import { RedisCounters } from './stores/counters/redis-counters.js';
 import { openCounters, openingRecordStore } from './stores/open-stores.js';
 import type { RecordStore } from './stores/records/record-store.js';
@@ -82,6 +83,10 @@ export class Gateway {
   readonly keys: KeyService;
   readonly limiter: Limiter;
   readonly claims: ClaimService;
+  /** `peer-health` (a SharedHealthChange applied): what tests and embedders may watch. */
+  readonly events = new EventEmitter();
+  /** Applies an endpoint state change another replica published. */
+  private readonly applyPeerHealth: (message: PeerMessage) => void;
   /** Resolves when the record store is open (rejects with why it could not be). */
   private readonly recordsOpened: Promise<unknown>;
   private readonly forwarder = new Forwarder();
@@ -96,6 +101,23 @@ export class Gateway {
     const { logger } = options;
     const now = options.now ?? Date.now;
     this.config = new ConfigStore(options.config);
+    if (options.stores) {
+      this.records = options.stores.records;
+      this.counters = options.stores.counters;
+      this.recordsOpened = Promise.resolve();
+    } else {
+      const opening = openingRecordStore(options.config.database.url, logger);
+      this.records = opening.store;
+      this.recordsOpened = opening.opened;
+      this.counters = openCounters({
+        redisUrl: options.config.redis.url,
+        prefix: options.config.redis.prefix,
+        logger,
+        now: options.now,
+      });
+    }
+    const replica = randomUUID();
+    const sharesHealth = this.counters.backend === 'redis';
     const health = new HealthMonitor({
       ejection: options.config.health.ejection,
       now,
@@ -104,7 +126,24 @@ export class Gateway {
         change === 'ejected'
           ? log.warn({ endpoint, ejectedForMs: untilMs, reason }, 'endpoint ejected')
           : log.info({ endpoint }, 'endpoint restored'),
+      // Replicas on one Redis tell each other, so that ten replicas do not each pay for a dead lease.
+      share: sharesHealth
+        ? (event) =>
+            void this.counters
+              .publish({ type: 'endpoint-health', from: replica, ...event })
+              .catch(() => undefined)
+        : undefined,
     });
+    this.applyPeerHealth = (message) => {
+      if (message.type !== 'endpoint-health' || message.from === replica) return;
+      const event = sharedHealthChange(message);
+      if (!event || !health.applyShared(event)) return;
+      logger.info(
+        { endpoint: event.endpoint, change: event.change, forMs: event.forMs },
+        'endpoint state from another replica',
+      );
+      this.events.emit('peer-health', event);
+    };
     this.registry = new EndpointRegistry(options.config.endpoints, health);
     this.discovery = new Discovery({
       registry: this.registry,
@@ -122,21 +161,6 @@ export class Gateway {
       random: options.random ?? Math.random,
       now,
     });
-    if (options.stores) {
-      this.records = options.stores.records;
-      this.counters = options.stores.counters;
-      this.recordsOpened = Promise.resolve();
-    } else {
-      const opening = openingRecordStore(options.config.database.url, logger);
-      this.records = opening.store;
-      this.recordsOpened = opening.opened;
-      this.counters = openCounters({
-        redisUrl: options.config.redis.url,
-        prefix: options.config.redis.prefix,
-        logger,
-        now: options.now,
-      });
-    }
     this.keys = new KeyService({
       records: this.records,
       config: this.config,
@@ -260,15 +284,22 @@ export class Gateway {
         `REDIS_URL is required: the key store holds keys or teams with limits, and this gateway runs ` +
           `${this.config.current.server.workers} workers (WORKERS) that would each count them on their own.`,
       );
-    if (this.counters instanceof RedisCounters)
-      await this.counters
-        .ready()
-        .catch((err: unknown) =>
+    if (this.counters instanceof RedisCounters) {
+      const reachable = await this.counters.ready().then(
+        () => true,
+        (err: unknown) => {
           this.options.logger.error(
             { err: (err as Error).message, onStoreError: this.config.current.limits.onStoreError },
             'Redis is not reachable at start: limits follow limits.onStoreError until it is',
-          ),
-        );
+          );
+          return false;
+        },
+      );
+      // Endpoint states from other replicas: subscribed before serving when Redis is there, else
+      // as soon as it comes back.
+      const subscribed = this.counters.onMessage(this.applyPeerHealth);
+      if (reachable) await subscribed;
+    }
   }
 
   /** Opens the stores, starts discovery (without waiting for it) and listens. */
@@ -387,6 +418,15 @@ export class Gateway {
     await this.records.close().catch(() => undefined);
     await this.counters.close().catch(() => undefined);
   }
+}
+
+/** A peer's message as an endpoint state change, if it is a well-formed one. */
+function sharedHealthChange(message: PeerMessage): SharedHealthChange | undefined {
+  const { endpoint, change, forMs, reason } = message;
+  if (typeof endpoint !== 'string') return undefined;
+  if (change !== 'ejected' && change !== 'restored' && change !== 'cooling-down') return undefined;
+  if (forMs !== undefined && (typeof forMs !== 'number' || !Number.isFinite(forMs))) return undefined;
+  return { endpoint, change, forMs, reason: typeof reason === 'string' ? reason.slice(0, 500) : undefined };
 }
 
 /** Settings a running process cannot change: they take effect at the next start. */

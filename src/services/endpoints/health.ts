@@ -37,7 +37,8 @@ export class EndpointHealth {
   private readonly outcomes: boolean[] = [];
   private outcomeIndex = 0;
   /** What the current ejection came from: failed requests need a successful trial request to end it. */
-  ejectedBy: 'requests' | 'probes' | undefined;
+  /** What ejected it: its requests, its probes, or another replica (shared through Redis). */
+  ejectedBy: 'requests' | 'probes' | 'peer' | undefined;
   /** Set by active probes: the endpoint does not answer GET /v1/models. */
   probeFailing = false;
   lastProbeAt: number | undefined;
@@ -94,6 +95,20 @@ export interface HealthMonitorOptions {
   now: () => number;
   /** Told when an endpoint is ejected or restored (for the log). */
   onChange?: (event: HealthChange) => void;
+  /** Told of every change other replicas should apply too (ejections, restorations, cooldowns). */
+  share?: (event: SharedHealthChange) => void;
+}
+
+/**
+ * A change of an endpoint's state, as replicas tell each other (through Redis): durations, not times,
+ * so that clocks that disagree still agree on how long.
+ */
+export interface SharedHealthChange {
+  endpoint: string;
+  change: 'ejected' | 'restored' | 'cooling-down';
+  /** How long from now the endpoint stays out (ejected, cooling down). */
+  forMs?: number;
+  reason?: string | undefined;
 }
 
 export interface HealthChange {
@@ -158,8 +173,10 @@ export class HealthMonitor {
     h.recordOutcome(false);
     h.consecutiveFailures = 0;
     h.lastSuccessAt = this.options.now();
-    if (h.isEjected)
+    if (h.isEjected) {
       this.options.onChange?.({ endpoint: this.nameOf(h), change: 'restored', log: ticket.log });
+      this.options.share?.({ endpoint: this.nameOf(h), change: 'restored' });
+    }
     h.ejections = 0;
     h.ejectedUntil = 0;
     h.ejectedBy = undefined;
@@ -201,7 +218,7 @@ export class HealthMonitor {
     h.probeFailing = false;
     h.lastProbeAt = now;
     h.lastSuccessAt = now;
-    if (h.ejectedUntil > now && h.ejectedBy === 'probes') h.ejectedUntil = now;
+    if (h.ejectedUntil > now && (h.ejectedBy === 'probes' || h.ejectedBy === 'peer')) h.ejectedUntil = now;
   }
 
   private registerFailure(
@@ -237,6 +254,50 @@ export class HealthMonitor {
       reason: h.lastError?.message,
       log,
     });
+    this.options.share?.({
+      endpoint: this.nameOf(h),
+      change: 'ejected',
+      forMs: h.ejectedUntil - now,
+      reason: h.lastError?.message,
+    });
+  }
+
+  /**
+   * Applies what another replica found, without telling anyone again. An ejection counts as one by
+   * probes (a probe of this replica that succeeds lets a trial request through at once) and keeps to
+   * the cap on ejected endpoints; a restoration ends only an ejection that came from a peer.
+   * Returns whether anything changed.
+   */
+  applyShared(event: SharedHealthChange): boolean {
+    const h = this.byName.get(event.endpoint);
+    if (!h) return false;
+    const now = this.options.now();
+    const forMs = Math.max(0, Math.min(event.forMs ?? 0, this.options.ejection.maxEjectionMs));
+    if (event.change === 'cooling-down') {
+      if (h.cooldownUntil >= now + forMs) return false;
+      h.cooldownUntil = now + forMs;
+      h.lastError = {
+        kind: 'rate-limited',
+        message: `rate limited (seen by another replica) for ${forMs} ms`,
+        at: now,
+      };
+      return true;
+    }
+    if (event.change === 'ejected') {
+      if (h.ejectedUntil >= now + forMs || !this.mayEject(h)) return false;
+      h.ejectedUntil = now + forMs;
+      h.ejectedBy = 'peer';
+      h.lastError = {
+        kind: 'server-error',
+        message: `ejected by another replica: ${event.reason ?? 'failures'}`,
+        at: now,
+      };
+      return true;
+    }
+    if (h.ejectedBy !== 'peer' || h.ejectedUntil <= now) return false;
+    h.ejectedUntil = now;
+    h.ejectedBy = undefined;
+    return true;
   }
 
   private nameOf(h: EndpointHealth): string {
@@ -262,6 +323,7 @@ export class HealthMonitor {
     const h = ticket.health;
     h.cooldownUntil = Math.max(h.cooldownUntil, now + retryAfterMs);
     h.lastError = { kind: 'rate-limited', message: `rate limited for ${retryAfterMs} ms`, at: now };
+    this.options.share?.({ endpoint: this.nameOf(h), change: 'cooling-down', forMs: retryAfterMs });
   }
 
   noteModelMissing(ticket: AttemptTicket, model: string): void {
