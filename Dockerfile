@@ -23,17 +23,30 @@ COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 RUN npm run build
 
+# ---- deps: production dependencies, with better-sqlite3's native module ----
+FROM node:${NODE_VERSION}-trixie-slim AS deps
+# better-sqlite3 (the embedded key store) downloads a prebuilt binary for this Node.js and platform, or
+# compiles one when there is none; the compilers stay in this stage.
+RUN apt-get update \
+  && apt-get install -y --no-install-recommends python3 make g++ \
+  && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+COPY package.json package-lock.json ./
+# Install scripts run only for the packages package.json's allowScripts names (npm 11).
+RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+
 # ---- runtime: production dependencies and compiled output only ----
 FROM node:${NODE_VERSION}-trixie-slim AS runtime
 ENV NODE_ENV=production PORT=3000
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
-  && npm cache clean --force \
-  && mkdir -p logs \
-  && chown node:node logs
+COPY --from=deps /app/node_modules ./node_modules
+RUN mkdir -p logs data && chown node:node logs data
 COPY --from=build /app/dist ./dist
-# Code stays root-owned and read-only for the process; only logs/ (FILE_LOGGING=true) is writable.
+# Code stays root-owned and read-only for the process; only logs/ (FILE_LOGGING=true) and data/ (the
+# SQLite key store, DATABASE_URL=sqlite:data/gateway.db) are writable. Mount a volume on /app/data to
+# keep keys and teams across container restarts.
+VOLUME ["/app/data"]
 USER node
 EXPOSE 3000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=15s --retries=3 \

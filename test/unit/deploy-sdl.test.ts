@@ -391,10 +391,32 @@ describe('Dockerfile', () => {
     const buildStages = instructions.slice(0, fromIndexes.at(-1));
     expect(buildStages.some((l) => /^RUN\s.*npm ci\b/.test(l))).toBe(true);
     expect(buildStages.some((l) => /^RUN\s.*npm run build\b/.test(l))).toBe(true);
-    expect(finalStage.some((l) => /^RUN\s.*npm (ci|prune)\b.*(--omit[= ]dev|--production)/.test(l))).toBe(
+    // Production dependencies: installed in the final stage, or copied from a stage that installed them.
+    const prodInstall = /^RUN\s.*npm (ci|prune)\b.*(--omit[= ]dev|--production)/;
+    const copiedModules = finalStage.find((l) => /^COPY\s.*--from=(\S+).*\bnode_modules\b/.test(l));
+    if (copiedModules) {
+      const stage = /--from=(\S+)/.exec(copiedModules)![1]!;
+      const start = instructions.findIndex((l) => new RegExp(`^FROM\\s.*\\sAS\\s+${stage}$`, 'i').test(l));
+      const end = fromIndexes.find((i) => i > start) ?? instructions.length;
+      expect(instructions.slice(start, end).some((l) => prodInstall.test(l))).toBe(true);
+    } else expect(finalStage.some((l) => prodInstall.test(l))).toBe(true);
+    expect(finalStage.some((l) => /^COPY\s.*--from=\S+.*\bdist\b/.test(l))).toBe(true);
+  });
+
+  it('builds better-sqlite3 (the embedded key store): its install script is not skipped', () => {
+    const installs = instructions.filter((l) => /^RUN\s.*npm ci\b.*--omit[= ]dev/.test(l));
+    expect(installs.length).toBeGreaterThan(0);
+    for (const l of installs) expect(l).not.toMatch(/--ignore-scripts/);
+    const allowed = (
+      JSON.parse(readFileSync(new URL('package.json', repoRoot), 'utf8')) as {
+        allowScripts?: Record<string, boolean>;
+      }
+    ).allowScripts;
+    expect(allowed?.['better-sqlite3']).toBe(true);
+    // The SQLite file's directory is writable by the node user.
+    expect(finalStage.some((l) => /^RUN\s.*mkdir -p\b.*\bdata\b.*chown node:node\b.*\bdata\b/.test(l))).toBe(
       true,
     );
-    expect(finalStage.some((l) => /^COPY\s.*--from=\S+.*\bdist\b/.test(l))).toBe(true);
   });
 
   it('runs as the non-root node user in the final stage', () => {
@@ -451,10 +473,79 @@ describe('one image name everywhere', () => {
     expect(gateway(loadSdl()).image).toBe(`${IMAGE}:${packageVersion}`);
     expect(readme).toContain(`${IMAGE}:${packageVersion}`);
     expect(dockerfileText).toContain(IMAGE);
-    for (const text of [readme, dockerfileText, deployText]) {
+    const more = ['deploy-replicas.yml', 'docker-compose.yml'].map((f) =>
+      readFileSync(new URL(f, repoRoot), 'utf8'),
+    );
+    for (const text of [readme, dockerfileText, deployText, ...more]) {
       // Any registry path of the image is this one, and no bare local tag is shown as the image.
       for (const name of text.match(/[\w.-]+\/[\w.-]+\/akash-llm-gateway/g) ?? []) expect(name).toBe(IMAGE);
       expect(text.match(/(?<![\w./-])akash-llm-gateway:\S+/g) ?? []).toEqual([]);
     }
+  });
+});
+
+describe('deploy-replicas.yml (Akash SDL: replicas on one Redis and one PostgreSQL)', () => {
+  const text = readFileSync(new URL('deploy-replicas.yml', repoRoot), 'utf8');
+  const load = () => YAML.parse(text) as DeploySdl;
+
+  it('passes the chain-sdk validator and manifest builders, with sizes providers accept', () => {
+    expect(sdkProblems(load())).toEqual([]);
+    expect(providerUnitProblems(load())).toEqual([]);
+  });
+
+  it('runs several gateway replicas; Redis and PostgreSQL are reachable by the gateway only', () => {
+    const sdl = load();
+    expect(sdl.deployment.gateway!.dcloud!.count).toBeGreaterThan(1);
+    for (const name of ['redis', 'postgres']) {
+      const expose = sdl.services[name]!.expose ?? [];
+      expect(expose.length).toBeGreaterThan(0);
+      for (const e of expose) for (const to of e.to ?? []) expect(to).toEqual({ service: 'gateway' });
+    }
+    expect(sdl.services.gateway!.image).toBe(`${IMAGE}:${packageVersion}`);
+  });
+
+  it('gives the gateway only variables it reads; with its secrets set it loads with Redis and PostgreSQL', () => {
+    const env = Object.fromEntries(envEntries(load()));
+    for (const name of Object.keys(env)) expect(CONFIG_ENV_NAMES, name).toContain(name);
+    expect(() => loadConfig({ env })).toThrow(ConfigError);
+    const config = loadConfig({
+      env: {
+        ...env,
+        API_KEY: 'sk-client-5f0c2a9e8b7d6c5f4e3d2c1b',
+        ADMIN_API_KEY: 'sk-admin-0a1b2c3d4e5f6a7b8c9d0e1f',
+      },
+    });
+    expect(config.database.url).toMatch(/^postgres:\/\/gateway:[^@]+@postgres:5432\/gateway$/);
+    expect(config.redis.url).toBe('redis://redis:6379');
+    // The database password is the same in both services.
+    const password = /:\/\/gateway:([^@]+)@/.exec(config.database.url)![1];
+    expect(load().services.postgres!.env).toContain(`POSTGRES_PASSWORD=${password}`);
+  });
+});
+
+describe('docker-compose.yml (three replicas, Redis, PostgreSQL on one machine)', () => {
+  const compose = YAML.parse(readFileSync(new URL('docker-compose.yml', repoRoot), 'utf8'), {
+    merge: true,
+  }) as {
+    services: Record<string, { environment?: Record<string, string>; image?: string; ports?: string[] }>;
+  };
+
+  it('runs three gateway replicas on one Redis and one PostgreSQL, with variables the gateway reads', () => {
+    const gateways = Object.entries(compose.services).filter(([name]) => name.startsWith('gateway'));
+    expect(gateways).toHaveLength(3);
+    const ports = new Set<string>();
+    for (const [, service] of gateways) {
+      expect(service.image).toBe(`${IMAGE}:${packageVersion}`);
+      for (const name of Object.keys(service.environment ?? {}))
+        expect(CONFIG_ENV_NAMES, name).toContain(name);
+      expect(service.environment?.REDIS_URL).toBe('redis://redis:6379');
+      expect(service.environment?.DATABASE_URL).toMatch(
+        /^postgres:\/\/gateway:[^@]+@postgres:5432\/gateway$/,
+      );
+      for (const p of service.ports ?? []) ports.add(p);
+    }
+    expect(ports.size).toBe(3);
+    expect(compose.services.redis).toBeDefined();
+    expect(compose.services.postgres).toBeDefined();
   });
 });

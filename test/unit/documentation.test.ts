@@ -52,6 +52,7 @@ describe('README and .env.example stay true to the code', () => {
         'FORWARD_HEADERS',
         'HEDGE_MODELS',
         'JSON_REQUEST_TIMEOUT_MS',
+        'REDIS_URL',
       ].sort(),
     );
   });
