@@ -114,6 +114,18 @@ function endpointLabel(ep: unknown): string | undefined {
 }
 
 /** A URL as it may be shown: user and password (if any) removed, also from a URL that does not parse. */
+/** A URL that may carry a password (a database's, Redis's) with the password replaced, for logs and views. */
+export function withoutPassword(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (!parsed.password) return url;
+    parsed.password = 'redacted';
+    return parsed.toString();
+  } catch {
+    return url.replace(/(\/\/[^:/@]*:)[^@/]*@/, '$1redacted@');
+  }
+}
+
 export function withoutCredentials(url: string): string {
   try {
     const u = new URL(url);

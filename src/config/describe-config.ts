@@ -15,13 +15,23 @@ export interface ConfigView {
   settings: SettingsTree;
 }
 
+import { withoutPassword } from './config-problems.js';
+
 export const REDACTED = '[redacted]';
 
 /** Keys: shown only as redacted, whatever asks. */
 function isSecret(keyPath: ReadonlyArray<string | number>): boolean {
   const joined = keyPath.filter((k) => typeof k === 'string').join('.');
-  return joined === 'auth.apiKeys' || joined === 'auth.adminKey' || joined === 'endpoints.apiKey';
+  return (
+    joined === 'auth.apiKeys' ||
+    joined === 'auth.adminKey' ||
+    joined === 'endpoints.apiKey' ||
+    joined === 'keys.claim.captcha.secret'
+  );
 }
+
+/** URLs that may carry a password (a database's, Redis's): shown with the password redacted. */
+const URLS_WITH_CREDENTIALS = new Set(['database.url', 'redis.url']);
 
 /**
  * The effective configuration, every value with its source (`default`, `env`, `file`), keys redacted:
@@ -39,6 +49,8 @@ export function describeConfig(config: GatewayConfig): ConfigView {
     }
     if (Array.isArray(value) && value.some((v) => isPlainObject(v)))
       return value.map((v, i) => walk(v, [...at, i]) as SettingsTree);
+    if (typeof value === 'string' && URLS_WITH_CREDENTIALS.has(at.join('.')))
+      return { value: withoutPassword(value), ...sourceOf(at) };
     const shown =
       isSecret(at) && value !== undefined
         ? Array.isArray(value)

@@ -436,7 +436,7 @@ export const configSchema = configShape.transform((config, ctx) => {
     ctx.addIssue({
       code: 'custom',
       path: ['redis', 'url'],
-      message: `is required with WORKERS=${config.server.workers} because ${limited}: set REDIS_URL (each worker would otherwise count limits on its own, letting through WORKERS times the limit)`,
+      message: `REDIS_URL is required with WORKERS=${config.server.workers} because ${limited}: each worker would otherwise count limits on its own, letting through WORKERS times the limit`,
     });
   for (const issue of keyStrengthIssues(config.server, config.auth))
     ctx.addIssue({ code: 'custom', ...issue });

@@ -3,7 +3,7 @@ import { watchConfigFile } from '../config/config-watcher.js';
 import { configOrigin, loadConfigFromProcess } from '../config/load-config.js';
 import type { GatewayConfig } from '../config/types.js';
 import { GatewayError, InvalidConfigReloadError, ReloadUnavailableError } from '../errors/gateway-error.js';
-import { Gateway } from '../gateway.js';
+import { Gateway, StartupError } from '../gateway.js';
 import type { Logger } from '../observability/logger.js';
 import { logConfigWarnings, startupFacts } from './startup-log.js';
 import {
@@ -103,7 +103,8 @@ export async function runGateway(config: GatewayConfig, logger: Logger): Promise
           : e.code === 'EADDRNOTAVAIL'
             ? `HOST ${host} is not an address of this machine`
             : e.message;
-    const message = `could not start listening: ${reason}`;
+    const message =
+      err instanceof StartupError ? `could not start: ${e.message}` : `could not start listening: ${reason}`;
     logger.fatal({ code: e.code }, message);
     if (worker) {
       // A restart would fail the same way: the primary stops the gateway instead.
@@ -111,7 +112,7 @@ export async function runGateway(config: GatewayConfig, logger: Logger): Promise
       process.send?.(fatal, undefined, {}, () => process.exit(EXIT_NOT_RESTARTABLE));
       return;
     }
-    console.error(`Could not start listening: ${reason}`);
+    console.error(message.charAt(0).toUpperCase() + message.slice(1));
     process.exit(1);
   }
 }

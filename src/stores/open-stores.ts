@@ -1,9 +1,10 @@
+import { withoutPassword } from '../config/config-problems.js';
 import type { Logger } from '../observability/logger.js';
 import type { CounterStore } from './counters/counter-store.js';
 import { MemoryCounters } from './counters/memory-counters.js';
-import { RedisCounters, redactRedisUrl } from './counters/redis-counters.js';
+import { RedisCounters } from './counters/redis-counters.js';
 import { PostgresDriver } from './records/postgres-driver.js';
-import { parseDatabaseUrl, redactDatabaseUrl, type RecordStore } from './records/record-store.js';
+import { parseDatabaseUrl, type RecordStore } from './records/record-store.js';
 import { SqlRecordStore } from './records/sql-records.js';
 import { SqliteDriver } from './records/sqlite-driver.js';
 
@@ -12,11 +13,11 @@ export async function openRecordStore(url: string, logger: Logger): Promise<Reco
   const location = parseDatabaseUrl(url);
   if (!location)
     throw new Error(
-      `DATABASE_URL must start with postgres://, postgresql:// or sqlite: (got ${redactDatabaseUrl(url)})`,
+      `DATABASE_URL must start with postgres://, postgresql:// or sqlite: (got ${withoutPassword(url)})`,
     );
   if (location.backend === 'sqlite')
     return SqlRecordStore.open(new SqliteDriver(location.path), `sqlite:${location.path}`);
-  const shown = redactDatabaseUrl(location.url);
+  const shown = withoutPassword(location.url);
   const driver = new PostgresDriver(location.url, {
     onError: (err) =>
       logger.warn({ err: err.message, database: shown }, 'PostgreSQL connection lost; reconnecting'),
@@ -42,7 +43,7 @@ export function openCounters(options: {
   const { redisUrl, logger } = options;
   if (redisUrl === undefined) return new MemoryCounters({ now: options.now });
   let down = false;
-  const shown = redactRedisUrl(redisUrl);
+  const shown = withoutPassword(redisUrl);
   const store = new RedisCounters({
     url: redisUrl,
     // A hash tag: every key of one gateway lands in one slot, so its scripts also run on Redis Cluster.
@@ -76,7 +77,7 @@ export function openingRecordStore(
   const fixed: Pick<RecordStore, 'backend' | 'location'> = {
     backend: location?.backend ?? 'sqlite',
     location:
-      location?.backend === 'postgres' ? redactDatabaseUrl(location.url) : `sqlite:${location?.path ?? ''}`,
+      location?.backend === 'postgres' ? withoutPassword(location.url) : `sqlite:${location?.path ?? ''}`,
   };
   const store = new Proxy({} as RecordStore, {
     get(target, prop: string) {

@@ -7,6 +7,7 @@ import {
   type CounterStore,
   type PeerMessage,
 } from './counter-store.js';
+import { withoutPassword } from '../../config/config-problems.js';
 import { ADMIT, CORRECT, RENEW, SPEND } from './redis-scripts.js';
 
 const KIND_CODE = { count: 'c', sum: 's', slots: 'l', budget: 'b' } as const;
@@ -82,7 +83,7 @@ export class RedisCounters implements CounterStore {
     await new Promise<void>((resolve, reject) => {
       const fail = (reason: string) => {
         cleanup();
-        reject(new Error(`could not connect to Redis at ${redactRedisUrl(this.options.url)}: ${reason}`));
+        reject(new Error(`could not connect to Redis at ${withoutPassword(this.options.url)}: ${reason}`));
       };
       const timer = setTimeout(() => fail('no answer within 5 s'), 5_000);
       const onReady = () => {
@@ -216,16 +217,5 @@ export class RedisCounters implements CounterStore {
 
   private clock(): string | number {
     return this.now ? this.now() : '';
-  }
-}
-
-/** A Redis URL without its password, for logs and errors. */
-export function redactRedisUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = 'redacted';
-    return parsed.toString();
-  } catch {
-    return 'redis://[unparseable url]';
   }
 }

@@ -122,14 +122,3 @@ export function parseDatabaseUrl(url: string): DatabaseLocation | undefined {
   if (sqlite) return { backend: 'sqlite', path: sqlite[1]! };
   return undefined;
 }
-
-/** A database URL with its password replaced, for logs and status. */
-export function redactDatabaseUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = 'redacted';
-    return parsed.toString();
-  } catch {
-    return url.replace(/\/\/[^@/]*@/, '//[redacted]@');
-  }
-}

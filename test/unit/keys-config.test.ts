@@ -1,0 +1,117 @@
+import { describe, expect, it } from 'vitest';
+import { describeConfig } from '../../src/config/describe-config.js';
+import { ConfigError, loadConfig } from '../../src/config/load-config.js';
+import { startupFacts } from '../../src/server/startup-log.js';
+import { estimatePromptTokens } from '../../src/services/limits/token-estimate.js';
+import { formatDuration } from '../../src/services/limits/limiter.js';
+
+const base = {
+  API_KEY: 'sk-client-0123456789abcdef',
+  HOST: '127.0.0.1',
+  ENDPOINTS: '[{"url":"http://127.0.0.1:8000"}]',
+};
+
+function problemsOf(env: Record<string, string>, file?: string): string[] {
+  try {
+    loadConfig({ env: file ? { ...env, CONFIG_FILE: 'gateway.yaml' } : env, readFile: () => file ?? '' });
+  } catch (err) {
+    if (err instanceof ConfigError) return [...err.problems];
+    throw err;
+  }
+  return [];
+}
+
+describe('configuration of keys, limits and shared state', () => {
+  it('defaults: SQLite in data/, counters in the process, claims off with the contract defaults', () => {
+    const config = loadConfig({ env: base });
+    expect(config.database.url).toBe('sqlite:data/gateway.db');
+    expect(config.redis.url).toBeUndefined();
+    expect(config.limits).toEqual({ models: {}, onStoreError: 'open', defaultReserveTokens: 1024 });
+    expect(config.keys.claim).toEqual({
+      enabled: false,
+      team: 'permissionless',
+      expiresIn: 5 * 86_400_000,
+      limits: { maxParallel: 3 },
+      perIpPerDay: 3,
+    });
+  });
+
+  it('WORKERS > 1 with limits but no REDIS_URL refuses to start, naming REDIS_URL', () => {
+    const problems = problemsOf({ ...base, WORKERS: '2' }, 'limits:\n  global: { rpm: 10 }\n');
+    expect(problems).toEqual([
+      expect.stringMatching(
+        /^redis\.url: REDIS_URL is required with WORKERS=2 because limits\.global is set/,
+      ),
+    ]);
+    expect(problemsOf({ ...base, WORKERS: '2' }, 'keys:\n  claim: { enabled: true }\n')[0]).toContain(
+      'keys.claim is enabled',
+    );
+    expect(
+      problemsOf(
+        { ...base, WORKERS: '2', REDIS_URL: 'redis://127.0.0.1:6379' },
+        'limits:\n  global: { rpm: 10 }\n',
+      ),
+    ).toEqual([]);
+    expect(problemsOf({ ...base, WORKERS: '2' })).toEqual([]);
+  });
+
+  it('bad values are named: URLs, limits, durations, prices', () => {
+    expect(problemsOf({ ...base, DATABASE_URL: 'mysql://x' })[0]).toMatch(/^DATABASE_URL.*postgres:\/\//);
+    expect(problemsOf({ ...base, REDIS_URL: 'http://x' })[0]).toMatch(/^REDIS_URL.*redis:\/\//);
+    const file = problemsOf(
+      base,
+      'limits:\n  global: { rpm: 0 }\n  models: { llama: { budget: { amount: 1, period: week } } }\nkeys:\n  claim: { expiresIn: soon }\npricing:\n  llama: { inputPerMTok: -1, outputPerMTok: 1 }\n',
+    ).join('\n');
+    expect(file).toContain('limits.global.rpm');
+    expect(file).toContain('limits.models.llama.budget.period');
+    expect(file).toContain('keys.claim.expiresIn');
+    expect(file).toContain('pricing.llama.inputPerMTok');
+  });
+
+  it('the config view and the start-up line never show a database or Redis password, or the captcha secret', () => {
+    const config = loadConfig({
+      env: {
+        ...base,
+        DATABASE_URL: 'postgres://gw:db-secret-pw@db:5432/gw',
+        REDIS_URL: 'redis://:redis-secret-pw@cache:6379',
+        CONFIG_FILE: 'gateway.yaml',
+      },
+      readFile: () =>
+        'keys:\n  claim:\n    enabled: true\n    captcha: { verifyUrl: "https://v.example/siteverify", secret: captcha-secret-x }\n',
+    });
+    const shown =
+      JSON.stringify(describeConfig(config)) + JSON.stringify(startupFacts(config, '127.0.0.1:3000'));
+    for (const secret of ['db-secret-pw', 'redis-secret-pw', 'captcha-secret-x'])
+      expect(shown).not.toContain(secret);
+    expect(shown).toContain('postgres://gw:redacted@db:5432/gw');
+    expect(shown).toContain('https://v.example/siteverify');
+  });
+
+  it('token estimate: text by characters, images flat, tools counted', () => {
+    expect(estimatePromptTokens({ messages: [{ role: 'user', content: 'x'.repeat(400) }] })).toBe(104);
+    expect(
+      estimatePromptTokens({
+        messages: [
+          {
+            role: 'user',
+            content: [
+              { type: 'text', text: 'abcd' },
+              { type: 'image_url', image_url: { url: 'data:…' } },
+            ],
+          },
+        ],
+      }),
+    ).toBe(4 + 765 + 1);
+    expect(
+      estimatePromptTokens({ messages: [], tools: [{ type: 'function', function: { name: 'f' } }] }),
+    ).toBeGreaterThan(5);
+    expect(estimatePromptTokens({ messages: 'junk' })).toBe(0);
+  });
+
+  it('reset durations in OpenAI’s format', () => {
+    expect(formatDuration(20)).toBe('20ms');
+    expect(formatDuration(1_000)).toBe('1s');
+    expect(formatDuration(360_000)).toBe('6m0s');
+    expect(formatDuration(3_723_000)).toBe('1h2m3s');
+  });
+});
