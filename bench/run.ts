@@ -5,8 +5,13 @@
  * taskset is available. Only 127.0.0.1 is ever targeted. See bench/README.md.
  *
  * BENCH_REPS (5), BENCH_DURATION_S (5), BENCH_STREAMS_1000 (1 to run 1000 streams, default on),
- * BENCH_WORKERS (1 to compare WORKERS=1 and 2, default on).
+ * BENCH_WORKERS (1 to compare WORKERS=1 and 2, default on), BENCH_REDIS_URL (the Redis of the virtual
+ * keys scenario: redis://127.0.0.1:6379; skipped when none answers).
  */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import {
   buildForBench,
   cpuMs,
@@ -29,7 +34,7 @@ const RUN_WORKERS = process.env.BENCH_WORKERS !== '0';
 const CHUNKS = 20;
 /** Paced streams: the upstream's delay between chunks, like tokens from a GPU. */
 const CHUNK_DELAY_MS = 10;
-/** BENCH_ONLY=serial,closed,open,stream1,streams100,streams1000,failover,workers runs only those. */
+/** BENCH_ONLY=serial,closed,open,stream1,streams100,streams1000,failover,keys,workers runs only those. */
 const ONLY = process.env.BENCH_ONLY?.split(',').map((s) => s.trim());
 /** BENCH_VERBOSE=1 prints every repetition's row (to stderr), not only the medians. */
 const VERBOSE = process.env.BENCH_VERBOSE === '1';
@@ -44,6 +49,8 @@ interface Target {
   name: string;
   proc: Proc | undefined;
   url: string;
+  /** A client key other than the static bench key (a virtual key). */
+  key?: string;
 }
 
 buildForBench();
@@ -337,6 +344,111 @@ if (on('failover')) {
   check('failover: zero errors', errors === 0, `${errors} errors in all runs`);
   const share = paired(failover, FO, 'gateway, no failure', (fo, base) => fo.rps! / base.rps!);
   check('failover: throughput ≥ 90% of no failure', share >= 0.9, `${(100 * share).toFixed(0)}%`);
+}
+
+if (on('keys')) await keysScenario();
+
+/**
+ * Virtual keys with limits counted in Redis: a key in a team, each with rpm, tpm and maxParallel (set
+ * high: nothing is refused, every check runs), plus a global limit. Against the same gateway with the
+ * static key and against the floor.
+ */
+async function keysScenario(): Promise<void> {
+  const redisUrl = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
+  if (!(await reachable(redisUrl))) {
+    console.log(`\n### Virtual keys and limits: skipped, no Redis at ${redisUrl} (set BENCH_REDIS_URL)\n`);
+    return;
+  }
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'bench-keys-'));
+  const yaml = path.join(dir, 'gateway.yaml');
+  writeFileSync(yaml, 'limits:\n  global: { rpm: 100000000, tpm: 100000000000, maxParallel: 100000 }\n');
+  const admin = 'bench-admin-key-0123456789';
+  const keysGateway = await startProcess(
+    'gateway-keys',
+    'src/main.ts',
+    gatewayEnv([upstreamEndpoint], {
+      ADMIN_API_KEY: admin,
+      CONFIG_FILE: yaml,
+      REDIS_URL: redisUrl,
+      REDIS_PREFIX: `bench-${process.pid}:`,
+      DATABASE_URL: `sqlite:${path.join(dir, 'keys.db')}`,
+    }),
+    PROXY_CPU,
+  );
+  const post = async (route: string, body: object) => {
+    const res = await fetch(`${keysGateway.url}/api/v1/${route}`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    if (res.status !== 201) throw new Error(`${route}: ${res.status} ${await res.text()}`);
+    return (await res.json()) as { key: string };
+  };
+  const huge = { rpm: 100_000_000, tpm: 100_000_000_000, maxParallel: 100_000 };
+  await post('teams', { id: 'bench', limits: huge });
+  const { key } = await post('keys', { name: 'bench', team: 'bench', limits: huge });
+  const KEYED = 'gateway, virtual key, limits on Redis';
+  const list: Target[] = [
+    { name: FLOOR, proc: procs.floorExpress, url: procs.floorExpress.url },
+    { name: GW, proc: procs.gateway, url: procs.gateway.url },
+    { name: KEYED, proc: keysGateway, url: keysGateway.url, key },
+  ];
+  await cannon(keysGateway.url, { connections: 50, durationS: 5, key });
+  const serial = await scenario(
+    'Virtual keys and limits: one request at a time (JSON, 2000 requests)',
+    list,
+    async (t) => {
+      const { latenciesMs, errors } = await sequential(t.url, 2000, t.key);
+      const s = summarize(latenciesMs);
+      return { requests: latenciesMs.length, p50: s.p50, p90: s.p90, p99: s.p99, errors };
+    },
+  );
+  print(serial, [
+    ['p50', 'p50 ms'],
+    ['p99', 'p99 ms'],
+    ['cpuMsPerReq', 'CPU ms/req'],
+    ['errors', 'errors'],
+  ]);
+  const added = paired(serial, KEYED, GW, (k, g) => k.p50! - g.p50!);
+  check('virtual key + limits on Redis: added p50 ≤ static key + 0.5 ms', added <= 0.5, signedMs(added));
+  const closed = await scenario(
+    `Virtual keys and limits: 50 connections (JSON, ${DURATION_S} s)`,
+    list,
+    async (t) => ({
+      ...(await cannon(t.url, { connections: 50, durationS: DURATION_S, key: t.key })),
+    }),
+  );
+  print(closed, [
+    ['rps', 'req/s'],
+    ['p50', 'p50 ms'],
+    ['p99', 'p99 ms'],
+    ['cpuMsPerReq', 'CPU ms/req'],
+    ['errors', 'errors'],
+  ]);
+  const errors = [...closed.reps.get(KEYED)!, ...serial.reps.get(KEYED)!].reduce(
+    (sum, r) => sum + r.errors!,
+    0,
+  );
+  check('virtual key + limits on Redis: zero errors', errors === 0, `${errors} errors in all runs`);
+  const cpu = paired(closed, KEYED, FLOOR, (k, f) => k.cpuMsPerReq! / f.cpuMsPerReq!);
+  check('virtual key + limits on Redis: CPU per request ≤ 1.0× floor', cpu <= 1.0, `${cpu.toFixed(2)}×`);
+  await keysGateway.stop();
+  rmSync(dir, { recursive: true, force: true });
+}
+
+/** Whether something answers on a redis:// URL's host and port. */
+function reachable(url: string): Promise<boolean> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve) => {
+    const socket = connect(Number(port || 6379), hostname);
+    const done = (ok: boolean) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(1_000, () => done(false));
+    socket.once('error', () => done(false));
+    socket.once('connect', () => done(true));
+  });
 }
 
 if (RUN_WORKERS && on('workers')) {

@@ -56,7 +56,7 @@ export function createApp(deps: AppDeps): express.Express {
 
   const clientAuth = bearerAuth(
     () => config.current.auth.apiKeys,
-    (secret) => deps.keys.check(secret),
+    (secret, digest) => deps.keys.check(secret, digest),
   );
   const auth: RequestHandler = (req, res, next) =>
     config.current.auth.disabled ? next() : clientAuth(req, res, next);

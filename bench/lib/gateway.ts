@@ -8,7 +8,13 @@ export const BENCH_KEY = 'bench-key';
 /** A gateway in this process with logs discarded, configured through the real loader. */
 export async function startBenchGateway(env: Env, random?: () => number): Promise<Gateway> {
   const config = loadConfig({
-    env: { API_KEY: BENCH_KEY, HOST: '127.0.0.1', LOG_LEVEL: 'warn', DATABASE_URL: 'sqlite::memory:', ...env },
+    env: {
+      API_KEY: BENCH_KEY,
+      HOST: '127.0.0.1',
+      LOG_LEVEL: 'warn',
+      DATABASE_URL: 'sqlite::memory:',
+      ...env,
+    },
   });
   const sink = new Writable({ write: (_c, _e, cb) => cb() });
   const gateway = new Gateway({ config, logger: createLogger({ level: 'warn', stream: sink }), random });

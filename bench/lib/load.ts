@@ -4,6 +4,11 @@ import { Agent, Pool, request } from 'undici';
 import { summarize } from './stats.js';
 
 export const AUTH = { authorization: 'Bearer bench-key', 'content-type': 'application/json' };
+
+/** The request headers with another client key (a virtual key's scenario). */
+export function authWith(key: string | undefined): Record<string, string> {
+  return key === undefined ? AUTH : { ...AUTH, authorization: `Bearer ${key}` };
+}
 export const JSON_BODY = JSON.stringify({
   model: 'bench-model',
   messages: [{ role: 'user', content: 'Say something short.' }],
@@ -25,7 +30,9 @@ export const PACED_STREAM_BODY = JSON.stringify({
 export async function sequential(
   url: string,
   count: number,
+  key?: string,
 ): Promise<{ latenciesMs: number[]; errors: number }> {
+  const headers = authWith(key);
   const pool = new Pool(url, { connections: 1, pipelining: 1 });
   const latenciesMs: number[] = [];
   let errors = 0;
@@ -35,7 +42,7 @@ export async function sequential(
       const res = await pool.request({
         method: 'POST',
         path: '/v1/chat/completions',
-        headers: AUTH,
+        headers,
         body: JSON_BODY,
       });
       await res.body.arrayBuffer();
@@ -60,12 +67,12 @@ export interface LoadResult {
 /** autocannon: a closed loop over `connections`, or an open loop at `rate` requests per second. */
 export async function cannon(
   url: string,
-  options: { connections: number; durationS: number; rate?: number },
+  options: { connections: number; durationS: number; rate?: number; key?: string },
 ): Promise<LoadResult> {
   const result = await autocannon({
     url: `${url}/v1/chat/completions`,
     method: 'POST',
-    headers: AUTH,
+    headers: authWith(options.key),
     body: JSON_BODY,
     connections: options.connections,
     duration: options.durationS,

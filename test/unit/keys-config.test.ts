@@ -115,3 +115,31 @@ describe('configuration of keys, limits and shared state', () => {
     expect(formatDuration(3_723_000)).toBe('1h2m3s');
   });
 });
+
+describe('the limiter reads its tables by own entries only', () => {
+  it('a model named like an Object method has no limits and no price', async () => {
+    const { ConfigStore } = await import('../../src/config/config-store.js');
+    const { Limiter } = await import('../../src/services/limits/limiter.js');
+    const { MemoryCounters } = await import('../../src/stores/counters/memory-counters.js');
+    const { createLogger } = await import('../../src/observability/logger.js');
+    const config = loadConfig({
+      env: { ...base, CONFIG_FILE: 'gateway.yaml' },
+      readFile: () =>
+        'pricing:\n  llama: { inputPerMTok: 1, outputPerMTok: 2 }\nlimits:\n  models:\n    llama: { rpm: 5 }\n',
+    });
+    const limiter = new Limiter({
+      counters: new MemoryCounters(),
+      config: new ConfigStore(config),
+      logger: createLogger({ level: 'silent' }),
+    });
+    const { staticPrincipal } = await import('../../src/services/core/principal.js');
+    const principal = staticPrincipal(Buffer.alloc(32));
+    for (const model of ['constructor', '__proto__', 'toString', 'hasOwnProperty']) {
+      expect(limiter.admit({ principal, model, json: {} })).toBeUndefined();
+      expect(limiter.costOf({ promptTokens: 10, completionTokens: 10, servedModel: model }, model)).toBe(0);
+    }
+    expect(limiter.costOf({ promptTokens: 1_000_000, completionTokens: 1_000_000 }, 'llama')).toBe(3);
+    expect(limiter.admit({ principal, model: 'llama', json: {} })).toBeInstanceOf(Promise);
+    limiter.stop();
+  });
+});

@@ -77,7 +77,8 @@ export function chatCompletions(
         { code: 'model_not_allowed', param: 'model' },
       );
     if (principal.kind === 'virtual') trace.keyId = principal.keyId;
-    const admission = limiter ? await limiter.admit({ principal, model, json: body }) : undefined;
+    const admitting = limiter?.admit({ principal, model, json: body });
+    const admission = admitting === undefined ? undefined : await admitting;
     if (admission) {
       for (const name in admission.headers) res.setHeader(name, admission.headers[name]!);
       // Slots back, tokens corrected and spending added when the answer ends, however it ends.

@@ -9,7 +9,7 @@ import { setPrincipal } from '../principal.js';
 const REALM = 'akash-llm-gateway';
 
 /** Looks a virtual key up (synchronously when it is cached). */
-export type VirtualKeys = (secret: string) => KeyCheck | Promise<KeyCheck>;
+export type VirtualKeys = (secret: string, digest: Buffer) => KeyCheck | Promise<KeyCheck>;
 
 /**
  * Bearer-key auth. Static keys are compared as SHA-256 digests with timingSafeEqual, against every
@@ -62,7 +62,7 @@ export function bearerAuth(keys: () => readonly string[], virtualKeys?: VirtualK
       return;
     }
     if (virtualKeys && isVirtualKeyFormat(token)) {
-      const checked = virtualKeys(token);
+      const checked = virtualKeys(token, presented);
       if ('then' in checked)
         checked.then(
           (c) => admit(c, res, next),

@@ -150,8 +150,9 @@ export class KeyService {
    * The principal of a presented virtual key. Synchronous when the key is cached (nearly every
    * request), a promise when the store has to be asked.
    */
-  check(secret: string): KeyCheck | Promise<KeyCheck> {
-    const hash = hashSecret(secret);
+  check(secret: string, digest?: Buffer): KeyCheck | Promise<KeyCheck> {
+    // The SHA-256 auth computed already, when it did: the stored form of a secret is its hex.
+    const hash = digest ? digest.toString('hex') : hashSecret(secret);
     const cached = this.cache.get(hash);
     if (cached !== undefined) {
       const team = cached?.team ? this.teams.get(cached.team) : null;

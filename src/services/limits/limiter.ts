@@ -79,14 +79,24 @@ export class Limiter {
   }
 
   /**
-   * Admits a request, or throws the 429 (or 400 for a reservation no limit could ever take). Undefined
-   * when no limit applies (nothing to release).
+   * Admits a request, or rejects with the 429 (throws the 400 for a reservation no limit could ever
+   * take). Undefined, synchronously, when no limit applies; a promise of undefined when the counter
+   * store failed and limits.onStoreError is open.
    */
-  async admit(input: AdmitInput): Promise<Admission | undefined> {
+  admit(input: AdmitInput): Promise<Admission | undefined> | undefined {
     const scopes = this.scopesOf(input.principal, input.model);
+    // Nothing limited (the common case without limits): no promise, no counter store.
     if (scopes.length === 0) return undefined;
     const { checks, meta } = this.checksOf(scopes, input.json);
     if (checks.length === 0) return undefined;
+    return this.admitChecks(input.model, checks, meta);
+  }
+
+  private async admitChecks(
+    model: string,
+    checks: CounterCheck[],
+    meta: CheckMeta[],
+  ): Promise<Admission | undefined> {
     const id = randomUUID();
     let result: AdmitResult;
     try {
@@ -96,7 +106,7 @@ export class Limiter {
       return this.storeFailed(err);
     }
     const admission = new Admission(this, id, checks, meta, result.states, this.now());
-    admission.model = input.model;
+    admission.model = model;
     if (!result.ok) throw refusal(meta[result.index]!, checks[result.index]!, result, admission.headers);
     if (admission.slotKeys.length > 0) this.hold(admission);
     return admission;
@@ -117,7 +127,8 @@ export class Limiter {
         label: `team '${principal.team}'`,
         limits: principal.teamLimits,
       });
-    const modelLimits = limits.models[model];
+    // Own entries only: a model named `constructor` is no entry of the table.
+    const modelLimits = Object.hasOwn(limits.models, model) ? limits.models[model] : undefined;
     if (modelLimits) scopes.push({ id: `model:${model}`, label: `model '${model}'`, limits: modelLimits });
     if (limits.global) scopes.push({ id: 'global', label: 'the gateway', limits: limits.global });
     return scopes;
@@ -242,7 +253,9 @@ export class Limiter {
   /** The cost of a request by the price table (the served model's entry, else the asked one's). */
   costOf(usage: Usage, askedModel: string): number {
     const { pricing } = this.options.config.current;
-    const price = (usage.servedModel && pricing[usage.servedModel]) || pricing[askedModel];
+    const priced = (id: string | undefined) =>
+      id !== undefined && Object.hasOwn(pricing, id) ? pricing[id] : undefined;
+    const price = priced(usage.servedModel) ?? priced(askedModel);
     if (!price) return 0;
     return (
       (usage.promptTokens * price.inputPerMTok + usage.completionTokens * price.outputPerMTok) / 1_000_000

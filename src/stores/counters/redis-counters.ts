@@ -8,16 +8,40 @@ import {
   type PeerMessage,
 } from './counter-store.js';
 import { withoutPassword } from '../../config/config-problems.js';
-import { ADMIT, CORRECT, RENEW, SPEND } from './redis-scripts.js';
+import { ADMIT, SETTLE, SPEND } from './redis-scripts.js';
 
 const KIND_CODE = { count: 'c', sum: 's', slots: 'l', budget: 'b' } as const;
+/** Admissions per script call: a batch must not hold Redis (single-threaded) for long. */
+const MAX_BATCH = 200;
 
 type ScriptedRedis = Redis & {
   gwAdmit(keys: number, ...args: Array<string | number>): Promise<string[]>;
-  gwCorrect(keys: number, ...args: Array<string | number>): Promise<number>;
-  gwRenew(keys: number, ...args: Array<string | number>): Promise<number>;
+  gwSettle(keys: number, ...args: Array<string | number>): Promise<number>;
   gwSpend(keys: number, ...args: Array<string | number>): Promise<number>;
 };
+
+interface PendingAdmission {
+  id: string;
+  checks: readonly CounterCheck[];
+  resolve: (result: AdmitResult) => void;
+  reject: (err: unknown) => void;
+}
+
+/** Keys of a batch, each once, with its 1-based index for the script. */
+class KeyIndex {
+  readonly keys: string[] = [];
+  private readonly index = new Map<string, number>();
+  constructor(private readonly prefix: string) {}
+  of(key: string): number {
+    let i = this.index.get(key);
+    if (i === undefined) {
+      this.keys.push(this.prefix + key);
+      i = this.keys.length;
+      this.index.set(key, i);
+    }
+    return i;
+  }
+}
 
 export interface RedisCountersOptions {
   url: string;
@@ -52,8 +76,7 @@ export class RedisCounters implements CounterStore {
     this.redis = new Redis(options.url, this.clientOptions()) as ScriptedRedis;
     this.redis.on('error', (err: Error) => options.onError?.(err));
     this.redis.defineCommand('gwAdmit', { lua: ADMIT });
-    this.redis.defineCommand('gwCorrect', { lua: CORRECT });
-    this.redis.defineCommand('gwRenew', { lua: RENEW });
+    this.redis.defineCommand('gwSettle', { lua: SETTLE });
     this.redis.defineCommand('gwSpend', { lua: SPEND });
   }
 
@@ -101,61 +124,122 @@ export class RedisCounters implements CounterStore {
     });
   }
 
-  async admit(id: string, checks: readonly CounterCheck[]): Promise<AdmitResult> {
-    const keys = checks.map((c) => this.prefix + c.key);
-    const args: Array<string | number> = [this.clock(), id, SLOT_LEASE_MS];
-    for (const c of checks)
-      args.push(
-        KIND_CODE[c.kind],
-        c.limit,
-        c.kind === 'count' || c.kind === 'sum' ? c.windowMs : 0,
-        c.kind === 'sum' ? c.amount : 1,
+  /**
+   * Admissions are sent in batches: every admission asked for in one turn of the event loop goes in
+   * one script call (one round trip, one command for Redis and for this process to encode and parse),
+   * and each is still checked and counted atomically, in the order asked.
+   */
+  admit(id: string, checks: readonly CounterCheck[]): Promise<AdmitResult> {
+    return new Promise((resolve, reject) => {
+      this.admissions.push({ id, checks, resolve, reject });
+      if (this.admissions.length === 1) setImmediate(this.flushAdmissions);
+    });
+  }
+
+  private admissions: PendingAdmission[] = [];
+
+  private readonly flushAdmissions = (): void => {
+    const batch = this.admissions;
+    this.admissions = [];
+    for (let i = 0; i < batch.length; i += MAX_BATCH) void this.sendAdmissions(batch.slice(i, i + MAX_BATCH));
+  };
+
+  private async sendAdmissions(batch: readonly PendingAdmission[]): Promise<void> {
+    const keys = new KeyIndex(this.prefix);
+    const args: Array<string | number> = [this.clock(), SLOT_LEASE_MS, batch.length];
+    for (const { id, checks } of batch) {
+      args.push(id, checks.length);
+      for (const c of checks)
+        args.push(
+          keys.of(c.key),
+          KIND_CODE[c.kind],
+          c.limit,
+          c.kind === 'count' || c.kind === 'sum' ? c.windowMs : 0,
+          c.kind === 'sum' ? c.amount : 1,
+        );
+    }
+    let out: string[];
+    try {
+      out = await this.redis.gwAdmit(keys.keys.length, ...keys.keys, ...args);
+    } catch (err) {
+      for (const a of batch) a.reject(err);
+      return;
+    }
+    const now = Number(out[0]);
+    let pos = 1;
+    for (const { checks, resolve } of batch) {
+      const ok = out[pos] === '1';
+      const refused = Number(out[pos + 1]);
+      const retryAt = Number(out[pos + 2]);
+      pos += 3;
+      const states: CheckState[] = [];
+      for (let i = 0; i < checks.length; i++, pos += 2)
+        states.push({ remaining: Number(out[pos]), resetMs: Number(out[pos + 1]) });
+      resolve(
+        ok
+          ? { ok, states }
+          : {
+              ok: false,
+              index: refused - 1,
+              retryAfterMs: retryAt < 0 ? Number.POSITIVE_INFINITY : Math.max(0, retryAt - now),
+              states,
+            },
       );
-    const out = await this.redis.gwAdmit(keys.length, ...keys, ...args);
-    const ok = out[0] === '1';
-    const states: CheckState[] = [];
-    for (let i = 0; i < checks.length; i++)
-      states.push({ remaining: Number(out[3 + i * 2]), resetMs: Number(out[4 + i * 2]) });
-    if (ok) return { ok, states };
-    const retryAt = Number(out[2]);
-    const now = Number(out[3 + checks.length * 2]);
-    return {
-      ok: false,
-      index: Number(out[1]) - 1,
-      retryAfterMs: retryAt < 0 ? Number.POSITIVE_INFINITY : Math.max(0, retryAt - now),
-      states,
-    };
+    }
   }
 
-  async correct(id: string, keys: readonly string[], amount: number): Promise<void> {
-    if (keys.length === 0) return;
-    await this.redis.gwCorrect(keys.length, ...keys.map((k) => this.prefix + k), id, Math.round(amount));
+  /** Releases, corrections and renewals, batched like admissions. */
+  private settles: Array<{ op: 'r' | 'c' | 'w'; key: string; id: string; amount?: number }> = [];
+  private settled: Array<{ resolve: () => void; reject: (err: unknown) => void }> = [];
+
+  private settle(
+    ops: ReadonlyArray<{ op: 'r' | 'c' | 'w'; key: string; id: string; amount?: number }>,
+  ): Promise<void> {
+    if (ops.length === 0) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      this.settles.push(...ops);
+      this.settled.push({ resolve, reject });
+      if (this.settled.length === 1) setImmediate(this.flushSettles);
+    });
   }
 
-  async release(id: string, keys: readonly string[]): Promise<void> {
-    if (keys.length === 0) return;
-    const pipeline = this.redis.pipeline();
-    for (const key of keys) pipeline.zrem(this.prefix + key, id);
-    await pipeline.exec();
-  }
-
-  async renew(held: ReadonlyArray<{ id: string; slotKeys: readonly string[] }>): Promise<void> {
-    const keys: string[] = [];
-    const ids: string[] = [];
-    for (const { id, slotKeys } of held)
-      for (const key of slotKeys) {
-        keys.push(this.prefix + key);
-        ids.push(id);
+  private readonly flushSettles = (): void => {
+    const ops = this.settles;
+    const waiting = this.settled;
+    this.settles = [];
+    this.settled = [];
+    const sends: Array<Promise<unknown>> = [];
+    for (let i = 0; i < ops.length; i += MAX_BATCH * 4) {
+      const keys = new KeyIndex(this.prefix);
+      const args: Array<string | number> = [this.clock(), SLOT_LEASE_MS];
+      for (const o of ops.slice(i, i + MAX_BATCH * 4)) {
+        args.push(o.op, keys.of(o.key), o.id);
+        if (o.op === 'c') args.push(Math.round(o.amount ?? 0));
       }
-    // In batches: a script's arguments are bounded, and one batch must not hold Redis long.
-    for (let i = 0; i < keys.length; i += 500)
-      await this.redis.gwRenew(
-        Math.min(500, keys.length - i),
-        ...keys.slice(i, i + 500),
-        this.clock(),
-        SLOT_LEASE_MS,
-        ...ids.slice(i, i + 500),
-      );
+      sends.push(this.redis.gwSettle(keys.keys.length, ...keys.keys, ...args));
+    }
+    Promise.all(sends).then(
+      () => {
+        for (const w of waiting) w.resolve();
+      },
+      (err: unknown) => {
+        for (const w of waiting) w.reject(err);
+      },
+    );
+  };
+
+  correct(id: string, keys: readonly string[], amount: number): Promise<void> {
+    return this.settle(keys.map((key) => ({ op: 'c' as const, key, id, amount })));
+  }
+
+  release(id: string, keys: readonly string[]): Promise<void> {
+    return this.settle(keys.map((key) => ({ op: 'r' as const, key, id })));
+  }
+
+  renew(held: ReadonlyArray<{ id: string; slotKeys: readonly string[] }>): Promise<void> {
+    return this.settle(
+      held.flatMap(({ id, slotKeys }) => slotKeys.map((key) => ({ op: 'w' as const, key, id }))),
+    );
   }
 
   async spend(

@@ -19,18 +19,18 @@ else
 end`;
 
 /**
- * KEYS: one per check. ARGV: now (or ''), admission id, slot lease ms, then four per check: kind
- * (c count, s sum, l slots, b budget), limit, window ms, amount. Returns {ok, refused index (1-based,
- * 0 if none), retry at (ms, -1 if never), then remaining and reset ms per check}, as strings.
+ * Admissions in a batch (every admission the process asked for in one turn of its event loop: one
+ * round trip for all of them), each checked and counted atomically, in order. KEYS: every key the batch
+ * names, once. ARGV: now (or ''), slot lease ms, the number of admissions, then per admission its id,
+ * its number of checks, and five per check: key index (1-based, into KEYS), kind (c count, s sum, l
+ * slots, b budget), limit, window ms, amount. Returns, as strings: now, then per admission: ok (1/0),
+ * refused check (1-based, 0 if none), retry at (ms, -1 if never), and remaining and reset ms per check.
  */
 export const ADMIT = `${NOW}
-local id = ARGV[2]
-local lease = tonumber(ARGV[3])
-local n = #KEYS
-local remaining = {}
-local reset = {}
-local refused = 0
-local retryAt = 0
+local lease = tonumber(ARGV[2])
+local count = tonumber(ARGV[3])
+local pos = 4
+local out = { tostring(now) }
 
 local function trimSum(key, since)
   local old = redis.call('ZRANGEBYSCORE', key, '-inf', since)
@@ -53,111 +53,126 @@ local function newestEnd(key, window)
   return math.max(0, tonumber(last[2]) + window - now)
 end
 
-for i = 1, n do
-  local key = KEYS[i]
-  local base = 3 + (i - 1) * 4
-  local kind = ARGV[base + 1]
-  local limit = tonumber(ARGV[base + 2])
-  local window = tonumber(ARGV[base + 3])
-  local amount = tonumber(ARGV[base + 4])
-  local at = nil
-  if kind == 'c' then
-    redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
-    local count = redis.call('ZCARD', key)
-    remaining[i] = math.max(0, limit - count)
-    reset[i] = newestEnd(key, window)
-    if count + 1 > limit then
-      local oldest = redis.call('ZRANGE', key, count - limit, count - limit, 'WITHSCORES')
-      at = (#oldest == 0) and -1 or (tonumber(oldest[2]) + window)
-    end
-  elseif kind == 's' then
-    local sum = trimSum(key, now - window)
-    remaining[i] = math.max(0, limit - sum)
-    reset[i] = newestEnd(key, window)
-    if sum + amount > limit then
-      at = -1
-      if amount <= limit then
-        local entries = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
-        local freed = 0
-        for j = 1, #entries, 2 do
-          freed = freed + (tonumber(redis.call('HGET', key .. ':a', entries[j])) or 0)
-          if sum - freed + amount <= limit then at = tonumber(entries[j + 1]) + window break end
+for _ = 1, count do
+  local id = ARGV[pos]
+  local n = tonumber(ARGV[pos + 1])
+  pos = pos + 2
+  local keys, kinds, limits, windows, amounts = {}, {}, {}, {}, {}
+  for i = 1, n do
+    keys[i] = KEYS[tonumber(ARGV[pos])]
+    kinds[i] = ARGV[pos + 1]
+    limits[i] = tonumber(ARGV[pos + 2])
+    windows[i] = tonumber(ARGV[pos + 3])
+    amounts[i] = tonumber(ARGV[pos + 4])
+    pos = pos + 5
+  end
+  local remaining, reset = {}, {}
+  local refused, retryAt = 0, 0
+  for i = 1, n do
+    local key, kind, limit, window, amount = keys[i], kinds[i], limits[i], windows[i], amounts[i]
+    local at = nil
+    if kind == 'c' then
+      redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+      local c = redis.call('ZCARD', key)
+      remaining[i] = math.max(0, limit - c)
+      reset[i] = newestEnd(key, window)
+      if c + 1 > limit then
+        local oldest = redis.call('ZRANGE', key, c - limit, c - limit, 'WITHSCORES')
+        at = (#oldest == 0) and -1 or (tonumber(oldest[2]) + window)
+      end
+    elseif kind == 's' then
+      local sum = trimSum(key, now - window)
+      remaining[i] = math.max(0, limit - sum)
+      reset[i] = newestEnd(key, window)
+      if sum + amount > limit then
+        at = -1
+        if amount <= limit then
+          local entries = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
+          local freed = 0
+          for j = 1, #entries, 2 do
+            freed = freed + (tonumber(redis.call('HGET', key .. ':a', entries[j])) or 0)
+            if sum - freed + amount <= limit then at = tonumber(entries[j + 1]) + window break end
+          end
         end
       end
-    end
-  elseif kind == 'l' then
-    redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
-    local count = redis.call('ZCARD', key)
-    remaining[i] = math.max(0, limit - count)
-    reset[i] = 0
-    if count + 1 > limit then at = now + 1000 end
-  else
-    local spent = tonumber(redis.call('GET', key) or '0')
-    local ttl = redis.call('PTTL', key)
-    remaining[i] = math.max(0, limit - spent)
-    reset[i] = (ttl > 0) and ttl or 0
-    if spent >= limit then at = (ttl > 0) and (now + ttl) or -1 end
-  end
-  if at ~= nil and refused == 0 then refused = i retryAt = at end
-end
-
-if refused == 0 then
-  for i = 1, n do
-    local key = KEYS[i]
-    local base = 3 + (i - 1) * 4
-    local kind = ARGV[base + 1]
-    local limit = tonumber(ARGV[base + 2])
-    local window = tonumber(ARGV[base + 3])
-    local amount = tonumber(ARGV[base + 4])
-    if kind == 'c' then
-      redis.call('ZADD', key, now, id)
-      redis.call('PEXPIRE', key, window)
-      remaining[i] = math.max(0, remaining[i] - 1)
-      reset[i] = window
-    elseif kind == 's' then
-      redis.call('ZADD', key, now, id)
-      redis.call('HSET', key .. ':a', id, amount)
-      local sum = redis.call('INCRBY', key .. ':s', amount)
-      redis.call('PEXPIRE', key, window)
-      redis.call('PEXPIRE', key .. ':a', window)
-      redis.call('PEXPIRE', key .. ':s', window)
-      remaining[i] = math.max(0, limit - sum)
-      reset[i] = window
     elseif kind == 'l' then
-      redis.call('ZADD', key, now + lease, id)
-      redis.call('PEXPIRE', key, lease * 2)
-      remaining[i] = math.max(0, remaining[i] - 1)
+      redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+      local c = redis.call('ZCARD', key)
+      remaining[i] = math.max(0, limit - c)
+      reset[i] = 0
+      if c + 1 > limit then at = now + 1000 end
+    else
+      local spent = tonumber(redis.call('GET', key) or '0')
+      local ttl = redis.call('PTTL', key)
+      remaining[i] = math.max(0, limit - spent)
+      reset[i] = (ttl > 0) and ttl or 0
+      if spent >= limit then at = (ttl > 0) and (now + ttl) or -1 end
+    end
+    if at ~= nil and refused == 0 then refused = i retryAt = at end
+  end
+  if refused == 0 then
+    for i = 1, n do
+      local key, kind, limit, window, amount = keys[i], kinds[i], limits[i], windows[i], amounts[i]
+      if kind == 'c' then
+        redis.call('ZADD', key, now, id)
+        redis.call('PEXPIRE', key, window)
+        remaining[i] = math.max(0, remaining[i] - 1)
+        reset[i] = window
+      elseif kind == 's' then
+        redis.call('ZADD', key, now, id)
+        redis.call('HSET', key .. ':a', id, amount)
+        local sum = redis.call('INCRBY', key .. ':s', amount)
+        redis.call('PEXPIRE', key, window)
+        redis.call('PEXPIRE', key .. ':a', window)
+        redis.call('PEXPIRE', key .. ':s', window)
+        remaining[i] = math.max(0, limit - sum)
+        reset[i] = window
+      elseif kind == 'l' then
+        redis.call('ZADD', key, now + lease, id)
+        redis.call('PEXPIRE', key, lease * 2)
+        remaining[i] = math.max(0, remaining[i] - 1)
+      end
     end
   end
+  out[#out + 1] = (refused == 0) and '1' or '0'
+  out[#out + 1] = tostring(refused)
+  out[#out + 1] = tostring(retryAt)
+  for i = 1, n do
+    out[#out + 1] = tostring(remaining[i])
+    out[#out + 1] = tostring(reset[i])
+  end
 end
-
-local out = { tostring(refused == 0 and 1 or 0), tostring(refused), tostring(retryAt) }
-for i = 1, n do
-  out[#out + 1] = tostring(remaining[i])
-  out[#out + 1] = tostring(reset[i])
-end
-out[#out + 1] = tostring(now)
 return out`;
 
-/** KEYS: sum windows. ARGV: admission id, its new amount. */
-export const CORRECT = `
-local id = ARGV[1]
-local amount = tonumber(ARGV[2])
-for _, key in ipairs(KEYS) do
-  if redis.call('ZSCORE', key, id) then
-    local old = tonumber(redis.call('HGET', key .. ':a', id) or '0')
-    redis.call('HSET', key .. ':a', id, amount)
-    redis.call('INCRBY', key .. ':s', amount - old)
-  end
-end
-return 1`;
-
-/** KEYS: slot sets. ARGV: now (or ''), lease ms, then the admission id holding a slot in each key. */
-export const RENEW = `${NOW}
+/**
+ * What ends or keeps admissions, in a batch. KEYS: every key named, once. ARGV: now (or ''), slot
+ * lease ms, then operations: `r`, key index, id (take the admission out of a slot set or count
+ * window); `c`, key index, id, amount (a sum window's corrected amount); `w`, key index, id (renew a
+ * slot's lease).
+ */
+export const SETTLE = `${NOW}
 local lease = tonumber(ARGV[2])
-for i, key in ipairs(KEYS) do
-  redis.call('ZADD', key, 'XX', now + lease, ARGV[2 + i])
-  redis.call('PEXPIRE', key, lease * 2)
+local pos = 3
+while pos <= #ARGV do
+  local op = ARGV[pos]
+  local key = KEYS[tonumber(ARGV[pos + 1])]
+  local id = ARGV[pos + 2]
+  if op == 'r' then
+    redis.call('ZREM', key, id)
+    pos = pos + 3
+  elseif op == 'w' then
+    redis.call('ZADD', key, 'XX', now + lease, id)
+    redis.call('PEXPIRE', key, lease * 2)
+    pos = pos + 3
+  else
+    local amount = tonumber(ARGV[pos + 3])
+    if redis.call('ZSCORE', key, id) then
+      local old = tonumber(redis.call('HGET', key .. ':a', id) or '0')
+      redis.call('HSET', key .. ':a', id, amount)
+      redis.call('INCRBY', key .. ':s', amount - old)
+    end
+    pos = pos + 4
+  end
 end
 return 1`;
 
