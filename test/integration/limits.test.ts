@@ -101,19 +101,27 @@ describe('limits: rpm, tpm, maxParallel and budgets at the key, team, model and 
     const second = await post(k.key, { max_tokens: 700 });
     expect(second.status).toBe(200);
     await second.text();
-    // A stream without usage keeps its reservation: the next 700 no longer fit.
-    const stream = await post(k.key, {
+    // A stream whose last chunk reports usage (stream_options.include_usage) is corrected too.
+    const reported = await post(k.key, {
       max_tokens: 700,
       stream: true,
-      messages: [{ role: 'user', content: 'x' }],
+      stream_options: { include_usage: true },
     });
-    // The two corrected requests and this one's reservation do not leave room for another 700.
-    await stream.text();
+    expect(reported.status).toBe(200);
+    expect(await reported.text()).toContain('"usage"');
+    // A stream without usage keeps its reservation: another 700 no longer fit beside it.
+    const unreported = await post(k.key, { max_tokens: 700, stream: true });
+    expect(unreported.status).toBe(200);
+    await unreported.text();
     const refused = await post(k.key, { max_tokens: 700 });
     expect(refused.status).toBe(429);
     expect(((await refused.json()) as { error: { message: string } }).error.message).toContain(
       '1000 tokens per minute',
     );
+    // What is left: 1000 minus the three corrected requests (a handful each, 57 for the stream) minus
+    // the unreported stream's ~705; a request of 150 fits.
+    const small = await post(k.key, { max_tokens: 150 });
+    expect(small.status).toBe(200);
   });
 
   it('maxParallel: a fourth request never reaches the upstream; a client abort gives the slot back', async () => {

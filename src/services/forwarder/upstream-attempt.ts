@@ -5,7 +5,6 @@ import type { EndpointConfig, Timeouts } from '../../config/types.js';
 import { AttemptTimeoutReason, ClientClosedReason, HedgeLostReason } from '../core/abort-reasons.js';
 import type { AttemptRun } from '../core/attempt-run.js';
 import type { LifetimeListener } from '../core/lifetime.js';
-import type { RequestTrace } from '../core/request.js';
 import type { AttemptFailure, AttemptResult } from '../core/outcomes.js';
 import { PhaseTimer, type TimerTarget } from '../core/phase-timer.js';
 import { setEventStreamHeaders } from '../core/sse.js';
@@ -17,6 +16,7 @@ import {
   brokenByTruncation,
 } from '../streaming/broken-stream.js';
 import { checkJsonAnswer, sendJsonAnswer } from '../streaming/json-answer.js';
+import { noteStreamUsage, noteUsage } from '../streaming/usage.js';
 import type { ModelRename } from '../streaming/model-rename.js';
 import { doneLineAt, findErrorEvent, MAX_HELD_BYTES, SseFramer } from '../streaming/sse-framing.js';
 import { transportFailure, type Forwarder } from './forwarder.js';
@@ -339,6 +339,7 @@ class Attempt implements AttemptHandle, LifetimeListener, TimerTarget {
       return;
     }
     const flowing = events.length === 0 || res.write(events);
+    if (events.length > 0) this.lastEvents = events;
     input.run.recorder?.feed(events);
     if (error) {
       this.settle(brokenByErrorEvent(error.message));
@@ -353,6 +354,9 @@ class Attempt implements AttemptHandle, LifetimeListener, TimerTarget {
     this.drainListener ??= () => this.onDrain();
     res.once('drain', this.drainListener);
   }
+
+  /** The events relayed before the last ones (the usage chunk may have come with them). */
+  private lastEvents: Buffer | undefined;
 
   /** Takes the right to answer with the first whole event; false (and settled) if a rival has it. */
   private commit(): boolean {
@@ -380,6 +384,7 @@ class Attempt implements AttemptHandle, LifetimeListener, TimerTarget {
   /** The [DONE] line has come, in `last`: the answer is complete. */
   private finishStream(last: Buffer): void {
     this.input.run.res.end(last);
+    noteStreamUsage(this.input.run.trace, last, this.lastEvents);
     this.settle({
       type: 'done',
       status: this.status,
@@ -431,7 +436,7 @@ class Attempt implements AttemptHandle, LifetimeListener, TimerTarget {
       return;
     }
     if (!run.res.headersSent) run.setGatewayHeaders(input.endpoint.name, input.attempt);
-    noteUsage(run.trace, parsed);
+    noteUsage(run.trace, (parsed as { usage?: unknown }).usage);
     sendJsonAnswer(run.res, this.status, body, parsed);
     this.settle({
       type: 'done',
@@ -523,12 +528,4 @@ class Attempt implements AttemptHandle, LifetimeListener, TimerTarget {
       this.pendingAbort = reason;
     }
   }
-}
-
-/** The token counts an answer reports, for limits and the access line. */
-function noteUsage(trace: RequestTrace, parsed: object): void {
-  const usage = (parsed as { usage?: { prompt_tokens?: unknown; completion_tokens?: unknown } | null }).usage;
-  if (usage === null || typeof usage !== 'object') return;
-  if (typeof usage.prompt_tokens === 'number') trace.promptTokens = usage.prompt_tokens;
-  if (typeof usage.completion_tokens === 'number') trace.completionTokens = usage.completion_tokens;
 }
