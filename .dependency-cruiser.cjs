@@ -11,6 +11,7 @@ const LAYERS = [
   ['completion', '^src/services/completion/'],
   ['keys', '^src/services/keys/'],
   ['limits', '^src/services/limits/'],
+  ['usage', '^src/services/usage/'],
   ['continuation', '^src/services/continuation/'],
   ['selector', '^src/services/selector/'],
   ['endpoints', '^src/services/endpoints/'],

@@ -18,6 +18,8 @@ import type { EndpointRegistry } from './services/endpoints/registry.js';
 import type { ClaimService } from './services/keys/claim-service.js';
 import type { KeyService } from './services/keys/key-service.js';
 import type { Limiter } from './services/limits/limiter.js';
+import type { UsageRecorder } from './http/usage-recorder.js';
+import type { UsageLedger } from './services/usage/ledger.js';
 
 export interface AppDeps {
   config: ConfigSource;
@@ -34,6 +36,9 @@ export interface AppDeps {
   keys: KeyService;
   claims: ClaimService;
   limiter: Limiter;
+  /** Writes each finished completion to the usage ledger. */
+  usage: UsageRecorder;
+  ledger: UsageLedger;
   now: () => number;
 }
 
@@ -66,7 +71,13 @@ export function createApp(deps: AppDeps): express.Express {
     '/v1/chat/completions',
     auth,
     rawBody(() => config.current.server.bodyLimit),
-    chatCompletions(deps.completions, () => config.current.routing.forwardHeaders, deps.logger, deps.limiter),
+    chatCompletions(
+      deps.completions,
+      () => config.current.routing.forwardHeaders,
+      deps.logger,
+      deps.limiter,
+      deps.usage,
+    ),
   );
 
   app.get('/health', liveness());
@@ -104,6 +115,7 @@ export function createApp(deps: AppDeps): express.Express {
     providersStatus(registry, config, () => ({
       limits: deps.limiter.status,
       keys: { backend: deps.keys.store.backend, location: deps.keys.store.location },
+      usage: deps.ledger.status,
     })),
   );
   admin.get(

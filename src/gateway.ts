@@ -28,6 +28,8 @@ import { HealthMonitor, type SharedHealthChange } from './services/endpoints/hea
 import { ClaimService } from './services/keys/claim-service.js';
 import { KeyService } from './services/keys/key-service.js';
 import { Limiter } from './services/limits/limiter.js';
+import { UsageLedger } from './services/usage/ledger.js';
+import { UsageRecorder } from './http/usage-recorder.js';
 import type { CounterStore, PeerMessage } from './stores/counters/counter-store.js';
 import { RedisCounters } from './stores/counters/redis-counters.js';
 import { openCounters, openingRecordStore } from './stores/open-stores.js';
@@ -83,6 +85,7 @@ export class Gateway {
   readonly keys: KeyService;
   readonly limiter: Limiter;
   readonly claims: ClaimService;
+  readonly ledger: UsageLedger;
   /** `peer-health` (a SharedHealthChange applied): what tests and embedders may watch. */
   readonly events = new EventEmitter();
   /** Applies an endpoint state change another replica published. */
@@ -176,6 +179,12 @@ export class Gateway {
       logger,
       now,
     });
+    this.ledger = new UsageLedger({
+      records: this.records,
+      logger,
+      now,
+      retentionDays: () => this.config.current.usage.retentionDays,
+    });
     this.app = createApp({
       config: this.config,
       logger,
@@ -184,6 +193,8 @@ export class Gateway {
       keys: this.keys,
       claims: this.claims,
       limiter: this.limiter,
+      usage: new UsageRecorder(this.ledger, this.config, now),
+      ledger: this.ledger,
       now,
       isShuttingDown: () => this.shuttingDown,
       pendingDiscovery: () => (this.registry.hasUnknownModels() ? this.discovery.pendingRound() : undefined),
@@ -279,6 +290,7 @@ export class Gateway {
       throw new StartupError((err as Error).message, { cause: err });
     }
     await this.keys.start();
+    this.ledger.start();
     if (this.limitsUnavailable() && (await this.records.hasLimits()))
       throw new StartupError(
         `REDIS_URL is required: the key store holds keys or teams with limits, and this gateway runs ` +
@@ -414,6 +426,7 @@ export class Gateway {
   private async closeStores(): Promise<void> {
     this.limiter.stop();
     await this.keys.stop().catch(() => undefined);
+    await this.ledger.stop().catch(() => undefined);
     if (this.options.stores) return;
     await this.records.close().catch(() => undefined);
     await this.counters.close().catch(() => undefined);

@@ -36,6 +36,7 @@ const ENV_PATHS: ReadonlyArray<readonly [string, readonly string[]]> = [
   ['DATABASE_URL', ['database', 'url']],
   ['REDIS_URL', ['redis', 'url']],
   ['REDIS_PREFIX', ['redis', 'prefix']],
+  ['USAGE_RETENTION_DAYS', ['usage', 'retentionDays']],
   ['ADMIN_API_KEY', ['auth', 'adminKey']],
   ['AUTH_DISABLED', ['auth', 'disabled']],
   ['ALLOW_WEAK_KEYS', ['auth', 'allowWeakKeys']],

@@ -342,6 +342,12 @@ const configShape = z.strictObject({
     })
     .prefault({}),
   pricing: z.record(z.string().min(1), priceSchema).default({}),
+  usage: z
+    .strictObject({
+      /** Days of usage records kept; older ones are pruned. */
+      retentionDays: numeric(z.number().int().positive().max(36_500)).default(90),
+    })
+    .prefault({}),
   routing: z
     .strictObject({
       strategy: z.enum(ROUTING_STRATEGIES).default('weighted'),

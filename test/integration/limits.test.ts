@@ -87,7 +87,7 @@ describe('limits: rpm, tpm, maxParallel and budgets at the key, team, model and 
   });
 
   it('tpm: reserved from prompt + max_tokens, corrected by the real usage; too large for the limit is 400', async () => {
-    const { key, post } = await start();
+    const { key, post, upstream } = await start();
     const k = await key({ name: 'tok', limits: { tpm: 1_000 } });
     const tooBig = await post(k.key, { max_tokens: 2_000 });
     expect(tooBig.status).toBe(400);
@@ -109,7 +109,9 @@ describe('limits: rpm, tpm, maxParallel and budgets at the key, team, model and 
     });
     expect(reported.status).toBe(200);
     expect(await reported.text()).toContain('"usage"');
-    // A stream without usage keeps its reservation: another 700 no longer fit beside it.
+    // A stream without usage (an upstream that ignores stream_options) keeps its reservation: another
+    // 700 no longer fit beside it.
+    upstream.script({ type: 'sse' });
     const unreported = await post(k.key, { max_tokens: 700, stream: true });
     expect(unreported.status).toBe(200);
     await unreported.text();

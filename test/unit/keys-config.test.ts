@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { describeConfig } from '../../src/config/describe-config.js';
 import { ConfigError, loadConfig } from '../../src/config/load-config.js';
 import { startupFacts } from '../../src/server/startup-log.js';
-import { estimatePromptTokens } from '../../src/services/limits/token-estimate.js';
+import { estimatePromptTokens } from '../../src/services/usage/token-estimate.js';
 import { formatDuration } from '../../src/services/limits/limiter.js';
 
 const base = {

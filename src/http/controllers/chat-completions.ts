@@ -1,7 +1,10 @@
 import type { Request, RequestHandler } from 'express';
 import { z } from 'zod';
 import { clip, GatewayError, InvalidRequestError } from '../../errors/gateway-error.js';
-import type { Limiter } from '../../services/limits/limiter.js';
+import type { Admission, Limiter } from '../../services/limits/limiter.js';
+import { withStreamUsage } from '../../services/core/request-body.js';
+import type { UsageRecorder } from '../usage-recorder.js';
+import { usageOf } from '../usage-recorder.js';
 import { principalOf } from '../principal.js';
 import type { CompletionService } from '../../services/completion/completion-service.js';
 import { forwardableHeaders } from '../../services/forwarder/forward-headers.js';
@@ -35,6 +38,7 @@ export function chatCompletions(
   forwardHeaders: () => readonly string[],
   logger: Logger,
   limiter?: Limiter,
+  usage?: UsageRecorder,
 ): RequestHandler {
   return async (req, res) => {
     const raw = rawBody(req);
@@ -68,6 +72,18 @@ export function chatCompletions(
     trace.stream = stream === true;
 
     const principal = principalOf(res);
+    let admission: Admission | undefined;
+    let hideUsage = false;
+    // One ledger record, slots back, tokens corrected and spending added when the answer ends, however
+    // it ends (refusals included).
+    if (usage || limiter)
+      res.once('close', () => {
+        const used = usageOf(trace, body);
+        void admission?.finish(trace.promptTokens === undefined ? undefined : used);
+        usage?.record({ req, res, trace, principal, json: body, used, startedAt });
+      });
+    const startedAt = usage?.now() ?? 0;
+
     if (principal.models !== undefined && !principal.models.has(model))
       throw new GatewayError(
         `This key may not use the model '${clip(model)}'. It may use: ${[...principal.models]
@@ -78,21 +94,17 @@ export function chatCompletions(
       );
     if (principal.kind === 'virtual') trace.keyId = principal.keyId;
     const admitting = limiter?.admit({ principal, model, json: body });
-    const admission = admitting === undefined ? undefined : await admitting;
-    if (admission) {
-      for (const name in admission.headers) res.setHeader(name, admission.headers[name]!);
-      // Slots back, tokens corrected and spending added when the answer ends, however it ends.
-      res.once('close', () => {
-        const usage =
-          trace.promptTokens === undefined
-            ? undefined
-            : {
-                promptTokens: trace.promptTokens,
-                completionTokens: trace.completionTokens ?? 0,
-                servedModel: trace.servedModel,
-              };
-        void admission.finish(usage);
-      });
+    admission = admitting === undefined ? undefined : await admitting;
+    if (admission) for (const name in admission.headers) res.setHeader(name, admission.headers[name]!);
+
+    // The ledger counts the tokens of every stream: asked upstream when the client did not ask.
+    let forwarded: { body: Buffer; json: Readonly<Record<string, unknown>> } = { body: raw, json: body };
+    if (stream === true && usage) {
+      const asked = withStreamUsage(raw, body);
+      if (asked) {
+        forwarded = asked;
+        hideUsage = true;
+      }
     }
 
     // A write racing a disconnect must never become an uncaught 'error' event.
@@ -101,8 +113,9 @@ export function chatCompletions(
       {
         model,
         stream: stream === true,
-        body: raw,
-        json: body,
+        body: forwarded.body,
+        json: forwarded.json,
+        hideUsage,
         headers: forwardableHeaders(req.headers, requestIdOf(req), forwardHeaders()),
         log: requestLog(req, logger),
         clientHeaders: req.headers,

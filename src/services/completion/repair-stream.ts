@@ -2,6 +2,7 @@ import type { Logger } from '../../observability/logger.js';
 import { continuationBody, runContinuation } from '../continuation/continuation.js';
 import { rewrittenBody } from '../core/request-body.js';
 import { SSE_DONE } from '../core/sse.js';
+import { noteUsage } from '../streaming/usage.js';
 import { tighten } from '../core/timeouts.js';
 import { upstreamModelId, type EndpointRegistry } from '../endpoints/registry.js';
 import type { Forwarder } from '../forwarder/forwarder.js';
@@ -78,6 +79,8 @@ export async function repairStream(deps: RepairDeps, run: RequestRun): Promise<b
         timeouts: tighten(endpoint.config.timeouts, req.timeouts),
         headers: req.headers,
         body,
+        hideUsage: run.hideUsage,
+        onUsage: (usage) => noteUsage(run.trace, usage),
         res,
         transcript,
         mode,

@@ -52,6 +52,10 @@ export class RequestRun implements AttemptRun {
     this.startedAt = now();
   }
 
+  get hideUsage(): boolean {
+    return this.req.hideUsage === true;
+  }
+
   get recorder(): StreamTranscript | undefined {
     return this.transcript;
   }

@@ -71,6 +71,9 @@ export async function runContinuation(args: {
   mode: Continuation;
   lifetime: Lifetime;
   now: () => number;
+  /** The usage-only chunk is the gateway's: told to `onUsage`, not relayed. */
+  hideUsage?: boolean;
+  onUsage?: (usage: unknown) => void;
 }): Promise<ContinuationResult> {
   const { res } = args;
   const parent = args.lifetime.signal();
@@ -102,7 +105,7 @@ export async function runContinuation(args: {
         }, timeouts.throughputWindowMs)
       : undefined;
   const startedAt = args.now();
-  const splicer = new Splicer(args.transcript, args.mode);
+  const splicer = new Splicer(args.transcript, args.mode, args.hideUsage ? args.onUsage : undefined);
   const parser = new SseParser();
   let wrote = false;
   let upstream: UpstreamResponse | undefined;

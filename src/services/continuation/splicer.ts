@@ -17,6 +17,8 @@ export class Splicer {
   constructor(
     private readonly transcript: StreamTranscript,
     private readonly mode: Continuation,
+    /** Set when the gateway asked for usage: the usage-only chunk goes here instead of to the client. */
+    private readonly takeUsage?: (usage: unknown) => void,
   ) {
     this.priorTokens = transcript.contentChunks;
   }
@@ -44,7 +46,12 @@ export class Splicer {
       created: t.created ?? chunk.created,
       model: t.model ?? chunk.model,
     };
-    return this.mode === 'restart' ? this.restarted(out) : this.continued(chunk, out);
+    const spliced = this.mode === 'restart' ? this.restarted(out) : this.continued(chunk, out);
+    if (this.takeUsage && out.usage && Array.isArray(chunk.choices) && chunk.choices.length === 0) {
+      this.takeUsage(out.usage);
+      return { out: '', done: false };
+    }
+    return spliced;
   }
 
   /** A restarted stream's event, less the role deltas the client already has. */

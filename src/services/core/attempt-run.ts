@@ -16,6 +16,8 @@ export interface AttemptRun {
   readonly res: ClientResponse;
   /** What the access line will say of the request (usage is noted there). */
   readonly trace: RequestTrace;
+  /** The usage-only chunk is the gateway's, not the client's: taken out of the stream. */
+  readonly hideUsage: boolean;
   /** Ends when the client leaves or the request's deadline passes. */
   readonly lifetime: Lifetime;
   readonly now: () => number;

@@ -45,3 +45,30 @@ export function deeperThan(value: unknown, limit: number): boolean {
   }
   return false;
 }
+
+const INCLUDE_USAGE = Buffer.from('"stream_options":{"include_usage":true},');
+
+/**
+ * A stream request that asks upstream for its usage (`stream_options.include_usage`), for the ledger
+ * and limits; undefined when the client asked already (or sent something else there, left alone).
+ * Without `stream_options` the bytes are spliced after the opening brace, so the body is not written
+ * again; otherwise it is rewritten with the option added to the client's.
+ */
+export function withStreamUsage(
+  body: Buffer,
+  json: Readonly<Record<string, unknown>>,
+): { body: Buffer; json: Readonly<Record<string, unknown>> } | undefined {
+  const options = json.stream_options;
+  if (options === undefined || options === null) {
+    const brace = body.indexOf(0x7b);
+    if (brace < 0) return undefined;
+    return {
+      body: Buffer.concat([body.subarray(0, brace + 1), INCLUDE_USAGE, body.subarray(brace + 1)]),
+      json: { ...json, stream_options: { include_usage: true } },
+    };
+  }
+  if (typeof options !== 'object' || Array.isArray(options)) return undefined;
+  if ((options as { include_usage?: unknown }).include_usage === true) return undefined;
+  const next = { ...json, stream_options: { ...options, include_usage: true } };
+  return { body: rewrittenBody(next, {}), json: next };
+}

@@ -17,6 +17,11 @@ export interface CompletionRequest {
   timeouts: Partial<Timeouts>;
   /** The request's own logger: every line it writes carries the request id. */
   log: LineLog;
+  /**
+   * The gateway added `stream_options.include_usage` for its ledger: the usage-only chunk is taken out
+   * of the stream, so the client receives what it asked for.
+   */
+  hideUsage?: boolean;
 }
 
 /**
@@ -44,4 +49,8 @@ export type RequestTrace = {
   /** Usage the upstream reported. */
   promptTokens?: number;
   completionTokens?: number;
+  /** Events relayed to a stream's client (a completion estimate when no usage came). */
+  streamEvents?: number;
+  /** Characters of a JSON answer's messages (a completion estimate when no usage came). */
+  answerChars?: number;
 };

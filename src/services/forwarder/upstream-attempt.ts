@@ -16,7 +16,7 @@ import {
   brokenByTruncation,
 } from '../streaming/broken-stream.js';
 import { checkJsonAnswer, sendJsonAnswer } from '../streaming/json-answer.js';
-import { noteStreamUsage, noteUsage } from '../streaming/usage.js';
+import { answerChars, countEvents, noteStreamUsage, noteUsage, takeUsageChunks } from '../streaming/usage.js';
 import type { ModelRename } from '../streaming/model-rename.js';
 import { doneLineAt, findErrorEvent, MAX_HELD_BYTES, SseFramer } from '../streaming/sse-framing.js';
 import { transportFailure, type Forwarder } from './forwarder.js';
@@ -311,6 +311,7 @@ class Attempt implements AttemptHandle, LifetimeListener, TimerTarget {
     const error = findErrorEvent(events);
     if (error) events = events.subarray(0, error.start);
     if (input.rename) events = input.rename.events(events);
+    if (input.run.hideUsage) events = takeUsageChunks(events, input.run.trace);
     const done = error ? -1 : doneLineAt(events);
     if (this.ttfbMs < 0) {
       const firstData = events.indexOf(DATA);
@@ -339,7 +340,10 @@ class Attempt implements AttemptHandle, LifetimeListener, TimerTarget {
       return;
     }
     const flowing = events.length === 0 || res.write(events);
-    if (events.length > 0) this.lastEvents = events;
+    if (events.length > 0) {
+      this.lastEvents = events;
+      countEvents(input.run.trace, events);
+    }
     input.run.recorder?.feed(events);
     if (error) {
       this.settle(brokenByErrorEvent(error.message));
@@ -384,6 +388,7 @@ class Attempt implements AttemptHandle, LifetimeListener, TimerTarget {
   /** The [DONE] line has come, in `last`: the answer is complete. */
   private finishStream(last: Buffer): void {
     this.input.run.res.end(last);
+    countEvents(this.input.run.trace, last);
     noteStreamUsage(this.input.run.trace, last, this.lastEvents);
     this.settle({
       type: 'done',
@@ -437,6 +442,7 @@ class Attempt implements AttemptHandle, LifetimeListener, TimerTarget {
     }
     if (!run.res.headersSent) run.setGatewayHeaders(input.endpoint.name, input.attempt);
     noteUsage(run.trace, (parsed as { usage?: unknown }).usage);
+    if (run.trace.completionTokens === undefined) run.trace.answerChars = answerChars(parsed);
     sendJsonAnswer(run.res, this.status, body, parsed);
     this.settle({
       type: 'done',

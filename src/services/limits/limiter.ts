@@ -11,7 +11,8 @@ import {
 } from '../../stores/counters/counter-store.js';
 import type { Budget, Limits } from '../../stores/records/record-store.js';
 import type { Principal } from '../core/principal.js';
-import { estimatePromptTokens } from './token-estimate.js';
+import { estimatePromptTokens } from '../usage/token-estimate.js';
+import { costOf } from '../usage/pricing.js';
 
 const MINUTE_MS = 60_000;
 
@@ -252,14 +253,7 @@ export class Limiter {
 
   /** The cost of a request by the price table (the served model's entry, else the asked one's). */
   costOf(usage: Usage, askedModel: string): number {
-    const { pricing } = this.options.config.current;
-    const priced = (id: string | undefined) =>
-      id !== undefined && Object.hasOwn(pricing, id) ? pricing[id] : undefined;
-    const price = priced(usage.servedModel) ?? priced(askedModel);
-    if (!price) return 0;
-    return (
-      (usage.promptTokens * price.inputPerMTok + usage.completionTokens * price.outputPerMTok) / 1_000_000
-    );
+    return costOf(this.options.config.current.pricing, usage, askedModel);
   }
 
   stop(): void {

@@ -54,8 +54,44 @@ const keysAndTeams = (bigint: string): string[] => [
   'INSERT INTO record_changes (id, seq) VALUES (1, 0)',
 ];
 
+const usageLedger = (dialect: 'sqlite' | 'postgres'): string[] => {
+  const big = dialect === 'sqlite' ? 'INTEGER' : 'BIGINT';
+  return [
+    // One row per finished request. `seq` orders rows and pages; `id` is the request id, which a
+    // client may repeat (its own x-request-id), so it is no key.
+    `CREATE TABLE usage_records (
+       seq ${dialect === 'sqlite' ? 'INTEGER PRIMARY KEY AUTOINCREMENT' : 'BIGSERIAL PRIMARY KEY'},
+       id TEXT NOT NULL,
+       time ${big} NOT NULL,
+       key_id TEXT,
+       team TEXT,
+       user_id TEXT,
+       model TEXT NOT NULL,
+       served_model TEXT,
+       endpoint TEXT,
+       stream INTEGER NOT NULL,
+       status INTEGER NOT NULL,
+       error_code TEXT,
+       prompt_tokens ${big} NOT NULL,
+       completion_tokens ${big} NOT NULL,
+       estimated INTEGER NOT NULL,
+       cost DOUBLE PRECISION NOT NULL,
+       ttft_ms INTEGER,
+       duration_ms INTEGER NOT NULL,
+       attempts INTEGER NOT NULL,
+       cached INTEGER NOT NULL,
+       metadata TEXT
+     )`,
+    'CREATE INDEX usage_time ON usage_records (time)',
+    'CREATE INDEX usage_key_time ON usage_records (key_id, time)',
+    'CREATE INDEX usage_team_time ON usage_records (team, time)',
+    'CREATE INDEX usage_model_time ON usage_records (model, time)',
+  ];
+};
+
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'keys and teams', sqlite: keysAndTeams('INTEGER'), postgres: keysAndTeams('BIGINT') },
+  { version: 2, name: 'usage ledger', sqlite: usageLedger('sqlite'), postgres: usageLedger('postgres') },
 ];
 
 export const MIGRATIONS_TABLE = `CREATE TABLE IF NOT EXISTS schema_migrations (

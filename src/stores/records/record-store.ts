@@ -50,6 +50,34 @@ export interface TeamRecord {
   updatedAt: number;
 }
 
+/** One finished request in the usage ledger (contract: CONFIG.md, Usage and cost). */
+export interface UsageRecord {
+  /** The request id. */
+  id: string;
+  /** Epoch ms when the request finished. */
+  time: number;
+  keyId: string | null;
+  team: string | null;
+  user: string | null;
+  /** The model (or alias) asked for. */
+  model: string;
+  servedModel: string | null;
+  endpoint: string | null;
+  stream: boolean;
+  status: number;
+  errorCode: string | null;
+  promptTokens: number;
+  completionTokens: number;
+  /** The upstream gave no usage: the tokens are the gateway's estimate. */
+  estimated: boolean;
+  cost: number;
+  ttftMs: number | null;
+  durationMs: number;
+  attempts: number;
+  cached: boolean;
+  metadata: Record<string, unknown> | null;
+}
+
 /** The fields of a key an update may change. */
 export type KeyPatch = Partial<
   Pick<
@@ -106,6 +134,13 @@ export interface RecordStore {
   activeKeyCount(team: string): Promise<number>;
   /** Whether any key or team has limits (several workers then need a shared counter store). */
   hasLimits(): Promise<boolean>;
+
+  /** Appends ledger records (one batch, one transaction). */
+  insertUsage(records: readonly UsageRecord[]): Promise<void>;
+  /** The newest ledger records, newest first. */
+  recentUsage(limit: number): Promise<UsageRecord[]>;
+  /** Deletes ledger records older than `before` (epoch ms); how many. */
+  pruneUsage(before: number): Promise<number>;
 
   /** Moves with every change to a key or team, on every replica's view of the store. */
   changeCount(): Promise<number>;

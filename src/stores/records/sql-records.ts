@@ -7,6 +7,7 @@ import type {
   RecordStore,
   TeamPatch,
   TeamRecord,
+  UsageRecord,
 } from './record-store.js';
 import type { SqlDriver, SqlRunner, SqlValue } from './sql-driver.js';
 
@@ -55,6 +56,15 @@ const KEY_PATCH_COLUMNS: ReadonlyArray<readonly [keyof KeyPatch, string]> = [
 ];
 
 const JSON_FIELDS = new Set<string>(['models', 'limits', 'metadata']);
+
+const USAGE_COLUMNS =
+  'id, time, key_id, team, user_id, model, served_model, endpoint, stream, status, error_code, ' +
+  'prompt_tokens, completion_tokens, estimated, cost, ttft_ms, duration_ms, attempts, cached, metadata';
+const USAGE_ROW = `(${USAGE_COLUMNS.split(',')
+  .map(() => '?')
+  .join(', ')})`;
+/** Rows per INSERT: 20 parameters each, well within SQLite's and PostgreSQL's parameter limits. */
+const USAGE_ROWS_PER_STATEMENT = 250;
 
 /**
  * The record store over SQL, the same statements for SQLite and PostgreSQL. `open` applies the
@@ -259,6 +269,55 @@ export class SqlRecordStore implements RecordStore {
     return Number(rows[0]?.n ?? 0) > 0;
   }
 
+  async insertUsage(records: readonly UsageRecord[]): Promise<void> {
+    if (records.length === 0) return;
+    await this.db.transaction(async (tx) => {
+      for (let i = 0; i < records.length; i += USAGE_ROWS_PER_STATEMENT) {
+        const rows = records.slice(i, i + USAGE_ROWS_PER_STATEMENT);
+        const params: SqlValue[] = [];
+        for (const r of rows)
+          params.push(
+            r.id,
+            r.time,
+            r.keyId,
+            r.team,
+            r.user,
+            r.model,
+            r.servedModel,
+            r.endpoint,
+            r.stream ? 1 : 0,
+            r.status,
+            r.errorCode,
+            r.promptTokens,
+            r.completionTokens,
+            r.estimated ? 1 : 0,
+            r.cost,
+            r.ttftMs,
+            r.durationMs,
+            r.attempts,
+            r.cached ? 1 : 0,
+            json(r.metadata),
+          );
+        await tx.run(
+          `INSERT INTO usage_records (${USAGE_COLUMNS}) VALUES ${rows.map(() => USAGE_ROW).join(', ')}`,
+          params,
+        );
+      }
+    });
+  }
+
+  async recentUsage(limit: number): Promise<UsageRecord[]> {
+    const rows = await this.db.all<UsageRow>(
+      `SELECT ${USAGE_COLUMNS} FROM usage_records ORDER BY seq DESC LIMIT ?`,
+      [limit],
+    );
+    return rows.map(usageOf);
+  }
+
+  async pruneUsage(before: number): Promise<number> {
+    return this.db.run('DELETE FROM usage_records WHERE time < ?', [before]);
+  }
+
   async changeCount(): Promise<number> {
     const rows = await this.db.all<{ seq: string | number }>('SELECT seq FROM record_changes WHERE id = 1');
     return Number(rows[0]?.seq ?? 0);
@@ -350,6 +409,54 @@ function keyOf(row: KeyRow): KeyRecord {
     updatedAt: Number(row.updated_at),
     revokedAt: num(row.revoked_at),
     lastUsedAt: num(row.last_used_at),
+  };
+}
+
+interface UsageRow {
+  id: string;
+  time: string | number;
+  key_id: string | null;
+  team: string | null;
+  user_id: string | null;
+  model: string;
+  served_model: string | null;
+  endpoint: string | null;
+  stream: string | number;
+  status: string | number;
+  error_code: string | null;
+  prompt_tokens: string | number;
+  completion_tokens: string | number;
+  estimated: string | number;
+  cost: string | number;
+  ttft_ms: string | number | null;
+  duration_ms: string | number;
+  attempts: string | number;
+  cached: string | number;
+  metadata: string | null;
+}
+
+function usageOf(row: UsageRow): UsageRecord {
+  return {
+    id: row.id,
+    time: Number(row.time),
+    keyId: row.key_id,
+    team: row.team,
+    user: row.user_id,
+    model: row.model,
+    servedModel: row.served_model,
+    endpoint: row.endpoint,
+    stream: Number(row.stream) === 1,
+    status: Number(row.status),
+    errorCode: row.error_code,
+    promptTokens: Number(row.prompt_tokens),
+    completionTokens: Number(row.completion_tokens),
+    estimated: Number(row.estimated) === 1,
+    cost: Number(row.cost),
+    ttftMs: num(row.ttft_ms),
+    durationMs: Number(row.duration_ms),
+    attempts: Number(row.attempts),
+    cached: Number(row.cached) === 1,
+    metadata: parsed<Record<string, unknown>>(row.metadata),
   };
 }
 
