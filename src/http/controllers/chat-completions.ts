@@ -72,7 +72,7 @@ export function chatCompletions(
     trace.stream = stream === true;
 
     const principal = principalOf(res);
-    let admission: Admission | undefined;
+    let admission: Admission | undefined = undefined;
     let hideUsage = false;
     // One ledger record, slots back, tokens corrected and spending added when the answer ends, however
     // it ends (refusals included).
