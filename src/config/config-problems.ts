@@ -37,7 +37,7 @@ export function describeIssue(
 }
 
 /** zod's own wording ("Too small: expected number to be >=1") as a person would say it. */
-function plainMessage(issue: z.core.$ZodIssue): string {
+export function plainMessage(issue: z.core.$ZodIssue): string {
   const input = (issue as { input?: unknown }).input;
   switch (issue.code) {
     case 'unrecognized_keys':
@@ -114,12 +114,17 @@ function endpointLabel(ep: unknown): string | undefined {
 }
 
 /** A URL as it may be shown: user and password (if any) removed, also from a URL that does not parse. */
+/** Query parameters that carry a credential (`?password=`, `?sslkey=`…). */
+const SECRET_PARAM = /pass|secret|token|key|auth|credential/i;
+
 /** A URL that may carry a password (a database's, Redis's) with the password replaced, for logs and views. */
 export function withoutPassword(url: string): string {
   try {
     const parsed = new URL(url);
-    if (!parsed.password) return url;
-    parsed.password = 'redacted';
+    const secretParams = [...parsed.searchParams.keys()].filter((k) => SECRET_PARAM.test(k));
+    if (!parsed.password && secretParams.length === 0) return url;
+    if (parsed.password) parsed.password = 'redacted';
+    for (const k of secretParams) parsed.searchParams.set(k, 'redacted');
     return parsed.toString();
   } catch {
     return url.replace(/(\/\/[^:/@]*:)[^@/]*@/, '$1redacted@');

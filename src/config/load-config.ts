@@ -371,6 +371,22 @@ function configWarnings(
           'machines connect',
       );
   }
+  if (config.keys.claim.enabled && !config.keys.claim.captcha && !isLoopbackHost(host))
+    warnings.push(
+      `keys.claim is enabled without a captcha while HOST ${host} lets other machines connect: any ` +
+        `script can claim ${config.keys.claim.perIpPerDay} keys a day per address; set keys.claim.captcha`,
+    );
+  const { limits } = config;
+  const budgeted = [
+    limits.global,
+    limits.keyDefaults,
+    config.keys.claim.limits,
+    ...Object.values(limits.models),
+  ].some((l) => l?.budget !== undefined);
+  if (budgeted && Object.keys(config.pricing).length === 0)
+    warnings.push(
+      'a budget is set but `pricing` lists no model: every request costs 0 and no budget is ever spent',
+    );
   if (auth.adminKey !== undefined && auth.apiKeys.includes(auth.adminKey))
     warnings.push(
       'ADMIN_API_KEY is also a client key (API_KEY): every client can use the admin routes; give it a ' +

@@ -5,6 +5,7 @@
  * parts of it): adding a setting takes one line here and, for an environment variable, one in the
  * loader's map. Checks across fields (endpoint names, aliases) are the final transform's.
  */
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { withoutCredentials } from './config-problems.js';
 import { NEVER_FORWARDED } from './forwarded-headers.js';
@@ -19,6 +20,21 @@ export const ROUTING_STRATEGIES = ['weighted', 'least-outstanding'] as const;
 export type RoutingStrategy = (typeof ROUTING_STRATEGIES)[number];
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+/** Whether `value` is something Express's `trust proxy` takes (proxy-addr would throw at start otherwise). */
+export function isTrustProxy(value: string): boolean {
+  const v = value.trim().toLowerCase();
+  if (['true', 'false', 'none'].includes(v) || /^\d+$/.test(v)) return true;
+  return v.split(',').every((part) => {
+    const item = part.trim();
+    if (['loopback', 'linklocal', 'uniquelocal'].includes(item)) return true;
+    const [address, bits, extra] = item.split('/');
+    if (extra !== undefined || !address || isIP(address) === 0) return false;
+    if (bits === undefined) return true;
+    if (/^\d+$/.test(bits)) return Number(bits) <= (isIP(address) === 4 ? 32 : 128);
+    return isIP(bits) === 4;
+  });
+}
 
 /** Numbers may arrive as strings from the environment; a blank string means "not set". */
 function numeric<T extends z.ZodType>(schema: T) {
@@ -260,7 +276,15 @@ const configShape = z.strictObject({
        * Which proxies' X-Forwarded-For is believed for the client address (Express's `trust proxy`):
        * private and loopback addresses by default, as the Akash ingress is; `false` believes none.
        */
-      trustProxy: z.string().trim().min(1).default('loopback, linklocal, uniquelocal'),
+      trustProxy: z
+        .string()
+        .trim()
+        .min(1)
+        .refine(
+          isTrustProxy,
+          'must be true, false, a number of hops, or addresses, subnets (10.0.0.0/8) and the names loopback, linklocal, uniquelocal, comma-separated',
+        )
+        .default('loopback, linklocal, uniquelocal'),
     })
     .prefault({}),
   auth: z

@@ -60,8 +60,8 @@ export class UsageRecorder {
   }): void {
     const { req, res, trace, principal, json, used } = input;
     const now = this.now();
-    const model = trace.model ?? '';
-    const bodyUser = typeof json.user === 'string' ? json.user.slice(0, 256) : null;
+    const model = clean(trace.model ?? '');
+    const bodyUser = typeof json.user === 'string' ? clean(json.user.slice(0, 256)) : null;
     this.ledger.record({
       id: requestIdOf(req),
       time: now,
@@ -69,7 +69,7 @@ export class UsageRecorder {
       team: principal.team,
       user: principal.user ?? bodyUser,
       model,
-      servedModel: used.servedModel ?? null,
+      servedModel: used.servedModel === undefined ? null : clean(used.servedModel),
       endpoint: trace.endpoint ?? null,
       stream: trace.stream === true,
       status: res.statusCode,
@@ -85,4 +85,12 @@ export class UsageRecorder {
       metadata: null,
     });
   }
+}
+
+/**
+ * Text as the ledger stores it: without NUL characters, which PostgreSQL refuses in text columns (one
+ * such record would otherwise hold back its whole batch).
+ */
+function clean(text: string): string {
+  return text.includes('\u0000') ? text.replaceAll('\u0000', '') : text;
 }

@@ -112,11 +112,16 @@ export function recordStoreContract(name: string, factory: RecordFactory): void 
       });
       const k = key({ team: 'research' });
       await store.insertKey(k);
-      expect(await store.activeKeyCount('research')).toBe(1);
-      expect(await store.deleteTeam('research')).toBe('in_use');
+      expect(await store.activeKeyCount('research', 5)).toBe(1);
+      expect(await store.deleteTeam('research', 5)).toBe('in_use');
       await store.updateKey(k.id, { revokedAt: 10 }, 10);
-      expect(await store.deleteTeam('research')).toBe('deleted');
-      expect(await store.deleteTeam('research')).toBe('missing');
+      expect(await store.deleteTeam('research', 11)).toBe('deleted');
+      expect(await store.deleteTeam('research', 12)).toBe('missing');
+      // An expired key no longer holds its team.
+      await store.insertTeam({ ...team, id: 'short-lived' });
+      await store.insertKey(key({ team: 'short-lived', expiresAt: 100 }));
+      expect(await store.deleteTeam('short-lived', 99)).toBe('in_use');
+      expect(await store.deleteTeam('short-lived', 100)).toBe('deleted');
       expect(await store.listTeams()).toEqual([]);
       await store.close();
     });

@@ -125,7 +125,9 @@ describe('permissionless keys: POST /api/v1/keys/claim', () => {
     const again = await claim({ acceptTerms: true, identity: 'alice' });
     expect(again.status).toBe(409);
     expect(((await again.json()) as { error: { code: string } }).error.code).toBe('key_exists');
-    // The refused claim took nothing from the address's 2.
+    // One identity however it is typed.
+    expect((await claim({ acceptTerms: true, identity: ' ALICE ' })).status).toBe(409);
+    // The refused claims took nothing from the address's 2.
     expect((await claim({ acceptTerms: true, identity: 'bob' })).status).toBe(201);
     const third = await claim({ acceptTerms: true, identity: 'carol' });
     expect(third.status).toBe(429);
@@ -166,7 +168,14 @@ describe('permissionless keys: POST /api/v1/keys/claim', () => {
     expect(((await down.json()) as { error: { code: string } }).error.code).toBe('captcha_unavailable');
     const good = await claim({ acceptTerms: true }, { 'x-captcha-token': 'good-token' });
     expect(good.status).toBe(201);
-    const last = verifier.seen.at(-1)!;
+    // Failed captchas took nothing from the address's 10.
+    for (let i = 0; i < 9; i++)
+      expect((await claim({ acceptTerms: true }, { 'x-captcha-token': 'good-token' })).status).toBe(201);
+    const asked = verifier.seen.length;
+    // A refused address does not use up a captcha token: the verifier is not asked.
+    expect((await claim({ acceptTerms: true }, { 'x-captcha-token': 'good-token' })).status).toBe(429);
+    expect(verifier.seen).toHaveLength(asked);
+    const last = verifier.seen[3]!;
     expect(Object.fromEntries(last)).toEqual({
       secret: 'captcha-secret',
       response: 'good-token',

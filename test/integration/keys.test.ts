@@ -70,7 +70,9 @@ describe('virtual keys and teams (admin API)', () => {
     expect(listed.keyPreview).toBe(`sk-gw-…${created.json.key.slice(-4)}`);
     expect(listed.revoked).toBe(false);
     expect(JSON.stringify(list.json)).not.toContain(created.json.key);
-    // Nor in the logs.
+    // Nor in the logs, even when an admin pastes the secret where an id goes.
+    expect((await call('GET', `/api/v1/keys/${created.json.key}`)).status).toBe(404);
+    expect(gw.rawLogs()).toContain('/api/v1/keys/sk-gw-[redacted]');
     expect(gw.rawLogs()).not.toContain(created.json.key);
 
     await gw.gateway.keys.stop(); // writes the last-use times
@@ -233,7 +235,7 @@ describe('virtual keys and teams (admin API)', () => {
         400,
         'limits.budget.period',
       ],
-      ['POST', '/api/v1/keys', { name: 'x', limits: { rps: 1 } }, 400, 'rps'],
+      ['POST', '/api/v1/keys', { name: 'x', limits: { rps: 1 } }, 400, 'limits.rps'],
       ['POST', '/api/v1/keys', { name: 'x', expiresIn: 'soon' }, 400, 'expiresIn'],
       ['POST', '/api/v1/keys', { name: 'x', expiresAt: 'tomorrow' }, 400, 'expiresAt'],
       ['POST', '/api/v1/keys', { name: 'x', expiresAt: '2001-01-01T00:00:00Z' }, 400, 'expiresAt'],
@@ -262,6 +264,16 @@ describe('virtual keys and teams (admin API)', () => {
       ['GET', '/api/v1/keys?limit=0', undefined, 400, 'limit'],
       ['GET', '/api/v1/keys?limit=abc', undefined, 400, 'limit'],
       ['PUT', '/api/v1/keys', undefined, 405, null],
+      ['POST', '/api/v1/keys', { name: 'x', expiresIn: 1e20 }, 400, 'expiresIn'],
+      ['POST', '/api/v1/keys', { name: 'x', expiresIn: '9999999999d' }, 400, 'expiresIn'],
+      ['POST', '/api/v1/keys', { name: 'x', expiresAt: '9999-01-01T00:00:00Z' }, 400, 'expiresAt'],
+      ['POST', '/api/v1/keys', { name: 'x'.repeat(300) }, 400, 'name'],
+      ['POST', '/api/v1/keys', { name: 'nul\u0000byte' }, 400, 'name'],
+      ['POST', '/api/v1/keys', { name: 'x', limits: { rmp: 60 } }, 400, 'limits.rmp'],
+      ['POST', '/api/v1/keys', { name: 'x', limits: { rpm: 1.5 } }, 400, 'limits.rpm'],
+      ['POST', '/api/v1/keys', 'null', 400, null],
+      ['POST', '/api/v1/keys', '"str"', 400, null],
+      ['POST', '/api/v1/teams', { id: 'ok', models: ['a\u0000'] }, 400, 'models.0'],
     ];
     for (const [method, path, body, status, param] of cases) {
       const res = await call(method, path, body);
@@ -269,6 +281,21 @@ describe('virtual keys and teams (admin API)', () => {
       expect(res.json.error.message).toBeTruthy();
       if (param) expect({ path, body, param: res.json.error.param }).toEqual({ path, body, param });
     }
+    // The messages say what is wrong, in words.
+    const messageOf = async (body: unknown) =>
+      (await call('POST', '/api/v1/keys', body)).json.error.message as string;
+    expect(await messageOf({ name: 5 })).toBe("'name' must be text (got the number 5).");
+    expect(await messageOf({})).toBe("'name' is required.");
+    expect(await messageOf({ name: 'x'.repeat(300) })).toBe("'name' must be at most 200 characters long.");
+    expect(await messageOf({ name: 'x', limits: { rpm: 0 } })).toBe(
+      "'limits.rpm' must be greater than 0 (got 0).",
+    );
+    expect(await messageOf('null')).toMatch(/^The body must be a mapping/);
+    // A body sent without a JSON content type (curl -d) is read as JSON all the same.
+    const form = await call('POST', '/api/v1/keys', '{"name":"from-curl"}', {
+      authorization: `Bearer ${ADMIN}`,
+    });
+    expect(form.status).toBe(201);
     // Keys in the wrong format, or unknown, on client routes: 401, never a lookup error.
     for (const key of ['sk-gw-short', 'sk-gw-' + 'x'.repeat(40), 'not-a-key', 'sk-gw-' + '!'.repeat(40)]) {
       const res = await call('GET', '/v1/models', undefined, { authorization: `Bearer ${key}` });

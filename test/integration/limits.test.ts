@@ -109,21 +109,22 @@ describe('limits: rpm, tpm, maxParallel and budgets at the key, team, model and 
     });
     expect(reported.status).toBe(200);
     expect(await reported.text()).toContain('"usage"');
-    // A stream without usage (an upstream that ignores stream_options) keeps its reservation: another
-    // 700 no longer fit beside it.
+    // A stream without usage (an upstream that ignores stream_options) is corrected with an estimate.
     upstream.script({ type: 'sse' });
     const unreported = await post(k.key, { max_tokens: 700, stream: true });
     expect(unreported.status).toBe(200);
     await unreported.text();
-    const refused = await post(k.key, { max_tokens: 700 });
+    // While a request holds its reservation, what does not fit beside it is refused.
+    upstream.script({ type: 'sse', then: 'hang' });
+    const abort = new AbortController();
+    const holding = await post(k.key, { max_tokens: 800, stream: true }, abort.signal);
+    expect(holding.status).toBe(200);
+    const refused = await post(k.key, { max_tokens: 300 });
     expect(refused.status).toBe(429);
     expect(((await refused.json()) as { error: { message: string } }).error.message).toContain(
       '1000 tokens per minute',
     );
-    // What is left: 1000 minus the three corrected requests (a handful each, 57 for the stream) minus
-    // the unreported stream's ~705; a request of 150 fits.
-    const small = await post(k.key, { max_tokens: 150 });
-    expect(small.status).toBe(200);
+    abort.abort();
   });
 
   it('maxParallel: a fourth request never reaches the upstream; a client abort gives the slot back', async () => {
@@ -252,5 +253,47 @@ describe('limits: rpm, tpm, maxParallel and budgets at the key, team, model and 
     expect(refused.status).toBe(503);
     expect(refused.headers.get('retry-after')).toBe('5');
     expect(((await refused.json()) as { error: { code: string } }).error.code).toBe('limits_unavailable');
+  });
+});
+
+describe('limits: what failed requests and streams count', () => {
+  const bed = useTestBed();
+
+  it('a request that got no answer gives its tpm reservation back; a stream spends its budget', async () => {
+    const upstream = await bed.upstream({ name: 'gpu', models: ['llama'] });
+    const dir = await bed.tempDir('gw-limits-');
+    await writeFile(
+      `${dir}/gateway.yaml`,
+      'pricing:\n  llama: { inputPerMTok: 100000, outputPerMTok: 100000 }\nlimits:\n  defaultReserveTokens: 100\n',
+    );
+    const gw = await bed.gateway({
+      endpoints: [{ url: upstream.url, name: 'gpu' }],
+      env: { ADMIN_API_KEY: ADMIN, CONFIG_FILE: `${dir}/gateway.yaml`, MAX_ATTEMPTS: '1' },
+    });
+    const created = await fetch(`${gw.url}/api/v1/keys`, {
+      method: 'POST',
+      headers: admin,
+      body: JSON.stringify({ name: 'k', limits: { tpm: 1_000, budget: { amount: 1.5, period: 'day' } } }),
+    }).then((r) => r.json() as Promise<{ key: string }>);
+    const post = (body: Record<string, unknown>) =>
+      fetch(`${gw.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${created.key}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'llama', messages: [{ role: 'user', content: 'hi' }], ...body }),
+      });
+    // Unknown model and an upstream 500: no answer, so nothing stays reserved.
+    expect((await post({ model: 'nonexistent' })).status).toBe(404);
+    upstream.script({ type: 'status', status: 500, body: { error: { message: 'boom' } } });
+    expect((await post({})).status).toBe(502);
+    const probe = await post({ max_tokens: 10 });
+    // Only this request's own reservation (10 + a few for the prompt) is taken.
+    expect(Number(probe.headers.get('x-ratelimit-remaining-tokens'))).toBeGreaterThan(980);
+    await probe.text();
+    // Streams report usage to the gateway (asked upstream) and spend their budget: two at 57 tokens × 0.1.
+    const first = await post({ stream: true });
+    await first.text();
+    const second = await post({ stream: true });
+    expect(second.status).toBe(429);
+    expect(((await second.json()) as { error: { code: string } }).error.code).toBe('insufficient_quota');
   });
 });

@@ -143,3 +143,58 @@ describe('the limiter reads its tables by own entries only', () => {
     limiter.stop();
   });
 });
+
+describe('review fixes: settings checked before they can crash, warnings, redaction', () => {
+  it('TRUST_PROXY is checked like the rest: a bad value is a problem, not a crash at start', () => {
+    expect(problemsOf({ ...base, TRUST_PROXY: 'bogus' })[0]).toMatch(
+      /^TRUST_PROXY \(server\.trustProxy\): must be true, false/,
+    );
+    for (const ok of [
+      'false',
+      'true',
+      '1',
+      'loopback',
+      '10.0.0.0/8, ::1',
+      '10.0.0.5',
+      'fd00::/8, uniquelocal',
+    ])
+      expect(problemsOf({ ...base, TRUST_PROXY: ok }), ok).toEqual([]);
+    for (const bad of ['10.0.0.0/33', '10.0.0/8', 'loopback,, x'])
+      expect(problemsOf({ ...base, TRUST_PROXY: bad }), bad).toHaveLength(1);
+  });
+
+  it('warns of claims without a captcha off loopback, and of budgets nothing is priced for', async () => {
+    const { configOrigin } = await import('../../src/config/load-config.js');
+    const config = loadConfig({
+      env: {
+        ...base,
+        HOST: '0.0.0.0',
+        API_KEY: 'sk-client-5f0c2a9e8b7d6c5f4e3d2c1b',
+        CONFIG_FILE: 'gateway.yaml',
+      },
+      readFile: () =>
+        'keys:\n  claim: { enabled: true }\nlimits:\n  keyDefaults: { budget: { amount: 5, period: month } }\n',
+    });
+    const warnings = configOrigin(config)!.warnings.join('\n');
+    expect(warnings).toContain('keys.claim is enabled without a captcha');
+    expect(warnings).toContain('a budget is set but `pricing` lists no model');
+  });
+
+  it('query-string passwords of database and Redis URLs are redacted too', async () => {
+    const { withoutPassword } = await import('../../src/config/config-problems.js');
+    expect(withoutPassword('postgres://u@db/gw?password=pgS3cret&sslmode=require')).toBe(
+      'postgres://u@db/gw?password=redacted&sslmode=require',
+    );
+    expect(withoutPassword('redis://cache:6379/?password=x')).not.toContain('=x');
+  });
+
+  it('claims are counted per IPv4 address and per IPv6 /64', async () => {
+    const { addressScope } = await import('../../src/services/keys/claim-service.js');
+    expect(addressScope('203.0.113.7')).toBe('203.0.113.7');
+    expect(addressScope('::ffff:203.0.113.7')).toBe('203.0.113.7');
+    expect(addressScope('2001:db8:1:2:aaaa::1')).toBe('2001:db8:1:2::/64');
+    expect(addressScope('2001:db8:1:2:bbbb:cccc:dddd:eeee')).toBe('2001:db8:1:2::/64');
+    expect(addressScope('2001:db8::1')).toBe('2001:db8:0:0::/64');
+    expect(addressScope('::1')).toBe('0:0:0:0::/64');
+  });
+});

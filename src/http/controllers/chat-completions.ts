@@ -76,10 +76,11 @@ export function chatCompletions(
     let hideUsage = false;
     // One ledger record, slots back, tokens corrected and spending added when the answer ends, however
     // it ends (refusals included).
-    if (usage || limiter)
+    if (usage !== undefined || limiter !== undefined)
       res.once('close', () => {
         const used = usageOf(trace, body);
-        void admission?.finish(trace.promptTokens === undefined ? undefined : used);
+        // Reported usage, else an estimate; nothing when no answer came (the reservation goes back).
+        void admission?.finish(used);
         usage?.record({ req, res, trace, principal, json: body, used, startedAt });
       });
     const startedAt = usage?.now() ?? 0;

@@ -1,5 +1,6 @@
 import express, { Router, type RequestHandler } from 'express';
 import { z } from 'zod';
+import { plainMessage } from '../../config/config-problems.js';
 import { limitsSchema, parseDuration } from '../../config/schema.js';
 import { GatewayError, InvalidRequestError } from '../../errors/gateway-error.js';
 import type { ClaimService } from '../../services/keys/claim-service.js';
@@ -8,24 +9,32 @@ import type { KeyService } from '../../services/keys/key-service.js';
 const MAX_LIST = 1_000;
 
 const id = z
-  .string({ error: 'must be a string' })
+  .string()
   .trim()
   .min(1, 'must not be empty')
-  .max(64, 'must be at most 64 characters')
+  .max(64, 'must be at most 64 characters long')
   .regex(/^[\w.:@-]+$/, 'may contain only letters, digits and . _ - : @');
+/** Text without NUL characters (PostgreSQL refuses them in text columns). */
 const text = (max: number) =>
-  z.string({ error: 'must be a string' }).trim().min(1, 'must not be empty').max(max);
+  z
+    .string()
+    .trim()
+    .min(1, 'must not be empty')
+    .max(max, `must be at most ${max} characters long`)
+    .refine((s) => !s.includes('\u0000'), 'must not contain NUL characters');
 const models = z
-  .array(text(256), { error: 'must be a list of model ids or aliases' })
+  .array(text(256))
   .max(1_000)
   .transform((list) => [...new Set(list)]);
 const metadata = z
-  .record(z.string(), z.unknown(), { error: 'must be an object' })
+  .record(z.string(), z.unknown())
   .refine((m) => JSON.stringify(m).length <= 16_384, 'must be at most 16 KiB as JSON');
 const isoTime = z.iso.datetime({
   offset: true,
   error: 'must be an ISO-8601 time such as 2027-01-31T00:00:00Z',
 });
+/** The latest expiry a key may have: 100 years (anything later is "never": leave the field out). */
+const MAX_EXPIRY_MS = 100 * 365 * 86_400_000;
 const expiresIn = z.union([z.string(), z.number()], {
   error: 'must be a duration such as "30d", "12h" or seconds',
 });
@@ -75,20 +84,22 @@ const claimBody = z.strictObject({
   identity: text(256).optional(),
 });
 
-/** Parses with a schema; the first problem is a 400 naming its field. */
+/** Parses with a schema; the first problem is a 400 naming its field, in plain words. */
 function parse<T extends z.ZodType>(schema: T, value: unknown, where = 'body'): z.output<T> {
-  const result = schema.safeParse(value ?? {});
+  const result = schema.safeParse(value === undefined ? {} : value, { reportInput: true });
   if (result.success) return result.data;
   const issue = result.error.issues[0]!;
   const path = issue.path.map(String).join('.');
-  const message =
-    issue.code === 'unrecognized_keys'
-      ? `Unknown field${issue.keys.length > 1 ? 's' : ''} in the ${where}: ${issue.keys.map((k) => `'${k}'`).join(', ')}.`
-      : issue.code === 'invalid_type' && issue.input === undefined
-        ? `'${path}' is required.`
-        : `'${path || where}' ${issue.message}.`;
-  throw new InvalidRequestError(message, {
-    param: issue.code === 'unrecognized_keys' ? issue.keys[0] : path || undefined,
+  if (issue.code === 'unrecognized_keys') {
+    const fields = issue.keys.map((k) => (path ? `${path}.${k}` : k));
+    throw new InvalidRequestError(
+      `Unknown field${fields.length > 1 ? 's' : ''} in the ${where}: ${fields.map((k) => `'${k}'`).join(', ')}.`,
+      { param: fields[0] },
+    );
+  }
+  const message = plainMessage(issue);
+  throw new InvalidRequestError(path ? `'${path}' ${message}.` : `The ${where} ${message}.`, {
+    param: path || undefined,
   });
 }
 
@@ -108,17 +119,28 @@ function expiryOf(
         `'expiresIn' must be a duration such as "30d", "12h", "90m" or a number of seconds.`,
         { param: 'expiresIn' },
       );
+    if (ms > MAX_EXPIRY_MS)
+      throw new InvalidRequestError(
+        `'expiresIn' must be at most 100 years; leave it out for a key that never expires.`,
+        { param: 'expiresIn' },
+      );
     return now + ms;
   }
   if (body.expiresAt === null) return null;
   if (body.expiresAt === undefined) return undefined;
   const at = Date.parse(body.expiresAt);
   if (at <= now) throw new InvalidRequestError("'expiresAt' is in the past.", { param: 'expiresAt' });
+  if (at > now + MAX_EXPIRY_MS)
+    throw new InvalidRequestError(
+      "'expiresAt' must be within 100 years; leave it out for a key that never expires.",
+      { param: 'expiresAt' },
+    );
   return at;
 }
 
 /** The admin API's JSON bodies: up to 1 MiB; a body that is not JSON is a 400 that says so. */
-const parseJsonBody = express.json({ limit: '1mb', strict: true });
+// Any content type is read as JSON (`curl -d` sends a form type); the schema says what is wrong with it.
+const parseJsonBody = express.json({ limit: '1mb', strict: false, type: () => true });
 const jsonBody: RequestHandler = (req, res, next) =>
   parseJsonBody(req, res, (err?: unknown) => {
     const type = (err as { type?: string } | undefined)?.type;

@@ -103,6 +103,7 @@ function message(req: IncomingMessage & { originalUrl?: string }, res: ServerRes
 }
 
 const MAX_LOGGED_URL_CHARS = 512;
+const VIRTUAL_KEY_IN_URL = /sk-gw-[A-Za-z0-9_-]+/g;
 /** Query parameters whose values are never logged: whatever carries a credential. */
 const SECRET_PARAM = /key|token|secret|auth|pass|sig|credential|session/i;
 
@@ -111,6 +112,8 @@ const SECRET_PARAM = /key|token|secret|auth|pass|sig|credential|session/i;
  * redacted, and no longer than MAX_LOGGED_URL_CHARS. A plain path (nearly every request) is as it came.
  */
 function loggedUrl(url: string): string {
+  // A key pasted into a path (an admin who sent a secret instead of its id) is not written down.
+  if (url.includes('sk-gw-')) url = url.replace(VIRTUAL_KEY_IN_URL, 'sk-gw-[redacted]');
   const query = url.indexOf('?');
   if (query < 0 && url.length <= MAX_LOGGED_URL_CHARS) return url;
   let out = url;

@@ -46,40 +46,43 @@ export class ClaimService {
     return this.options.config.current.keys.claim.enabled;
   }
 
+  private async checkCaptcha(input: ClaimInput): Promise<void> {
+    const { captcha } = this.options.config.current.keys.claim;
+    if (!captcha) return;
+    if (!input.captchaToken)
+      throw new GatewayError('A captcha token is required: send it in the x-captcha-token header.', {
+        code: 'captcha_failed',
+      });
+    const verdict: CaptchaVerdict = await (this.options.verify ?? verifyCaptcha)({
+      verifyUrl: captcha.verifyUrl,
+      secret: captcha.secret,
+      token: input.captchaToken,
+      remoteIp: input.address,
+    });
+    if (verdict === 'unavailable') {
+      this.options.logger.warn(
+        { verifyUrl: captcha.verifyUrl },
+        'captcha service unreachable or answering garbage',
+      );
+      throw new GatewayError('The captcha could not be checked right now. Please try again shortly.', {
+        code: 'captcha_unavailable',
+        retryable: true,
+        retryAfterSeconds: 5,
+      });
+    }
+    if (verdict === 'failed')
+      throw new GatewayError('The captcha check failed: solve it again and send the new token.', {
+        code: 'captcha_failed',
+      });
+  }
+
   async claim(input: ClaimInput): Promise<ClaimedKey> {
     const settings = this.options.config.current.keys.claim;
-    const { captcha } = settings;
-    if (captcha) {
-      if (!input.captchaToken)
-        throw new GatewayError('A captcha token is required: send it in the x-captcha-token header.', {
-          code: 'captcha_failed',
-        });
-      const verdict: CaptchaVerdict = await (this.options.verify ?? verifyCaptcha)({
-        verifyUrl: captcha.verifyUrl,
-        secret: captcha.secret,
-        token: input.captchaToken,
-        remoteIp: input.address,
-      });
-      if (verdict === 'unavailable') {
-        this.options.logger.warn(
-          { verifyUrl: captcha.verifyUrl },
-          'captcha service unreachable or answering garbage',
-        );
-        throw new GatewayError('The captcha could not be checked right now. Please try again shortly.', {
-          code: 'captcha_unavailable',
-          retryable: true,
-          retryAfterSeconds: 5,
-        });
-      }
-      if (verdict === 'failed')
-        throw new GatewayError('The captcha check failed: solve it again and send the new token.', {
-          code: 'captcha_failed',
-        });
-    }
-
     const { counters } = this.options;
+    // The address is counted first (and given back if the claim fails), so that a refused address
+    // does not use up a captcha token, which the services accept once.
     const admission = randomUUID();
-    const addressKey = `claims:${input.address}`;
+    const addressKey = `claims:${addressScope(input.address)}`;
     const counted = await counters.admit(admission, [
       { kind: 'count', key: addressKey, limit: settings.perIpPerDay, windowMs: DAY_MS },
     ]);
@@ -91,21 +94,30 @@ export class ClaimService {
         { code: 'rate_limit_exceeded', retryAfterSeconds: seconds },
       );
     }
+    const giveBack = () => counters.release(admission, [addressKey]).catch(() => undefined);
+    try {
+      await this.checkCaptcha(input);
+    } catch (err) {
+      await giveBack();
+      throw err;
+    }
+    // One identity however it is typed: `A@X.org ` and `a@x.org` are one person.
+    const identity = input.identity?.trim().toLowerCase();
     let claimed;
     try {
       claimed = await this.options.keys.claim({
         team: settings.team,
-        identity: input.identity,
+        identity,
         expiresAt: (this.options.now ?? Date.now)() + settings.expiresIn,
         limits: Object.keys(settings.limits).length > 0 ? { ...settings.limits } : undefined,
-        name: input.identity ? `claimed by ${input.identity}` : 'claimed',
+        name: identity ? `claimed by ${identity}` : 'claimed',
       });
     } catch (err) {
-      await counters.release(admission, [addressKey]).catch(() => undefined);
+      await giveBack();
       throw err;
     }
     if (!claimed) {
-      await counters.release(admission, [addressKey]).catch(() => undefined);
+      await giveBack();
       throw new GatewayError(
         'This identity already holds a key that works: use it (a new one can be claimed once it has expired).',
         { code: 'key_exists', param: 'identity' },
@@ -120,4 +132,24 @@ export class ClaimService {
       limits: record.limits,
     };
   }
+}
+
+/**
+ * The address a claim is counted under: an IPv4 address as it is, an IPv6 one by its /64 (one
+ * subscriber's network: counting each address of it would give anyone unlimited claims).
+ */
+export function addressScope(address: string): string {
+  const v4 = /^(?:::ffff:)?(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+  if (v4) return v4[1]!;
+  if (!address.includes(':')) return address;
+  const [head = '', tail = ''] = address.split('::');
+  const left = head ? head.split(':') : [];
+  const right = tail ? tail.split(':') : [];
+  const groups = address.includes('::')
+    ? [...left, ...Array<string>(Math.max(0, 8 - left.length - right.length)).fill('0'), ...right]
+    : left;
+  return `${groups
+    .slice(0, 4)
+    .map((g) => g.toLowerCase().replace(/^0+(?=.)/, ''))
+    .join(':')}::/64`;
 }

@@ -352,13 +352,13 @@ export class KeyService {
   }
 
   async deleteTeam(id: string): Promise<{ id: string; object: 'team'; deleted: true }> {
-    const result = await this.records.deleteTeam(id);
+    const result = await this.records.deleteTeam(id, this.now());
     if (result === 'missing') throw teamNotFound(id);
     if (result === 'in_use') {
-      const n = await this.records.activeKeyCount(id);
+      const n = await this.records.activeKeyCount(id, this.now());
       throw new GatewayError(
-        `Team '${id}' still has ${n} key${n === 1 ? '' : 's'} that ${n === 1 ? 'is' : 'are'} not revoked: revoke ` +
-          'them (DELETE /api/v1/keys/{id}) or move them to another team first.',
+        `Team '${id}' still has ${n} key${n === 1 ? '' : 's'} that still work${n === 1 ? 's' : ''} (not revoked, ` +
+          'not expired): revoke them (DELETE /api/v1/keys/{id}) or move them to another team first.',
         { code: 'team_in_use' },
       );
     }

@@ -78,6 +78,28 @@ export interface UsageRecord {
   metadata: Record<string, unknown> | null;
 }
 
+/** Which ledger records a usage query covers. */
+export interface UsageFilter {
+  /** Epoch ms, inclusive. */
+  from?: number | undefined;
+  /** Epoch ms, exclusive. */
+  to?: number | undefined;
+  keyId?: string | undefined;
+  team?: string | undefined;
+  model?: string | undefined;
+}
+
+export const USAGE_GROUPS = ['key', 'team', 'user', 'model', 'endpoint', 'day'] as const;
+export type UsageGroup = (typeof USAGE_GROUPS)[number];
+
+export interface UsageTotals {
+  requests: number;
+  promptTokens: number;
+  completionTokens: number;
+  cost: number;
+  cacheHits: number;
+}
+
 /** The fields of a key an update may change. */
 export type KeyPatch = Partial<
   Pick<
@@ -128,10 +150,10 @@ export interface RecordStore {
   getTeam(id: string): Promise<TeamRecord | undefined>;
   listTeams(): Promise<TeamRecord[]>;
   updateTeam(id: string, patch: TeamPatch, now: number): Promise<TeamRecord | undefined>;
-  /** `in_use` while keys that are not revoked belong to the team. */
-  deleteTeam(id: string): Promise<'deleted' | 'missing' | 'in_use'>;
-  /** How many keys that are not revoked belong to a team. */
-  activeKeyCount(team: string): Promise<number>;
+  /** `in_use` while keys that still work at `now` (not revoked, not expired) belong to the team. */
+  deleteTeam(id: string, now: number): Promise<'deleted' | 'missing' | 'in_use'>;
+  /** How many keys that still work at `now` belong to a team. */
+  activeKeyCount(team: string, now: number): Promise<number>;
   /** Whether any key or team has limits (several workers then need a shared counter store). */
   hasLimits(): Promise<boolean>;
 
@@ -139,6 +161,16 @@ export interface RecordStore {
   insertUsage(records: readonly UsageRecord[]): Promise<void>;
   /** The newest ledger records, newest first. */
   recentUsage(limit: number): Promise<UsageRecord[]>;
+  /** Records matching `filter`, newest first, after the `before` cursor; each with its cursor. */
+  usageRecords(
+    filter: UsageFilter,
+    page: { limit: number; before?: number | undefined },
+  ): Promise<Array<{ cursor: number; record: UsageRecord }>>;
+  /** Totals of the matching records, and per group when `groupBy` is given (by requests, most first). */
+  usageSummary(
+    filter: UsageFilter,
+    groupBy: UsageGroup | undefined,
+  ): Promise<{ totals: UsageTotals; groups: Array<{ group: string | null } & UsageTotals> }>;
   /** Deletes ledger records older than `before` (epoch ms); how many. */
   pruneUsage(before: number): Promise<number>;
 

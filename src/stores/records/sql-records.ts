@@ -7,7 +7,10 @@ import type {
   RecordStore,
   TeamPatch,
   TeamRecord,
+  UsageFilter,
+  UsageGroup,
   UsageRecord,
+  UsageTotals,
 } from './record-store.js';
 import type { SqlDriver, SqlRunner, SqlValue } from './sql-driver.js';
 
@@ -56,6 +59,9 @@ const KEY_PATCH_COLUMNS: ReadonlyArray<readonly [keyof KeyPatch, string]> = [
 ];
 
 const JSON_FIELDS = new Set<string>(['models', 'limits', 'metadata']);
+
+/** A key that still works at the time given as its parameter. */
+const WORKING_KEY = 'revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)';
 
 const USAGE_COLUMNS =
   'id, time, key_id, team, user_id, model, served_model, endpoint, stream, status, error_code, ' +
@@ -239,11 +245,11 @@ export class SqlRecordStore implements RecordStore {
     });
   }
 
-  async deleteTeam(id: string): Promise<'deleted' | 'missing' | 'in_use'> {
+  async deleteTeam(id: string, now: number): Promise<'deleted' | 'missing' | 'in_use'> {
     return this.db.transaction(async (tx) => {
       const active = await tx.all<{ n: string | number }>(
-        'SELECT COUNT(*) AS n FROM api_keys WHERE team = ? AND revoked_at IS NULL',
-        [id],
+        `SELECT COUNT(*) AS n FROM api_keys WHERE team = ? AND ${WORKING_KEY}`,
+        [id, now],
       );
       if (Number(active[0]?.n ?? 0) > 0) return 'in_use';
       const deleted = await tx.run('DELETE FROM teams WHERE id = ?', [id]);
@@ -253,10 +259,10 @@ export class SqlRecordStore implements RecordStore {
     });
   }
 
-  async activeKeyCount(team: string): Promise<number> {
+  async activeKeyCount(team: string, now: number): Promise<number> {
     const rows = await this.db.all<{ n: string | number }>(
-      'SELECT COUNT(*) AS n FROM api_keys WHERE team = ? AND revoked_at IS NULL',
-      [team],
+      `SELECT COUNT(*) AS n FROM api_keys WHERE team = ? AND ${WORKING_KEY}`,
+      [team, now],
     );
     return Number(rows[0]?.n ?? 0);
   }
@@ -312,6 +318,54 @@ export class SqlRecordStore implements RecordStore {
       [limit],
     );
     return rows.map(usageOf);
+  }
+
+  async usageRecords(
+    filter: UsageFilter,
+    page: { limit: number; before?: number | undefined },
+  ): Promise<Array<{ cursor: number; record: UsageRecord }>> {
+    const { where, params } = usageWhere(filter);
+    if (page.before !== undefined) {
+      where.push('seq < ?');
+      params.push(page.before);
+    }
+    params.push(page.limit);
+    const rows = await this.db.all<UsageRow & { seq: string | number }>(
+      `SELECT seq, ${USAGE_COLUMNS} FROM usage_records ${whereClause(where)} ORDER BY seq DESC LIMIT ?`,
+      params,
+    );
+    return rows.map((row) => ({ cursor: Number(row.seq), record: usageOf(row) }));
+  }
+
+  async usageSummary(
+    filter: UsageFilter,
+    groupBy: UsageGroup | undefined,
+  ): Promise<{ totals: UsageTotals; groups: Array<{ group: string | null } & UsageTotals> }> {
+    const { where, params } = usageWhere(filter);
+    const sums =
+      'COUNT(*) AS requests, COALESCE(SUM(prompt_tokens), 0) AS prompt_tokens, ' +
+      'COALESCE(SUM(completion_tokens), 0) AS completion_tokens, COALESCE(SUM(cost), 0) AS cost, ' +
+      'COALESCE(SUM(cached), 0) AS cache_hits';
+    const [total] = await this.db.all<TotalsRow>(
+      `SELECT ${sums} FROM usage_records ${whereClause(where)}`,
+      params,
+    );
+    const totals = totalsOf(total);
+    if (groupBy === undefined) return { totals, groups: [] };
+    const column = groupBy === 'day' ? this.dayOf('time') : GROUP_COLUMNS[groupBy];
+    const rows = await this.db.all<TotalsRow & { grp: string | null }>(
+      `SELECT ${column} AS grp, ${sums} FROM usage_records ${whereClause(where)}
+       GROUP BY ${column} ORDER BY requests DESC, grp LIMIT 10000`,
+      params,
+    );
+    return { totals, groups: rows.map((r) => ({ group: r.grp, ...totalsOf(r) })) };
+  }
+
+  /** The UTC day (YYYY-MM-DD) of an epoch-ms column, in this dialect. */
+  private dayOf(column: string): string {
+    return this.db.dialect === 'sqlite'
+      ? `strftime('%Y-%m-%d', ${column} / 1000, 'unixepoch')`
+      : `to_char(to_timestamp(${column} / 1000.0) AT TIME ZONE 'UTC', 'YYYY-MM-DD')`;
   }
 
   async pruneUsage(before: number): Promise<number> {
@@ -410,6 +464,52 @@ function keyOf(row: KeyRow): KeyRecord {
     revokedAt: num(row.revoked_at),
     lastUsedAt: num(row.last_used_at),
   };
+}
+
+const GROUP_COLUMNS: Record<Exclude<UsageGroup, 'day'>, string> = {
+  key: 'key_id',
+  team: 'team',
+  user: 'user_id',
+  model: 'model',
+  endpoint: 'endpoint',
+};
+
+interface TotalsRow {
+  requests: string | number;
+  prompt_tokens: string | number;
+  completion_tokens: string | number;
+  cost: string | number;
+  cache_hits: string | number;
+}
+
+function totalsOf(row: TotalsRow | undefined): UsageTotals {
+  return {
+    requests: Number(row?.requests ?? 0),
+    promptTokens: Number(row?.prompt_tokens ?? 0),
+    completionTokens: Number(row?.completion_tokens ?? 0),
+    cost: Number(row?.cost ?? 0),
+    cacheHits: Number(row?.cache_hits ?? 0),
+  };
+}
+
+function usageWhere(filter: UsageFilter): { where: string[]; params: SqlValue[] } {
+  const where: string[] = [];
+  const params: SqlValue[] = [];
+  const add = (sql: string, value: SqlValue | undefined) => {
+    if (value === undefined) return;
+    where.push(sql);
+    params.push(value);
+  };
+  add('time >= ?', filter.from);
+  add('time < ?', filter.to);
+  add('key_id = ?', filter.keyId);
+  add('team = ?', filter.team);
+  add('model = ?', filter.model);
+  return { where, params };
+}
+
+function whereClause(where: readonly string[]): string {
+  return where.length === 0 ? '' : `WHERE ${where.join(' AND ')}`;
 }
 
 interface UsageRow {
