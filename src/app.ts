@@ -7,6 +7,7 @@ import { getModel, listModels } from './http/controllers/models.js';
 import { providersStatus } from './http/controllers/providers-status.js';
 import { runtime } from './http/controllers/runtime.js';
 import { claimRoute, keyRoutes } from './http/controllers/keys.js';
+import { ownUsage, usageRoutes } from './http/controllers/usage.js';
 import { accessLog } from './http/middleware/access-log.js';
 import { bearerAuth } from './http/middleware/auth.js';
 import { cors } from './http/middleware/cors.js';
@@ -88,6 +89,8 @@ export function createApp(deps: AppDeps): express.Express {
   app.use('/v1', auth);
   app.get('/v1/models', listModels(registry, config, deps.pendingDiscovery));
   app.get('/v1/models/*model', getModel(registry, config, deps.pendingDiscovery));
+  app.get('/v1/usage', ownUsage(deps.keys.store, deps.ledger));
+  app.all('/v1/usage', methodNotAllowed('GET'));
   app.all('/v1/chat/completions', methodNotAllowed('POST'));
   app.all(['/v1/models', '/v1/models/*model'], methodNotAllowed('GET'));
 
@@ -133,6 +136,8 @@ export function createApp(deps: AppDeps): express.Express {
     res.json({ object: 'config.reload', ...((await deps.reload()) as object) });
   });
   admin.use(keyRoutes(deps.keys, deps.now));
+  admin.use(usageRoutes(deps.keys.store, deps.ledger));
+  admin.all(['/usage', '/usage/records'], methodNotAllowed('GET'));
   admin.all(['/providers/status', '/runtime', '/config'], methodNotAllowed('GET'));
   admin.all(['/keys', '/teams'], methodNotAllowed('GET, POST'));
   admin.all(['/keys/:id', '/teams/:id'], methodNotAllowed('GET, PATCH, DELETE'));

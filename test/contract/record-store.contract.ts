@@ -1,5 +1,31 @@
 import { describe, expect, it } from 'vitest';
-import type { KeyRecord, RecordStore } from '../../src/stores/records/record-store.js';
+import type { KeyRecord, RecordStore, UsageRecord } from '../../src/stores/records/record-store.js';
+
+function usage(over: Partial<UsageRecord> = {}): UsageRecord {
+  return {
+    id: `req-${Math.random().toString(36).slice(2)}`,
+    time: Date.parse('2026-12-01T10:00:00Z'),
+    keyId: 'key_a',
+    team: 'lab',
+    user: 'alice',
+    model: 'llama',
+    servedModel: 'llama',
+    endpoint: 'gpu-a',
+    stream: false,
+    status: 200,
+    errorCode: null,
+    promptTokens: 10,
+    completionTokens: 5,
+    estimated: false,
+    cost: 0.25,
+    ttftMs: 120,
+    durationMs: 800,
+    attempts: 1,
+    cached: false,
+    metadata: null,
+    ...over,
+  };
+}
 
 /**
  * Makes a fresh, empty database and returns how to open it: each call is another connection to the
@@ -152,6 +178,65 @@ export function recordStoreContract(name: string, factory: RecordFactory): void 
       await store.updateKey(c.id, { expiresAt: 100_000 }, 13_000);
       const d = key({ identity: 'user@example.com', expiresAt: 200_000 });
       expect(await store.claimKey({ ...d, identity: 'user@example.com' }, 40_000)).toBe(false);
+      await store.close();
+    });
+
+    it('usage ledger: records kept whole, listed newest first by page, summed and grouped', async () => {
+      const store = await (await factory())();
+      const day1 = Date.parse('2026-12-01T10:00:00Z');
+      const day2 = Date.parse('2026-12-02T23:59:59Z');
+      const records = [
+        usage({ time: day1, metadata: { project: 'x' }, stream: true, estimated: true, ttftMs: null }),
+        usage({ time: day1 + 1, model: 'qwen', cost: 0.5, cached: true }),
+        usage({
+          time: day2,
+          keyId: 'key_b',
+          team: null,
+          user: 'bob',
+          endpoint: null,
+          status: 429,
+          errorCode: 'rate_limit_exceeded',
+          promptTokens: 0,
+          completionTokens: 0,
+          cost: 0,
+        }),
+      ];
+      await store.insertUsage(records);
+      await store.insertUsage([]);
+      const page1 = await store.usageRecords({}, { limit: 2 });
+      expect(page1.map((r) => r.record)).toEqual([records[2], records[1]]);
+      const page2 = await store.usageRecords({}, { limit: 2, before: page1[1]!.cursor });
+      expect(page2.map((r) => r.record)).toEqual([records[0]]);
+      expect((await store.usageRecords({ keyId: 'key_b' }, { limit: 10 })).map((r) => r.record)).toEqual([
+        records[2],
+      ]);
+      expect(await store.usageRecords({ from: day1 + 1, to: day2 }, { limit: 10 })).toHaveLength(1);
+
+      const all = await store.usageSummary({}, undefined);
+      expect(all.totals).toEqual({
+        requests: 3,
+        promptTokens: 20,
+        completionTokens: 10,
+        cost: 0.75,
+        cacheHits: 1,
+      });
+      const byModel = await store.usageSummary({}, 'model');
+      expect(byModel.groups).toEqual([
+        { group: 'llama', requests: 2, promptTokens: 10, completionTokens: 5, cost: 0.25, cacheHits: 0 },
+        { group: 'qwen', requests: 1, promptTokens: 10, completionTokens: 5, cost: 0.5, cacheHits: 1 },
+      ]);
+      const byDay = await store.usageSummary({}, 'day');
+      expect(byDay.groups.map((g) => [g.group, g.requests])).toEqual([
+        ['2026-12-01', 2],
+        ['2026-12-02', 1],
+      ]);
+      expect((await store.usageSummary({ team: 'lab' }, 'key')).groups.map((g) => g.group)).toEqual([
+        'key_a',
+      ]);
+      expect((await store.usageSummary({}, 'team')).groups.map((g) => g.group)).toEqual(['lab', null]);
+      expect((await store.usageSummary({ model: 'none' }, undefined)).totals.requests).toBe(0);
+      expect(await store.pruneUsage(day2)).toBe(2);
+      expect((await store.usageSummary({}, undefined)).totals.requests).toBe(1);
       await store.close();
     });
 

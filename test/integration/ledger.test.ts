@@ -164,3 +164,78 @@ describe('usage ledger: one record per finished request, tokens for every stream
     expect(theirs).toMatchObject({ team: null, user: 'bob' });
   });
 });
+
+describe('usage API', () => {
+  const bed = useTestBed();
+
+  it('admin totals grouped and filtered, records page by page; a key sees only its own usage', async () => {
+    const upstream = await bed.upstream({ name: 'gpu', models: ['llama', 'qwen'] });
+    const dir = await bed.tempDir('gw-usage-');
+    await writeFile(
+      `${dir}/gateway.yaml`,
+      'pricing:\n  llama: { inputPerMTok: 1000000, outputPerMTok: 1000000 }\n',
+    );
+    const gw = await bed.gateway({
+      endpoints: [{ url: upstream.url, name: 'gpu' }],
+      env: { ADMIN_API_KEY: ADMIN, CONFIG_FILE: `${dir}/gateway.yaml` },
+    });
+    const admin = { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' };
+    const key = (await (
+      await fetch(`${gw.url}/api/v1/keys`, {
+        method: 'POST',
+        headers: admin,
+        body: '{"name":"k","user":"alice"}',
+      })
+    ).json()) as { key: string; id: string };
+    const mine = new OpenAI({ apiKey: key.key, baseURL: `${gw.url}/v1`, maxRetries: 0 });
+    const theirs = new OpenAI({ apiKey: CLIENT_KEY, baseURL: `${gw.url}/v1`, maxRetries: 0 });
+    const ask = (sdk: OpenAI, model: string) =>
+      sdk.chat.completions.create({ model, messages: [{ role: 'user', content: 'x' }] });
+    await ask(mine, 'llama');
+    await ask(mine, 'qwen');
+    await ask(theirs, 'llama');
+    const get = async (path: string, headers: Record<string, string> = admin) => {
+      const res = await fetch(`${gw.url}${path}`, { headers });
+      return { status: res.status, json: (await res.json()) as any };
+    };
+
+    const total = (await get('/api/v1/usage')).json;
+    expect(total).toMatchObject({ object: 'usage', total_requests: 3, cache_hits: 0, cache_misses: 3 });
+    expect(total.total_tokens).toBeGreaterThan(0);
+    expect(total.total_cost).toBeGreaterThan(0);
+    const byKey = (await get('/api/v1/usage?group_by=key')).json;
+    expect(byKey.data.find((g: { key: string }) => g.key === key.id).requests).toBe(2);
+    const byModel = (await get(`/api/v1/usage?group_by=model&key=${key.id}`)).json;
+    expect(
+      byModel.data.map((g: { model: string; requests: number }) => [g.model, g.requests]).sort(),
+    ).toEqual([
+      ['llama', 1],
+      ['qwen', 1],
+    ]);
+    const page1 = (await get('/api/v1/usage/records?limit=2')).json;
+    expect(page1.data).toHaveLength(2);
+    expect(page1.data[0].model).toBe('llama');
+    expect(page1.data[0].time).toMatch(/^\d{4}-\d\d-\d\dT/);
+    const page2 = (await get(`/api/v1/usage/records?limit=2&cursor=${page1.next_cursor}`)).json;
+    expect(page2.data).toHaveLength(1);
+    expect(page2.next_cursor).toBeNull();
+
+    const own = (await get('/v1/usage?group_by=model', { authorization: `Bearer ${key.key}` })).json;
+    expect(own.total_requests).toBe(2);
+    const sdkUsage = (await get('/v1/usage', { authorization: `Bearer ${CLIENT_KEY}` })).json;
+    expect(sdkUsage.total_requests).toBe(1);
+
+    for (const [path, param] of [
+      ['/api/v1/usage?group_by=week', 'group_by'],
+      ['/api/v1/usage?from=yesterday', 'from'],
+      ['/api/v1/usage?nope=1', 'nope'],
+      ['/api/v1/usage/records?limit=0', 'limit'],
+      ['/api/v1/usage/records?cursor=abc', 'cursor'],
+      ['/api/v1/usage?team=a&team=b', 'team'],
+    ] as const) {
+      const res = await get(path);
+      expect({ path, status: res.status, param: res.json.error.param }).toEqual({ path, status: 400, param });
+    }
+    expect((await get('/api/v1/usage', { authorization: `Bearer ${key.key}` })).status).toBe(401);
+  });
+});
