@@ -352,7 +352,10 @@ export class SqlRecordStore implements RecordStore {
     );
     const totals = totalsOf(total);
     if (groupBy === undefined) return { totals, groups: [] };
-    const column = groupBy === 'day' ? this.dayOf('time') : GROUP_COLUMNS[groupBy];
+    // SQLite would walk an index in group order and fetch every row from the table by it (4 s on a
+    // million records, against 0.5 s for one pass over the table): an expression keeps it from that.
+    const plain = groupBy === 'day' ? this.dayOf('time') : GROUP_COLUMNS[groupBy];
+    const column = this.db.dialect === 'sqlite' && groupBy !== 'day' ? `(${plain} || '')` : plain;
     const rows = await this.db.all<TotalsRow & { grp: string | null }>(
       `SELECT ${column} AS grp, ${sums} FROM usage_records ${whereClause(where)}
        GROUP BY ${column} ORDER BY requests DESC, grp LIMIT 10000`,
