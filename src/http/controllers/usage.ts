@@ -56,7 +56,9 @@ function groupOf(req: Request): UsageGroup | undefined {
   const value = param(req, 'group_by');
   if (value === undefined || value === '') return undefined;
   if (!(USAGE_GROUPS as readonly string[]).includes(value))
-    throw new InvalidRequestError(`'group_by' must be one of ${USAGE_GROUPS.join(', ')}.`, { param: 'group_by' });
+    throw new InvalidRequestError(`'group_by' must be one of ${USAGE_GROUPS.join(', ')}.`, {
+      param: 'group_by',
+    });
   return value as UsageGroup;
 }
 
@@ -112,11 +114,15 @@ export function usageRoutes(records: RecordStore, ledger: UsageLedger): Router {
     const limitText = param(req, 'limit');
     const limit = limitText === undefined ? 100 : Number(limitText);
     if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE)
-      throw new InvalidRequestError(`'limit' must be a whole number from 1 to ${MAX_PAGE}.`, { param: 'limit' });
+      throw new InvalidRequestError(`'limit' must be a whole number from 1 to ${MAX_PAGE}.`, {
+        param: 'limit',
+      });
     const cursorText = param(req, 'cursor');
     const cursor = cursorText === undefined ? undefined : Number(cursorText);
     if (cursor !== undefined && (!Number.isInteger(cursor) || cursor < 0))
-      throw new InvalidRequestError("'cursor' must be the next_cursor of a previous page.", { param: 'cursor' });
+      throw new InvalidRequestError("'cursor' must be the next_cursor of a previous page.", {
+        param: 'cursor',
+      });
     await ledger.flush();
     const rows = await records.usageRecords(filter, { limit: limit + 1, before: cursor });
     const more = rows.length > limit;
@@ -135,11 +141,15 @@ export function ownUsage(records: RecordStore, ledger: UsageLedger): RequestHand
   return async (req, res) => {
     const principal = principalOf(res);
     if (principal.kind === 'anonymous')
-      throw new GatewayError('Usage is kept per key: call this route with a key.', { code: 'invalid_request' });
+      throw new GatewayError('Usage is kept per key: call this route with a key.', {
+        code: 'invalid_request',
+      });
     const filter = filterOf(req, ['from', 'to', 'model', 'group_by']);
     const groupBy = groupOf(req);
     if (groupBy === 'key' || groupBy === 'team')
-      throw new InvalidRequestError("'group_by' must be model, user, endpoint or day here.", { param: 'group_by' });
+      throw new InvalidRequestError("'group_by' must be model, user, endpoint or day here.", {
+        param: 'group_by',
+      });
     await ledger.flush();
     res.json(await summary(records, { ...filter, keyId: principal.keyId }, groupBy));
   };

@@ -8,7 +8,7 @@ import {
   type PeerMessage,
 } from './counter-store.js';
 import { withoutPassword } from '../../config/config-problems.js';
-import { ADMIT, SETTLE, SPEND } from './redis-scripts.js';
+import { ADMIT, SEPARATOR, SETTLE, SPEND } from './redis-scripts.js';
 
 const KIND_CODE = { count: 'c', sum: 's', slots: 'l', budget: 'b' } as const;
 /** Admissions per script call: a batch must not hold Redis (single-threaded) for long. */
@@ -25,22 +25,6 @@ interface PendingAdmission {
   checks: readonly CounterCheck[];
   resolve: (result: AdmitResult) => void;
   reject: (err: unknown) => void;
-}
-
-/** Keys of a batch, each once, with its 1-based index for the script. */
-class KeyIndex {
-  readonly keys: string[] = [];
-  private readonly index = new Map<string, number>();
-  constructor(private readonly prefix: string) {}
-  of(key: string): number {
-    let i = this.index.get(key);
-    if (i === undefined) {
-      this.keys.push(this.prefix + key);
-      i = this.keys.length;
-      this.index.set(key, i);
-    }
-    return i;
-  }
 }
 
 export interface RedisCountersOptions {
@@ -67,11 +51,14 @@ export class RedisCounters implements CounterStore {
   private readonly handlers: Array<(message: PeerMessage) => void> = [];
   private readonly prefix: string;
   private readonly channel: string;
+  /** A key of the gateway's hash slot: where Redis Cluster sends its scripts. */
+  private readonly routeKey: string;
   private readonly now: (() => number) | undefined;
 
   constructor(private readonly options: RedisCountersOptions) {
     this.prefix = options.prefix ?? 'llm-gateway:{gw}:';
     this.channel = `${this.prefix}peers`;
+    this.routeKey = `${this.prefix}route`;
     this.now = options.now;
     this.redis = new Redis(options.url, this.clientOptions()) as ScriptedRedis;
     this.redis.on('error', (err: Error) => options.onError?.(err));
@@ -145,47 +132,53 @@ export class RedisCounters implements CounterStore {
   };
 
   private async sendAdmissions(batch: readonly PendingAdmission[]): Promise<void> {
-    const keys = new KeyIndex(this.prefix);
-    const args: Array<string | number> = [this.clock(), SLOT_LEASE_MS, batch.length];
+    const args: Array<string | number> = [this.clock(), SLOT_LEASE_MS];
     for (const { id, checks } of batch) {
-      args.push(id, checks.length);
+      let admission = id;
       for (const c of checks)
-        args.push(
-          keys.of(c.key),
-          KIND_CODE[c.kind],
-          c.limit,
-          c.kind === 'count' || c.kind === 'sum' ? c.windowMs : 0,
-          c.kind === 'sum' ? c.amount : 1,
-        );
+        admission +=
+          SEPARATOR +
+          this.keyOf(c.key) +
+          SEPARATOR +
+          KIND_CODE[c.kind] +
+          SEPARATOR +
+          String(c.limit) +
+          SEPARATOR +
+          String(c.kind === 'count' || c.kind === 'sum' ? c.windowMs : 0) +
+          SEPARATOR +
+          String(c.kind === 'sum' ? c.amount : 1);
+      args.push(admission);
     }
     let out: string[];
     try {
-      out = await this.redis.gwAdmit(keys.keys.length, ...keys.keys, ...args);
+      out = await this.redis.gwAdmit(1, this.routeKey, ...args);
     } catch (err) {
       for (const a of batch) a.reject(err);
       return;
     }
     const now = Number(out[0]);
-    let pos = 1;
-    for (const { checks, resolve } of batch) {
-      const ok = out[pos] === '1';
-      const refused = Number(out[pos + 1]);
-      const retryAt = Number(out[pos + 2]);
-      pos += 3;
+    batch.forEach(({ checks, resolve }, i) => {
+      const f = out[i + 1]!.split(SEPARATOR);
       const states: CheckState[] = [];
-      for (let i = 0; i < checks.length; i++, pos += 2)
-        states.push({ remaining: Number(out[pos]), resetMs: Number(out[pos + 1]) });
-      resolve(
-        ok
-          ? { ok, states }
-          : {
-              ok: false,
-              index: refused - 1,
-              retryAfterMs: retryAt < 0 ? Number.POSITIVE_INFINITY : Math.max(0, retryAt - now),
-              states,
-            },
-      );
-    }
+      for (let j = 0; j < checks.length; j++)
+        states.push({ remaining: Number(f[3 + j * 2]), resetMs: Number(f[4 + j * 2]) });
+      if (f[0] === '1') {
+        resolve({ ok: true, states });
+        return;
+      }
+      const retryAt = Number(f[2]);
+      resolve({
+        ok: false,
+        index: Number(f[1]) - 1,
+        retryAfterMs: retryAt < 0 ? Number.POSITIVE_INFINITY : Math.max(0, retryAt - now),
+        states,
+      });
+    });
+  }
+
+  /** A counter's Redis key: the prefix, and the name without the separator the scripts split on. */
+  private keyOf(key: string): string {
+    return this.prefix + (key.includes(SEPARATOR) ? key.replaceAll(SEPARATOR, '_') : key);
   }
 
   /** Releases, corrections and renewals, batched like admissions. */
@@ -210,13 +203,17 @@ export class RedisCounters implements CounterStore {
     this.settled = [];
     const sends: Array<Promise<unknown>> = [];
     for (let i = 0; i < ops.length; i += MAX_BATCH * 4) {
-      const keys = new KeyIndex(this.prefix);
       const args: Array<string | number> = [this.clock(), SLOT_LEASE_MS];
-      for (const o of ops.slice(i, i + MAX_BATCH * 4)) {
-        args.push(o.op, keys.of(o.key), o.id);
-        if (o.op === 'c') args.push(Math.round(o.amount ?? 0));
-      }
-      sends.push(this.redis.gwSettle(keys.keys.length, ...keys.keys, ...args));
+      for (const o of ops.slice(i, i + MAX_BATCH * 4))
+        args.push(
+          o.op +
+            SEPARATOR +
+            this.keyOf(o.key) +
+            SEPARATOR +
+            o.id +
+            (o.op === 'c' ? SEPARATOR + String(Math.round(o.amount ?? 0)) : ''),
+        );
+      sends.push(this.redis.gwSettle(1, this.routeKey, ...args));
     }
     Promise.all(sends).then(
       () => {

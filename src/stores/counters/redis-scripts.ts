@@ -18,18 +18,33 @@ else
   now = tonumber(ARGV[1])
 end`;
 
+/** Fields of one admission or result, in one argument: fewer arguments for the client to encode. */
+export const SEPARATOR = '\x1f';
+
+const SPLIT = `
+local function split(s)
+  local t = {}
+  local start = 1
+  while true do
+    local i = string.find(s, '\\31', start, true)
+    if not i then t[#t + 1] = string.sub(s, start) return t end
+    t[#t + 1] = string.sub(s, start, i - 1)
+    start = i + 1
+  end
+end`;
+
 /**
  * Admissions in a batch (every admission the process asked for in one turn of its event loop: one
- * round trip for all of them), each checked and counted atomically, in order. KEYS: every key the batch
- * names, once. ARGV: now (or ''), slot lease ms, the number of admissions, then per admission its id,
- * its number of checks, and five per check: key index (1-based, into KEYS), kind (c count, s sum, l
- * slots, b budget), limit, window ms, amount. Returns, as strings: now, then per admission: ok (1/0),
- * refused check (1-based, 0 if none), retry at (ms, -1 if never), and remaining and reset ms per check.
+ * round trip for all of them), each checked and counted atomically, in order. KEYS: one key of the
+ * gateway's hash slot (for Redis Cluster's routing). ARGV: now (or ''), slot lease ms, then one
+ * argument per admission: its id and five fields per check (key, kind: c count, s sum, l slots, b
+ * budget; limit, window ms, amount), separated by SEPARATOR. Returns now, then one string per
+ * admission: ok (1/0), refused check (1-based, 0 if none), retry at (ms, -1 if never), and remaining
+ * and reset ms per check, separated the same way.
  */
 export const ADMIT = `${NOW}
+${SPLIT}
 local lease = tonumber(ARGV[2])
-local count = tonumber(ARGV[3])
-local pos = 4
 local out = { tostring(now) }
 
 local function trimSum(key, since)
@@ -53,18 +68,18 @@ local function newestEnd(key, window)
   return math.max(0, tonumber(last[2]) + window - now)
 end
 
-for _ = 1, count do
-  local id = ARGV[pos]
-  local n = tonumber(ARGV[pos + 1])
-  pos = pos + 2
+for a = 3, #ARGV do
+  local f = split(ARGV[a])
+  local id = f[1]
+  local n = (#f - 1) / 5
   local keys, kinds, limits, windows, amounts = {}, {}, {}, {}, {}
   for i = 1, n do
-    keys[i] = KEYS[tonumber(ARGV[pos])]
-    kinds[i] = ARGV[pos + 1]
-    limits[i] = tonumber(ARGV[pos + 2])
-    windows[i] = tonumber(ARGV[pos + 3])
-    amounts[i] = tonumber(ARGV[pos + 4])
-    pos = pos + 5
+    local b = 1 + (i - 1) * 5
+    keys[i] = f[b + 1]
+    kinds[i] = f[b + 2]
+    limits[i] = tonumber(f[b + 3])
+    windows[i] = tonumber(f[b + 4])
+    amounts[i] = tonumber(f[b + 5])
   end
   local remaining, reset = {}, {}
   local refused, retryAt = 0, 0
@@ -134,44 +149,39 @@ for _ = 1, count do
       end
     end
   end
-  out[#out + 1] = (refused == 0) and '1' or '0'
-  out[#out + 1] = tostring(refused)
-  out[#out + 1] = tostring(retryAt)
+  local r = { (refused == 0) and '1' or '0', tostring(refused), tostring(retryAt) }
   for i = 1, n do
-    out[#out + 1] = tostring(remaining[i])
-    out[#out + 1] = tostring(reset[i])
+    r[#r + 1] = tostring(remaining[i])
+    r[#r + 1] = tostring(reset[i])
   end
+  out[#out + 1] = table.concat(r, '\\31')
 end
 return out`;
 
 /**
- * What ends or keeps admissions, in a batch. KEYS: every key named, once. ARGV: now (or ''), slot
- * lease ms, then operations: `r`, key index, id (take the admission out of a slot set or count
- * window); `c`, key index, id, amount (a sum window's corrected amount); `w`, key index, id (renew a
- * slot's lease).
+ * What ends or keeps admissions, in a batch. KEYS: one key of the gateway's hash slot. ARGV: now (or
+ * ''), slot lease ms, then one argument per operation, its fields separated by SEPARATOR: `r`, key, id
+ * (take the admission out of a slot set or count window); `c`, key, id, amount (a sum window's
+ * corrected amount); `w`, key, id (renew a slot's lease).
  */
 export const SETTLE = `${NOW}
+${SPLIT}
 local lease = tonumber(ARGV[2])
-local pos = 3
-while pos <= #ARGV do
-  local op = ARGV[pos]
-  local key = KEYS[tonumber(ARGV[pos + 1])]
-  local id = ARGV[pos + 2]
+for a = 3, #ARGV do
+  local f = split(ARGV[a])
+  local op, key, id = f[1], f[2], f[3]
   if op == 'r' then
     redis.call('ZREM', key, id)
-    pos = pos + 3
   elseif op == 'w' then
     redis.call('ZADD', key, 'XX', now + lease, id)
     redis.call('PEXPIRE', key, lease * 2)
-    pos = pos + 3
   else
-    local amount = tonumber(ARGV[pos + 3])
+    local amount = tonumber(f[4])
     if redis.call('ZSCORE', key, id) then
       local old = tonumber(redis.call('HGET', key .. ':a', id) or '0')
       redis.call('HSET', key .. ':a', id, amount)
       redis.call('INCRBY', key .. ':s', amount - old)
     end
-    pos = pos + 4
   end
 end
 return 1`;
