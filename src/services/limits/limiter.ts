@@ -98,7 +98,8 @@ export class Limiter {
     checks: CounterCheck[],
     meta: CheckMeta[],
   ): Promise<Admission | undefined> {
-    const id = randomUUID();
+    // Unique across replicas (a random prefix per process) without a UUID per request.
+    const id = this.idPrefix + (this.admitted++).toString(36);
     let result: AdmitResult;
     try {
       result = await this.counters.admit(id, checks);
@@ -113,7 +114,29 @@ export class Limiter {
     return admission;
   }
 
+  private readonly idPrefix = `${randomUUID().slice(0, 13)}-`;
+  private admitted = 0;
+  /** Scopes per caller and model, for the configuration they were built from (a reload builds anew). */
+  private readonly scopeCache = new WeakMap<Principal, { config: object; byModel: Map<string, Scope[]> }>();
+
   private scopesOf(principal: Principal, model: string): Scope[] {
+    const config = this.options.config.current;
+    let entry = this.scopeCache.get(principal);
+    if (entry?.config !== config) {
+      entry = { config, byModel: new Map() };
+      this.scopeCache.set(principal, entry);
+    }
+    let scopes = entry.byModel.get(model);
+    if (!scopes) {
+      scopes = this.buildScopes(principal, model);
+      // Bounded: a client inventing model names must not grow it without end.
+      if (entry.byModel.size >= 1_000) entry.byModel.clear();
+      entry.byModel.set(model, scopes);
+    }
+    return scopes;
+  }
+
+  private buildScopes(principal: Principal, model: string): Scope[] {
     const { limits } = this.options.config.current;
     const scopes: Scope[] = [];
     if (principal.keyLimits)

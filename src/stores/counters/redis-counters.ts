@@ -8,7 +8,7 @@ import {
   type PeerMessage,
 } from './counter-store.js';
 import { withoutPassword } from '../../config/config-problems.js';
-import { ADMIT, SEPARATOR, SETTLE, SPEND } from './redis-scripts.js';
+import { ADMIT, SEPARATOR, SPEND } from './redis-scripts.js';
 
 const KIND_CODE = { count: 'c', sum: 's', slots: 'l', budget: 'b' } as const;
 /** Admissions per script call: a batch must not hold Redis (single-threaded) for long. */
@@ -16,7 +16,6 @@ const MAX_BATCH = 200;
 
 type ScriptedRedis = Redis & {
   gwAdmit(keys: number, ...args: Array<string | number>): Promise<string[]>;
-  gwSettle(keys: number, ...args: Array<string | number>): Promise<number>;
   gwSpend(keys: number, ...args: Array<string | number>): Promise<number>;
 };
 
@@ -63,7 +62,6 @@ export class RedisCounters implements CounterStore {
     this.redis = new Redis(options.url, this.clientOptions()) as ScriptedRedis;
     this.redis.on('error', (err: Error) => options.onError?.(err));
     this.redis.defineCommand('gwAdmit', { lua: ADMIT });
-    this.redis.defineCommand('gwSettle', { lua: SETTLE });
     this.redis.defineCommand('gwSpend', { lua: SPEND });
   }
 
@@ -119,20 +117,55 @@ export class RedisCounters implements CounterStore {
   admit(id: string, checks: readonly CounterCheck[]): Promise<AdmitResult> {
     return new Promise((resolve, reject) => {
       this.admissions.push({ id, checks, resolve, reject });
-      if (this.admissions.length === 1) setImmediate(this.flushAdmissions);
+      this.schedule();
     });
   }
 
   private admissions: PendingAdmission[] = [];
+  private scheduled = false;
 
-  private readonly flushAdmissions = (): void => {
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(this.flush);
+  }
+
+  /**
+   * One script call per turn of the event loop: the ends of earlier admissions (releases, corrections,
+   * renewals) first, then the new admissions, each still checked and counted atomically, in order.
+   */
+  private readonly flush = (): void => {
+    this.scheduled = false;
     const batch = this.admissions;
+    const ops = this.settles;
+    const waiting = this.settled;
     this.admissions = [];
-    for (let i = 0; i < batch.length; i += MAX_BATCH) void this.sendAdmissions(batch.slice(i, i + MAX_BATCH));
+    this.settles = [];
+    this.settled = [];
+    let opAt = 0;
+    for (let i = 0; i < batch.length || opAt < ops.length; i += MAX_BATCH) {
+      const these = ops.slice(opAt, opAt + MAX_BATCH * 4);
+      opAt += these.length;
+      const last = i + MAX_BATCH >= batch.length && opAt >= ops.length;
+      void this.send(batch.slice(i, i + MAX_BATCH), these, last ? waiting : []);
+    }
   };
 
-  private async sendAdmissions(batch: readonly PendingAdmission[]): Promise<void> {
-    const args: Array<string | number> = [this.clock(), SLOT_LEASE_MS];
+  private async send(
+    batch: readonly PendingAdmission[],
+    ops: ReadonlyArray<{ op: 'r' | 'c' | 'w'; key: string; id: string; amount?: number }>,
+    waiting: ReadonlyArray<{ resolve: () => void; reject: (err: unknown) => void }>,
+  ): Promise<void> {
+    const args: Array<string | number> = [this.clock(), SLOT_LEASE_MS, ops.length];
+    for (const o of ops)
+      args.push(
+        o.op +
+          SEPARATOR +
+          this.keyOf(o.key) +
+          SEPARATOR +
+          o.id +
+          (o.op === 'c' ? SEPARATOR + String(Math.round(o.amount ?? 0)) : ''),
+      );
     for (const { id, checks } of batch) {
       let admission = id;
       for (const c of checks)
@@ -154,8 +187,10 @@ export class RedisCounters implements CounterStore {
       out = await this.redis.gwAdmit(1, this.routeKey, ...args);
     } catch (err) {
       for (const a of batch) a.reject(err);
+      for (const w of waiting) w.reject(err);
       return;
     }
+    for (const w of waiting) w.resolve();
     const now = Number(out[0]);
     batch.forEach(({ checks, resolve }, i) => {
       const f = out[i + 1]!.split(SEPARATOR);
@@ -181,7 +216,7 @@ export class RedisCounters implements CounterStore {
     return this.prefix + (key.includes(SEPARATOR) ? key.replaceAll(SEPARATOR, '_') : key);
   }
 
-  /** Releases, corrections and renewals, batched like admissions. */
+  /** Releases, corrections and renewals: sent with the next admissions (or alone, in the same turn). */
   private settles: Array<{ op: 'r' | 'c' | 'w'; key: string; id: string; amount?: number }> = [];
   private settled: Array<{ resolve: () => void; reject: (err: unknown) => void }> = [];
 
@@ -192,38 +227,9 @@ export class RedisCounters implements CounterStore {
     return new Promise((resolve, reject) => {
       this.settles.push(...ops);
       this.settled.push({ resolve, reject });
-      if (this.settled.length === 1) setImmediate(this.flushSettles);
+      this.schedule();
     });
   }
-
-  private readonly flushSettles = (): void => {
-    const ops = this.settles;
-    const waiting = this.settled;
-    this.settles = [];
-    this.settled = [];
-    const sends: Array<Promise<unknown>> = [];
-    for (let i = 0; i < ops.length; i += MAX_BATCH * 4) {
-      const args: Array<string | number> = [this.clock(), SLOT_LEASE_MS];
-      for (const o of ops.slice(i, i + MAX_BATCH * 4))
-        args.push(
-          o.op +
-            SEPARATOR +
-            this.keyOf(o.key) +
-            SEPARATOR +
-            o.id +
-            (o.op === 'c' ? SEPARATOR + String(Math.round(o.amount ?? 0)) : ''),
-        );
-      sends.push(this.redis.gwSettle(1, this.routeKey, ...args));
-    }
-    Promise.all(sends).then(
-      () => {
-        for (const w of waiting) w.resolve();
-      },
-      (err: unknown) => {
-        for (const w of waiting) w.reject(err);
-      },
-    );
-  };
 
   correct(id: string, keys: readonly string[], amount: number): Promise<void> {
     return this.settle(keys.map((key) => ({ op: 'c' as const, key, id, amount })));

@@ -36,7 +36,8 @@ end`;
 /**
  * Admissions in a batch (every admission the process asked for in one turn of its event loop: one
  * round trip for all of them), each checked and counted atomically, in order. KEYS: one key of the
- * gateway's hash slot (for Redis Cluster's routing). ARGV: now (or ''), slot lease ms, then one
+ * gateway's hash slot (for Redis Cluster's routing). ARGV: now (or ''), slot lease ms, the number of
+ * settle operations that come first (see SETTLE: the ends of earlier admissions ride along), then one
  * argument per admission: its id and five fields per check (key, kind: c count, s sum, l slots, b
  * budget; limit, window ms, amount), separated by SEPARATOR. Returns now, then one string per
  * admission: ok (1/0), refused check (1-based, 0 if none), retry at (ms, -1 if never), and remaining
@@ -45,7 +46,27 @@ end`;
 export const ADMIT = `${NOW}
 ${SPLIT}
 local lease = tonumber(ARGV[2])
+local settles = tonumber(ARGV[3])
 local out = { tostring(now) }
+
+local function settle(arg)
+  local f = split(arg)
+  local op, key, id = f[1], f[2], f[3]
+  if op == 'r' then
+    redis.call('ZREM', key, id)
+  elseif op == 'w' then
+    redis.call('ZADD', key, 'XX', now + lease, id)
+    redis.call('PEXPIRE', key, lease * 2)
+  else
+    local amount = tonumber(f[4])
+    if redis.call('ZSCORE', key, id) then
+      local old = tonumber(redis.call('HGET', key .. ':a', id) or '0')
+      redis.call('HSET', key .. ':a', id, amount)
+      redis.call('INCRBY', key .. ':s', amount - old)
+    end
+  end
+end
+for a = 4, 3 + settles do settle(ARGV[a]) end
 
 local function trimSum(key, since)
   local old = redis.call('ZRANGEBYSCORE', key, '-inf', since)
@@ -68,7 +89,7 @@ local function newestEnd(key, window)
   return math.max(0, tonumber(last[2]) + window - now)
 end
 
-for a = 3, #ARGV do
+for a = 4 + settles, #ARGV do
   local f = split(ARGV[a])
   local id = f[1]
   local n = (#f - 1) / 5
@@ -158,33 +179,11 @@ for a = 3, #ARGV do
 end
 return out`;
 
-/**
- * What ends or keeps admissions, in a batch. KEYS: one key of the gateway's hash slot. ARGV: now (or
- * ''), slot lease ms, then one argument per operation, its fields separated by SEPARATOR: `r`, key, id
- * (take the admission out of a slot set or count window); `c`, key, id, amount (a sum window's
- * corrected amount); `w`, key, id (renew a slot's lease).
+/*
+ * Settle operations (in ADMIT, before its admissions): `r`, key, id (take the admission out of a slot
+ * set or count window); `c`, key, id, amount (a sum window's corrected amount); `w`, key, id (renew a
+ * slot's lease), fields separated by SEPARATOR.
  */
-export const SETTLE = `${NOW}
-${SPLIT}
-local lease = tonumber(ARGV[2])
-for a = 3, #ARGV do
-  local f = split(ARGV[a])
-  local op, key, id = f[1], f[2], f[3]
-  if op == 'r' then
-    redis.call('ZREM', key, id)
-  elseif op == 'w' then
-    redis.call('ZADD', key, 'XX', now + lease, id)
-    redis.call('PEXPIRE', key, lease * 2)
-  else
-    local amount = tonumber(f[4])
-    if redis.call('ZSCORE', key, id) then
-      local old = tonumber(redis.call('HGET', key .. ':a', id) or '0')
-      redis.call('HSET', key .. ':a', id, amount)
-      redis.call('INCRBY', key .. ':s', amount - old)
-    end
-  end
-end
-return 1`;
 
 /** KEYS: budgets. ARGV: amount, then a ttl in ms per key ('' for none), set when the key has none. */
 export const SPEND = `
