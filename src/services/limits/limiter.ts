@@ -27,6 +27,54 @@ interface Scope {
 
 type CheckMeta = { scope: Scope; limit: 'rpm' | 'tpm' | 'maxParallel' | 'budget' };
 
+const DAY_MS = 86_400_000;
+
+/** What a set of scopes checks, and what its admissions give back: the same for every request. */
+interface Plan {
+  day: number;
+  checks: CounterCheck[];
+  meta: CheckMeta[];
+  /** The smallest tpm limit and its scope: a reservation above it can never pass. */
+  tightestTpm: { tpm: number; scope: Scope } | undefined;
+  slotKeys: readonly string[];
+  tokenKeys: readonly string[];
+  budgets: ReadonlyArray<{ key: string; budget: Budget }>;
+}
+
+function buildPlan(scopes: readonly Scope[], now: number, day: number): Plan {
+  const checks: CounterCheck[] = [];
+  const meta: CheckMeta[] = [];
+  const slotKeys: string[] = [];
+  const tokenKeys: string[] = [];
+  const budgets: Array<{ key: string; budget: Budget }> = [];
+  let tightestTpm: Plan['tightestTpm'];
+  for (const scope of scopes) {
+    const { rpm, tpm, maxParallel, budget } = scope.limits;
+    if (rpm !== undefined) {
+      checks.push({ kind: 'count', key: `rpm:${scope.id}`, limit: rpm, windowMs: MINUTE_MS });
+      meta.push({ scope, limit: 'rpm' });
+    }
+    if (tpm !== undefined) {
+      checks.push({ kind: 'sum', key: `tpm:${scope.id}`, limit: tpm, windowMs: MINUTE_MS, amount: 0 });
+      meta.push({ scope, limit: 'tpm' });
+      tokenKeys.push(`tpm:${scope.id}`);
+      if (tightestTpm === undefined || tpm < tightestTpm.tpm) tightestTpm = { tpm, scope };
+    }
+    if (maxParallel !== undefined) {
+      checks.push({ kind: 'slots', key: `par:${scope.id}`, limit: maxParallel });
+      meta.push({ scope, limit: 'maxParallel' });
+      slotKeys.push(`par:${scope.id}`);
+    }
+    if (budget !== undefined) {
+      const key = budgetKey(scope.id, budget, now);
+      checks.push({ kind: 'budget', key, limit: budget.amount });
+      meta.push({ scope, limit: 'budget' });
+      budgets.push({ key, budget });
+    }
+  }
+  return { day, checks, meta, tightestTpm, slotKeys, tokenKeys, budgets };
+}
+
 export interface AdmitInput {
   principal: Principal;
   /** The model (or alias) asked for. */
@@ -88,16 +136,13 @@ export class Limiter {
     const scopes = this.scopesOf(input.principal, input.model);
     // Nothing limited (the common case without limits): no promise, no counter store.
     if (scopes.length === 0) return undefined;
-    const { checks, meta } = this.checksOf(scopes, input.json);
-    if (checks.length === 0) return undefined;
-    return this.admitChecks(input.model, checks, meta);
+    const plan = this.checksOf(scopes, input.json);
+    if (plan.checks.length === 0) return undefined;
+    return this.admitChecks(input.model, plan);
   }
 
-  private async admitChecks(
-    model: string,
-    checks: CounterCheck[],
-    meta: CheckMeta[],
-  ): Promise<Admission | undefined> {
+  private async admitChecks(model: string, plan: Plan): Promise<Admission | undefined> {
+    const { checks, meta } = plan;
     // Unique across replicas (a random prefix per process) without a UUID per request.
     const id = this.idPrefix + (this.admitted++).toString(36);
     let result: AdmitResult;
@@ -107,7 +152,7 @@ export class Limiter {
     } catch (err) {
       return this.storeFailed(err);
     }
-    const admission = new Admission(this, id, checks, meta, result.states, this.now());
+    const admission = new Admission(this, id, plan, result.states);
     admission.model = model;
     if (!result.ok) throw refusal(meta[result.index]!, checks[result.index]!, result, admission.headers);
     if (admission.slotKeys.length > 0) this.hold(admission);
@@ -117,6 +162,7 @@ export class Limiter {
   private readonly idPrefix = `${randomUUID().slice(0, 13)}-`;
   private admitted = 0;
   /** Scopes per caller and model, for the configuration they were built from (a reload builds anew). */
+  private readonly plans = new WeakMap<readonly Scope[], Plan>();
   private readonly scopeCache = new WeakMap<Principal, { config: object; byModel: Map<string, Scope[]> }>();
 
   private scopesOf(principal: Principal, model: string): Scope[] {
@@ -158,44 +204,31 @@ export class Limiter {
     return scopes;
   }
 
-  private checksOf(scopes: readonly Scope[], json: Readonly<Record<string, unknown>>) {
-    const checks: CounterCheck[] = [];
-    const meta: CheckMeta[] = [];
-    let reserve: number | undefined;
+  /**
+   * The checks of a request: built once per set of scopes (and day, for the budgets' periods), so that a
+   * request only fills in its token reservation.
+   */
+  private checksOf(scopes: readonly Scope[], json: Readonly<Record<string, unknown>>): Plan {
     const now = this.now();
-    for (const scope of scopes) {
-      const { rpm, tpm, maxParallel, budget } = scope.limits;
-      if (rpm !== undefined) {
-        checks.push({ kind: 'count', key: `rpm:${scope.id}`, limit: rpm, windowMs: MINUTE_MS });
-        meta.push({ scope, limit: 'rpm' });
-      }
-      if (tpm !== undefined) {
-        reserve ??= this.reservation(json);
-        if (reserve > tpm)
-          throw new GatewayError(
-            `This request alone would use up to ${reserve} tokens (its prompt and max_tokens), more than the ` +
-              `${tpm} tokens per minute of ${scope.label}: it can never pass. Lower max_tokens or shorten the prompt.`,
-            { code: 'request_too_large', status: 400, param: 'max_tokens' },
-          );
-        checks.push({
-          kind: 'sum',
-          key: `tpm:${scope.id}`,
-          limit: tpm,
-          windowMs: MINUTE_MS,
-          amount: reserve,
-        });
-        meta.push({ scope, limit: 'tpm' });
-      }
-      if (maxParallel !== undefined) {
-        checks.push({ kind: 'slots', key: `par:${scope.id}`, limit: maxParallel });
-        meta.push({ scope, limit: 'maxParallel' });
-      }
-      if (budget !== undefined) {
-        checks.push({ kind: 'budget', key: budgetKey(scope.id, budget, now), limit: budget.amount });
-        meta.push({ scope, limit: 'budget' });
-      }
+    const day = Math.floor(now / DAY_MS);
+    let plan = this.plans.get(scopes);
+    if (plan?.day !== day) {
+      plan = buildPlan(scopes, now, day);
+      this.plans.set(scopes, plan);
     }
-    return { checks, meta, reserve };
+    if (plan.tightestTpm === undefined) return plan;
+    const reserve = this.reservation(json);
+    const { tpm, scope } = plan.tightestTpm;
+    if (reserve > tpm)
+      throw new GatewayError(
+        `This request alone would use up to ${reserve} tokens (its prompt and max_tokens), more than the ` +
+          `${tpm} tokens per minute of ${scope.label}: it can never pass. Lower max_tokens or shorten the prompt.`,
+        { code: 'request_too_large', status: 400, param: 'max_tokens' },
+      );
+    return {
+      ...plan,
+      checks: plan.checks.map((c) => (c.kind === 'sum' ? { ...c, amount: reserve } : c)),
+    };
   }
 
   /** Tokens reserved for a request: its prompt's estimate and the most it may generate. */
@@ -267,7 +300,9 @@ export class Limiter {
       );
     if (usage && admission.budgets.length > 0) {
       const cost = this.costOf(usage, admission.model);
-      if (cost > 0) work.push(counters.spend(admission.budgets, cost));
+      const now = this.now();
+      const periods = admission.budgets.map((b) => ({ key: b.key, ttlMs: budgetTtl(b.budget, now) }));
+      if (cost > 0) work.push(counters.spend(periods, cost));
     }
     const results = await Promise.allSettled(work);
     const failed = results.find((r) => r.status === 'rejected');
@@ -287,9 +322,9 @@ export class Limiter {
 
 /** An admitted request: what to give back and correct when it ends, and the headers it answers with. */
 export class Admission {
-  readonly slotKeys: string[] = [];
-  readonly tokenKeys: string[] = [];
-  readonly budgets: Array<{ key: string; ttlMs: number | undefined }> = [];
+  readonly slotKeys: readonly string[];
+  readonly tokenKeys: readonly string[];
+  readonly budgets: ReadonlyArray<{ key: string; budget: Budget }>;
   readonly headers: Record<string, string>;
   model = '';
   private settled = false;
@@ -297,18 +332,13 @@ export class Admission {
   constructor(
     private readonly limiter: Limiter,
     readonly id: string,
-    checks: readonly CounterCheck[],
-    meta: readonly CheckMeta[],
+    plan: Plan,
     states: readonly CheckState[],
-    now: number,
   ) {
-    checks.forEach((check, i) => {
-      if (check.kind === 'slots') this.slotKeys.push(check.key);
-      else if (check.kind === 'sum') this.tokenKeys.push(check.key);
-      else if (check.kind === 'budget')
-        this.budgets.push({ key: check.key, ttlMs: budgetTtl(meta[i]!.scope.limits.budget!, now) });
-    });
-    this.headers = rateLimitHeaders(checks, states);
+    this.slotKeys = plan.slotKeys;
+    this.tokenKeys = plan.tokenKeys;
+    this.budgets = plan.budgets;
+    this.headers = rateLimitHeaders(plan.checks, states);
   }
 
   /** Gives back what the request held; once, however often it is called. */
