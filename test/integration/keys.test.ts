@@ -144,6 +144,15 @@ describe('virtual keys and teams (admin API)', () => {
     ).rejects.toMatchObject({ status: 403, code: 'model_not_allowed', param: 'model' });
     await expect(sdk.models.retrieve('mistral')).rejects.toMatchObject({ status: 404 });
 
+    // A model the key may use but no endpoint serves: the 404 names only what the key may use.
+    const ghost = (await call('POST', '/api/v1/keys', { name: 'g', models: ['llama', 'ghost'] })).json;
+    const missing = await client(ghost.key)
+      .chat.completions.create({ model: 'ghost', messages: [{ role: 'user', content: 'x' }] })
+      .catch((e: { status: number; message: string }) => e);
+    expect(missing).toMatchObject({ status: 404 });
+    expect((missing as { message: string }).message).toContain("'llama'");
+    expect((missing as { message: string }).message).not.toContain("'qwen'");
+
     // Team only: its list applies.
     const teamKey = (await call('POST', '/api/v1/keys', { name: 't', team: 'research' })).json;
     const teamModels = await client(teamKey.key).models.list();
@@ -263,6 +272,7 @@ describe('virtual keys and teams (admin API)', () => {
       ['DELETE', '/api/v1/teams/nope', undefined, 404, null],
       ['GET', '/api/v1/keys?limit=0', undefined, 400, 'limit'],
       ['GET', '/api/v1/keys?limit=abc', undefined, 400, 'limit'],
+      ['GET', '/api/v1/keys?after=key_nope', undefined, 400, 'after'],
       ['PUT', '/api/v1/keys', undefined, 405, null],
       ['POST', '/api/v1/keys', { name: 'x', expiresIn: 1e20 }, 400, 'expiresIn'],
       ['POST', '/api/v1/keys', { name: 'x', expiresIn: '9999999999d' }, 400, 'expiresIn'],

@@ -1,6 +1,6 @@
 import type { Request, RequestHandler } from 'express';
 import { z } from 'zod';
-import { clip, GatewayError, InvalidRequestError } from '../../errors/gateway-error.js';
+import { clip, GatewayError, InvalidRequestError, ModelNotFoundError } from '../../errors/gateway-error.js';
 import type { Admission, Limiter } from '../../services/limits/limiter.js';
 import { withStreamUsage } from '../../services/core/request-body.js';
 import type { UsageRecorder } from '../usage-recorder.js';
@@ -110,7 +110,7 @@ export function chatCompletions(
 
     // A write racing a disconnect must never become an uncaught 'error' event.
     res.on('error', ignore);
-    await service.complete(
+    const completing = service.complete(
       {
         model,
         stream: stream === true,
@@ -125,6 +125,13 @@ export function chatCompletions(
       res,
       trace,
     );
+    if (principal.models === undefined) return completing;
+    // A key limited to some models is told only of those.
+    await completing.catch((err: unknown) => {
+      if (err instanceof ModelNotFoundError)
+        throw new ModelNotFoundError(model, { all: true, ids: [...principal.models!] });
+      throw err;
+    });
   };
 }
 

@@ -278,6 +278,11 @@ export class KeyService {
   }
 
   async list(filter: { team?: string; user?: string; after?: string; limit: number }): Promise<KeyView[]> {
+    if (filter.after !== undefined && !(await this.records.getKey(filter.after)))
+      throw new GatewayError(`'after' names no key ('${filter.after.slice(0, 100)}'): use a next_cursor.`, {
+        code: 'invalid_request',
+        param: 'after',
+      });
     return (await this.records.listKeys(filter)).map(keyView);
   }
 
