@@ -239,3 +239,32 @@ describe('usage API', () => {
     expect((await get('/api/v1/usage', { authorization: `Bearer ${key.key}` })).status).toBe(401);
   });
 });
+
+describe('pricing follows a reload', () => {
+  const bed = useTestBed();
+
+  it('the cost of the next request uses the reloaded price table', async () => {
+    const upstream = await bed.upstream({ name: 'gpu', models: ['llama'] });
+    const dir = await bed.tempDir('gw-pricing-');
+    const file = `${dir}/gateway.yaml`;
+    await writeFile(file, 'pricing:\n  llama: { inputPerMTok: 1000000, outputPerMTok: 0 }\n');
+    const gw = await bed.gateway({
+      endpoints: [{ url: upstream.url, name: 'gpu' }],
+      env: { CONFIG_FILE: file },
+      reloadEnv: () => ({}),
+    });
+    const sdk = new OpenAI({ apiKey: CLIENT_KEY, baseURL: `${gw.url}/v1`, maxRetries: 0 });
+    const ask = () =>
+      sdk.chat.completions.create({ model: 'llama', messages: [{ role: 'user', content: 'x' }] });
+    await ask();
+    await writeFile(file, 'pricing:\n  llama: { inputPerMTok: 3000000, outputPerMTok: 0 }\n');
+    const summary = gw.gateway.reloadFromSource();
+    expect(summary.settings).toContain('pricing.llama.inputPerMTok');
+    await ask();
+    await gw.gateway.ledger.flush();
+    const [first, second] = (await gw.gateway.records.recentUsage(10)).reverse();
+    // 5 prompt tokens at 1, then at 3 per token.
+    expect(first!.cost).toBeCloseTo(5);
+    expect(second!.cost).toBeCloseTo(15);
+  });
+});
