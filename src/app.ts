@@ -78,6 +78,7 @@ export function createApp(deps: AppDeps): express.Express {
       deps.logger,
       deps.limiter,
       deps.usage,
+      (name) => config.current.endpoints.some((e) => e.name === name),
     ),
   );
 

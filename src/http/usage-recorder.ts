@@ -57,6 +57,8 @@ export class UsageRecorder {
     json: Readonly<Record<string, unknown>>;
     used: UsedTokens;
     startedAt: number;
+    /** The request's `x-gateway.metadata`. */
+    metadata?: Record<string, unknown> | undefined;
   }): void {
     const { req, res, trace, principal, json, used } = input;
     const now = this.now();
@@ -82,7 +84,7 @@ export class UsageRecorder {
       durationMs: Math.max(0, Math.round(now - input.startedAt)),
       attempts: trace.attempts ?? 0,
       cached: false,
-      metadata: null,
+      metadata: input.metadata ?? null,
     });
   }
 }

@@ -2,7 +2,8 @@ import type { Request, RequestHandler } from 'express';
 import { z } from 'zod';
 import { clip, GatewayError, InvalidRequestError, ModelNotFoundError } from '../../errors/gateway-error.js';
 import type { Admission, Limiter } from '../../services/limits/limiter.js';
-import { withStreamUsage } from '../../services/core/request-body.js';
+import { rewrittenBody, withStreamUsage } from '../../services/core/request-body.js';
+import { EXTENSION_FIELD, requestExtension, type RequestExtension } from '../request-extension.js';
 import type { UsageRecorder } from '../usage-recorder.js';
 import { usageOf } from '../usage-recorder.js';
 import { principalOf } from '../principal.js';
@@ -39,6 +40,7 @@ export function chatCompletions(
   logger: Logger,
   limiter?: Limiter,
   usage?: UsageRecorder,
+  endpointExists: (name: string) => boolean = () => false,
 ): RequestHandler {
   return async (req, res) => {
     const raw = rawBody(req);
@@ -64,12 +66,26 @@ export function chatCompletions(
         code: 'invalid_request',
       });
     }
-    const timeouts = timeoutOverrides(req.headers);
+    let timeouts = timeoutOverrides(req.headers);
     const { model, stream } = parsed.data;
+    // The request extension: checked, applied, and never sent upstream (the body is written again only
+    // when it is there, so other requests keep their bytes as they came).
+    let extension: RequestExtension | undefined;
+    let sent: { body: Buffer; json: Readonly<Record<string, unknown>> } = { body: raw, json: body };
+    if (Object.hasOwn(body, EXTENSION_FIELD)) {
+      extension = requestExtension(body[EXTENSION_FIELD], endpointExists);
+      const { [EXTENSION_FIELD]: _removed, ...rest } = body;
+      sent = { body: rewrittenBody(rest, {}), json: rest };
+      if (extension.timeout !== undefined) {
+        const totalMs = Math.max(1, Math.round(extension.timeout * 1_000));
+        timeouts = { ...timeouts, totalMs: Math.min(timeouts.totalMs ?? totalMs, totalMs) };
+      }
+    }
     // The access line reads this object when the response closes, so the service fills it as it goes.
     const trace = requestTrace(res);
     trace.model = model;
     trace.stream = stream === true;
+    if (extension?.metadata) trace.metadata = JSON.stringify(extension.metadata);
 
     const principal = principalOf(res);
     let admission: Admission | undefined = undefined;
@@ -81,7 +97,16 @@ export function chatCompletions(
         const used = usageOf(trace, body);
         // Reported usage, else an estimate; nothing when no answer came (the reservation goes back).
         void admission?.finish(used);
-        usage?.record({ req, res, trace, principal, json: body, used, startedAt });
+        usage?.record({
+          req,
+          res,
+          trace,
+          principal,
+          json: body,
+          used,
+          startedAt,
+          metadata: extension?.metadata,
+        });
       });
     const startedAt = usage?.now() ?? 0;
 
@@ -99,9 +124,9 @@ export function chatCompletions(
     if (admission) for (const name in admission.headers) res.setHeader(name, admission.headers[name]!);
 
     // The ledger counts the tokens of every stream: asked upstream when the client did not ask.
-    let forwarded: { body: Buffer; json: Readonly<Record<string, unknown>> } = { body: raw, json: body };
+    let forwarded = sent;
     if (stream === true && usage) {
-      const asked = withStreamUsage(raw, body);
+      const asked = withStreamUsage(sent.body, sent.json);
       if (asked) {
         forwarded = asked;
         hideUsage = true;
@@ -117,6 +142,7 @@ export function chatCompletions(
         body: forwarded.body,
         json: forwarded.json,
         hideUsage,
+        preferEndpoint: extension?.endpoint,
         headers: forwardableHeaders(req.headers, requestIdOf(req), forwardHeaders()),
         log: requestLog(req, logger),
         clientHeaders: req.headers,

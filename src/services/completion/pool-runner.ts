@@ -64,6 +64,7 @@ export class PoolRunner {
         excluded: run.excluded,
         tried: run.tried,
         sessionKey: first ? run.sessionKey : undefined,
+        preferred: first ? run.req.preferEndpoint : undefined,
       });
       if (!endpoint) {
         const waitMs = picker.msUntilRecovery(model, run.excluded);

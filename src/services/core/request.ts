@@ -22,6 +22,8 @@ export interface CompletionRequest {
    * of the stream, so the client receives what it asked for.
    */
   hideUsage?: boolean;
+  /** The endpoint the request asked for (`x-gateway.endpoint`): tried first when it serves the model. */
+  preferEndpoint?: string | undefined;
 }
 
 /**
@@ -49,6 +51,8 @@ export type RequestTrace = {
   /** Usage the upstream reported. */
   promptTokens?: number;
   completionTokens?: number;
+  /** The request's `x-gateway.metadata`, as JSON (the ledger has it as an object). */
+  metadata?: string;
   /** Events relayed to a stream's client (a completion estimate when no usage came). */
   streamEvents?: number;
   /** Characters of a JSON answer's messages (a completion estimate when no usage came). */

@@ -11,6 +11,8 @@ export interface PickOptions {
   tried: readonly string[];
   /** Session id for affinity (first attempt only), when affinity is configured. */
   sessionKey?: string | undefined;
+  /** An endpoint the request asked for (`x-gateway.endpoint`): first, when it serves the model and can take it. */
+  preferred?: string | undefined;
 }
 
 /**
@@ -29,11 +31,15 @@ export class EndpointPicker {
 
   private readonly affinity = new SessionAffinity();
 
-  pick({ model, excluded, tried, sessionKey }: PickOptions): Endpoint | undefined {
+  pick({ model, excluded, tried, sessionKey, preferred }: PickOptions): Endpoint | undefined {
     const now = this.deps.now();
     const serving = this.deps.registry.serving(model);
     const canTake = (ep: Endpoint) =>
       !excluded.includes(ep.config.name) && ep.health.availableAt(now, ep.config.maxConcurrent) <= now;
+    if (preferred !== undefined && tried.length === 0) {
+      const asked = serving.find((ep) => ep.config.name === preferred);
+      if (asked && asked.config.weight > 0 && canTake(asked)) return asked;
+    }
     // The common deployment, one endpoint for a model: nothing to choose between.
     if (serving.length === 1) {
       const only = serving[0]!;
