@@ -1,4 +1,9 @@
-import { Redis, type RedisOptions } from 'ioredis';
+import { createRequire } from 'node:module';
+import type * as IORedis from 'ioredis';
+import type { Redis, RedisOptions } from 'ioredis';
+
+/** Loaded only when Redis is configured: its code stays out of a gateway without it. */
+const loadRedis = () => (createRequire(import.meta.url)('ioredis') as typeof IORedis).Redis;
 import {
   SLOT_LEASE_MS,
   type AdmitResult,
@@ -59,7 +64,8 @@ export class RedisCounters implements CounterStore {
     this.channel = `${this.prefix}peers`;
     this.routeKey = `${this.prefix}route`;
     this.now = options.now;
-    this.redis = new Redis(options.url, this.clientOptions()) as ScriptedRedis;
+    const RedisClient = loadRedis();
+    this.redis = new RedisClient(options.url, this.clientOptions()) as ScriptedRedis;
     this.redis.on('error', (err: Error) => options.onError?.(err));
     this.redis.defineCommand('gwAdmit', { lua: ADMIT });
     this.redis.defineCommand('gwSpend', { lua: SPEND });
@@ -271,7 +277,8 @@ export class RedisCounters implements CounterStore {
   onMessage(handler: (message: PeerMessage) => void): Promise<void> {
     this.handlers.push(handler);
     if (this.subscribed) return this.subscribed;
-    const subscriber = new Redis(this.options.url, {
+    const RedisClient = loadRedis();
+    const subscriber = new RedisClient(this.options.url, {
       ...this.clientOptions(),
       // A subscriber waits for messages: no command timeout, and it resubscribes after reconnecting.
       commandTimeout: undefined,

@@ -1,4 +1,5 @@
-import pg from 'pg';
+import { createRequire } from 'node:module';
+import type pg from 'pg';
 import type { SqlDriver, SqlRunner, SqlValue } from './sql-driver.js';
 
 /** Any number: the lock that one migrating replica holds while the others wait. */
@@ -12,7 +13,9 @@ export class PostgresDriver implements SqlDriver {
   private readonly numbered = new Map<string, string>();
 
   constructor(url: string, options: { max?: number; onError?: (err: Error) => void } = {}) {
-    this.pool = new pg.Pool({
+    // Loaded only when PostgreSQL is the store: its code stays out of a gateway on SQLite.
+    const { Pool } = createRequire(import.meta.url)('pg') as typeof pg;
+    this.pool = new Pool({
       connectionString: url,
       max: options.max ?? 10,
       connectionTimeoutMillis: 5_000,

@@ -69,8 +69,14 @@ const USAGE_COLUMNS =
 const USAGE_ROW = `(${USAGE_COLUMNS.split(',')
   .map(() => '?')
   .join(', ')})`;
-/** Rows per INSERT: 20 parameters each, well within SQLite's and PostgreSQL's parameter limits. */
-const USAGE_ROWS_PER_STATEMENT = 250;
+/** Rows per INSERT, largest first: 20 parameters each, well within both databases' parameter limits. */
+const USAGE_CHUNKS = [250, 50, 10, 1] as const;
+const USAGE_INSERTS = new Map<number, string>(
+  USAGE_CHUNKS.map((n) => [
+    n,
+    `INSERT INTO usage_records (${USAGE_COLUMNS}) VALUES ${Array.from({ length: n }, () => USAGE_ROW).join(', ')}`,
+  ]),
+);
 
 /**
  * The record store over SQL, the same statements for SQLite and PostgreSQL. `open` applies the
@@ -278,36 +284,38 @@ export class SqlRecordStore implements RecordStore {
   async insertUsage(records: readonly UsageRecord[]): Promise<void> {
     if (records.length === 0) return;
     await this.db.transaction(async (tx) => {
-      for (let i = 0; i < records.length; i += USAGE_ROWS_PER_STATEMENT) {
-        const rows = records.slice(i, i + USAGE_ROWS_PER_STATEMENT);
-        const params: SqlValue[] = [];
-        for (const r of rows)
-          params.push(
-            r.id,
-            r.time,
-            r.keyId,
-            r.team,
-            r.user,
-            r.model,
-            r.servedModel,
-            r.endpoint,
-            r.stream ? 1 : 0,
-            r.status,
-            r.errorCode,
-            r.promptTokens,
-            r.completionTokens,
-            r.estimated ? 1 : 0,
-            r.cost,
-            r.ttftMs,
-            r.durationMs,
-            r.attempts,
-            r.cached ? 1 : 0,
-            json(r.metadata),
-          );
-        await tx.run(
-          `INSERT INTO usage_records (${USAGE_COLUMNS}) VALUES ${rows.map(() => USAGE_ROW).join(', ')}`,
-          params,
-        );
+      // A few statement sizes only (SQLite keeps each prepared statement): full chunks, then the rest
+      // in smaller fixed chunks.
+      let i = 0;
+      for (const size of USAGE_CHUNKS) {
+        for (; records.length - i >= size; i += size) {
+          const rows = records.slice(i, i + size);
+          const params: SqlValue[] = [];
+          for (const r of rows)
+            params.push(
+              r.id,
+              r.time,
+              r.keyId,
+              r.team,
+              r.user,
+              r.model,
+              r.servedModel,
+              r.endpoint,
+              r.stream ? 1 : 0,
+              r.status,
+              r.errorCode,
+              r.promptTokens,
+              r.completionTokens,
+              r.estimated ? 1 : 0,
+              r.cost,
+              r.ttftMs,
+              r.durationMs,
+              r.attempts,
+              r.cached ? 1 : 0,
+              json(r.metadata),
+            );
+          await tx.run(USAGE_INSERTS.get(size)!, params);
+        }
       }
     });
   }
