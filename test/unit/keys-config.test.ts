@@ -3,7 +3,7 @@ import { describeConfig } from '../../src/config/describe-config.js';
 import { ConfigError, loadConfig } from '../../src/config/load-config.js';
 import { startupFacts } from '../../src/server/startup-log.js';
 import { estimatePromptTokens } from '../../src/services/usage/token-estimate.js';
-import { formatDuration } from '../../src/services/limits/limiter.js';
+import { formatDuration } from '../../src/services/limits/refusal.js';
 
 const base = {
   API_KEY: 'sk-client-0123456789abcdef',

@@ -9,23 +9,13 @@ import {
   type CounterCheck,
   type CounterStore,
 } from '../../stores/counters/counter-store.js';
-import type { Budget, Limits } from '../../stores/records/record-store.js';
+import type { Budget } from '../../stores/records/record-store.js';
 import type { Principal } from '../core/principal.js';
 import { estimatePromptTokens } from '../usage/token-estimate.js';
 import { costOf } from '../usage/pricing.js';
+import { rateLimitHeaders, refusal, type CheckMeta, type Scope } from './refusal.js';
 
 const MINUTE_MS = 60_000;
-
-/** One scope whose limits apply to a request. */
-interface Scope {
-  /** Counter key part: `key:<id>`, `team:<id>`, `model:<id>`, `global`. */
-  id: string;
-  /** In words, for refusals: "key 'ci' (key_…)", "team 'research'", "model 'llama'", "the gateway". */
-  label: string;
-  limits: Limits;
-}
-
-type CheckMeta = { scope: Scope; limit: 'rpm' | 'tpm' | 'maxParallel' | 'budget' };
 
 const DAY_MS = 86_400_000;
 
@@ -346,114 +336,6 @@ export class Admission {
     if (this.settled) return Promise.resolve();
     this.settled = true;
     return this.limiter.settle(this, usage);
-  }
-}
-
-/**
- * OpenAI's `x-ratelimit-*` headers: for requests and for tokens, the scope with the least remaining.
- */
-function rateLimitHeaders(
-  checks: readonly CounterCheck[],
-  states: readonly CheckState[],
-): Record<string, string> {
-  const headers: Record<string, string> = {};
-  let requests: number | undefined;
-  let tokens: number | undefined;
-  checks.forEach((check, i) => {
-    if (
-      check.kind === 'count' &&
-      (requests === undefined || states[i]!.remaining < states[requests]!.remaining)
-    )
-      requests = i;
-    if (check.kind === 'sum' && (tokens === undefined || states[i]!.remaining < states[tokens]!.remaining))
-      tokens = i;
-  });
-  if (requests !== undefined) {
-    headers['x-ratelimit-limit-requests'] = String(checks[requests]!.limit);
-    headers['x-ratelimit-remaining-requests'] = String(states[requests]!.remaining);
-    headers['x-ratelimit-reset-requests'] = formatDuration(states[requests]!.resetMs);
-  }
-  if (tokens !== undefined) {
-    headers['x-ratelimit-limit-tokens'] = String(checks[tokens]!.limit);
-    headers['x-ratelimit-remaining-tokens'] = String(states[tokens]!.remaining);
-    headers['x-ratelimit-reset-tokens'] = formatDuration(states[tokens]!.resetMs);
-  }
-  return headers;
-}
-
-/** OpenAI's duration format: `20ms`, `1s`, `6m0s`, `1h2m3s`. */
-export function formatDuration(ms: number): string {
-  if (ms < 1_000) return `${Math.max(0, Math.ceil(ms))}ms`;
-  let s = Math.ceil(ms / 1_000);
-  const h = Math.floor(s / 3_600);
-  s -= h * 3_600;
-  const m = Math.floor(s / 60);
-  s -= m * 60;
-  if (h > 0) return `${h}h${m}m${s}s`;
-  if (m > 0) return `${m}m${s}s`;
-  return `${s}s`;
-}
-
-const LIMIT_WORDS = {
-  rpm: (n: number) => `${n} request${n === 1 ? '' : 's'} per minute`,
-  tpm: (n: number) => `${n} tokens per minute`,
-  maxParallel: (n: number) => `${n} request${n === 1 ? '' : 's'} in flight at once`,
-  budget: (n: number) => `a budget of ${n}`,
-} as const;
-
-/** The 429 for the first check that refused: which limit of which scope, and when to retry, in words. */
-function refusal(
-  meta: CheckMeta,
-  check: CounterCheck,
-  result: Extract<AdmitResult, { ok: false }>,
-  headers: Record<string, string>,
-): RateLimitError {
-  const { scope, limit } = meta;
-  const retryAfterSeconds = Number.isFinite(result.retryAfterMs)
-    ? Math.max(1, Math.ceil(result.retryAfterMs / 1_000))
-    : undefined;
-  const when = retryAfterSeconds === undefined ? '' : ` Try again in ${humanSeconds(retryAfterSeconds)}.`;
-  if (limit === 'budget') {
-    const budget = scope.limits.budget!;
-    const period = budget.period === 'total' ? 'in total' : `this ${budget.period}`;
-    return new RateLimitError(
-      `Budget exhausted for ${scope.label}: ${LIMIT_WORDS.budget(budget.amount)} ${period} has been spent.` +
-        (budget.period === 'total' ? ' Ask the operator to raise it.' : when),
-      'insufficient_quota',
-      retryAfterSeconds,
-      headers,
-    );
-  }
-  if (limit === 'maxParallel')
-    return new RateLimitError(
-      `Too many requests in flight for ${scope.label}: at most ${LIMIT_WORDS.maxParallel(check.limit)}. ` +
-        'Wait for one to finish, then try again.',
-      'concurrency_limit_exceeded',
-      retryAfterSeconds,
-      headers,
-    );
-  return new RateLimitError(
-    `Rate limit reached for ${scope.label}: ${LIMIT_WORDS[limit](check.limit)}.${when}`,
-    'rate_limit_exceeded',
-    retryAfterSeconds,
-    headers,
-  );
-}
-
-function humanSeconds(s: number): string {
-  if (s < 120) return `${s} s`;
-  if (s < 7_200) return `${Math.ceil(s / 60)} min`;
-  return `${Math.ceil(s / 3_600)} h`;
-}
-
-export class RateLimitError extends GatewayError {
-  constructor(
-    message: string,
-    code: 'rate_limit_exceeded' | 'insufficient_quota' | 'concurrency_limit_exceeded',
-    retryAfterSeconds: number | undefined,
-    headers: Record<string, string>,
-  ) {
-    super(message, { code, retryAfterSeconds, headers });
   }
 }
 
