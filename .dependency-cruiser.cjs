@@ -12,6 +12,7 @@ const LAYERS = [
   ['keys', '^src/services/keys/'],
   ['limits', '^src/services/limits/'],
   ['usage', '^src/services/usage/'],
+  ['cache', '^src/services/cache/'],
   ['continuation', '^src/services/continuation/'],
   ['selector', '^src/services/selector/'],
   ['endpoints', '^src/services/endpoints/'],

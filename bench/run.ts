@@ -34,7 +34,7 @@ const RUN_WORKERS = process.env.BENCH_WORKERS !== '0';
 const CHUNKS = 20;
 /** Paced streams: the upstream's delay between chunks, like tokens from a GPU. */
 const CHUNK_DELAY_MS = 10;
-/** BENCH_ONLY=serial,closed,open,stream1,streams100,streams1000,failover,keys,workers runs only those. */
+/** BENCH_ONLY=serial,closed,open,stream1,streams100,streams1000,failover,keys,cache,workers runs only those. */
 const ONLY = process.env.BENCH_ONLY?.split(',').map((s) => s.trim());
 /** BENCH_VERBOSE=1 prints every repetition's row (to stderr), not only the medians. */
 const VERBOSE = process.env.BENCH_VERBOSE === '1';
@@ -347,6 +347,79 @@ if (on('failover')) {
 }
 
 if (on('keys')) await keysScenario();
+if (on('cache')) await cacheScenario();
+
+/**
+ * Cache hits: the same request again and again (every one after the first is a hit), from the memory
+ * cache and, when Redis answers, from the Redis cache. A hit goes nowhere upstream, so its CPU is set
+ * against what the floor spends proxying one request.
+ */
+async function cacheScenario(): Promise<void> {
+  const redisUrl = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
+  const withRedis = await reachable(redisUrl);
+  const memory = await startProcess(
+    'gateway-cache-memory',
+    'src/main.ts',
+    gatewayEnv([upstreamEndpoint], { CACHE: 'memory' }),
+    PROXY_CPU,
+  );
+  const redis = withRedis
+    ? await startProcess(
+        'gateway-cache-redis',
+        'src/main.ts',
+        gatewayEnv([upstreamEndpoint], {
+          CACHE: 'redis',
+          REDIS_URL: redisUrl,
+          REDIS_PREFIX: `bench-cache-${process.pid}:`,
+        }),
+        PROXY_CPU,
+      )
+    : undefined;
+  const MEMORY = 'gateway, cache hits (memory)';
+  const REDIS = 'gateway, cache hits (Redis)';
+  const list: Target[] = [
+    { name: FLOOR, proc: procs.floorExpress, url: procs.floorExpress.url },
+    { name: GW, proc: procs.gateway, url: procs.gateway.url },
+    { name: MEMORY, proc: memory, url: memory.url },
+    ...(redis ? [{ name: REDIS, proc: redis, url: redis.url }] : []),
+  ];
+  for (const t of list.slice(2)) await cannon(t.url, { connections: 50, durationS: 5 });
+  const serial = await scenario(
+    'Cache hits: one request at a time (JSON, 2000 requests)',
+    list,
+    async (t) => {
+      const { latenciesMs, errors } = await sequential(t.url, 2000);
+      const s = summarize(latenciesMs);
+      return { requests: latenciesMs.length, p50: s.p50, p99: s.p99, errors };
+    },
+  );
+  print(serial, [
+    ['p50', 'p50 ms'],
+    ['p99', 'p99 ms'],
+    ['cpuMsPerReq', 'CPU ms/req'],
+    ['errors', 'errors'],
+  ]);
+  const closed = await scenario(`Cache hits: 50 connections (JSON, ${DURATION_S} s)`, list, async (t) => ({
+    ...(await cannon(t.url, { connections: 50, durationS: DURATION_S })),
+  }));
+  print(closed, [
+    ['rps', 'req/s'],
+    ['p50', 'p50 ms'],
+    ['p99', 'p99 ms'],
+    ['cpuMsPerReq', 'CPU ms/req'],
+    ['peakRssMb', 'peak RSS MB'],
+    ['errors', 'errors'],
+  ]);
+  for (const name of redis ? [MEMORY, REDIS] : [MEMORY]) {
+    const cpu = paired(closed, name, FLOOR, (c, f) => c.cpuMsPerReq! / f.cpuMsPerReq!);
+    check(`${name}: CPU per hit ≤ floor's CPU per proxied request`, cpu <= 1.0, `${cpu.toFixed(2)}×`);
+    const errors = [...closed.reps.get(name)!, ...serial.reps.get(name)!].reduce((n, r) => n + r.errors!, 0);
+    check(`${name}: zero errors`, errors === 0, `${errors} errors in all runs`);
+  }
+  if (!redis) console.log(`\n(Redis cache skipped: no Redis at ${redisUrl}; set BENCH_REDIS_URL)\n`);
+  await memory.stop();
+  await redis?.stop();
+}
 
 /**
  * Virtual keys with limits counted in Redis: a key in a team, each with rpm, tpm and maxParallel (set

@@ -21,6 +21,7 @@ import type { KeyService } from './services/keys/key-service.js';
 import type { Limiter } from './services/limits/limiter.js';
 import type { UsageRecorder } from './http/usage-recorder.js';
 import type { UsageLedger } from './services/usage/ledger.js';
+import type { ResponseCache } from './services/cache/response-cache.js';
 
 export interface AppDeps {
   config: ConfigSource;
@@ -40,6 +41,8 @@ export interface AppDeps {
   /** Writes each finished completion to the usage ledger. */
   usage: UsageRecorder;
   ledger: UsageLedger;
+  /** The response cache; undefined when CACHE is off. */
+  cache: ResponseCache | undefined;
   now: () => number;
 }
 
@@ -79,6 +82,7 @@ export function createApp(deps: AppDeps): express.Express {
       deps.limiter,
       deps.usage,
       (name) => config.current.endpoints.some((e) => e.name === name),
+      deps.cache,
     ),
   );
 
@@ -120,6 +124,7 @@ export function createApp(deps: AppDeps): express.Express {
       limits: deps.limiter.status,
       keys: { backend: deps.keys.store.backend, location: deps.keys.store.location },
       usage: deps.ledger.status,
+      cache: deps.cache?.status ?? { mode: 'off' },
     })),
   );
   admin.get(
@@ -144,6 +149,11 @@ export function createApp(deps: AppDeps): express.Express {
   admin.all(['/keys/:id', '/teams/:id'], methodNotAllowed('GET, PATCH, DELETE'));
   admin.all('/keys/:id/rotate', methodNotAllowed('POST'));
   admin.all('/config/reload', methodNotAllowed('POST'));
+  admin.post('/cache/clear', async (_req, res) => {
+    const cleared = deps.cache ? await deps.cache.clear() : 0;
+    res.json({ object: 'cache.clear', cleared, mode: deps.cache?.backend ?? 'off' });
+  });
+  admin.all('/cache/clear', methodNotAllowed('POST'));
   app.use('/api/v1', admin);
 
   app.use(notFound());

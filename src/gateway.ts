@@ -32,7 +32,8 @@ import { UsageLedger } from './services/usage/ledger.js';
 import { UsageRecorder } from './http/usage-recorder.js';
 import type { CounterStore, PeerMessage } from './stores/counters/counter-store.js';
 import { RedisCounters } from './stores/counters/redis-counters.js';
-import { openCounters, openingRecordStore } from './stores/open-stores.js';
+import { openCache, openCounters, openingRecordStore } from './stores/open-stores.js';
+import { ResponseCache } from './services/cache/response-cache.js';
 import type { RecordStore } from './stores/records/record-store.js';
 
 /** A start-up failure that is no bug: said in words (a database that cannot be opened…). */
@@ -86,6 +87,8 @@ export class Gateway {
   readonly limiter: Limiter;
   readonly claims: ClaimService;
   readonly ledger: UsageLedger;
+  /** The response cache; undefined when CACHE is off. */
+  readonly cache: ResponseCache | undefined;
   /** `peer-health` (a SharedHealthChange applied): what tests and embedders may watch. */
   readonly events = new EventEmitter();
   /** Applies an endpoint state change another replica published. */
@@ -185,6 +188,17 @@ export class Gateway {
       now,
       retentionDays: () => this.config.current.usage.retentionDays,
     });
+    const cacheStore = openCache({
+      mode: options.config.cache.mode,
+      maxBytes: options.config.cache.maxBytes,
+      redisUrl: options.config.redis.url,
+      prefix: options.config.redis.prefix,
+      logger,
+      now: options.now,
+    });
+    this.cache = cacheStore
+      ? new ResponseCache({ store: cacheStore, config: this.config, logger, now })
+      : undefined;
     this.app = createApp({
       config: this.config,
       logger,
@@ -195,6 +209,7 @@ export class Gateway {
       limiter: this.limiter,
       usage: new UsageRecorder(this.ledger, this.config, now),
       ledger: this.ledger,
+      cache: this.cache,
       now,
       isShuttingDown: () => this.shuttingDown,
       pendingDiscovery: () => (this.registry.hasUnknownModels() ? this.discovery.pendingRound() : undefined),
@@ -427,6 +442,7 @@ export class Gateway {
     this.limiter.stop();
     await this.keys.stop().catch(() => undefined);
     await this.ledger.stop().catch(() => undefined);
+    await this.cache?.close().catch(() => undefined);
     if (this.options.stores) return;
     await this.records.close().catch(() => undefined);
     await this.counters.close().catch(() => undefined);
@@ -452,6 +468,8 @@ const RESTART_NEEDED = new Set([
   'server.trustProxy',
   'database.url',
   'redis.url',
+  'cache.mode',
+  'cache.maxBytes',
 ]);
 
 /** Paths of the settings (endpoints aside) whose values differ between two configurations. */

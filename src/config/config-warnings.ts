@@ -63,6 +63,13 @@ export function configWarnings(
       'ADMIN_API_KEY is also a client key (API_KEY): every client can use the admin routes; give it a ' +
         'key of its own',
     );
+  const { cache, server } = config;
+  if (cache.mode === 'memory' && server.workers > 1)
+    warnings.push(
+      `CACHE=memory with WORKERS=${server.workers}: each worker keeps a cache of its own (up to ` +
+        `${server.workers} × CACHE_MAX_BYTES in all, and a hit only in the worker that stored it); ` +
+        'CACHE=redis shares one',
+    );
   return warnings;
 }
 

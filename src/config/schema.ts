@@ -372,6 +372,18 @@ const configShape = z.strictObject({
       retentionDays: numeric(z.number().int().positive().max(36_500)).default(90),
     })
     .prefault({}),
+  cache: z
+    .strictObject({
+      /** Where answers are kept: nowhere, in the process (bounded by maxBytes), or in Redis (shared). */
+      mode: z
+        .enum(['off', 'memory', 'redis'], { error: "must be 'off', 'memory' or 'redis'" })
+        .default('off'),
+      ttl: duration.default(3_600_000),
+      maxBytes: byteSize.default(512 * 1024 * 1024),
+      /** Who shares an entry: the key that asked it, its team, or every caller. */
+      scope: z.enum(['key', 'team', 'global'], { error: "must be 'key', 'team' or 'global'" }).default('key'),
+    })
+    .prefault({}),
   routing: z
     .strictObject({
       strategy: z.enum(ROUTING_STRATEGIES).default('weighted'),
@@ -467,6 +479,12 @@ export const configSchema = configShape.transform((config, ctx) => {
       code: 'custom',
       path: ['redis', 'url'],
       message: `REDIS_URL is required with WORKERS=${config.server.workers} because ${limited}: each worker would otherwise count limits on its own, letting through WORKERS times the limit`,
+    });
+  if (config.cache.mode === 'redis' && config.redis.url === undefined)
+    ctx.addIssue({
+      code: 'custom',
+      path: ['cache', 'mode'],
+      message: 'CACHE=redis needs REDIS_URL (the Redis the replicas share); use CACHE=memory for one process',
     });
   for (const issue of keyStrengthIssues(config.server, config.auth))
     ctx.addIssue({ code: 'custom', ...issue });

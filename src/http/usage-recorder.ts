@@ -20,6 +20,8 @@ const FRAMING_EVENTS = 3;
 
 export function usageOf(trace: RequestTrace, json: Readonly<Record<string, unknown>>): UsedTokens {
   const servedModel = trace.servedModel ?? (trace.endpoint === undefined ? undefined : trace.model);
+  // An answer from the cache used no tokens of any model.
+  if (trace.cached === true) return { promptTokens: 0, completionTokens: 0, estimated: false, servedModel };
   if (trace.promptTokens !== undefined)
     return {
       promptTokens: trace.promptTokens,
@@ -83,7 +85,7 @@ export class UsageRecorder {
       ttftMs: trace.ttfbMs ?? null,
       durationMs: Math.max(0, Math.round(now - input.startedAt)),
       attempts: trace.attempts ?? 0,
-      cached: false,
+      cached: trace.cached === true,
       metadata: input.metadata ?? null,
     });
   }

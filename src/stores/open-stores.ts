@@ -1,5 +1,8 @@
 import { withoutPassword } from '../config/config-problems.js';
 import type { Logger } from '../observability/logger.js';
+import type { CacheStore } from './cache/cache-store.js';
+import { MemoryCache } from './cache/memory-cache.js';
+import { RedisCache } from './cache/redis-cache.js';
 import type { CounterStore } from './counters/counter-store.js';
 import { MemoryCounters } from './counters/memory-counters.js';
 import { RedisCounters } from './counters/redis-counters.js';
@@ -57,6 +60,41 @@ export function openCounters(options: {
   });
   store.onReady(() => {
     if (down) logger.info({ redis: shown }, 'Redis reachable again');
+    down = false;
+  });
+  return store;
+}
+
+/**
+ * The response cache's store (CACHE): in the process, bounded by CACHE_MAX_BYTES, or in the Redis of
+ * REDIS_URL (shared by every replica); undefined when the cache is off. Redis errors are logged once
+ * per outage.
+ */
+export function openCache(options: {
+  mode: 'off' | 'memory' | 'redis';
+  maxBytes: number;
+  redisUrl: string | undefined;
+  prefix?: string;
+  logger: Logger;
+  now?: () => number;
+}): CacheStore | undefined {
+  const { mode, redisUrl, logger } = options;
+  if (mode === 'off') return undefined;
+  if (mode === 'memory' || redisUrl === undefined)
+    return new MemoryCache({ maxBytes: options.maxBytes, now: options.now });
+  let down = false;
+  const shown = withoutPassword(redisUrl);
+  const store = new RedisCache({
+    url: redisUrl,
+    prefix: options.prefix ?? 'llm-gateway:',
+    onError: (err) => {
+      if (down) return;
+      down = true;
+      logger.error({ err: err.message, redis: shown }, 'Redis (response cache) unreachable; reconnecting');
+    },
+  });
+  store.onReady(() => {
+    if (down) logger.info({ redis: shown }, 'Redis (response cache) reachable again');
     down = false;
   });
   return store;

@@ -12,6 +12,9 @@ import { forwardableHeaders } from '../../services/forwarder/forward-headers.js'
 import type { Logger } from '../../observability/logger.js';
 import { requestIdOf, requestLog, requestTrace } from '../middleware/access-log.js';
 import { timeoutOverrides } from '../request-options.js';
+import { cacheUseOf, type ResponseCache } from '../../services/cache/response-cache.js';
+import type { ClientResponse } from '../../services/core/client-response.js';
+import { captureForCache, sendHit, X_CACHE } from '../response-caching.js';
 
 /** Longer model ids are no model of any server; they would only fill logs and error messages. */
 const MAX_MODEL_CHARS = 256;
@@ -41,6 +44,7 @@ export function chatCompletions(
   limiter?: Limiter,
   usage?: UsageRecorder,
   endpointExists: (name: string) => boolean = () => false,
+  cache?: ResponseCache,
 ): RequestHandler {
   return async (req, res) => {
     const raw = rawBody(req);
@@ -119,6 +123,30 @@ export function chatCompletions(
         { code: 'model_not_allowed', param: 'model' },
       );
     if (principal.kind === 'virtual') trace.keyId = principal.keyId;
+
+    // The response cache: a hit is answered here (one request against the limits, no tokens); a miss
+    // goes upstream with its answer copied for the cache.
+    let out: ClientResponse = res;
+    if (cache) {
+      const use = cacheUseOf(req.headers['cache-control'], extension?.cache);
+      if (use === 'bypass') res.setHeader(X_CACHE, 'BYPASS');
+      else {
+        const key = cache.keyOf(body, principal);
+        const hit = use === 'use' ? await cache.lookup(key) : undefined;
+        if (hit) {
+          const admitting = limiter?.admit({ principal, model, json: body, reserveTokens: 0 });
+          admission = admitting === undefined ? undefined : await admitting;
+          if (admission) for (const name in admission.headers) res.setHeader(name, admission.headers[name]!);
+          trace.cached = true;
+          trace.ttfbMs = usage ? Math.max(0, Math.round(usage.now() - startedAt)) : 0;
+          sendHit(res, hit, body, stream === true);
+          return;
+        }
+        res.setHeader(X_CACHE, use === 'use' ? 'MISS' : 'BYPASS');
+        out = captureForCache(cache, key, res, trace);
+      }
+    }
+
     const admitting = limiter?.admit({ principal, model, json: body });
     admission = admitting === undefined ? undefined : await admitting;
     if (admission) for (const name in admission.headers) res.setHeader(name, admission.headers[name]!);
@@ -148,7 +176,7 @@ export function chatCompletions(
         clientHeaders: req.headers,
         timeouts,
       },
-      res,
+      out,
       trace,
     );
     if (principal.models === undefined) return completing;

@@ -49,7 +49,7 @@ function describeEndpoint(ep: Endpoint, now: number, condition: EndpointConditio
 export function providersStatus(
   registry: EndpointRegistry,
   config: ConfigSource,
-  stores: () => { limits: unknown; keys: unknown; usage: unknown },
+  stores: () => { limits: unknown; keys: unknown; usage: unknown; cache: unknown },
 ): RequestHandler {
   return (_req, res) => {
     const now = registry.health.now();

@@ -44,6 +44,8 @@ export type RequestTrace = {
   upstreamStatus?: number;
   /** Endpoint that continued a stream broken mid-answer. */
   continuedOn?: string;
+  /** Answered from the response cache. */
+  cached?: boolean;
   /** The error the client got (`client_closed` when it left first). */
   errorCode?: string;
   /** The virtual key that called (its id, never its secret). */

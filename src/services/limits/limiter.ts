@@ -71,6 +71,8 @@ export interface AdmitInput {
   model: string;
   /** The request body, for the token reservation. */
   json: Readonly<Record<string, unknown>>;
+  /** Tokens to reserve instead of the body's estimate (0 for an answer from the cache). */
+  reserveTokens?: number;
 }
 
 /** What a finished request used, as far as it is known. */
@@ -126,7 +128,7 @@ export class Limiter {
     const scopes = this.scopesOf(input.principal, input.model);
     // Nothing limited (the common case without limits): no promise, no counter store.
     if (scopes.length === 0) return undefined;
-    const plan = this.checksOf(scopes, input.json);
+    const plan = this.checksOf(scopes, input.json, input.reserveTokens);
     if (plan.checks.length === 0) return undefined;
     return this.admitChecks(input.model, plan);
   }
@@ -198,7 +200,11 @@ export class Limiter {
    * The checks of a request: built once per set of scopes (and day, for the budgets' periods), so that a
    * request only fills in its token reservation.
    */
-  private checksOf(scopes: readonly Scope[], json: Readonly<Record<string, unknown>>): Plan {
+  private checksOf(
+    scopes: readonly Scope[],
+    json: Readonly<Record<string, unknown>>,
+    reserveTokens: number | undefined,
+  ): Plan {
     const now = this.now();
     const day = Math.floor(now / DAY_MS);
     let plan = this.plans.get(scopes);
@@ -207,7 +213,7 @@ export class Limiter {
       this.plans.set(scopes, plan);
     }
     if (plan.tightestTpm === undefined) return plan;
-    const reserve = this.reservation(json);
+    const reserve = reserveTokens ?? this.reservation(json);
     const { tpm, scope } = plan.tightestTpm;
     if (reserve > tpm)
       throw new GatewayError(
