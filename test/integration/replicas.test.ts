@@ -52,8 +52,9 @@ describe.runIf(HAS_REDIS && HAS_POSTGRES)('three replicas on one Redis and one P
       procs.push(spawnGateway(bed, { ...common, PORT: String(port) }, dir));
       urls.push(`http://127.0.0.1:${port}`);
     }
-    for (const p of await Promise.all(procs)) await waitForOutput(p, 'akash llm gateway listening');
-    return { upstream, urls };
+    const started = await Promise.all(procs);
+    for (const p of started) await waitForOutput(p, 'akash llm gateway listening');
+    return { upstream, urls, procs: started };
   }
 
   const chat = (url: string, key: string, body: Record<string, unknown> = {}, signal?: AbortSignal) =>
@@ -92,6 +93,46 @@ describe.runIf(HAS_REDIS && HAS_POSTGRES)('three replicas on one Redis and one P
     expect(upstream.requests).toHaveLength(3);
     for (const a of aborts) a.abort();
   });
+
+  it(
+    'a replica killed (-9) while holding in-flight slots: the others get them back within the 30 s lease',
+    { timeout: 60_000 },
+    async () => {
+      const { urls, upstream, procs } = await startReplicas('{}\n', 2);
+      const created = await fetch(`${urls[0]}/api/v1/keys`, {
+        method: 'POST',
+        headers: admin,
+        body: JSON.stringify({ name: 'par', limits: { maxParallel: 3 } }),
+      }).then((r) => r.json() as Promise<{ key: string }>);
+      upstream.defaultBehavior = { type: 'sse', then: 'hang' };
+      const held = await Promise.all([0, 1, 2].map(() => chat(urls[0]!, created.key, { stream: true })));
+      expect(held.map((r) => r.status)).toEqual([200, 200, 200]);
+      const refused = await chat(urls[1]!, created.key);
+      expect(refused.status).toBe(429);
+      expect(((await refused.json()) as { error: { code: string } }).error.code).toBe(
+        'concurrency_limit_exceeded',
+      );
+      // Its slots are never given back: only their lease (30 s, renewed every 10 s while they run) ends.
+      procs[0]!.proc.kill('SIGKILL');
+      const killedAt = Date.now();
+      await procs[0]!.exit;
+      for (const r of held) await r.text().catch(() => undefined);
+      upstream.defaultBehavior = { type: 'answer' };
+      let backAfter = Infinity;
+      // Bounded: 45 tries 1 s apart.
+      for (let i = 0; i < 45; i++) {
+        const res = await chat(urls[1]!, created.key);
+        await res.text();
+        if (res.status === 200) {
+          backAfter = Date.now() - killedAt;
+          break;
+        }
+        expect(res.status).toBe(429);
+        await new Promise((r) => setTimeout(r, 1_000));
+      }
+      expect(backAfter).toBeLessThanOrEqual(31_000);
+    },
+  );
 
   it('a revoked key fails on every replica within 1 s', async () => {
     const { urls } = await startReplicas('{}\n');
