@@ -10,7 +10,7 @@ import {
 } from '../../src/services/cache/cached-answer.js';
 import { cacheUseOf } from '../../src/services/cache/response-cache.js';
 import { ANONYMOUS, type Principal } from '../../src/services/core/principal.js';
-import { MemoryCache } from '../../src/stores/cache/memory-cache.js';
+import { ENTRY_OVERHEAD_BYTES, MemoryCache } from '../../src/stores/cache/memory-cache.js';
 
 const sse = (...payloads: unknown[]) =>
   payloads.map((p) => `data: ${typeof p === 'string' ? p : JSON.stringify(p)}\n\n`).join('');
@@ -237,18 +237,21 @@ describe('cached answers', () => {
 
 describe('memory cache store', () => {
   it('is bounded by bytes, drops the least recently used first, and refuses an entry over an eighth', async () => {
-    const cache = new MemoryCache({ maxBytes: 8_000 });
+    const cache = new MemoryCache({ maxBytes: 20_000 });
     const value = Buffer.alloc(700);
     for (let i = 0; i < 8; i++) await cache.set(`k${i}`, value, 60_000);
-    // 8 × (700 + 2 + 200) = 7216 bytes: all fit.
-    expect(cache.stats()).toEqual({ entries: 8, bytes: 7_216 });
+    // 8 × (700 + 2 + ENTRY_OVERHEAD_BYTES) = 17 904 bytes: all fit.
+    expect(cache.stats()).toEqual({ entries: 8, bytes: 8 * (702 + ENTRY_OVERHEAD_BYTES) });
     await cache.get('k0'); // used: k1 is now the least recently used
     await cache.set('k8', value, 60_000);
     expect(await cache.get('k1')).toBeUndefined();
     expect(await cache.get('k0')).toBeDefined();
-    expect(cache.stats().bytes).toBeLessThanOrEqual(8_000);
-    await cache.set('huge', Buffer.alloc(1_001), 60_000);
+    expect(cache.stats().bytes).toBeLessThanOrEqual(20_000);
+    // One entry may take an eighth of the bound (2500 bytes), its bookkeeping included.
+    await cache.set('huge', Buffer.alloc(2_500 - ENTRY_OVERHEAD_BYTES - 3), 60_000);
     expect(await cache.get('huge')).toBeUndefined();
+    await cache.set('fits', Buffer.alloc(2_500 - ENTRY_OVERHEAD_BYTES - 4), 60_000);
+    expect(await cache.get('fits')).toBeDefined();
     expect(await cache.clear()).toBe(8);
     expect(cache.stats()).toEqual({ entries: 0, bytes: 0 });
   });

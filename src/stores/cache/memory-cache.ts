@@ -1,8 +1,12 @@
 import { LRUCache } from 'lru-cache';
 import type { CacheStore } from './cache-store.js';
 
-/** What an entry costs besides its bytes: the key, the map's node and the LRU's bookkeeping. */
-const ENTRY_OVERHEAD_BYTES = 200;
+/**
+ * What an entry costs the process besides its bytes, as measured (resident memory per entry, minus its
+ * bytes, for values of 0.5 to 20 KB: 1.4 KB each time): its key, the map's node and the LRU's arrays on
+ * V8's heap (about 370 B), the Buffer's backing-store bookkeeping and malloc's, and the heap's headroom.
+ */
+export const ENTRY_OVERHEAD_BYTES = 1_536;
 
 export interface MemoryCacheOptions {
   /** The bound of all entries together (keys and bookkeeping included). */
