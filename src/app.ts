@@ -22,6 +22,7 @@ import type { Limiter } from './services/limits/limiter.js';
 import type { UsageRecorder } from './http/usage-recorder.js';
 import type { UsageLedger } from './services/usage/ledger.js';
 import type { ResponseCache } from './services/cache/response-cache.js';
+import type { GatewayMetrics } from './observability/metrics.js';
 
 export interface AppDeps {
   config: ConfigSource;
@@ -43,6 +44,9 @@ export interface AppDeps {
   ledger: UsageLedger;
   /** The response cache; undefined when CACHE is off. */
   cache: ResponseCache | undefined;
+  metrics: GatewayMetrics;
+  /** The Prometheus text of a scrape: this process's, or every worker's summed (WORKERS > 1). */
+  metricsText: () => Promise<string>;
   now: () => number;
 }
 
@@ -75,20 +79,41 @@ export function createApp(deps: AppDeps): express.Express {
     '/v1/chat/completions',
     auth,
     rawBody(() => config.current.server.bodyLimit),
-    chatCompletions(
-      deps.completions,
-      () => config.current.routing.forwardHeaders,
-      deps.logger,
-      deps.limiter,
-      deps.usage,
-      (name) => config.current.endpoints.some((e) => e.name === name),
-      deps.cache,
-    ),
+    chatCompletions({
+      service: deps.completions,
+      forwardHeaders: () => config.current.routing.forwardHeaders,
+      logger: deps.logger,
+      limiter: deps.limiter,
+      usage: deps.usage,
+      endpointExists: (name) => config.current.endpoints.some((e) => e.name === name),
+      cache: deps.cache,
+      metrics: deps.metrics,
+      knownModel: (model) =>
+        registry.serving(model).length > 0 || Object.hasOwn(config.current.aliases, model),
+    }),
   );
 
   app.get('/health', liveness());
   app.get(['/health/liveliness', '/health/liveness'], liveness());
-  app.get('/health/readiness', readiness(registry, config, deps.isShuttingDown));
+  app.get(['/health/readiness', '/ready'], readiness(registry, config, deps.isShuttingDown));
+  // Prometheus: open, or behind the admin key with METRICS_AUTH=admin.
+  const metricsAuth = bearerAuth(() => {
+    const key = config.current.auth.adminKey;
+    return key === undefined ? NO_KEYS : [key];
+  });
+  app.get(
+    '/metrics',
+    (req, res, next) => {
+      if (config.current.metrics.auth === 'admin') metricsAuth(req, res, next);
+      else next();
+    },
+    async (_req, res) => {
+      res.setHeader('content-type', deps.metrics.contentType);
+      res.setHeader('cache-control', 'no-store');
+      res.end(await deps.metricsText());
+    },
+  );
+  app.all('/metrics', methodNotAllowed('GET'));
 
   // Everything else under /v1 needs a client key too, unknown routes included.
   app.use('/v1', auth);

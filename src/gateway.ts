@@ -34,7 +34,12 @@ import type { CounterStore, PeerMessage } from './stores/counters/counter-store.
 import { RedisCounters } from './stores/counters/redis-counters.js';
 import { openCache, openCounters, openingRecordStore } from './stores/open-stores.js';
 import { ResponseCache } from './services/cache/response-cache.js';
+import { GatewayMetrics } from './observability/metrics.js';
+import { readinessOf } from './services/endpoints/condition.js';
 import type { RecordStore } from './stores/records/record-store.js';
+
+/** Every endpoint speaks the OpenAI-compatible API until provider adapters come (metrics label). */
+const PROVIDER = 'openai-compatible';
 
 /** A start-up failure that is no bug: said in words (a database that cannot be opened…). */
 export class StartupError extends Error {}
@@ -52,6 +57,8 @@ export interface GatewayOptions {
   /** Injected for deterministic tests; Math.random and Date.now otherwise. */
   random?: () => number;
   now?: () => number;
+  /** A scrape's text when it is not this process's alone (a cluster worker asks its primary). */
+  metricsText?: () => Promise<string>;
   /** Stores to use instead of those the configuration names (tests share one between gateways). */
   stores?: { records: RecordStore; counters: CounterStore };
 }
@@ -89,6 +96,8 @@ export class Gateway {
   readonly ledger: UsageLedger;
   /** The response cache; undefined when CACHE is off. */
   readonly cache: ResponseCache | undefined;
+  /** Prometheus metrics (GET /metrics). */
+  readonly metrics: GatewayMetrics;
   /** `peer-health` (a SharedHealthChange applied): what tests and embedders may watch. */
   readonly events = new EventEmitter();
   /** Applies an endpoint state change another replica published. */
@@ -151,6 +160,15 @@ export class Gateway {
       this.events.emit('peer-health', event);
     };
     this.registry = new EndpointRegistry(options.config.endpoints, health);
+    // Endpoint gauges are read at each scrape: nothing on the request path.
+    this.metrics = new GatewayMetrics(() => {
+      const readiness = readinessOf(this.registry, this.config.current);
+      return this.registry.endpoints.map((ep, i) => ({
+        name: ep.config.name,
+        up: readiness.endpoints[i]?.up ?? false,
+        inFlight: ep.health.inFlight,
+      }));
+    });
     this.discovery = new Discovery({
       registry: this.registry,
       forwarder: this.forwarder,
@@ -166,6 +184,7 @@ export class Gateway {
       pendingDiscovery: () => this.discovery.pendingRound(),
       random: options.random ?? Math.random,
       now,
+      onAttempt: (endpoint, outcome) => this.metrics.attempt(PROVIDER, endpoint, outcome),
     });
     this.keys = new KeyService({
       records: this.records,
@@ -210,6 +229,8 @@ export class Gateway {
       usage: new UsageRecorder(this.ledger, this.config, now),
       ledger: this.ledger,
       cache: this.cache,
+      metrics: this.metrics,
+      metricsText: options.metricsText ?? (() => this.metrics.text()),
       now,
       isShuttingDown: () => this.shuttingDown,
       pendingDiscovery: () => (this.registry.hasUnknownModels() ? this.discovery.pendingRound() : undefined),

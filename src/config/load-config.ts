@@ -38,6 +38,7 @@ const ENV_PATHS: ReadonlyArray<readonly [string, readonly string[]]> = [
   ['REDIS_URL', ['redis', 'url']],
   ['REDIS_PREFIX', ['redis', 'prefix']],
   ['USAGE_RETENTION_DAYS', ['usage', 'retentionDays']],
+  ['METRICS_AUTH', ['metrics', 'auth']],
   ['CACHE', ['cache', 'mode']],
   ['CACHE_TTL', ['cache', 'ttl']],
   ['CACHE_MAX_BYTES', ['cache', 'maxBytes']],

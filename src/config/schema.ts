@@ -372,6 +372,12 @@ const configShape = z.strictObject({
       retentionDays: numeric(z.number().int().positive().max(36_500)).default(90),
     })
     .prefault({}),
+  metrics: z
+    .strictObject({
+      /** Who may read GET /metrics: anyone who reaches the port, or the admin key. */
+      auth: z.enum(['none', 'admin'], { error: "must be 'none' or 'admin'" }).default('none'),
+    })
+    .prefault({}),
   cache: z
     .strictObject({
       /** Where answers are kept: nowhere, in the process (bounded by maxBytes), or in Redis (shared). */
@@ -479,6 +485,12 @@ export const configSchema = configShape.transform((config, ctx) => {
       code: 'custom',
       path: ['redis', 'url'],
       message: `REDIS_URL is required with WORKERS=${config.server.workers} because ${limited}: each worker would otherwise count limits on its own, letting through WORKERS times the limit`,
+    });
+  if (config.metrics.auth === 'admin' && config.auth.adminKey === undefined)
+    ctx.addIssue({
+      code: 'custom',
+      path: ['metrics', 'auth'],
+      message: 'METRICS_AUTH=admin needs ADMIN_API_KEY (the key Prometheus then sends as a bearer token)',
     });
   if (config.cache.mode === 'redis' && config.redis.url === undefined)
     ctx.addIssue({

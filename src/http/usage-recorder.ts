@@ -21,7 +21,7 @@ const FRAMING_EVENTS = 3;
 export function usageOf(trace: RequestTrace, json: Readonly<Record<string, unknown>>): UsedTokens {
   const servedModel = trace.servedModel ?? (trace.endpoint === undefined ? undefined : trace.model);
   // An answer from the cache used no tokens of any model.
-  if (trace.cached === true) return { promptTokens: 0, completionTokens: 0, estimated: false, servedModel };
+  if (trace.cache === 'HIT') return { promptTokens: 0, completionTokens: 0, estimated: false, servedModel };
   if (trace.promptTokens !== undefined)
     return {
       promptTokens: trace.promptTokens,
@@ -61,11 +61,12 @@ export class UsageRecorder {
     startedAt: number;
     /** The request's `x-gateway.metadata`. */
     metadata?: Record<string, unknown> | undefined;
-  }): void {
+  }): number {
     const { req, res, trace, principal, json, used } = input;
     const now = this.now();
     const model = clean(trace.model ?? '');
     const bodyUser = typeof json.user === 'string' ? clean(json.user.slice(0, 256)) : null;
+    const cost = costOf(this.config.current.pricing, used, model);
     this.ledger.record({
       id: requestIdOf(req),
       time: now,
@@ -81,13 +82,14 @@ export class UsageRecorder {
       promptTokens: used.promptTokens,
       completionTokens: used.completionTokens,
       estimated: used.estimated,
-      cost: costOf(this.config.current.pricing, used, model),
+      cost,
       ttftMs: trace.ttfbMs ?? null,
       durationMs: Math.max(0, Math.round(now - input.startedAt)),
       attempts: trace.attempts ?? 0,
-      cached: trace.cached === true,
+      cached: trace.cache === 'HIT',
       metadata: input.metadata ?? null,
     });
+    return cost;
   }
 }
 

@@ -1,4 +1,5 @@
 import cluster, { type Worker } from 'node:cluster';
+import { AggregatorRegistry } from 'prom-client';
 import type { GatewayConfig } from '../config/types.js';
 import type { Logger } from '../observability/logger.js';
 import { logConfigWarnings, startupFacts } from './startup-log.js';
@@ -102,9 +103,22 @@ export function runPrimary(config: GatewayConfig, logger: Logger): void {
     for (const w of targets) w.send({ type: 'gateway:reload', id } satisfies ToWorker);
   };
 
+  // One scrape, every worker: prom-client's aggregator asks each worker for its registry and sums them.
+  const aggregator = new AggregatorRegistry();
+  const metricsFor = (worker: Worker, id: number) => {
+    aggregator.clusterMetrics().then(
+      (text) =>
+        worker.isConnected() && worker.send({ type: 'gateway:metrics-done', id, text } satisfies ToWorker),
+      (err: unknown) =>
+        worker.isConnected() &&
+        worker.send({ type: 'gateway:metrics-done', id, error: (err as Error).message } satisfies ToWorker),
+    );
+  };
+
   cluster.on('message', (worker, message: unknown) => {
     if (!isMessage<ToPrimary>(message)) return;
     if (message.type === 'gateway:fatal') fatal(message.message);
+    else if (message.type === 'gateway:metrics') metricsFor(worker, message.id);
     else if (message.type === 'gateway:reload-all') reloadAll(worker, message.id);
     else if (message.type === 'gateway:reloaded') {
       const entry = pending.get(message.id);

@@ -1,4 +1,5 @@
 import cluster from 'node:cluster';
+import { AggregatorRegistry } from 'prom-client';
 import { watchConfigFile } from '../config/config-watcher.js';
 import { configOrigin, loadConfigFromProcess } from '../config/load-config.js';
 import type { GatewayConfig } from '../config/types.js';
@@ -26,7 +27,13 @@ export async function runGateway(config: GatewayConfig, logger: Logger): Promise
     logger,
     loadConfig: reloadableConfig,
     reloadAll: worker ? reloadThroughPrimary : undefined,
+    metricsText: worker ? metricsThroughPrimary : undefined,
   });
+  if (worker) {
+    // Answers the primary's aggregator with this worker's registry.
+    new AggregatorRegistry();
+    AggregatorRegistry.setRegistries([gateway.metrics.registry]);
+  }
   if (!worker) logConfigWarnings(config, logger);
 
   let stopping = false;
@@ -138,6 +145,28 @@ let nextReloadId = 1;
 const waiting = new Map<number, (results: WorkerReload[]) => void>();
 
 /** The admin route of a worker: the primary reloads every worker and sends back their answers. */
+const metricsWaiting = new Map<number, { resolve: (text: string) => void; reject: (err: Error) => void }>();
+let nextMetricsId = 1;
+
+/** Every worker's metrics, summed by the primary (one scrape of any worker shows the whole gateway). */
+function metricsThroughPrimary(): Promise<string> {
+  if (metricsWaiting.size === 0) process.on('message', onMetricsMessage);
+  const id = nextMetricsId++;
+  return new Promise((resolve, reject) => {
+    metricsWaiting.set(id, { resolve, reject });
+    process.send?.({ type: 'gateway:metrics', id } satisfies ToPrimary);
+  });
+}
+
+function onMetricsMessage(message: unknown): void {
+  if (!isMessage<ToWorker>(message) || message.type !== 'gateway:metrics-done') return;
+  const waiter = metricsWaiting.get(message.id);
+  metricsWaiting.delete(message.id);
+  if (metricsWaiting.size === 0) process.off('message', onMetricsMessage);
+  if (message.error !== undefined) waiter?.reject(new Error(`metrics of the workers: ${message.error}`));
+  else waiter?.resolve(message.text ?? '');
+}
+
 function reloadThroughPrimary(): Promise<WorkerReload[]> {
   if (waiting.size === 0) process.on('message', onPrimaryMessage);
   const id = nextReloadId++;

@@ -13,11 +13,14 @@ export type ToPrimary =
   | { type: 'gateway:fatal'; message: string }
   /** The admin route of a worker asks for a reload of every worker. */
   | { type: 'gateway:reload-all'; id: number }
-  | { type: 'gateway:reloaded'; id: number; result: WorkerReload };
+  | { type: 'gateway:reloaded'; id: number; result: WorkerReload }
+  /** A worker's /metrics asks for every worker's metrics, summed. */
+  | { type: 'gateway:metrics'; id: number };
 
 export type ToWorker =
   | { type: 'gateway:reload'; id: number }
-  | { type: 'gateway:reload-all-done'; id: number; results: WorkerReload[] };
+  | { type: 'gateway:reload-all-done'; id: number; results: WorkerReload[] }
+  | { type: 'gateway:metrics-done'; id: number; text?: string; error?: string };
 
 /** Exit code of a worker that must not be restarted (EX_CONFIG of sysexits.h). */
 export const EXIT_NOT_RESTARTABLE = 78;

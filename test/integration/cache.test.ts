@@ -345,7 +345,7 @@ for (const backend of BACKENDS)
         gw.logs.find(
           (l) => l.reqId === id && (l.res as { statusCode?: number } | undefined)?.statusCode === 200,
         ),
-      ).toMatchObject({ cached: true });
+      ).toMatchObject({ cache: 'HIT' });
     });
 
     it('a hit counts as one request against rpm and reserves no tokens against tpm', async () => {

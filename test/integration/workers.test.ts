@@ -137,3 +137,37 @@ describe('WORKERS=2', () => {
     expect(lines.some((l) => l.msg === 'started gateway workers')).toBe(false);
   });
 });
+
+describe('WORKERS=2 metrics', () => {
+  it('one scrape of any worker shows every worker’s requests, summed', async () => {
+    const upstream = await bed.upstream('a');
+    const port = await freePort();
+    const proc = await spawnGateway(bed, {
+      API_KEY: CLIENT_KEY,
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      WORKERS: '2',
+      ENDPOINTS: JSON.stringify([{ url: upstream.url, name: 'a', models: ['test-model'] }]),
+    });
+    await waitForOutput(proc, 'started gateway workers');
+    for (let i = 0; i < 10; i++) expect((await chatVia(port)).status).toBe(200);
+    // Both workers took some of them (connections are handed out in turn): their access lines say so.
+    await vi.waitFor(
+      () => {
+        const served = jsonLines(proc.stdout()).filter(
+          (l) => typeof l.msg === 'string' && l.msg.startsWith('POST /v1/chat/completions'),
+        );
+        expect(served).toHaveLength(10);
+        expect(new Set(served.map((l) => l.pid)).size).toBe(2);
+      },
+      { timeout: CHILD_TIMEOUT_MS, interval: 20 },
+    );
+    for (let scrape = 0; scrape < 2; scrape++) {
+      const res = await request(`http://127.0.0.1:${port}/metrics`, { reset: true });
+      expect(res.statusCode).toBe(200);
+      const text = await res.body.text();
+      const line = text.split('\n').find((l) => l.startsWith('llm_gateway_requests_total{'));
+      expect(line).toBe('llm_gateway_requests_total{model="test-model",status="200"} 10');
+    }
+  });
+});

@@ -14,6 +14,9 @@ import { requestIdOf, requestLog, requestTrace } from '../middleware/access-log.
 import { timeoutOverrides } from '../request-options.js';
 import { cacheUseOf, type ResponseCache } from '../../services/cache/response-cache.js';
 import type { ClientResponse } from '../../services/core/client-response.js';
+import type { RequestTrace } from '../../services/core/request.js';
+import { RateLimitError } from '../../services/limits/refusal.js';
+import type { GatewayMetrics } from '../../observability/metrics.js';
 import { captureForCache, sendHit, X_CACHE } from '../response-caching.js';
 
 /** Longer model ids are no model of any server; they would only fill logs and error messages. */
@@ -37,15 +40,25 @@ const chatRequestSchema = z.object({
 
 const UTF8_BOM = Buffer.from([0xef, 0xbb, 0xbf]);
 
-export function chatCompletions(
-  service: CompletionService,
-  forwardHeaders: () => readonly string[],
-  logger: Logger,
-  limiter?: Limiter,
-  usage?: UsageRecorder,
-  endpointExists: (name: string) => boolean = () => false,
-  cache?: ResponseCache,
-): RequestHandler {
+export interface ChatDeps {
+  service: CompletionService;
+  /** Client headers forwarded upstream besides the default ones. */
+  forwardHeaders: () => readonly string[];
+  logger: Logger;
+  limiter?: Limiter | undefined;
+  usage?: UsageRecorder | undefined;
+  /** Whether `x-gateway.endpoint` names an endpoint. */
+  endpointExists?: (name: string) => boolean;
+  cache?: ResponseCache | undefined;
+  metrics?: GatewayMetrics | undefined;
+  /** Whether a model is one the gateway knows (a metrics label), else it is counted as `unknown`. */
+  knownModel?: (model: string) => boolean;
+}
+
+export function chatCompletions(deps: ChatDeps): RequestHandler {
+  const { service, forwardHeaders, logger, limiter, usage, cache, metrics } = deps;
+  const endpointExists = deps.endpointExists ?? (() => false);
+  const knownModel = deps.knownModel ?? (() => false);
   return async (req, res) => {
     const raw = rawBody(req);
     // The request object outlives the request in the old generation; the body goes with the request.
@@ -94,13 +107,14 @@ export function chatCompletions(
     const principal = principalOf(res);
     let admission: Admission | undefined = undefined;
     let hideUsage = false;
-    // One ledger record, slots back, tokens corrected and spending added when the answer ends, however
-    // it ends (refusals included).
-    if (usage !== undefined || limiter !== undefined)
-      res.once('close', () => {
-        const used = usageOf(trace, body);
-        // Reported usage, else an estimate; nothing when no answer came (the reservation goes back).
-        void admission?.finish(used);
+    // One ledger record, slots back, tokens corrected and spending added, the metrics counted, when the
+    // answer ends, however it ends (refusals included).
+    const startedPerf = performance.now();
+    res.once('close', () => {
+      const used = usageOf(trace, body);
+      // Reported usage, else an estimate; nothing when no answer came (the reservation goes back).
+      void admission?.finish(used);
+      const cost =
         usage?.record({
           req,
           res,
@@ -110,8 +124,25 @@ export function chatCompletions(
           used,
           startedAt,
           metadata: extension?.metadata,
-        });
+        }) ?? 0;
+      if (!metrics) return;
+      const durationMs = performance.now() - startedPerf;
+      metrics.request({
+        model: knownModel(model) ? model : 'unknown',
+        status: res.statusCode,
+        durationS: durationMs / 1_000,
+        ttftS: trace.stream && trace.ttfbMs !== undefined ? trace.ttfbMs / 1_000 : undefined,
+        overheadS: Math.max(0, durationMs - (trace.upstreamMs ?? 0)) / 1_000,
+        promptTokens: used.promptTokens,
+        completionTokens: used.completionTokens,
+        cost,
+        attempts: trace.attempts ?? 0,
+        continued: trace.continuedOn !== undefined,
+        hedged: trace.hedged === true,
+        cache: trace.cache,
       });
+      if (trace.limitScope !== undefined) metrics.limited(trace.limitScope);
+    });
     const startedAt = usage?.now() ?? 0;
 
     if (principal.models !== undefined && !principal.models.has(model))
@@ -129,26 +160,29 @@ export function chatCompletions(
     let out: ClientResponse = res;
     if (cache) {
       const use = cacheUseOf(req.headers['cache-control'], extension?.cache);
-      if (use === 'bypass') res.setHeader(X_CACHE, 'BYPASS');
-      else {
+      if (use === 'bypass') {
+        res.setHeader(X_CACHE, 'BYPASS');
+        trace.cache = 'BYPASS';
+      } else {
         const key = cache.keyOf(body, principal);
         const hit = use === 'use' ? await cache.lookup(key) : undefined;
         if (hit) {
           const admitting = limiter?.admit({ principal, model, json: body, reserveTokens: 0 });
-          admission = admitting === undefined ? undefined : await admitting;
+          admission = admitting === undefined ? undefined : await admitting.catch(refused(trace));
           if (admission) for (const name in admission.headers) res.setHeader(name, admission.headers[name]!);
-          trace.cached = true;
+          trace.cache = 'HIT';
           trace.ttfbMs = usage ? Math.max(0, Math.round(usage.now() - startedAt)) : 0;
           sendHit(res, hit, body, stream === true);
           return;
         }
-        res.setHeader(X_CACHE, use === 'use' ? 'MISS' : 'BYPASS');
+        trace.cache = use === 'use' ? 'MISS' : 'BYPASS';
+        res.setHeader(X_CACHE, trace.cache);
         out = captureForCache(cache, key, res, trace);
       }
     }
 
     const admitting = limiter?.admit({ principal, model, json: body });
-    admission = admitting === undefined ? undefined : await admitting;
+    admission = admitting === undefined ? undefined : await admitting.catch(refused(trace));
     if (admission) for (const name in admission.headers) res.setHeader(name, admission.headers[name]!);
 
     // The ledger counts the tokens of every stream: asked upstream when the client did not ask.
@@ -197,6 +231,14 @@ function rawBody(req: Request): Buffer {
 }
 
 function ignore(): void {}
+
+/** Notes the scope of the limit that refused a request (for the metrics), and passes the error on. */
+function refused(trace: RequestTrace): (err: unknown) => never {
+  return (err) => {
+    if (err instanceof RateLimitError) trace.limitScope = err.scope;
+    throw err;
+  };
+}
 
 function parseJson(raw: Buffer): unknown {
   if (raw.length === 0) {

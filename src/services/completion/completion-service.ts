@@ -1,6 +1,7 @@
 import type { ConfigSource } from '../../config/config-store.js';
 import { GatewayError, GatewayTimeoutError } from '../../errors/gateway-error.js';
 import type { Logger } from '../../observability/logger.js';
+import type { AttemptOutcome } from '../../observability/metrics.js';
 import { continuationEligible } from '../continuation/continuation.js';
 import { ClientClosedReason, DeadlineReason, ShuttingDownReason } from '../core/abort-reasons.js';
 import type { ClientResponse } from '../core/client-response.js';
@@ -26,6 +27,8 @@ export interface CompletionServiceDeps {
   pendingDiscovery: () => Promise<void> | undefined;
   random: () => number;
   now: () => number;
+  /** Each upstream attempt's end (failovers, hedges, continuations), for the metrics. */
+  onAttempt?: (endpoint: string, outcome: AttemptOutcome) => void;
 }
 
 /**

@@ -1,6 +1,7 @@
 import type { ConfigSource } from '../../config/config-store.js';
 import type { GatewayError } from '../../errors/gateway-error.js';
 import type { Logger } from '../../observability/logger.js';
+import type { AttemptOutcome } from '../../observability/metrics.js';
 import type { TimeoutPhase } from '../core/abort-reasons.js';
 import type { AttemptFailure, AttemptResult, FailureKind } from '../core/outcomes.js';
 import { rewrittenBody } from '../core/request-body.js';
@@ -48,6 +49,8 @@ export class PoolRunner {
       ttfb: TtfbStats;
       random: () => number;
       now: () => number;
+      /** Each upstream attempt's end, for the metrics. */
+      onAttempt?: ((endpoint: string, outcome: AttemptOutcome) => void) | undefined;
     },
   ) {}
 
@@ -103,6 +106,7 @@ export class PoolRunner {
     } catch (err) {
       // The whole request is over (client gone, deadline): no verdict on the endpoint.
       this.deps.registry.health.release(l.ticket);
+      this.ended(l, run, 'cancelled');
       return { outcome: 'retry', rejected: err as Error };
     }
     try {
@@ -127,6 +131,7 @@ export class PoolRunner {
       const result = results[i]!;
       if (result.status === 'rejected') {
         this.deps.registry.health.release(l.ticket);
+        this.ended(l, run, 'cancelled');
         rejected ??= result.reason as Error;
         return;
       }
@@ -169,6 +174,7 @@ export class PoolRunner {
     });
     if (!rivalEndpoint) return [primary];
     const rival = this.launch(rivalEndpoint, run);
+    run.trace.hedged = true;
     run.onCommit = (winner) => (winner === primary.input ? rival : primary).attempt.cancel();
     run.req.log.debug(
       { primary: primary.endpoint.config.name, rival: rivalEndpoint.config.name, delayMs },
@@ -201,6 +207,11 @@ export class PoolRunner {
     return { endpoint, ticket, input, attempt: runAttempt(input) };
   }
 
+  /** An attempt is over: the metrics count its outcome. */
+  private ended(l: Launched, _run: RequestRun, outcome: AttemptOutcome): void {
+    this.deps.onAttempt?.(l.endpoint.config.name, outcome);
+  }
+
   /** Applies one attempt's result to health and the pool state. */
   private settle(l: Launched, result: AttemptResult, run: RequestRun): Settled {
     const { registry } = this.deps;
@@ -208,6 +219,7 @@ export class PoolRunner {
     const { req, trace } = run;
     const { ticket, endpoint } = l;
     const name = endpoint.config.name;
+    this.ended(l, run, outcomeOf(result));
     switch (result.type) {
       case 'done':
         trace.endpoint = name;
@@ -280,6 +292,35 @@ export class PoolRunner {
       'attempt failed, trying next',
     );
     return 'retry';
+  }
+}
+
+/** An attempt's result as the metrics label it. */
+export function outcomeOf(result: AttemptResult): AttemptOutcome {
+  switch (result.type) {
+    case 'done':
+      return 'success';
+    case 'lost':
+      return 'cancelled';
+    case 'broken':
+      return result.kind === 'timeout' ? 'timeout' : 'stream_error';
+    case 'failed':
+      return failureOutcome(result.failure);
+  }
+}
+
+function failureOutcome(failure: AttemptFailure): AttemptOutcome {
+  switch (failure.kind) {
+    case 'connect':
+      return 'connect_error';
+    case 'timeout':
+      return 'timeout';
+    case 'http':
+      return failure.status === 429 ? 'status_429' : failure.status >= 500 ? 'status_5xx' : 'status_4xx';
+    case 'bad-response':
+      return 'bad_response';
+    case 'error-event':
+      return 'error_event';
   }
 }
 

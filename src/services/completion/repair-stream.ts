@@ -1,4 +1,5 @@
 import type { Logger } from '../../observability/logger.js';
+import type { AttemptOutcome } from '../../observability/metrics.js';
 import { continuationBody, runContinuation } from '../continuation/continuation.js';
 import { rewrittenBody } from '../core/request-body.js';
 import { SSE_DONE } from '../core/sse.js';
@@ -18,6 +19,7 @@ export interface RepairDeps {
   logger: Logger;
   picker: EndpointPicker;
   now: () => number;
+  onAttempt?: ((endpoint: string, outcome: AttemptOutcome) => void) | undefined;
 }
 
 /**
@@ -71,6 +73,7 @@ export async function repairStream(deps: RepairDeps, run: RequestRun): Promise<b
     const ticket = registry.health.begin(name, logger);
     // Set before the answer can end: the access line is written as soon as the response closes.
     trace.continuedOn = name;
+    run.upstreamStarted();
     let result;
     try {
       result = await runContinuation({
@@ -88,10 +91,14 @@ export async function repairStream(deps: RepairDeps, run: RequestRun): Promise<b
         now: deps.now,
       });
     } catch (err) {
+      run.upstreamEnded();
+      deps.onAttempt?.(name, 'cancelled');
       trace.continuedOn = undefined;
       registry.health.release(ticket);
       throw err;
     }
+    run.upstreamEnded();
+    deps.onAttempt?.(name, result.type === 'done' ? 'success' : 'stream_error');
     if (result.type === 'done') {
       registry.health.success(ticket, { ttfbMs: result.ttfbMs });
       logger.info(

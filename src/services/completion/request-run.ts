@@ -34,6 +34,9 @@ export class RequestRun implements AttemptRun {
 
   /** When the request started (`now()` time). */
   readonly startedAt: number;
+  /** Attempts waiting on an upstream right now, and since when one has been (performance.now()). */
+  private upstreamActive = 0;
+  private upstreamSince = 0;
   /** The attempt that has the right to answer. */
   private owner: object | undefined;
 
@@ -69,6 +72,20 @@ export class RequestRun implements AttemptRun {
     this.tried.length = 0;
     this.failures.length = 0;
     this.backoffNext = false;
+  }
+
+  /**
+   * An attempt starts or ends waiting on its upstream: the trace adds up the time at least one did
+   * (hedged attempts overlap), which the gateway's overhead is the rest of.
+   */
+  upstreamStarted(): void {
+    if (this.upstreamActive++ === 0) this.upstreamSince = performance.now();
+  }
+
+  upstreamEnded(): void {
+    if (this.upstreamActive === 0) return;
+    if (--this.upstreamActive === 0)
+      this.trace.upstreamMs = (this.trace.upstreamMs ?? 0) + (performance.now() - this.upstreamSince);
   }
 
   exclude(name: string): void {

@@ -32,4 +32,8 @@ export interface AttemptRun {
   claim(owner: object, endpoint: string, status: number): boolean;
   /** Sets the response headers the gateway adds at commit. */
   setGatewayHeaders(endpoint: string, attempt: number): void;
+  /** An attempt starts waiting on its upstream (the time the gateway's overhead excludes). */
+  upstreamStarted(): void;
+  /** It is over (answer relayed, failed, or lost): once per attempt, before the client's response closes. */
+  upstreamEnded(): void;
 }

@@ -44,8 +44,14 @@ export type RequestTrace = {
   upstreamStatus?: number;
   /** Endpoint that continued a stream broken mid-answer. */
   continuedOn?: string;
-  /** Answered from the response cache. */
-  cached?: boolean;
+  /** What the response cache did: answered (`HIT`), looked and missed, or was skipped. */
+  cache?: 'HIT' | 'MISS' | 'BYPASS';
+  /** A second endpoint was raced after the hedge delay. */
+  hedged?: boolean;
+  /** Time spent waiting on upstreams (attempts in flight), in ms. */
+  upstreamMs?: number;
+  /** The scope of the limit that refused the request (key, team, model, global). */
+  limitScope?: string;
   /** The error the client got (`client_closed` when it left first). */
   errorCode?: string;
   /** The virtual key that called (its id, never its secret). */

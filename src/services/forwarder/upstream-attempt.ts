@@ -125,6 +125,7 @@ class Attempt implements AttemptHandle, LifetimeListener, TimerTarget {
     const { timeouts } = input;
     const { lifetime } = input.run;
     this.startedAt = input.run.now();
+    input.run.upstreamStarted();
     this.timer = new PhaseTimer(this);
     if (lifetime.reason) {
       this.settle(lifetime.reason);
@@ -500,6 +501,7 @@ class Attempt implements AttemptHandle, LifetimeListener, TimerTarget {
   private settle(outcome: AttemptResult | Error): void {
     if (this.settled) return;
     this.settled = true;
+    this.input.run.upstreamEnded();
     this.timer.clear();
     clearInterval(this.throughput);
     this.input.run.lifetime.off(this);

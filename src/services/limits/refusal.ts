@@ -77,6 +77,18 @@ export function refusal(
   result: Extract<AdmitResult, { ok: false }>,
   headers: Record<string, string>,
 ): RateLimitError {
+  const error = refusalOf(meta, check, result, headers);
+  // `key:…`, `team:…`, `model:…` or `global`: the scope's kind, for the metrics.
+  error.scope = meta.scope.id.split(':', 1)[0]!;
+  return error;
+}
+
+function refusalOf(
+  meta: CheckMeta,
+  check: CounterCheck,
+  result: Extract<AdmitResult, { ok: false }>,
+  headers: Record<string, string>,
+): RateLimitError {
   const { scope, limit } = meta;
   const retryAfterSeconds = Number.isFinite(result.retryAfterMs)
     ? Math.max(1, Math.ceil(result.retryAfterMs / 1_000))
@@ -116,6 +128,8 @@ function humanSeconds(s: number): string {
 }
 
 export class RateLimitError extends GatewayError {
+  /** The kind of scope whose limit refused: key, team, model or global. */
+  scope = '';
   constructor(
     message: string,
     code: 'rate_limit_exceeded' | 'insufficient_quota' | 'concurrency_limit_exceeded',
