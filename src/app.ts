@@ -23,6 +23,7 @@ import type { UsageRecorder } from './http/usage-recorder.js';
 import type { UsageLedger } from './services/usage/ledger.js';
 import type { ResponseCache } from './services/cache/response-cache.js';
 import type { GatewayMetrics } from './observability/metrics.js';
+import type { Tracing } from './observability/tracing.js';
 
 export interface AppDeps {
   config: ConfigSource;
@@ -45,6 +46,8 @@ export interface AppDeps {
   /** The response cache; undefined when CACHE is off. */
   cache: ResponseCache | undefined;
   metrics: GatewayMetrics;
+  /** Tracing; undefined unless an OTLP endpoint is configured. */
+  tracing: Tracing | undefined;
   /** The Prometheus text of a scrape: this process's, or every worker's summed (WORKERS > 1). */
   metricsText: () => Promise<string>;
   now: () => number;
@@ -88,6 +91,7 @@ export function createApp(deps: AppDeps): express.Express {
       endpointExists: (name) => config.current.endpoints.some((e) => e.name === name),
       cache: deps.cache,
       metrics: deps.metrics,
+      tracing: deps.tracing,
       knownModel: (model) =>
         registry.serving(model).length > 0 || Object.hasOwn(config.current.aliases, model),
     }),

@@ -35,6 +35,7 @@ import { RedisCounters } from './stores/counters/redis-counters.js';
 import { openCache, openCounters, openingRecordStore } from './stores/open-stores.js';
 import { ResponseCache } from './services/cache/response-cache.js';
 import { GatewayMetrics } from './observability/metrics.js';
+import { openTracing, type Tracing } from './observability/tracing.js';
 import { readinessOf } from './services/endpoints/condition.js';
 import type { RecordStore } from './stores/records/record-store.js';
 
@@ -98,6 +99,8 @@ export class Gateway {
   readonly cache: ResponseCache | undefined;
   /** Prometheus metrics (GET /metrics). */
   readonly metrics: GatewayMetrics;
+  /** OpenTelemetry tracing; undefined unless OTEL_EXPORTER_OTLP_ENDPOINT is set. */
+  readonly tracing: Tracing | undefined;
   /** `peer-health` (a SharedHealthChange applied): what tests and embedders may watch. */
   readonly events = new EventEmitter();
   /** Applies an endpoint state change another replica published. */
@@ -218,6 +221,7 @@ export class Gateway {
     this.cache = cacheStore
       ? new ResponseCache({ store: cacheStore, config: this.config, logger, now })
       : undefined;
+    this.tracing = openTracing(options.config.tracing);
     this.app = createApp({
       config: this.config,
       logger,
@@ -230,6 +234,7 @@ export class Gateway {
       ledger: this.ledger,
       cache: this.cache,
       metrics: this.metrics,
+      tracing: this.tracing,
       metricsText: options.metricsText ?? (() => this.metrics.text()),
       now,
       isShuttingDown: () => this.shuttingDown,
@@ -464,6 +469,7 @@ export class Gateway {
     await this.keys.stop().catch(() => undefined);
     await this.ledger.stop().catch(() => undefined);
     await this.cache?.close().catch(() => undefined);
+    await this.tracing?.shutdown().catch(() => undefined);
     if (this.options.stores) return;
     await this.records.close().catch(() => undefined);
     await this.counters.close().catch(() => undefined);
@@ -491,6 +497,10 @@ const RESTART_NEEDED = new Set([
   'redis.url',
   'cache.mode',
   'cache.maxBytes',
+  'tracing.endpoint',
+  'tracing.tracesEndpoint',
+  'tracing.protocol',
+  'tracing.serviceName',
 ]);
 
 /** Paths of the settings (endpoints aside) whose values differ between two configurations. */

@@ -372,6 +372,20 @@ const configShape = z.strictObject({
       retentionDays: numeric(z.number().int().positive().max(36_500)).default(90),
     })
     .prefault({}),
+  tracing: z
+    .strictObject({
+      endpoint: z
+        .url({ error: 'must be the OTLP collector’s base URL, e.g. http://collector:4318' })
+        .optional(),
+      tracesEndpoint: z.url({ error: 'must be the full URL spans are posted to' }).optional(),
+      protocol: z
+        .enum(['http/protobuf', 'http/json'], {
+          error: "must be 'http/protobuf' or 'http/json' (OTLP over HTTP)",
+        })
+        .default('http/protobuf'),
+      serviceName: z.string().trim().min(1).max(200).default('llm-gateway'),
+    })
+    .prefault({}),
   metrics: z
     .strictObject({
       /** Who may read GET /metrics: anyone who reaches the port, or the admin key. */

@@ -52,6 +52,8 @@ describe('README and .env.example stay true to the code', () => {
         'FORWARD_HEADERS',
         'HEDGE_MODELS',
         'JSON_REQUEST_TIMEOUT_MS',
+        'OTEL_EXPORTER_OTLP_ENDPOINT',
+        'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT',
         'REDIS_URL',
       ].sort(),
     );

@@ -17,6 +17,7 @@ import type { ClientResponse } from '../../services/core/client-response.js';
 import type { RequestTrace } from '../../services/core/request.js';
 import { RateLimitError } from '../../services/limits/refusal.js';
 import type { GatewayMetrics } from '../../observability/metrics.js';
+import type { Tracing } from '../../observability/tracing.js';
 import { captureForCache, sendHit, X_CACHE } from '../response-caching.js';
 
 /** Longer model ids are no model of any server; they would only fill logs and error messages. */
@@ -53,10 +54,12 @@ export interface ChatDeps {
   metrics?: GatewayMetrics | undefined;
   /** Whether a model is one the gateway knows (a metrics label), else it is counted as `unknown`. */
   knownModel?: (model: string) => boolean;
+  /** Tracing, when an OTLP endpoint is configured. */
+  tracing?: Tracing | undefined;
 }
 
 export function chatCompletions(deps: ChatDeps): RequestHandler {
-  const { service, forwardHeaders, logger, limiter, usage, cache, metrics } = deps;
+  const { service, forwardHeaders, logger, limiter, usage, cache, metrics, tracing } = deps;
   const endpointExists = deps.endpointExists ?? (() => false);
   const knownModel = deps.knownModel ?? (() => false);
   return async (req, res) => {
@@ -110,6 +113,7 @@ export function chatCompletions(deps: ChatDeps): RequestHandler {
     // One ledger record, slots back, tokens corrected and spending added, the metrics counted, when the
     // answer ends, however it ends (refusals included).
     const startedPerf = performance.now();
+    const span = tracing?.startRequest(model, req.headers);
     res.once('close', () => {
       const used = usageOf(trace, body);
       // Reported usage, else an estimate; nothing when no answer came (the reservation goes back).
@@ -125,6 +129,14 @@ export function chatCompletions(deps: ChatDeps): RequestHandler {
           startedAt,
           metadata: extension?.metadata,
         }) ?? 0;
+      span?.end({
+        status: res.statusCode,
+        errorCode: trace.errorCode,
+        responseModel: trace.servedModel,
+        inputTokens: used.promptTokens,
+        outputTokens: used.completionTokens,
+        requestId: requestIdOf(req),
+      });
       if (!metrics) return;
       const durationMs = performance.now() - startedPerf;
       metrics.request({
@@ -205,6 +217,7 @@ export function chatCompletions(deps: ChatDeps): RequestHandler {
         json: forwarded.json,
         hideUsage,
         preferEndpoint: extension?.endpoint,
+        span,
         headers: forwardableHeaders(req.headers, requestIdOf(req), forwardHeaders()),
         log: requestLog(req, logger),
         clientHeaders: req.headers,

@@ -2,6 +2,7 @@ import type { ConfigSource } from '../../config/config-store.js';
 import type { GatewayError } from '../../errors/gateway-error.js';
 import type { Logger } from '../../observability/logger.js';
 import type { AttemptOutcome } from '../../observability/metrics.js';
+import type { AttemptSpan } from '../../observability/tracing.js';
 import type { TimeoutPhase } from '../core/abort-reasons.js';
 import type { AttemptFailure, AttemptResult, FailureKind } from '../core/outcomes.js';
 import { rewrittenBody } from '../core/request-body.js';
@@ -26,6 +27,8 @@ import type { TtfbStats } from './ttfb-stats.js';
 
 interface Launched {
   endpoint: Endpoint;
+  /** The attempt's trace span, when tracing is on. */
+  span: AttemptSpan | undefined;
   ticket: AttemptTicket;
   input: AttemptInput;
   attempt: AttemptHandle;
@@ -194,22 +197,25 @@ export class PoolRunner {
     trace.endpoint = name;
     run.noteTried(name);
     const ticket = this.deps.registry.health.begin(name, req.log);
+    // Traced: a span of its own, continued upstream by a traceparent of its own.
+    const span = req.span?.attempt(name, new URL(endpoint.config.url).host, trace.attempts);
     const input: AttemptInput = {
       endpoint: endpoint.config,
       timeouts: tighten(endpoint.config.timeouts, req.timeouts),
       attempt: trace.attempts,
       body,
-      headers: req.headers,
+      headers: span ? { ...req.headers, traceparent: span.traceparent } : req.headers,
       rename: upstreamId === undefined ? undefined : new ModelRename(upstreamId, req.model),
       forwarder: this.deps.forwarder,
       run,
     };
-    return { endpoint, ticket, input, attempt: runAttempt(input) };
+    return { endpoint, span, ticket, input, attempt: runAttempt(input) };
   }
 
   /** An attempt is over: the metrics count its outcome. */
   private ended(l: Launched, _run: RequestRun, outcome: AttemptOutcome): void {
     this.deps.onAttempt?.(l.endpoint.config.name, outcome);
+    l.span?.end(outcome);
   }
 
   /** Applies one attempt's result to health and the pool state. */

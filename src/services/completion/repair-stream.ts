@@ -74,13 +74,19 @@ export async function repairStream(deps: RepairDeps, run: RequestRun): Promise<b
     // Set before the answer can end: the access line is written as soon as the response closes.
     trace.continuedOn = name;
     run.upstreamStarted();
+    const span = req.span?.attempt(name, new URL(endpoint.config.url).host, trace.attempts);
+    const ended = (outcome: AttemptOutcome) => {
+      run.upstreamEnded();
+      deps.onAttempt?.(name, outcome);
+      span?.end(outcome);
+    };
     let result;
     try {
       result = await runContinuation({
         endpoint: endpoint.config,
         forwarder: deps.forwarder,
         timeouts: tighten(endpoint.config.timeouts, req.timeouts),
-        headers: req.headers,
+        headers: span ? { ...req.headers, traceparent: span.traceparent } : req.headers,
         body,
         hideUsage: run.hideUsage,
         onUsage: (usage) => noteUsage(run.trace, usage),
@@ -91,14 +97,12 @@ export async function repairStream(deps: RepairDeps, run: RequestRun): Promise<b
         now: deps.now,
       });
     } catch (err) {
-      run.upstreamEnded();
-      deps.onAttempt?.(name, 'cancelled');
+      ended('cancelled');
       trace.continuedOn = undefined;
       registry.health.release(ticket);
       throw err;
     }
-    run.upstreamEnded();
-    deps.onAttempt?.(name, result.type === 'done' ? 'success' : 'stream_error');
+    ended(result.type === 'done' ? 'success' : 'stream_error');
     if (result.type === 'done') {
       registry.health.success(ticket, { ttfbMs: result.ttfbMs });
       logger.info(

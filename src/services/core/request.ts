@@ -1,5 +1,6 @@
 import type { Timeouts } from '../../config/types.js';
 import type { LineLog } from '../../observability/logger.js';
+import type { RequestSpan } from '../../observability/tracing.js';
 
 export interface CompletionRequest {
   /** The model (or alias) the client asked for. */
@@ -24,6 +25,8 @@ export interface CompletionRequest {
   hideUsage?: boolean;
   /** The endpoint the request asked for (`x-gateway.endpoint`): tried first when it serves the model. */
   preferEndpoint?: string | undefined;
+  /** The request's trace span when tracing is on: each upstream attempt gets a child span. */
+  span?: RequestSpan | undefined;
 }
 
 /**
