@@ -24,6 +24,8 @@ import type { UsageLedger } from './services/usage/ledger.js';
 import type { ResponseCache } from './services/cache/response-cache.js';
 import type { GatewayMetrics } from './observability/metrics.js';
 import type { Tracing } from './observability/tracing.js';
+import type { RuntimeEndpoints } from './services/endpoints/runtime-endpoints.js';
+import { endpointRoutes } from './http/controllers/endpoints.js';
 
 export interface AppDeps {
   config: ConfigSource;
@@ -48,6 +50,8 @@ export interface AppDeps {
   metrics: GatewayMetrics;
   /** Tracing; undefined unless an OTLP endpoint is configured. */
   tracing: Tracing | undefined;
+  /** Endpoints added through the admin API. */
+  runtimeEndpoints: RuntimeEndpoints;
   /** The Prometheus text of a scrape: this process's, or every worker's summed (WORKERS > 1). */
   metricsText: () => Promise<string>;
   now: () => number;
@@ -149,12 +153,17 @@ export function createApp(deps: AppDeps): express.Express {
   });
   admin.get(
     '/providers/status',
-    providersStatus(registry, config, () => ({
-      limits: deps.limiter.status,
-      keys: { backend: deps.keys.store.backend, location: deps.keys.store.location },
-      usage: deps.ledger.status,
-      cache: deps.cache?.status ?? { mode: 'off' },
-    })),
+    providersStatus(
+      registry,
+      config,
+      () => ({
+        limits: deps.limiter.status,
+        keys: { backend: deps.keys.store.backend, location: deps.keys.store.location },
+        usage: deps.ledger.status,
+        cache: deps.cache?.status ?? { mode: 'off' },
+      }),
+      (name) => (deps.runtimeEndpoints.names.has(name) ? 'runtime' : 'config'),
+    ),
   );
   admin.get(
     '/runtime',
@@ -171,6 +180,9 @@ export function createApp(deps: AppDeps): express.Express {
     res.json({ object: 'config.reload', ...((await deps.reload()) as object) });
   });
   admin.use(keyRoutes(deps.keys, deps.now));
+  admin.use(endpointRoutes(registry, deps.runtimeEndpoints));
+  admin.all('/endpoints', methodNotAllowed('GET, POST'));
+  admin.all('/endpoints/:name', methodNotAllowed('PATCH, DELETE'));
   admin.use(usageRoutes(deps.keys.store, deps.ledger));
   admin.all(['/usage', '/usage/records'], methodNotAllowed('GET'));
   admin.all(['/providers/status', '/runtime', '/config'], methodNotAllowed('GET'));

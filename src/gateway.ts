@@ -9,7 +9,7 @@ import { shuttingDown } from './http/middleware/error-handler.js';
 import { Connections, FIRST_REQUEST_WAIT_MS } from './http/connections.js';
 import { shapeRequest } from './http/request-shape.js';
 import { ConfigStore } from './config/config-store.js';
-import { ConfigError, configOrigin } from './config/load-config.js';
+import { ConfigError, configOrigin, withEndpoints } from './config/load-config.js';
 import type { GatewayConfig } from './config/types.js';
 import { describeConfig } from './config/describe-config.js';
 import {
@@ -37,6 +37,9 @@ import { ResponseCache } from './services/cache/response-cache.js';
 import { GatewayMetrics } from './observability/metrics.js';
 import { openTracing, type Tracing } from './observability/tracing.js';
 import { readinessOf } from './services/endpoints/condition.js';
+import { RuntimeEndpoints } from './services/endpoints/runtime-endpoints.js';
+import type { RegistryChange } from './services/endpoints/registry.js';
+import type { EndpointConfig } from './config/types.js';
 import type { RecordStore } from './stores/records/record-store.js';
 
 /** Every endpoint speaks the OpenAI-compatible API until provider adapters come (metrics label). */
@@ -101,6 +104,11 @@ export class Gateway {
   readonly metrics: GatewayMetrics;
   /** OpenTelemetry tracing; undefined unless OTEL_EXPORTER_OTLP_ENDPOINT is set. */
   readonly tracing: Tracing | undefined;
+  /** Endpoints added through the admin API (kept in the record store). */
+  readonly runtimeEndpoints: RuntimeEndpoints;
+  /** The endpoints of the configuration as loaded (file or ENDPOINTS), without the runtime ones. */
+  private fileEndpoints: readonly EndpointConfig[];
+  private runtimeConfigs: readonly EndpointConfig[] = [];
   /** `peer-health` (a SharedHealthChange applied): what tests and embedders may watch. */
   readonly events = new EventEmitter();
   /** Applies an endpoint state change another replica published. */
@@ -189,12 +197,35 @@ export class Gateway {
       now,
       onAttempt: (endpoint, outcome) => this.metrics.attempt(PROVIDER, endpoint, outcome),
     });
+    this.fileEndpoints = options.config.endpoints;
+    this.runtimeEndpoints = new RuntimeEndpoints({
+      records: this.records,
+      config: this.config,
+      logger,
+      now,
+      fileEndpoints: () => this.fileEndpoints,
+      apply: (endpoints) => {
+        this.runtimeConfigs = endpoints;
+        const change = this.applyEndpoints();
+        if (change.added.length + change.removed.length + change.changed.length > 0)
+          logger.info(
+            { added: change.added, removed: change.removed, changed: change.changed },
+            'runtime endpoints applied',
+          );
+      },
+    });
     this.keys = new KeyService({
       records: this.records,
       config: this.config,
       logger,
       now,
       limitsUnavailable: () => this.limitsUnavailable(),
+      onChange: () =>
+        void this.runtimeEndpoints
+          .refresh()
+          .catch((err: unknown) =>
+            logger.error({ err: (err as Error).message }, 'runtime endpoints could not be read'),
+          ),
     });
     this.limiter = new Limiter({ counters: this.counters, config: this.config, logger, now });
     this.claims = new ClaimService({
@@ -241,6 +272,7 @@ export class Gateway {
       pendingDiscovery: () => (this.registry.hasUnknownModels() ? this.discovery.pendingRound() : undefined),
       reload: () => this.reloadEverywhere(),
       configView: () => describeConfig(this.config.current),
+      runtimeEndpoints: this.runtimeEndpoints,
     });
   }
 
@@ -252,14 +284,14 @@ export class Gateway {
     const previous = this.config.current;
     const settings = changedSettings(previous, next);
     const restartNeeded = settings.filter((path) => RESTART_NEEDED.has(path));
+    this.fileEndpoints = next.endpoints;
     this.config.replace(next);
     this.applyServerTimeouts();
     this.options.logger.level = next.logging.level;
     this.registry.health.setEjection(next.health.ejection);
-    const change = this.registry.update(next.endpoints);
-    for (const name of change.removed) this.forwarder.retire(name);
-    this.discovery.schedule();
-    if (change.added.length > 0 || change.changed.length > 0) void this.discovery.refresh();
+    // The runtime endpoints stay, under the new global timeouts.
+    this.runtimeConfigs = this.runtimeEndpoints.configs();
+    const change = this.applyEndpoints();
     const warnings = configOrigin(next)?.warnings ?? [];
     const summary: ReloadSummary = { ...change, settings, restartNeeded, warnings };
     this.options.logger.info(
@@ -270,6 +302,22 @@ export class Gateway {
     if (restartNeeded.length > 0)
       this.options.logger.warn({ restartNeeded }, 'some changed settings take effect only after a restart');
     return summary;
+  }
+
+  /**
+   * Puts the endpoints in force: the config file's, then those added at runtime. In-flight requests
+   * to a removed endpoint finish; it takes no new ones.
+   */
+  private applyEndpoints(): RegistryChange {
+    const endpoints =
+      this.runtimeConfigs.length === 0 ? this.fileEndpoints : [...this.fileEndpoints, ...this.runtimeConfigs];
+    if (this.config.current.endpoints !== endpoints)
+      this.config.replace(withEndpoints(this.config.current, endpoints));
+    const change = this.registry.update(endpoints);
+    for (const name of change.removed) this.forwarder.retire(name);
+    this.discovery.schedule();
+    if (change.added.length > 0 || change.changed.length > 0) void this.discovery.refresh();
+    return change;
   }
 
   /**
@@ -331,6 +379,8 @@ export class Gateway {
       throw new StartupError((err as Error).message, { cause: err });
     }
     await this.keys.start();
+    // Endpoints added through the admin API before this start (by this replica or another).
+    await this.runtimeEndpoints.refresh();
     this.ledger.start();
     if (this.limitsUnavailable() && (await this.records.hasLimits()))
       throw new StartupError(

@@ -129,6 +129,14 @@ export function configOrigin(config: GatewayConfig): ConfigOrigin | undefined {
   return origins.get(config);
 }
 
+/** The configuration with other endpoints (those added at runtime), keeping where the rest came from. */
+export function withEndpoints(config: GatewayConfig, endpoints: GatewayConfig['endpoints']): GatewayConfig {
+  const next = Object.freeze({ ...config, endpoints }) as GatewayConfig;
+  const origin = origins.get(config);
+  if (origin) origins.set(next, origin);
+  return next;
+}
+
 /**
  * Builds the frozen gateway configuration from environment variables and an optional config file.
  * Throws ConfigError listing every problem found. `configOrigin(config)` tells where each value came

@@ -617,3 +617,37 @@ function definedOnly<T extends object>(o: T): Partial<T> {
 
 export type RawConfig = z.input<typeof configSchema>;
 export type ParsedConfig = z.output<typeof configSchema>;
+
+/**
+ * An endpoint added at runtime (admin API), checked like one of the config file and completed like
+ * them (the global timeouts under its own), or the problems in words, each naming its field.
+ */
+export function runtimeEndpoint(
+  spec: unknown,
+  routing: { timeouts: Shape['routing']['timeouts'] },
+):
+  | { ok: true; endpoint: z.output<typeof configSchema>['endpoints'][number] }
+  | { ok: false; problems: string[] } {
+  const result = endpointSchema.safeParse(spec);
+  if (!result.success)
+    return {
+      ok: false,
+      problems: result.error.issues.map((issue) => {
+        const field = issue.path.map(String).join('.');
+        return field ? `${field}: ${issue.message}` : issue.message;
+      }),
+    };
+  const ep = result.data;
+  if (ep.name === undefined)
+    return { ok: false, problems: ['name: an endpoint added at runtime needs a name'] };
+  const { jsonTotalMs: _json, ...global } = routing.timeouts;
+  return {
+    ok: true,
+    endpoint: {
+      ...OPTIONAL_ENDPOINT_SETTINGS,
+      ...ep,
+      name: ep.name,
+      timeouts: { ...global, ...definedOnly(ep.timeouts ?? {}) },
+    },
+  };
+}

@@ -196,6 +196,24 @@ export const ERROR_CODES = {
     meaning: 'Admin API: the team still has keys that are not revoked.',
     action: 'Revoke or move its keys first.',
   },
+  endpoint_not_found: {
+    status: 404,
+    type: 'not_found_error',
+    meaning: 'Admin API: no endpoint of this name was added at runtime.',
+    action: 'Check the name (GET /api/v1/endpoints lists every endpoint and where it came from).',
+  },
+  endpoint_exists: {
+    status: 409,
+    type: 'invalid_request_error',
+    meaning: 'Admin API: an endpoint of this name exists (added at runtime, or in the config file).',
+    action: 'Pick another name, or PATCH the runtime endpoint.',
+  },
+  endpoint_in_config: {
+    status: 409,
+    type: 'invalid_request_error',
+    meaning: 'Admin API: the endpoint comes from the config file, which the admin API does not edit.',
+    action: 'Change it in the config file, then reload.',
+  },
   limits_need_redis: {
     status: 409,
     type: 'invalid_request_error',

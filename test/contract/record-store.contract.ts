@@ -152,6 +152,32 @@ export function recordStoreContract(name: string, factory: RecordFactory): void 
       await store.close();
     });
 
+    it('runtime endpoints: insert once, replace, delete; each change moves the change counter', async () => {
+      const store = await (await factory())();
+      const spec = { name: 'gpu-b', url: 'https://b.example', weight: 2, models: ['llama'] };
+      const seen = await store.changeCount();
+      expect(await store.insertEndpoint({ name: 'gpu-b', spec, createdAt: 1, updatedAt: 1 })).toBe(true);
+      expect(await store.insertEndpoint({ name: 'gpu-b', spec, createdAt: 2, updatedAt: 2 })).toBe(false);
+      await store.insertEndpoint({
+        name: 'gpu-a',
+        spec: { ...spec, name: 'gpu-a' },
+        createdAt: 3,
+        updatedAt: 3,
+      });
+      expect(await store.changeCount()).toBe(seen + 2);
+      expect(await store.updateEndpoint('gpu-b', { ...spec, weight: 0 }, 5)).toBe(true);
+      expect(await store.updateEndpoint('missing', spec, 5)).toBe(false);
+      expect(await store.listEndpoints()).toEqual([
+        { name: 'gpu-b', spec: { ...spec, weight: 0 }, createdAt: 1, updatedAt: 5 },
+        { name: 'gpu-a', spec: { ...spec, name: 'gpu-a' }, createdAt: 3, updatedAt: 3 },
+      ]);
+      expect(await store.deleteEndpoint('gpu-b')).toBe(true);
+      expect(await store.deleteEndpoint('gpu-b')).toBe(false);
+      expect((await store.listEndpoints()).map((e) => e.name)).toEqual(['gpu-a']);
+      expect(await store.changeCount()).toBe(seen + 4);
+      await store.close();
+    });
+
     it('knows whether any key or team has limits', async () => {
       const store = await (await factory())();
       expect(await store.hasLimits()).toBe(false);

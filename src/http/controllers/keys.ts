@@ -141,7 +141,7 @@ function expiryOf(
 /** The admin API's JSON bodies: up to 1 MiB; a body that is not JSON is a 400 that says so. */
 // Any content type is read as JSON (`curl -d` sends a form type); the schema says what is wrong with it.
 const parseJsonBody = express.json({ limit: '1mb', strict: false, type: () => true });
-const jsonBody: RequestHandler = (req, res, next) =>
+export const jsonBody: RequestHandler = (req, res, next) =>
   parseJsonBody(req, res, (err?: unknown) => {
     const type = (err as { type?: string } | undefined)?.type;
     if (type === 'entity.parse.failed')

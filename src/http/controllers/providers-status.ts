@@ -6,11 +6,18 @@ import type { Endpoint, EndpointRegistry } from '../../services/endpoints/regist
 export type EndpointState = 'healthy' | 'ejected' | 'half-open' | 'cooling-down' | 'draining';
 
 /** One endpoint as an operator sees it: never its key, nor credentials in its URL. */
-function describeEndpoint(ep: Endpoint, now: number, condition: EndpointCondition | undefined) {
+function describeEndpoint(
+  ep: Endpoint,
+  now: number,
+  condition: EndpointCondition | undefined,
+  source: 'config' | 'runtime',
+) {
   const h = ep.health;
   const state: EndpointState = ep.config.weight > 0 ? h.state(now) : 'draining';
   return {
     name: ep.config.name,
+    /** Where it came from: the config file (or ENDPOINTS), or the admin API. */
+    source,
     /** Known to work right now (what readiness counts), and if not, why. */
     up: condition?.up ?? false,
     condition: condition?.condition ?? 'unverified',
@@ -50,11 +57,14 @@ export function providersStatus(
   registry: EndpointRegistry,
   config: ConfigSource,
   stores: () => { limits: unknown; keys: unknown; usage: unknown; cache: unknown },
+  sourceOf: (name: string) => 'config' | 'runtime' = () => 'config',
 ): RequestHandler {
   return (_req, res) => {
     const now = registry.health.now();
     const readiness = readinessOf(registry, config.current);
-    const endpoints = registry.endpoints.map((ep, i) => describeEndpoint(ep, now, readiness.endpoints[i]));
+    const endpoints = registry.endpoints.map((ep, i) =>
+      describeEndpoint(ep, now, readiness.endpoints[i], sourceOf(ep.config.name)),
+    );
     res.setHeader('cache-control', 'no-store');
     res.json({
       object: 'providers.status',

@@ -71,6 +71,8 @@ export interface KeyServiceOptions {
    * or undefined when limits are fine.
    */
   limitsUnavailable?: () => string | undefined;
+  /** The store changed (this replica or another): others that keep records in memory read them again. */
+  onChange?: () => void;
 }
 
 /**
@@ -128,6 +130,7 @@ export class KeyService {
       if (change !== this.seenChange) {
         this.seenChange = change;
         this.forget();
+        this.options.onChange?.();
       }
     } catch (err) {
       if (!this.pollFailed)

@@ -54,6 +54,16 @@ const keysAndTeams = (bigint: string): string[] => [
   'INSERT INTO record_changes (id, seq) VALUES (1, 0)',
 ];
 
+/** Endpoints added through the admin API: their settings as given (JSON), applied by every replica. */
+const runtimeEndpoints = (bigint: string): string[] => [
+  `CREATE TABLE runtime_endpoints (
+     name TEXT PRIMARY KEY,
+     spec TEXT NOT NULL,
+     created_at ${bigint} NOT NULL,
+     updated_at ${bigint} NOT NULL
+   )`,
+];
+
 const usageLedger = (dialect: 'sqlite' | 'postgres'): string[] => {
   const big = dialect === 'sqlite' ? 'INTEGER' : 'BIGINT';
   return [
@@ -92,6 +102,12 @@ const usageLedger = (dialect: 'sqlite' | 'postgres'): string[] => {
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'keys and teams', sqlite: keysAndTeams('INTEGER'), postgres: keysAndTeams('BIGINT') },
   { version: 2, name: 'usage ledger', sqlite: usageLedger('sqlite'), postgres: usageLedger('postgres') },
+  {
+    version: 3,
+    name: 'runtime endpoints',
+    sqlite: runtimeEndpoints('INTEGER'),
+    postgres: runtimeEndpoints('BIGINT'),
+  },
 ];
 
 export const MIGRATIONS_TABLE = `CREATE TABLE IF NOT EXISTS schema_migrations (

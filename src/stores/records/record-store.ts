@@ -157,6 +157,14 @@ export interface RecordStore {
   /** Whether any key or team has limits (several workers then need a shared counter store). */
   hasLimits(): Promise<boolean>;
 
+  /** Endpoints added at runtime, by name. */
+  listEndpoints(): Promise<RuntimeEndpointRecord[]>;
+  /** False when one with this name exists. */
+  insertEndpoint(record: RuntimeEndpointRecord): Promise<boolean>;
+  /** Replaces an endpoint's settings; false when there is none of this name. */
+  updateEndpoint(name: string, spec: Record<string, unknown>, now: number): Promise<boolean>;
+  deleteEndpoint(name: string): Promise<boolean>;
+
   /** Appends ledger records (one batch, one transaction). */
   insertUsage(records: readonly UsageRecord[]): Promise<void>;
   /** The newest ledger records, newest first. */
@@ -174,9 +182,17 @@ export interface RecordStore {
   /** Deletes ledger records older than `before` (epoch ms); how many. */
   pruneUsage(before: number): Promise<number>;
 
-  /** Moves with every change to a key or team, on every replica's view of the store. */
+  /** Moves with every change to a key, a team or a runtime endpoint, on every replica's view of the store. */
   changeCount(): Promise<number>;
   close(): Promise<void>;
+}
+
+/** An endpoint added through the admin API: its settings as given (the endpoint fields of the config). */
+export interface RuntimeEndpointRecord {
+  name: string;
+  spec: Record<string, unknown>;
+  createdAt: number;
+  updatedAt: number;
 }
 
 /** `sqlite:PATH` or `postgres://…`: which backend, and where. */

@@ -13,6 +13,7 @@ import type {
   UsageGroup,
   UsageRecord,
   UsageTotals,
+  RuntimeEndpointRecord,
 } from './record-store.js';
 import type { SqlDriver, SqlRunner, SqlValue } from './sql-driver.js';
 
@@ -247,6 +248,56 @@ export class SqlRecordStore implements RecordStore {
       if (deleted === 0) return 'missing';
       await bump(tx);
       return 'deleted';
+    });
+  }
+
+  async listEndpoints(): Promise<RuntimeEndpointRecord[]> {
+    const rows = await this.db.all<{
+      name: string;
+      spec: string;
+      created_at: string | number;
+      updated_at: string | number;
+    }>('SELECT name, spec, created_at, updated_at FROM runtime_endpoints ORDER BY created_at, name');
+    return rows.map((r) => ({
+      name: r.name,
+      spec: JSON.parse(r.spec) as Record<string, unknown>,
+      createdAt: Number(r.created_at),
+      updatedAt: Number(r.updated_at),
+    }));
+  }
+
+  async insertEndpoint(record: RuntimeEndpointRecord): Promise<boolean> {
+    return this.db.transaction(async (tx) => {
+      const inserted = await tx.run(
+        `INSERT INTO runtime_endpoints (name, spec, created_at, updated_at) VALUES (?, ?, ?, ?)
+         ON CONFLICT (name) DO NOTHING`,
+        [record.name, JSON.stringify(record.spec), record.createdAt, record.updatedAt],
+      );
+      if (inserted === 0) return false;
+      await bump(tx);
+      return true;
+    });
+  }
+
+  async updateEndpoint(name: string, spec: Record<string, unknown>, now: number): Promise<boolean> {
+    return this.db.transaction(async (tx) => {
+      const changed = await tx.run('UPDATE runtime_endpoints SET spec = ?, updated_at = ? WHERE name = ?', [
+        JSON.stringify(spec),
+        now,
+        name,
+      ]);
+      if (changed === 0) return false;
+      await bump(tx);
+      return true;
+    });
+  }
+
+  async deleteEndpoint(name: string): Promise<boolean> {
+    return this.db.transaction(async (tx) => {
+      const deleted = await tx.run('DELETE FROM runtime_endpoints WHERE name = ?', [name]);
+      if (deleted === 0) return false;
+      await bump(tx);
+      return true;
     });
   }
 
