@@ -118,7 +118,7 @@ for a = 4 + settles, #ARGV do
     windows[i] = tonumber(f[b + 4])
     amounts[i] = tonumber(f[b + 5])
   end
-  local remaining, reset = {}, {}
+  local remaining, reset, totals = {}, {}, {}
   local refused, retryAt = 0, 0
   for i = 1, n do
     local key, kind, limit, window, amount = keys[i], kinds[i], limits[i], windows[i], amounts[i]
@@ -133,6 +133,7 @@ for a = 4 + settles, #ARGV do
       end
     elseif kind == 's' then
       local sum = trimSum(key, since(window))
+      totals[i] = sum
       remaining[i] = math.max(0, limit - sum)
       if sum + amount > limit then
         at = -1
@@ -176,13 +177,15 @@ for a = 4 + settles, #ARGV do
         remaining[i] = math.max(0, remaining[i] - 1)
         reset[i] = windowS
       elseif kind == 's' then
-        local ka, ks = key .. ':a', key .. ':s'
+        local ka = key .. ':a'
+        -- The total after this admission: what the check found plus the amount (one SET with its
+        -- expiry, as INCRBY and PEXPIRE would leave it).
+        local sum = totals[i] + amounts[i]
         redis.call('ZADD', key, nowS, id)
         redis.call('HSET', ka, id, amountS)
-        local sum = redis.call('INCRBY', ks, amountS)
+        redis.call('SET', key .. ':s', string.format('%d', sum), 'PX', windowS)
         redis.call('PEXPIRE', key, windowS)
         redis.call('PEXPIRE', ka, windowS)
-        redis.call('PEXPIRE', ks, windowS)
         remaining[i] = math.max(0, limit - sum)
         reset[i] = windowS
       elseif kind == 'l' then
