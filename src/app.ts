@@ -76,7 +76,7 @@ export function createApp(deps: AppDeps): express.Express {
 
   const clientAuth = bearerAuth(
     () => config.current.auth.apiKeys,
-    (secret, digest) => deps.keys.check(secret, digest),
+    (secret, hash) => deps.keys.check(secret, hash),
   );
   const auth: RequestHandler = (req, res, next) =>
     config.current.auth.disabled ? next() : clientAuth(req, res, next);

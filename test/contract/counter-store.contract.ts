@@ -55,6 +55,37 @@ export function counterStoreContract(name: string, factory: CounterFactory): voi
       await store.close();
     });
 
+    it('states: an admission resets its windows to the full window; a refusal tells when the newest leaves', async () => {
+      const { store, clock, k } = await setup();
+      const rpm: CounterCheck = { kind: 'count', key: k('st-rpm'), limit: 2, windowMs: 60_000 };
+      const tpm: CounterCheck = {
+        kind: 'sum',
+        key: k('st-tpm'),
+        limit: 1_000,
+        windowMs: 60_000,
+        amount: 300,
+      };
+      const par: CounterCheck = { kind: 'slots', key: k('st-par'), limit: 5 };
+      const first = await store.admit(id(), [rpm, tpm, par]);
+      expect(first.ok && first.states).toEqual([
+        { remaining: 1, resetMs: 60_000 },
+        { remaining: 700, resetMs: 60_000 },
+        { remaining: 4, resetMs: 0 },
+      ]);
+      clock.advance(5_000);
+      expect((await store.admit(id(), [rpm, tpm, par])).ok).toBe(true);
+      clock.advance(2_000);
+      // rpm refuses; every check's state is as it stands (the newest admission came 2 s ago).
+      const refused = await store.admit(id(), [rpm, tpm, par]);
+      expect(refused.ok).toBe(false);
+      expect(refused.states).toEqual([
+        { remaining: 0, resetMs: 58_000 },
+        { remaining: 400, resetMs: 58_000 },
+        { remaining: 3, resetMs: 0 },
+      ]);
+      await store.close();
+    });
+
     it('sum window: reserves amounts, corrects them, refuses what does not fit', async () => {
       const { store, clock, k } = await setup();
       const tpm = (amount: number): CounterCheck => ({

@@ -8,8 +8,8 @@ import { setPrincipal } from '../principal.js';
 
 const REALM = 'akash-llm-gateway';
 
-/** Looks a virtual key up (synchronously when it is cached). */
-export type VirtualKeys = (secret: string, digest: Buffer) => KeyCheck | Promise<KeyCheck>;
+/** Looks a virtual key up (synchronously when it is cached) by the hex of its SHA-256. */
+export type VirtualKeys = (secret: string, hash: string) => KeyCheck | Promise<KeyCheck>;
 
 /**
  * Bearer-key auth. Static keys are compared as SHA-256 digests with timingSafeEqual, against every
@@ -53,7 +53,8 @@ export function bearerAuth(keys: () => readonly string[], virtualKeys?: VirtualK
       return;
     }
     const token = match[1]!;
-    const presented = recentDigest(token);
+    const seen = recentDigest(token);
+    const presented = seen.digest;
     let found = -1;
     for (let i = 0; i < digests.length; i++) if (timingSafeEqual(digests[i]!, presented)) found = i;
     if (found >= 0) {
@@ -62,7 +63,7 @@ export function bearerAuth(keys: () => readonly string[], virtualKeys?: VirtualK
       return;
     }
     if (virtualKeys && isVirtualKeyFormat(token)) {
-      const checked = virtualKeys(token, presented);
+      const checked = virtualKeys(token, (seen.hex ??= presented.toString('hex')));
       if ('then' in checked)
         checked.then(
           (c) => admit(c, res, next),
@@ -100,13 +101,13 @@ function refuse(res: Response, next: (err?: unknown) => void, message: string): 
  * Digests of recently presented tokens, so that a client's key is hashed once rather than on every
  * request. Keyed by what the client sent, so it says nothing about the configured keys.
  */
-const recent = new Map<string, Buffer>();
+const recent = new Map<string, { digest: Buffer; hex: string | undefined }>();
 const MAX_RECENT = 1_000;
 
-function recentDigest(token: string): Buffer {
+function recentDigest(token: string): { digest: Buffer; hex: string | undefined } {
   let d = recent.get(token);
   if (!d) {
-    d = digest(token);
+    d = { digest: digest(token), hex: undefined };
     if (recent.size >= MAX_RECENT) recent.clear();
     recent.set(token, d);
   }

@@ -87,7 +87,7 @@ export class KeyService {
   private readonly now: () => number;
   private readonly cache = new Map<string, KeyRecord | null>();
   private readonly teams = new Map<string, TeamRecord | null>();
-  private readonly principals = new WeakMap<KeyRecord, Principal>();
+  private readonly admitted = new WeakMap<KeyRecord, Extract<KeyCheck, { ok: true }>>();
   private readonly lastUsed = new Map<string, number>();
   private seenChange = -1;
   private pollTimer: NodeJS.Timeout | undefined;
@@ -153,9 +153,8 @@ export class KeyService {
    * The principal of a presented virtual key. Synchronous when the key is cached (nearly every
    * request), a promise when the store has to be asked.
    */
-  check(secret: string, digest?: Buffer): KeyCheck | Promise<KeyCheck> {
-    // The SHA-256 auth computed already, when it did: the stored form of a secret is its hex.
-    const hash = digest ? digest.toString('hex') : hashSecret(secret);
+  check(secret: string, hash: string = hashSecret(secret)): KeyCheck | Promise<KeyCheck> {
+    // `hash`: the SHA-256 auth computed already (the stored form of a secret is its hex).
     const cached = this.cache.get(hash);
     if (cached !== undefined) {
       const team = cached?.team ? this.teams.get(cached.team) : null;
@@ -187,12 +186,13 @@ export class KeyService {
     if (record.expiresAt !== null && now >= record.expiresAt)
       return { ok: false, reason: 'expired', expiredAt: record.expiresAt };
     this.lastUsed.set(record.id, now);
-    let principal = this.principals.get(record);
-    if (!principal) {
-      principal = principalOf(record, team);
-      this.principals.set(record, principal);
+    // One verdict per record (and so per principal), not an object per request.
+    let admitted = this.admitted.get(record);
+    if (!admitted) {
+      admitted = { ok: true, principal: principalOf(record, team) };
+      this.admitted.set(record, admitted);
     }
-    return { ok: true, principal };
+    return admitted;
   }
 
   private async flushLastUsed(): Promise<void> {

@@ -28,15 +28,13 @@ export function rateLimitHeaders(
   const headers: Record<string, string> = {};
   let requests: number | undefined;
   let tokens: number | undefined;
-  checks.forEach((check, i) => {
-    if (
-      check.kind === 'count' &&
-      (requests === undefined || states[i]!.remaining < states[requests]!.remaining)
-    )
+  for (let i = 0; i < checks.length; i++) {
+    const kind = checks[i]!.kind;
+    if (kind === 'count' && (requests === undefined || states[i]!.remaining < states[requests]!.remaining))
       requests = i;
-    if (check.kind === 'sum' && (tokens === undefined || states[i]!.remaining < states[tokens]!.remaining))
+    else if (kind === 'sum' && (tokens === undefined || states[i]!.remaining < states[tokens]!.remaining))
       tokens = i;
-  });
+  }
   if (requests !== undefined) {
     headers['x-ratelimit-limit-requests'] = String(checks[requests]!.limit);
     headers['x-ratelimit-remaining-requests'] = String(states[requests]!.remaining);

@@ -18,6 +18,8 @@ import { ADMIT, SEPARATOR, SPEND } from './redis-scripts.js';
 const KIND_CODE = { count: 'c', sum: 's', slots: 'l', budget: 'b' } as const;
 /** Admissions per script call: a batch must not hold Redis (single-threaded) for long. */
 const MAX_BATCH = 200;
+/** Bound of the caches of encoded keys and checks (a reload or many keys start them anew). */
+const MAX_CACHED = 10_000;
 
 type ScriptedRedis = Redis & {
   gwAdmit(keys: number, ...args: Array<string | number>): Promise<string[]>;
@@ -159,33 +161,14 @@ export class RedisCounters implements CounterStore {
 
   private async send(
     batch: readonly PendingAdmission[],
-    ops: ReadonlyArray<{ op: 'r' | 'c' | 'w'; key: string; id: string; amount?: number }>,
+    ops: readonly string[],
     waiting: ReadonlyArray<{ resolve: () => void; reject: (err: unknown) => void }>,
   ): Promise<void> {
     const args: Array<string | number> = [this.clock(), SLOT_LEASE_MS, ops.length];
-    for (const o of ops)
-      args.push(
-        o.op +
-          SEPARATOR +
-          this.keyOf(o.key) +
-          SEPARATOR +
-          o.id +
-          (o.op === 'c' ? SEPARATOR + String(Math.round(o.amount ?? 0)) : ''),
-      );
+    for (const o of ops) args.push(o);
     for (const { id, checks } of batch) {
       let admission = id;
-      for (const c of checks)
-        admission +=
-          SEPARATOR +
-          this.keyOf(c.key) +
-          SEPARATOR +
-          KIND_CODE[c.kind] +
-          SEPARATOR +
-          String(c.limit) +
-          SEPARATOR +
-          String(c.kind === 'count' || c.kind === 'sum' ? c.windowMs : 0) +
-          SEPARATOR +
-          String(c.kind === 'sum' ? c.amount : 1);
+      for (const c of checks) admission += this.encoded(c) + String(c.kind === 'sum' ? c.amount : 1);
       args.push(admission);
     }
     let out: string[];
@@ -219,36 +202,87 @@ export class RedisCounters implements CounterStore {
 
   /** A counter's Redis key: the prefix, and the name without the separator the scripts split on. */
   private keyOf(key: string): string {
-    return this.prefix + (key.includes(SEPARATOR) ? key.replaceAll(SEPARATOR, '_') : key);
+    let full = this.keys.get(key);
+    if (full === undefined) {
+      full = this.prefix + (key.includes(SEPARATOR) ? key.replaceAll(SEPARATOR, '_') : key);
+      if (this.keys.size >= MAX_CACHED) this.keys.clear();
+      this.keys.set(key, full);
+    }
+    return full;
   }
 
+  /** Counter keys with their prefix: a request's keys are the same as the last request's. */
+  private readonly keys = new Map<string, string>();
+
+  /**
+   * A check as the script reads it, up to its amount (separator, key, kind, limit, window, separator):
+   * made once per key and limit rather than on every request.
+   */
+  private encoded(c: CounterCheck): string {
+    const windowMs = c.kind === 'count' || c.kind === 'sum' ? c.windowMs : 0;
+    const known = this.checks.get(c.key);
+    if (
+      known !== undefined &&
+      known.kind === c.kind &&
+      known.limit === c.limit &&
+      known.windowMs === windowMs
+    )
+      return known.text;
+    const text =
+      SEPARATOR +
+      this.keyOf(c.key) +
+      SEPARATOR +
+      KIND_CODE[c.kind] +
+      SEPARATOR +
+      String(c.limit) +
+      SEPARATOR +
+      String(windowMs) +
+      SEPARATOR;
+    if (this.checks.size >= MAX_CACHED) this.checks.clear();
+    this.checks.set(c.key, { kind: c.kind, limit: c.limit, windowMs, text });
+    return text;
+  }
+
+  private readonly checks = new Map<
+    string,
+    { kind: CounterCheck['kind']; limit: number; windowMs: number; text: string }
+  >();
+
   /** Releases, corrections and renewals: sent with the next admissions (or alone, in the same turn). */
-  private settles: Array<{ op: 'r' | 'c' | 'w'; key: string; id: string; amount?: number }> = [];
+  private settles: string[] = [];
   private settled: Array<{ resolve: () => void; reject: (err: unknown) => void }> = [];
 
-  private settle(
-    ops: ReadonlyArray<{ op: 'r' | 'c' | 'w'; key: string; id: string; amount?: number }>,
-  ): Promise<void> {
+  /** One settle operation as the script reads it: op, key, id (and an amount), separated. */
+  private op(op: 'r' | 'c' | 'w', key: string, id: string, amount?: number): string {
+    return (
+      op +
+      SEPARATOR +
+      this.keyOf(key) +
+      SEPARATOR +
+      id +
+      (op === 'c' ? SEPARATOR + String(Math.round(amount ?? 0)) : '')
+    );
+  }
+
+  private settle(ops: readonly string[]): Promise<void> {
     if (ops.length === 0) return Promise.resolve();
     return new Promise((resolve, reject) => {
-      this.settles.push(...ops);
+      for (const o of ops) this.settles.push(o);
       this.settled.push({ resolve, reject });
       this.schedule();
     });
   }
 
   correct(id: string, keys: readonly string[], amount: number): Promise<void> {
-    return this.settle(keys.map((key) => ({ op: 'c' as const, key, id, amount })));
+    return this.settle(keys.map((key) => this.op('c', key, id, amount)));
   }
 
   release(id: string, keys: readonly string[]): Promise<void> {
-    return this.settle(keys.map((key) => ({ op: 'r' as const, key, id })));
+    return this.settle(keys.map((key) => this.op('r', key, id)));
   }
 
   renew(held: ReadonlyArray<{ id: string; slotKeys: readonly string[] }>): Promise<void> {
-    return this.settle(
-      held.flatMap(({ id, slotKeys }) => slotKeys.map((key) => ({ op: 'w' as const, key, id }))),
-    );
+    return this.settle(held.flatMap(({ id, slotKeys }) => slotKeys.map((key) => this.op('w', key, id))));
   }
 
   async spend(

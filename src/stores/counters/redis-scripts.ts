@@ -45,9 +45,14 @@ end`;
  */
 export const ADMIT = `${NOW}
 ${SPLIT}
+-- Numbers go to redis.call as the strings they came in, or formatted once per call: Lua formats a
+-- number argument with printf on every call, a large part of the script's time.
+local nowS = tostring(now)
 local lease = tonumber(ARGV[2])
+local leaseEnd = tostring(now + lease)
+local leaseTtl = tostring(lease * 2)
 local settles = tonumber(ARGV[3])
-local out = { tostring(now) }
+local out = { nowS }
 
 local function settle(arg)
   local f = split(arg)
@@ -55,18 +60,29 @@ local function settle(arg)
   if op == 'r' then
     redis.call('ZREM', key, id)
   elseif op == 'w' then
-    redis.call('ZADD', key, 'XX', now + lease, id)
-    redis.call('PEXPIRE', key, lease * 2)
+    redis.call('ZADD', key, 'XX', leaseEnd, id)
+    redis.call('PEXPIRE', key, leaseTtl)
   else
     local amount = tonumber(f[4])
     if redis.call('ZSCORE', key, id) then
       local old = tonumber(redis.call('HGET', key .. ':a', id) or '0')
-      redis.call('HSET', key .. ':a', id, amount)
+      redis.call('HSET', key .. ':a', id, f[4])
       redis.call('INCRBY', key .. ':s', amount - old)
     end
   end
 end
 for a = 4, 3 + settles do settle(ARGV[a]) end
+
+-- The start of each window length, as a score argument.
+local sinceOf = {}
+local function since(window)
+  local s = sinceOf[window]
+  if not s then
+    s = tostring(now - window)
+    sinceOf[window] = s
+  end
+  return s
+end
 
 local function trimSum(key, since)
   local old = redis.call('ZRANGEBYSCORE', key, '-inf', since)
@@ -102,24 +118,23 @@ for a = 4 + settles, #ARGV do
     windows[i] = tonumber(f[b + 4])
     amounts[i] = tonumber(f[b + 5])
   end
-  local remaining, reset = {}, {}
+  local remaining, reset, totals = {}, {}, {}
   local refused, retryAt = 0, 0
   for i = 1, n do
     local key, kind, limit, window, amount = keys[i], kinds[i], limits[i], windows[i], amounts[i]
     local at = nil
     if kind == 'c' then
-      redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+      redis.call('ZREMRANGEBYSCORE', key, '-inf', since(window))
       local c = redis.call('ZCARD', key)
       remaining[i] = math.max(0, limit - c)
-      reset[i] = newestEnd(key, window)
       if c + 1 > limit then
         local oldest = redis.call('ZRANGE', key, c - limit, c - limit, 'WITHSCORES')
         at = (#oldest == 0) and -1 or (tonumber(oldest[2]) + window)
       end
     elseif kind == 's' then
-      local sum = trimSum(key, now - window)
+      local sum = trimSum(key, since(window))
+      totals[i] = sum
       remaining[i] = math.max(0, limit - sum)
-      reset[i] = newestEnd(key, window)
       if sum + amount > limit then
         at = -1
         if amount <= limit then
@@ -132,7 +147,7 @@ for a = 4 + settles, #ARGV do
         end
       end
     elseif kind == 'l' then
-      redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+      redis.call('ZREMRANGEBYSCORE', key, '-inf', nowS)
       local c = redis.call('ZCARD', key)
       remaining[i] = math.max(0, limit - c)
       reset[i] = 0
@@ -146,26 +161,36 @@ for a = 4 + settles, #ARGV do
     end
     if at ~= nil and refused == 0 then refused = i retryAt = at end
   end
-  if refused == 0 then
+  if refused ~= 0 then
+    -- Only a refusal reports when its windows reset (an admission resets them to the full window).
     for i = 1, n do
-      local key, kind, limit, window, amount = keys[i], kinds[i], limits[i], windows[i], amounts[i]
+      if kinds[i] == 'c' or kinds[i] == 's' then reset[i] = newestEnd(keys[i], windows[i]) end
+    end
+  else
+    for i = 1, n do
+      local key, kind, limit = keys[i], kinds[i], limits[i]
+      local b = 1 + (i - 1) * 5
+      local windowS, amountS = f[b + 4], f[b + 5]
       if kind == 'c' then
-        redis.call('ZADD', key, now, id)
-        redis.call('PEXPIRE', key, window)
+        redis.call('ZADD', key, nowS, id)
+        redis.call('PEXPIRE', key, windowS)
         remaining[i] = math.max(0, remaining[i] - 1)
-        reset[i] = window
+        reset[i] = windowS
       elseif kind == 's' then
-        redis.call('ZADD', key, now, id)
-        redis.call('HSET', key .. ':a', id, amount)
-        local sum = redis.call('INCRBY', key .. ':s', amount)
-        redis.call('PEXPIRE', key, window)
-        redis.call('PEXPIRE', key .. ':a', window)
-        redis.call('PEXPIRE', key .. ':s', window)
+        local ka = key .. ':a'
+        -- The total after this admission: what the check found plus the amount (one SET with its
+        -- expiry, as INCRBY and PEXPIRE would leave it).
+        local sum = totals[i] + amounts[i]
+        redis.call('ZADD', key, nowS, id)
+        redis.call('HSET', ka, id, amountS)
+        redis.call('SET', key .. ':s', string.format('%d', sum), 'PX', windowS)
+        redis.call('PEXPIRE', key, windowS)
+        redis.call('PEXPIRE', ka, windowS)
         remaining[i] = math.max(0, limit - sum)
-        reset[i] = window
+        reset[i] = windowS
       elseif kind == 'l' then
-        redis.call('ZADD', key, now + lease, id)
-        redis.call('PEXPIRE', key, lease * 2)
+        redis.call('ZADD', key, leaseEnd, id)
+        redis.call('PEXPIRE', key, leaseTtl)
         remaining[i] = math.max(0, remaining[i] - 1)
       end
     end
