@@ -16,8 +16,6 @@ import { withoutPassword } from '../../config/config-problems.js';
 import { ADMIT, SEPARATOR, SPEND } from './redis-scripts.js';
 
 const KIND_CODE = { count: 'c', sum: 's', slots: 'l', budget: 'b' } as const;
-/** Longest wait of an admission's end (release, correction) for an admission to ride with. */
-const SETTLE_DELAY_MS = 2;
 /** Admissions per script call: a batch must not hold Redis (single-threaded) for long. */
 const MAX_BATCH = 200;
 /** Bound of the caches of encoded keys and checks (a reload or many keys start them anew). */
@@ -135,31 +133,10 @@ export class RedisCounters implements CounterStore {
   private scheduled = false;
 
   private schedule(): void {
-    if (this.settleTimer !== undefined) {
-      clearTimeout(this.settleTimer);
-      this.settleTimer = undefined;
-    }
     if (this.scheduled) return;
     this.scheduled = true;
     setImmediate(this.flush);
   }
-
-  /**
-   * Ends of admissions with no admission to ride with wait up to SETTLE_DELAY_MS for one: a client
-   * sending its next request as soon as the last one answered then costs one script call per request,
-   * not two. Other replicas see a slot given back that much later (never one too many in flight).
-   */
-  private settleTimer: NodeJS.Timeout | undefined;
-
-  private scheduleSettle(): void {
-    if (this.scheduled || this.settleTimer !== undefined) return;
-    this.settleTimer = setTimeout(this.flushSettles, SETTLE_DELAY_MS);
-  }
-
-  private readonly flushSettles = (): void => {
-    this.settleTimer = undefined;
-    this.schedule();
-  };
 
   /**
    * One script call per turn of the event loop: the ends of earlier admissions (releases, corrections,
@@ -292,7 +269,7 @@ export class RedisCounters implements CounterStore {
     return new Promise((resolve, reject) => {
       for (const o of ops) this.settles.push(o);
       this.settled.push({ resolve, reject });
-      this.scheduleSettle();
+      this.schedule();
     });
   }
 
@@ -362,9 +339,6 @@ export class RedisCounters implements CounterStore {
   }
 
   async close(): Promise<void> {
-    // Ends still waiting for an admission go now (QUIT is answered after them).
-    if (this.settleTimer !== undefined) this.flushSettles();
-    if (this.scheduled) this.flush();
     this.subscriber?.disconnect();
     await this.redis.quit().catch(() => this.redis.disconnect());
   }
