@@ -1,4 +1,4 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 
 /** How an upstream attempt ended, as `llm_gateway_provider_requests_total` labels it. */
 export type AttemptOutcome =
@@ -27,6 +27,89 @@ const TTFT_BUCKETS = [0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60];
 /** The gateway's own time: fractions of a millisecond when all is well. */
 const OVERHEAD_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1];
 
+/** A metric's samples as prom-client's registry and cluster aggregator read them. */
+interface MetricData {
+  name: string;
+  help: string;
+  type: 'counter' | 'histogram';
+  values: Array<{ value: number; labels: Record<string, string | number>; metricName?: string }>;
+  aggregator: 'sum';
+}
+
+/**
+ * A counter the request path adds to with a plain number per label set (prom-client's own hashes its
+ * labels on every increment); prom-client reads it at scrape time through get().
+ */
+class LightCounter {
+  private readonly cells = new Map<string, { labels: Record<string, string>; value: number }>();
+
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    private readonly labelNames: readonly string[] = [],
+  ) {}
+
+  /** The cell of one set of label values (in labelNames order): kept, so adding is `cell.value += n`. */
+  cell(...values: string[]): { value: number } {
+    const key = values.length === 1 ? values[0]! : values.join('\u0000');
+    let cell = this.cells.get(key);
+    if (!cell) {
+      const labels: Record<string, string> = {};
+      this.labelNames.forEach((label, i) => (labels[label] = values[i]!));
+      cell = { labels, value: 0 };
+      this.cells.set(key, cell);
+    }
+    return cell;
+  }
+
+  get(): MetricData {
+    return {
+      name: this.name,
+      help: this.help,
+      type: 'counter',
+      values: [...this.cells.values()].map((c) => ({ value: c.value, labels: c.labels })),
+      aggregator: 'sum',
+    };
+  }
+}
+
+/** A histogram without labels: a count per bucket, a sum, a count; cumulated at scrape time. */
+class LightHistogram {
+  private readonly counts: Float64Array;
+  private sum = 0;
+  private count = 0;
+
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    private readonly bounds: readonly number[],
+  ) {
+    this.counts = new Float64Array(bounds.length + 1);
+  }
+
+  observe(value: number): void {
+    const { bounds } = this;
+    let i = 0;
+    while (i < bounds.length && value > bounds[i]!) i++;
+    this.counts[i]!++;
+    this.sum += value;
+    this.count++;
+  }
+
+  get(): MetricData {
+    const values: MetricData['values'] = [];
+    let cumulative = 0;
+    this.bounds.forEach((le, i) => {
+      cumulative += this.counts[i]!;
+      values.push({ value: cumulative, labels: { le }, metricName: `${this.name}_bucket` });
+    });
+    values.push({ value: this.count, labels: { le: '+Inf' }, metricName: `${this.name}_bucket` });
+    values.push({ value: this.sum, labels: {}, metricName: `${this.name}_sum` });
+    values.push({ value: this.count, labels: {}, metricName: `${this.name}_count` });
+    return { name: this.name, help: this.help, type: 'histogram', values, aggregator: 'sum' };
+  }
+}
+
 /**
  * The gateway's Prometheus metrics (CONFIG.md, Metrics and health), in a registry of their own. Label
  * values are bounded by the callers (models the gateway knows, endpoint names, status codes). Labelled
@@ -34,97 +117,94 @@ const OVERHEAD_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0
  */
 export class GatewayMetrics {
   readonly registry = new Registry();
-  private readonly requests: Counter<'model' | 'status'>;
-  private readonly tokens: Counter<'model' | 'type'>;
-  private readonly cost: Counter<'model'>;
-  private readonly cacheHits: Counter;
-  private readonly cacheMisses: Counter;
-  private readonly providerRequests: Counter<'provider' | 'endpoint' | 'outcome'>;
-  private readonly duration: Histogram;
-  private readonly ttft: Histogram;
-  private readonly overhead: Histogram;
-  private readonly retries: Counter;
-  private readonly continuations: Counter;
-  private readonly hedges: Counter;
-  private readonly rateLimited: Counter<'scope'>;
-  private readonly children = new Map<string, { inc(n?: number): void }>();
+  private readonly requests = new LightCounter(
+    'llm_gateway_requests_total',
+    'Chat completions answered, by model asked and HTTP status.',
+    ['model', 'status'],
+  );
+  private readonly tokens = new LightCounter(
+    'llm_gateway_tokens_total',
+    'Tokens of finished requests, by model asked and type (prompt, completion).',
+    ['model', 'type'],
+  );
+  private readonly cost = new LightCounter(
+    'llm_gateway_cost_total',
+    'Cost of finished requests by the pricing table, by model asked.',
+    ['model'],
+  );
+  private readonly cacheHitsCounter = new LightCounter(
+    'llm_gateway_cache_hits_total',
+    'Completions answered from the response cache.',
+  );
+  private readonly hits = this.cacheHitsCounter.cell();
+  private readonly cacheMisses = new LightCounter(
+    'llm_gateway_cache_misses_total',
+    'Completions looked up in the response cache and not found.',
+  );
+  private readonly providerRequests = new LightCounter(
+    'llm_gateway_provider_requests_total',
+    'Upstream attempts, by provider, endpoint and outcome (success or the failure kind).',
+    ['provider', 'endpoint', 'outcome'],
+  );
+  private readonly duration = new LightHistogram(
+    'llm_gateway_request_duration_seconds',
+    'Whole request time, from the request to the last byte of the answer.',
+    DURATION_BUCKETS,
+  );
+  private readonly ttft = new LightHistogram(
+    'llm_gateway_time_to_first_token_seconds',
+    'Streams only: from the request to the first byte of the answer.',
+    TTFT_BUCKETS,
+  );
+  private readonly overhead = new LightHistogram(
+    'llm_gateway_overhead_seconds',
+    "The gateway's own time: the request's time minus the time spent waiting on upstreams.",
+    OVERHEAD_BUCKETS,
+  );
+  private readonly retries = new LightCounter(
+    'llm_gateway_retries_total',
+    'Upstream attempts beyond the first of each request (failovers, hedges, continuations).',
+  );
+  private readonly continuations = new LightCounter(
+    'llm_gateway_continuations_total',
+    'Streams broken mid-answer and completed by a continuation.',
+  );
+  private readonly hedges = new LightCounter(
+    'llm_gateway_hedges_total',
+    'Requests that raced a second endpoint after the hedge delay.',
+  );
+  private readonly rateLimited = new LightCounter(
+    'llm_gateway_rate_limited_total',
+    'Requests refused by a limit, by the scope of the limit (key, team, model, global).',
+    ['scope'],
+  );
+  /** Cells of the counters without labels, and the last model's cells: added to without a lookup. */
+  private readonly misses = this.cacheMisses.cell();
+  private readonly retried = this.retries.cell();
+  private readonly continued = this.continuations.cell();
+  private readonly hedged = this.hedges.cell();
+  private last: { model: string; status: number; count: { value: number } } | undefined;
 
   constructor(endpoints: () => readonly EndpointGaugeSource[] = () => []) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
-    this.requests = new Counter({
-      name: 'llm_gateway_requests_total',
-      help: 'Chat completions answered, by model asked and HTTP status.',
-      labelNames: ['model', 'status'],
-      registers,
-    });
-    this.tokens = new Counter({
-      name: 'llm_gateway_tokens_total',
-      help: 'Tokens of finished requests, by model asked and type (prompt, completion).',
-      labelNames: ['model', 'type'],
-      registers,
-    });
-    this.cost = new Counter({
-      name: 'llm_gateway_cost_total',
-      help: 'Cost of finished requests by the pricing table, by model asked.',
-      labelNames: ['model'],
-      registers,
-    });
-    this.cacheHits = new Counter({
-      name: 'llm_gateway_cache_hits_total',
-      help: 'Completions answered from the response cache.',
-      registers,
-    });
-    this.cacheMisses = new Counter({
-      name: 'llm_gateway_cache_misses_total',
-      help: 'Completions looked up in the response cache and not found.',
-      registers,
-    });
-    this.providerRequests = new Counter({
-      name: 'llm_gateway_provider_requests_total',
-      help: 'Upstream attempts, by provider, endpoint and outcome (success or the failure kind).',
-      labelNames: ['provider', 'endpoint', 'outcome'],
-      registers,
-    });
-    this.duration = new Histogram({
-      name: 'llm_gateway_request_duration_seconds',
-      help: 'Whole request time, from the request to the last byte of the answer.',
-      buckets: DURATION_BUCKETS,
-      registers,
-    });
-    this.ttft = new Histogram({
-      name: 'llm_gateway_time_to_first_token_seconds',
-      help: 'Streams only: from the request to the first byte of the answer.',
-      buckets: TTFT_BUCKETS,
-      registers,
-    });
-    this.overhead = new Histogram({
-      name: 'llm_gateway_overhead_seconds',
-      help: "The gateway's own time: the request's time minus the time spent waiting on upstreams.",
-      buckets: OVERHEAD_BUCKETS,
-      registers,
-    });
-    this.retries = new Counter({
-      name: 'llm_gateway_retries_total',
-      help: 'Upstream attempts beyond the first of each request (failovers, hedges, continuations).',
-      registers,
-    });
-    this.continuations = new Counter({
-      name: 'llm_gateway_continuations_total',
-      help: 'Streams broken mid-answer and completed by a continuation.',
-      registers,
-    });
-    this.hedges = new Counter({
-      name: 'llm_gateway_hedges_total',
-      help: 'Requests that raced a second endpoint after the hedge delay.',
-      registers,
-    });
-    this.rateLimited = new Counter({
-      name: 'llm_gateway_rate_limited_total',
-      help: 'Requests refused by a limit, by the scope of the limit (key, team, model, global).',
-      labelNames: ['scope'],
-      registers,
-    });
+    for (const metric of [
+      this.requests,
+      this.tokens,
+      this.cost,
+      this.cacheHitsCounter,
+      this.cacheMisses,
+      this.providerRequests,
+      this.duration,
+      this.ttft,
+      this.overhead,
+      this.retries,
+      this.continuations,
+      this.hedges,
+      this.rateLimited,
+    ])
+      // A metric is anything with a name and get(): prom-client formats and aggregates what it returns.
+      this.registry.registerMetric(metric as unknown as Parameters<Registry['registerMetric']>[0]);
     new Gauge({
       name: 'llm_gateway_endpoint_up',
       help: '1 while an endpoint is known to work (what readiness counts), else 0. Across workers: the minimum.',
@@ -164,30 +244,34 @@ export class GatewayMetrics {
     hedged: boolean;
     cache: 'HIT' | 'MISS' | 'BYPASS' | undefined;
   }): void {
-    const { model } = input;
-    this.child(this.requests, 'r', model, String(input.status)).inc();
-    if (input.promptTokens > 0) this.child(this.tokens, 't', model, 'prompt').inc(input.promptTokens);
-    if (input.completionTokens > 0)
-      this.child(this.tokens, 't', model, 'completion').inc(input.completionTokens);
-    if (input.cost > 0) this.child(this.cost, 'c', model).inc(input.cost);
+    const { model, status } = input;
+    let last = this.last;
+    if (last?.model !== model || last.status !== status) {
+      last = { model, status, count: this.requests.cell(model, String(status)) };
+      this.last = last;
+    }
+    last.count.value++;
+    if (input.promptTokens > 0) this.tokens.cell(model, 'prompt').value += input.promptTokens;
+    if (input.completionTokens > 0) this.tokens.cell(model, 'completion').value += input.completionTokens;
+    if (input.cost > 0) this.cost.cell(model).value += input.cost;
     this.duration.observe(input.durationS);
     if (input.ttftS !== undefined) this.ttft.observe(input.ttftS);
     if (input.overheadS !== undefined) this.overhead.observe(input.overheadS);
-    if (input.attempts > 1) this.retries.inc(input.attempts - 1);
-    if (input.continued) this.continuations.inc();
-    if (input.hedged) this.hedges.inc();
-    if (input.cache === 'HIT') this.cacheHits.inc();
-    else if (input.cache === 'MISS') this.cacheMisses.inc();
+    if (input.attempts > 1) this.retried.value += input.attempts - 1;
+    if (input.continued) this.continued.value++;
+    if (input.hedged) this.hedged.value++;
+    if (input.cache === 'HIT') this.hits.value++;
+    else if (input.cache === 'MISS') this.misses.value++;
   }
 
   /** An upstream attempt's end. */
   attempt(provider: string, endpoint: string, outcome: AttemptOutcome): void {
-    this.child(this.providerRequests, 'p', provider, endpoint, outcome).inc();
+    this.providerRequests.cell(provider, endpoint, outcome).value++;
   }
 
   /** A request refused by a limit of `scope` (key, team, model, global). */
   limited(scope: string): void {
-    this.child(this.rateLimited, 'l', scope).inc();
+    this.rateLimited.cell(scope).value++;
   }
 
   /** The Prometheus text of every metric. */
@@ -197,19 +281,5 @@ export class GatewayMetrics {
 
   get contentType(): string {
     return this.registry.contentType;
-  }
-
-  private child<T extends string>(
-    counter: Counter<T>,
-    tag: string,
-    ...values: string[]
-  ): { inc(n?: number): void } {
-    const key = `${tag}\u0000${values.join('\u0000')}`;
-    let child = this.children.get(key);
-    if (!child) {
-      child = counter.labels(...values);
-      this.children.set(key, child);
-    }
-    return child;
   }
 }
