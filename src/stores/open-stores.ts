@@ -45,23 +45,15 @@ export function openCounters(options: {
 }): CounterStore {
   const { redisUrl, logger } = options;
   if (redisUrl === undefined) return new MemoryCounters({ now: options.now });
-  let down = false;
-  const shown = withoutPassword(redisUrl);
+  const outage = outageLog(logger, redisUrl, 'Redis');
   const store = new RedisCounters({
     url: redisUrl,
     // A hash tag: every key of one gateway lands in one slot, so its scripts also run on Redis Cluster.
     prefix: `${options.prefix ?? 'llm-gateway:'}{gw}:`,
     now: options.now,
-    onError: (err) => {
-      if (down) return;
-      down = true;
-      logger.error({ err: err.message, redis: shown }, 'Redis unreachable; reconnecting');
-    },
+    onError: outage.down,
   });
-  store.onReady(() => {
-    if (down) logger.info({ redis: shown }, 'Redis reachable again');
-    down = false;
-  });
+  store.onReady(outage.up);
   return store;
 }
 
@@ -82,22 +74,35 @@ export function openCache(options: {
   if (mode === 'off') return undefined;
   if (mode === 'memory' || redisUrl === undefined)
     return new MemoryCache({ maxBytes: options.maxBytes, now: options.now });
-  let down = false;
-  const shown = withoutPassword(redisUrl);
+  const outage = outageLog(logger, redisUrl, 'Redis (response cache)');
   const store = new RedisCache({
     url: redisUrl,
     prefix: options.prefix ?? 'llm-gateway:',
-    onError: (err) => {
+    onError: outage.down,
+  });
+  store.onReady(outage.up);
+  return store;
+}
+
+/** A Redis client's connection problems, logged once per outage, and its return. */
+function outageLog(
+  logger: Logger,
+  url: string,
+  what: string,
+): { down: (err: Error) => void; up: () => void } {
+  let down = false;
+  const shown = withoutPassword(url);
+  return {
+    down: (err) => {
       if (down) return;
       down = true;
-      logger.error({ err: err.message, redis: shown }, 'Redis (response cache) unreachable; reconnecting');
+      logger.error({ err: err.message, redis: shown }, `${what} unreachable; reconnecting`);
     },
-  });
-  store.onReady(() => {
-    if (down) logger.info({ redis: shown }, 'Redis (response cache) reachable again');
-    down = false;
-  });
-  return store;
+    up: () => {
+      if (down) logger.info({ redis: shown }, `${what} reachable again`);
+      down = false;
+    },
+  };
 }
 
 /**

@@ -2,10 +2,9 @@ import { randomUUID } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { Redis } from 'ioredis';
 import OpenAI from 'openai';
-import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { refusedUrl, streamEvents } from '../helpers/fake-upstream.js';
-import { HAS_POSTGRES, HAS_REDIS, POSTGRES_URL, REDIS_URL } from '../helpers/services.js';
+import { HAS_POSTGRES, HAS_REDIS, postgresSchema, REDIS_URL } from '../helpers/services.js';
 import { CLIENT_KEY } from '../helpers/start-gateway.js';
 import { useTestBed, type TestBed } from '../helpers/test-bed.js';
 
@@ -33,26 +32,11 @@ const BACKENDS: Backend[] = [
   { name: 'memory cache, PostgreSQL ledger', cache: 'memory', database: 'postgres', available: HAS_POSTGRES },
 ];
 
-/** A schema of its own in the test database: tests never see each other's rows. */
-async function postgresUrl(bed: TestBed): Promise<string> {
-  const schema = `gw_cache_${randomUUID().replace(/-/g, '')}`;
-  const client = new pg.Client({ connectionString: POSTGRES_URL });
-  await client.connect();
-  await client.query(`CREATE SCHEMA ${schema}`);
-  await client.end();
-  bed.onCleanup(async () => {
-    const c = new pg.Client({ connectionString: POSTGRES_URL });
-    await c.connect();
-    await c.query(`DROP SCHEMA ${schema} CASCADE`);
-    await c.end();
-  });
-  return `${POSTGRES_URL}?options=${encodeURIComponent(`-c search_path=${schema}`)}`;
-}
-
 async function cacheEnv(bed: TestBed, backend: Backend, prefix = `test-${randomUUID()}:`) {
   const env: Record<string, string> = { CACHE: backend.cache, ADMIN_API_KEY: ADMIN };
   if (backend.cache === 'redis') Object.assign(env, { REDIS_URL, REDIS_PREFIX: prefix });
-  if (backend.database === 'postgres') env.DATABASE_URL = await postgresUrl(bed);
+  if (backend.database === 'postgres')
+    env.DATABASE_URL = (await postgresSchema('gw_cache', (fn) => bed.onCleanup(fn))).url;
   return env;
 }
 

@@ -1,14 +1,12 @@
-import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import net from 'node:net';
 import path from 'node:path';
-import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { SqlRecordStore } from '../../src/stores/records/sql-records.js';
 import { SqliteDriver } from '../../src/stores/records/sqlite-driver.js';
 import { freePort, spawnGateway, waitForOutput } from '../helpers/child-gateway.js';
 import { CLIENT_KEY } from '../helpers/start-gateway.js';
-import { HAS_POSTGRES, POSTGRES_URL } from '../helpers/services.js';
+import { HAS_POSTGRES, POSTGRES_URL, postgresSchema } from '../helpers/services.js';
 import { useTestBed } from '../helpers/test-bed.js';
 
 const chat = (url: string) =>
@@ -84,17 +82,7 @@ describe('usage ledger durability', () => {
   it.runIf(HAS_POSTGRES)(
     'a PostgreSQL that goes away for a while loses nothing: records wait, then go in',
     async () => {
-      const schema = `gw_ledger_${randomUUID().replace(/-/g, '')}`;
-      const admin = new pg.Client({ connectionString: POSTGRES_URL });
-      await admin.connect();
-      await admin.query(`CREATE SCHEMA ${schema}`);
-      await admin.end();
-      bed.onCleanup(async () => {
-        const c = new pg.Client({ connectionString: POSTGRES_URL });
-        await c.connect();
-        await c.query(`DROP SCHEMA ${schema} CASCADE`);
-        await c.end();
-      });
+      const { schema } = await postgresSchema('gw_ledger', (fn) => bed.onCleanup(fn));
       const target = new URL(POSTGRES_URL);
       const proxy = await cuttableProxy({ host: target.hostname, port: Number(target.port || 5432) });
       bed.onCleanup(() => proxy.close());

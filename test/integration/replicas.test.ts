@@ -1,10 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import OpenAI from 'openai';
-import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { freePort, spawnGateway, waitForOutput } from '../helpers/child-gateway.js';
-import { HAS_POSTGRES, HAS_REDIS, POSTGRES_URL, REDIS_URL } from '../helpers/services.js';
+import { HAS_POSTGRES, HAS_REDIS, postgresSchema, REDIS_URL } from '../helpers/services.js';
 import { useTestBed } from '../helpers/test-bed.js';
 
 const ADMIN = 'admin-key-for-replicas-0123456789';
@@ -20,17 +19,7 @@ describe.runIf(HAS_REDIS && HAS_POSTGRES)('three replicas on one Redis and one P
 
   async function startReplicas(yaml: string, count = 3) {
     const upstream = await bed.upstream({ name: 'gpu', models: ['llama', 'qwen'] });
-    const schema = `gw_replicas_${randomUUID().replace(/-/g, '')}`;
-    const client = new pg.Client({ connectionString: POSTGRES_URL });
-    await client.connect();
-    await client.query(`CREATE SCHEMA ${schema}`);
-    await client.end();
-    bed.onCleanup(async () => {
-      const c = new pg.Client({ connectionString: POSTGRES_URL });
-      await c.connect();
-      await c.query(`DROP SCHEMA ${schema} CASCADE`);
-      await c.end();
-    });
+    const database = await postgresSchema('gw_replicas', (fn) => bed.onCleanup(fn));
     const dir = await bed.tempDir('gw-replicas-');
     await writeFile(`${dir}/gateway.yaml`, yaml);
     const common = {
@@ -40,7 +29,7 @@ describe.runIf(HAS_REDIS && HAS_POSTGRES)('three replicas on one Redis and one P
       LOG_LEVEL: 'info',
       CONFIG_FILE: `${dir}/gateway.yaml`,
       ENDPOINTS: JSON.stringify([{ url: upstream.url, name: 'gpu' }]),
-      DATABASE_URL: `${POSTGRES_URL}?options=${encodeURIComponent(`-c search_path=${schema}`)}`,
+      DATABASE_URL: database.url,
       REDIS_URL,
       REDIS_PREFIX: `test-${randomUUID()}:`,
     };

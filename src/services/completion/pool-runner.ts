@@ -109,7 +109,7 @@ export class PoolRunner {
     } catch (err) {
       // The whole request is over (client gone, deadline): no verdict on the endpoint.
       this.deps.registry.health.release(l.ticket);
-      this.ended(l, run, 'cancelled');
+      this.ended(l, 'cancelled');
       return { outcome: 'retry', rejected: err as Error };
     }
     try {
@@ -134,7 +134,7 @@ export class PoolRunner {
       const result = results[i]!;
       if (result.status === 'rejected') {
         this.deps.registry.health.release(l.ticket);
-        this.ended(l, run, 'cancelled');
+        this.ended(l, 'cancelled');
         rejected ??= result.reason as Error;
         return;
       }
@@ -213,7 +213,7 @@ export class PoolRunner {
   }
 
   /** An attempt is over: the metrics count its outcome. */
-  private ended(l: Launched, _run: RequestRun, outcome: AttemptOutcome): void {
+  private ended(l: Launched, outcome: AttemptOutcome): void {
     this.deps.onAttempt?.(l.endpoint.config.name, outcome);
     l.span?.end(outcome);
   }
@@ -225,7 +225,7 @@ export class PoolRunner {
     const { req, trace } = run;
     const { ticket, endpoint } = l;
     const name = endpoint.config.name;
-    this.ended(l, run, outcomeOf(result));
+    this.ended(l, outcomeOf(result));
     switch (result.type) {
       case 'done':
         trace.endpoint = name;

@@ -1,6 +1,7 @@
 import { MIGRATIONS, MIGRATIONS_TABLE } from './migrations.js';
 import { SqlUsageLedger } from './sql-usage.js';
-import { json, num, parsed } from './sql-values.js';
+import { SqlEndpoints } from './sql-endpoints.js';
+import { bump, json, num, parsed } from './sql-values.js';
 import type {
   KeyFilter,
   KeyPatch,
@@ -69,6 +70,7 @@ const WORKING_KEY = 'revoked_at IS NULL AND (expires_at IS NULL OR expires_at > 
 export class SqlRecordStore implements RecordStore {
   readonly backend: 'sqlite' | 'postgres';
   private readonly usage: SqlUsageLedger;
+  private readonly endpoints: SqlEndpoints;
 
   private constructor(
     private readonly db: SqlDriver,
@@ -76,6 +78,7 @@ export class SqlRecordStore implements RecordStore {
   ) {
     this.backend = db.dialect;
     this.usage = new SqlUsageLedger(db);
+    this.endpoints = new SqlEndpoints(db);
   }
 
   static async open(db: SqlDriver, location: string): Promise<SqlRecordStore> {
@@ -251,54 +254,20 @@ export class SqlRecordStore implements RecordStore {
     });
   }
 
-  async listEndpoints(): Promise<RuntimeEndpointRecord[]> {
-    const rows = await this.db.all<{
-      name: string;
-      spec: string;
-      created_at: string | number;
-      updated_at: string | number;
-    }>('SELECT name, spec, created_at, updated_at FROM runtime_endpoints ORDER BY created_at, name');
-    return rows.map((r) => ({
-      name: r.name,
-      spec: JSON.parse(r.spec) as Record<string, unknown>,
-      createdAt: Number(r.created_at),
-      updatedAt: Number(r.updated_at),
-    }));
+  listEndpoints(): Promise<RuntimeEndpointRecord[]> {
+    return this.endpoints.list();
   }
 
-  async insertEndpoint(record: RuntimeEndpointRecord): Promise<boolean> {
-    return this.db.transaction(async (tx) => {
-      const inserted = await tx.run(
-        `INSERT INTO runtime_endpoints (name, spec, created_at, updated_at) VALUES (?, ?, ?, ?)
-         ON CONFLICT (name) DO NOTHING`,
-        [record.name, JSON.stringify(record.spec), record.createdAt, record.updatedAt],
-      );
-      if (inserted === 0) return false;
-      await bump(tx);
-      return true;
-    });
+  insertEndpoint(record: RuntimeEndpointRecord): Promise<boolean> {
+    return this.endpoints.insert(record);
   }
 
-  async updateEndpoint(name: string, spec: Record<string, unknown>, now: number): Promise<boolean> {
-    return this.db.transaction(async (tx) => {
-      const changed = await tx.run('UPDATE runtime_endpoints SET spec = ?, updated_at = ? WHERE name = ?', [
-        JSON.stringify(spec),
-        now,
-        name,
-      ]);
-      if (changed === 0) return false;
-      await bump(tx);
-      return true;
-    });
+  updateEndpoint(name: string, spec: Record<string, unknown>, now: number): Promise<boolean> {
+    return this.endpoints.update(name, spec, now);
   }
 
-  async deleteEndpoint(name: string): Promise<boolean> {
-    return this.db.transaction(async (tx) => {
-      const deleted = await tx.run('DELETE FROM runtime_endpoints WHERE name = ?', [name]);
-      if (deleted === 0) return false;
-      await bump(tx);
-      return true;
-    });
+  deleteEndpoint(name: string): Promise<boolean> {
+    return this.endpoints.delete(name);
   }
 
   async activeKeyCount(team: string, now: number): Promise<number> {
@@ -394,10 +363,6 @@ async function insertKeyRow(tx: SqlRunner, key: KeyRecord): Promise<void> {
     key.revokedAt,
     key.lastUsedAt,
   ]);
-}
-
-async function bump(tx: SqlRunner): Promise<void> {
-  await tx.run('UPDATE record_changes SET seq = seq + 1 WHERE id = 1');
 }
 
 function toColumn(field: string, value: unknown): SqlValue {
