@@ -54,13 +54,23 @@ const done = await fetch(`${base}/v1/chat/completions`, {
   body: JSON.stringify({ model: 'smoke-model', messages: [{ role: 'user', content: 'hi' }] }),
 });
 const answer = await done.json();
+// The dashboard's files are copied into dist/ by the build.
+const page = await fetch(`${base}/dashboard`);
+const script = await fetch(`${base}/dashboard/dashboard.js`);
+const dashboardOk =
+  page.status === 200 && script.status === 200 && (await page.text()).includes('dashboard.js');
 const exited = new Promise((r) => child.once('exit', r));
 child.kill('SIGTERM');
 const code = await exited;
 clearTimeout(killer);
 upstream.close();
-if (models.data?.[0]?.id !== 'smoke-model' || answer.choices?.[0]?.message?.content !== 'ok' || code !== 0) {
-  console.error('smoke: FAILED', { models, answer, code });
+if (
+  models.data?.[0]?.id !== 'smoke-model' ||
+  answer.choices?.[0]?.message?.content !== 'ok' ||
+  !dashboardOk ||
+  code !== 0
+) {
+  console.error('smoke: FAILED', { models, answer, dashboard: [page.status, script.status], code });
   process.exit(1);
 }
-console.log('smoke: dist/main.js served /v1/models and a completion, and exited 0 on SIGTERM');
+console.log('smoke: dist/main.js served /v1/models, a completion and the dashboard, and exited 0 on SIGTERM');

@@ -24,8 +24,10 @@ import type { UsageLedger } from './services/usage/ledger.js';
 import type { ResponseCache } from './services/cache/response-cache.js';
 import type { GatewayMetrics } from './observability/metrics.js';
 import type { Tracing } from './observability/tracing.js';
+import type { TrafficView } from './observability/traffic-history.js';
 import type { RuntimeEndpoints } from './services/endpoints/runtime-endpoints.js';
 import { endpointRoutes } from './http/controllers/endpoints.js';
+import { dashboard } from './http/controllers/dashboard.js';
 
 export interface AppDeps {
   config: ConfigSource;
@@ -54,6 +56,8 @@ export interface AppDeps {
   runtimeEndpoints: RuntimeEndpoints;
   /** The Prometheus text of a scrape: this process's, or every worker's summed (WORKERS > 1). */
   metricsText: () => Promise<string>;
+  /** The last minutes of traffic of every process, for the dashboard. */
+  traffic: () => Promise<TrafficView>;
   now: () => number;
 }
 
@@ -123,6 +127,10 @@ export function createApp(deps: AppDeps): express.Express {
   );
   app.all('/metrics', methodNotAllowed('GET'));
 
+  // The operator's page: static files; its data comes from the admin API with the key typed into it.
+  app.get(['/dashboard', '/dashboard/*file'], dashboard());
+  app.all(['/dashboard', '/dashboard/*file'], methodNotAllowed('GET'));
+
   // Everything else under /v1 needs a client key too, unknown routes included.
   app.use('/v1', auth);
   app.get('/v1/models', listModels(registry, config, deps.pendingDiscovery));
@@ -172,6 +180,10 @@ export function createApp(deps: AppDeps): express.Express {
       () => deps.completions.transcriptBytes,
     ),
   );
+  admin.get('/traffic', async (_req, res) => {
+    res.setHeader('cache-control', 'no-store');
+    res.json(await deps.traffic());
+  });
   admin.get('/config', (_req, res) => {
     res.setHeader('cache-control', 'no-store');
     res.json(deps.configView());
@@ -185,7 +197,7 @@ export function createApp(deps: AppDeps): express.Express {
   admin.all('/endpoints/:name', methodNotAllowed('PATCH, DELETE'));
   admin.use(usageRoutes(deps.keys.store, deps.ledger));
   admin.all(['/usage', '/usage/records'], methodNotAllowed('GET'));
-  admin.all(['/providers/status', '/runtime', '/config'], methodNotAllowed('GET'));
+  admin.all(['/providers/status', '/runtime', '/config', '/traffic'], methodNotAllowed('GET'));
   admin.all(['/keys', '/teams'], methodNotAllowed('GET, POST'));
   admin.all(['/keys/:id', '/teams/:id'], methodNotAllowed('GET, PATCH, DELETE'));
   admin.all('/keys/:id/rotate', methodNotAllowed('POST'));

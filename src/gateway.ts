@@ -35,12 +35,17 @@ import { RedisCounters } from './stores/counters/redis-counters.js';
 import { openCache, openCounters, openingRecordStore } from './stores/open-stores.js';
 import { ResponseCache } from './services/cache/response-cache.js';
 import { GatewayMetrics } from './observability/metrics.js';
+import { TrafficHistory, trafficView, type TrafficInterval } from './observability/traffic-history.js';
 import { openTracing, type Tracing } from './observability/tracing.js';
 import { readinessOf } from './services/endpoints/condition.js';
 import { RuntimeEndpoints } from './services/endpoints/runtime-endpoints.js';
 import type { RegistryChange } from './services/endpoints/registry.js';
 import type { EndpointConfig } from './config/types.js';
 import type { RecordStore } from './stores/records/record-store.js';
+
+/** The dashboard's traffic history: 5-second intervals over the last 15 minutes. */
+const TRAFFIC_INTERVAL_MS = 5_000;
+const TRAFFIC_KEEP = 180;
 
 /** Every endpoint speaks the OpenAI-compatible API until provider adapters come (metrics label). */
 const PROVIDER = 'openai-compatible';
@@ -63,6 +68,8 @@ export interface GatewayOptions {
   now?: () => number;
   /** A scrape's text when it is not this process's alone (a cluster worker asks its primary). */
   metricsText?: () => Promise<string>;
+  /** Every process's traffic history when this one is not alone (a cluster worker asks its primary). */
+  trafficOfAll?: () => Promise<TrafficInterval[][]>;
   /** Stores to use instead of those the configuration names (tests share one between gateways). */
   stores?: { records: RecordStore; counters: CounterStore };
 }
@@ -102,6 +109,8 @@ export class Gateway {
   readonly cache: ResponseCache | undefined;
   /** Prometheus metrics (GET /metrics). */
   readonly metrics: GatewayMetrics;
+  /** The last minutes of traffic, read off the metrics (the dashboard's charts). */
+  readonly traffic: TrafficHistory;
   /** OpenTelemetry tracing; undefined unless OTEL_EXPORTER_OTLP_ENDPOINT is set. */
   readonly tracing: Tracing | undefined;
   /** Endpoints added through the admin API (kept in the record store). */
@@ -179,6 +188,11 @@ export class Gateway {
         up: readiness.endpoints[i]?.up ?? false,
         inFlight: ep.health.inFlight,
       }));
+    });
+    this.traffic = new TrafficHistory(() => this.metrics.snapshot(), {
+      intervalMs: TRAFFIC_INTERVAL_MS,
+      keep: TRAFFIC_KEEP,
+      now,
     });
     this.discovery = new Discovery({
       registry: this.registry,
@@ -267,6 +281,12 @@ export class Gateway {
       metrics: this.metrics,
       tracing: this.tracing,
       metricsText: options.metricsText ?? (() => this.metrics.text()),
+      traffic: async () =>
+        trafficView(
+          options.trafficOfAll ? await options.trafficOfAll() : [this.traffic.intervals()],
+          TRAFFIC_INTERVAL_MS,
+          TRAFFIC_INTERVAL_MS * TRAFFIC_KEEP,
+        ),
       now,
       isShuttingDown: () => this.shuttingDown,
       pendingDiscovery: () => (this.registry.hasUnknownModels() ? this.discovery.pendingRound() : undefined),
@@ -411,6 +431,7 @@ export class Gateway {
     host = this.config.current.server.host,
   ): Promise<AddressInfo> {
     await this.startStores();
+    this.traffic.start();
     this.discovery.start();
     // One listener function for every response (no closure per request).
     const open = this.open;
@@ -515,6 +536,7 @@ export class Gateway {
   }
 
   private async closeStores(): Promise<void> {
+    this.traffic.stop();
     this.limiter.stop();
     await this.keys.stop().catch(() => undefined);
     await this.ledger.stop().catch(() => undefined);

@@ -137,6 +137,9 @@ Akash LLM Gateway demo running at ${url}
       -H "Authorization: Bearer ${key}" -H "Content-Type: application/json" \\
       -d '{"model":"${DEMO_MODELS[0]}","stream":true,"messages":[{"role":"user","content":"Hello"}]}'
 
+  The dashboard (endpoints, live traffic, usage, keys, cache): open ${url}/dashboard
+  and sign in with the admin key ${adminKey}
+
   Each server's state (healthy, ejected, cooling down), with the admin key:
     curl -s ${url}/api/v1/providers/status -H "Authorization: Bearer ${adminKey}"
   Readiness, as a load balancer sees it:

@@ -73,17 +73,13 @@ class LightCounter {
   }
 }
 
-/** A histogram without labels: a count per bucket, a sum, a count; cumulated at scrape time. */
-class LightHistogram {
-  private readonly counts: Float64Array;
-  private sum = 0;
-  private count = 0;
+/** One label value's buckets (not cumulative), sum and count. */
+class HistogramCell {
+  readonly counts: Float64Array;
+  sum = 0;
+  count = 0;
 
-  constructor(
-    readonly name: string,
-    readonly help: string,
-    private readonly bounds: readonly number[],
-  ) {
+  constructor(private readonly bounds: readonly number[]) {
     this.counts = new Float64Array(bounds.length + 1);
   }
 
@@ -95,20 +91,92 @@ class LightHistogram {
     this.sum += value;
     this.count++;
   }
+}
+
+/**
+ * A histogram with at most one label: a cell of buckets per label value (or one cell without labels),
+ * cumulated at scrape time.
+ */
+class LightHistogram {
+  private readonly cells = new Map<string, HistogramCell>();
+  private readonly unlabelled: HistogramCell | undefined;
+
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    readonly bounds: readonly number[],
+    private readonly label?: string,
+  ) {
+    if (label === undefined) {
+      this.unlabelled = new HistogramCell(bounds);
+      this.cells.set('', this.unlabelled);
+    }
+  }
+
+  observe(value: number): void {
+    this.unlabelled!.observe(value);
+  }
+
+  /** The cell of one label value (the histogram must have a label). */
+  cell(labelValue: string): HistogramCell {
+    let cell = this.cells.get(labelValue);
+    if (!cell) {
+      cell = new HistogramCell(this.bounds);
+      this.cells.set(labelValue, cell);
+    }
+    return cell;
+  }
+
+  /** Each label value's bucket counts (not cumulative), copied. */
+  counts(): Map<string, number[]> {
+    const out = new Map<string, number[]>();
+    for (const [value, cell] of this.cells) out.set(value, Array.from(cell.counts));
+    return out;
+  }
 
   get(): MetricData {
     const values: MetricData['values'] = [];
-    let cumulative = 0;
-    this.bounds.forEach((le, i) => {
-      cumulative += this.counts[i]!;
-      values.push({ value: cumulative, labels: { le }, metricName: `${this.name}_bucket` });
-    });
-    values.push({ value: this.count, labels: { le: '+Inf' }, metricName: `${this.name}_bucket` });
-    values.push({ value: this.sum, labels: {}, metricName: `${this.name}_sum` });
-    values.push({ value: this.count, labels: {}, metricName: `${this.name}_count` });
+    for (const [value, cell] of this.cells) {
+      const own: Record<string, string> = this.label === undefined ? {} : { [this.label]: value };
+      let cumulative = 0;
+      this.bounds.forEach((le, i) => {
+        cumulative += cell.counts[i]!;
+        values.push({ value: cumulative, labels: { ...own, le }, metricName: `${this.name}_bucket` });
+      });
+      values.push({ value: cell.count, labels: { ...own, le: '+Inf' }, metricName: `${this.name}_bucket` });
+      values.push({ value: cell.sum, labels: own, metricName: `${this.name}_sum` });
+      values.push({ value: cell.count, labels: own, metricName: `${this.name}_count` });
+    }
     return { name: this.name, help: this.help, type: 'histogram', values, aggregator: 'sum' };
   }
 }
+
+/**
+ * Cumulative totals of this process since it started, for the dashboard's traffic history
+ * (traffic-history.ts takes differences between two of them). Bucket counts are not cumulative.
+ */
+export interface MetricsSnapshot {
+  requests: number;
+  /** Answers with a 5xx status, and 4xx ones other than 429. */
+  serverErrors: number;
+  clientErrors: number;
+  /** 429 answers: refused by a limit or passed on from upstreams that all were. */
+  limited: number;
+  retries: number;
+  continuations: number;
+  hedges: number;
+  cacheHits: number;
+  cacheMisses: number;
+  promptTokens: number;
+  completionTokens: number;
+  cost: number;
+  duration: number[];
+  ttft: number[];
+  /** Per endpoint that served anything: time to first token buckets, attempts and failed attempts. */
+  endpoints: Record<string, { ttft: number[]; attempts: number; failures: number }>;
+}
+
+export const TRAFFIC_BUCKETS = { duration: DURATION_BUCKETS, ttft: TTFT_BUCKETS } as const;
 
 /**
  * The gateway's Prometheus metrics (CONFIG.md, Metrics and health), in a registry of their own. Label
@@ -153,8 +221,9 @@ export class GatewayMetrics {
   );
   private readonly ttft = new LightHistogram(
     'llm_gateway_time_to_first_token_seconds',
-    'Streams only: from the request to the first byte of the answer.',
+    'Streams only: from the request to the first byte of the answer, by the endpoint that answered (`cache` for a cache hit).',
     TTFT_BUCKETS,
+    'endpoint',
   );
   private readonly overhead = new LightHistogram(
     'llm_gateway_overhead_seconds',
@@ -184,6 +253,7 @@ export class GatewayMetrics {
   private readonly continued = this.continuations.cell();
   private readonly hedged = this.hedges.cell();
   private last: { model: string; status: number; count: { value: number } } | undefined;
+  private lastTtft: { endpoint: string; cell: HistogramCell } | undefined;
 
   constructor(endpoints: () => readonly EndpointGaugeSource[] = () => []) {
     const registers = [this.registry];
@@ -235,6 +305,8 @@ export class GatewayMetrics {
     status: number;
     durationS: number;
     ttftS: number | undefined;
+    /** The endpoint that answered (`cache` for a hit, `none` when none did). */
+    endpoint: string;
     overheadS: number | undefined;
     promptTokens: number;
     completionTokens: number;
@@ -255,7 +327,14 @@ export class GatewayMetrics {
     if (input.completionTokens > 0) this.tokens.cell(model, 'completion').value += input.completionTokens;
     if (input.cost > 0) this.cost.cell(model).value += input.cost;
     this.duration.observe(input.durationS);
-    if (input.ttftS !== undefined) this.ttft.observe(input.ttftS);
+    if (input.ttftS !== undefined) {
+      let ttft = this.lastTtft;
+      if (ttft?.endpoint !== input.endpoint) {
+        ttft = { endpoint: input.endpoint, cell: this.ttft.cell(input.endpoint) };
+        this.lastTtft = ttft;
+      }
+      ttft.cell.observe(input.ttftS);
+    }
     if (input.overheadS !== undefined) this.overhead.observe(input.overheadS);
     if (input.attempts > 1) this.retried.value += input.attempts - 1;
     if (input.continued) this.continued.value++;
@@ -272,6 +351,57 @@ export class GatewayMetrics {
   /** A request refused by a limit of `scope` (key, team, model, global). */
   limited(scope: string): void {
     this.rateLimited.cell(scope).value++;
+  }
+
+  /** This process's totals so far (read off the metrics, nothing counted twice on the request path). */
+  snapshot(): MetricsSnapshot {
+    const snap: MetricsSnapshot = {
+      requests: 0,
+      serverErrors: 0,
+      clientErrors: 0,
+      limited: 0,
+      retries: this.retried.value,
+      continuations: this.continued.value,
+      hedges: this.hedged.value,
+      cacheHits: this.hits.value,
+      cacheMisses: this.misses.value,
+      promptTokens: 0,
+      completionTokens: 0,
+      cost: 0,
+      duration: [],
+      ttft: new Array<number>(TTFT_BUCKETS.length + 1).fill(0),
+      endpoints: {},
+    };
+    for (const { labels, value } of this.requests.get().values) {
+      const status = Number(labels.status);
+      snap.requests += value;
+      if (status >= 500) snap.serverErrors += value;
+      else if (status === 429) snap.limited += value;
+      else if (status >= 400) snap.clientErrors += value;
+    }
+    for (const { labels, value } of this.tokens.get().values) {
+      if (labels.type === 'prompt') snap.promptTokens += value;
+      else snap.completionTokens += value;
+    }
+    for (const { value } of this.cost.get().values) snap.cost += value;
+    snap.duration = this.duration.counts().get('') ?? [];
+    const endpointOf = (name: string) =>
+      (snap.endpoints[name] ??= {
+        ttft: new Array<number>(TTFT_BUCKETS.length + 1).fill(0),
+        attempts: 0,
+        failures: 0,
+      });
+    for (const [endpoint, counts] of this.ttft.counts()) {
+      counts.forEach((n, i) => (snap.ttft[i]! += n));
+      if (endpoint !== 'cache' && endpoint !== 'none') endpointOf(endpoint).ttft = counts;
+    }
+    for (const { labels, value } of this.providerRequests.get().values) {
+      const ep = endpointOf(String(labels.endpoint));
+      ep.attempts += value;
+      // A cancelled attempt lost a race or its client left: not the endpoint's failure.
+      if (labels.outcome !== 'success' && labels.outcome !== 'cancelled') ep.failures += value;
+    }
+    return snap;
   }
 
   /** The Prometheus text of every metric. */

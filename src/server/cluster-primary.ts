@@ -2,6 +2,7 @@ import cluster, { type Worker } from 'node:cluster';
 import { AggregatorRegistry } from 'prom-client';
 import type { GatewayConfig } from '../config/types.js';
 import type { Logger } from '../observability/logger.js';
+import type { TrafficInterval } from '../observability/traffic-history.js';
 import { logConfigWarnings, startupFacts } from './startup-log.js';
 import {
   EXIT_NOT_RESTARTABLE,
@@ -15,6 +16,8 @@ import {
 const MAX_RESTARTS_PER_MINUTE = 5;
 /** How long a reload waits for every worker's answer. */
 const RELOAD_WAIT_MS = 10_000;
+/** How long the dashboard's traffic waits for every worker's history (a busy worker is left out). */
+const TRAFFIC_WAIT_MS = 2_000;
 
 /**
  * WORKERS=N: the primary forks N gateway workers that share the listening port (node:cluster), logs
@@ -34,6 +37,10 @@ export function runPrimary(config: GatewayConfig, logger: Logger): void {
   for (let i = 0; i < workers; i++) fork();
 
   const pending = new Map<number, { waiting: Set<number>; results: WorkerReload[]; done: () => void }>();
+  const traffic = new Map<
+    number,
+    { waiting: Set<number>; processes: TrafficInterval[][]; done: () => void }
+  >();
   const live = () => Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined);
 
   cluster.on('listening', (worker, address) => {
@@ -61,7 +68,7 @@ export function runPrimary(config: GatewayConfig, logger: Logger): void {
 
   cluster.on('exit', (worker, code, signal) => {
     listening.delete(worker.id);
-    for (const entry of pending.values()) {
+    for (const entry of [...pending.values(), ...traffic.values()]) {
       if (entry.waiting.delete(worker.id) && entry.waiting.size === 0) entry.done();
     }
     if (stopping) {
@@ -115,10 +122,32 @@ export function runPrimary(config: GatewayConfig, logger: Logger): void {
     );
   };
 
+  // The dashboard's traffic: every worker's history, sent back to the worker that asked.
+  const trafficFor = (requester: Worker, requestId: number) => {
+    const id = nextId++;
+    const targets = live();
+    const processes: TrafficInterval[][] = [];
+    const finish = () => {
+      clearTimeout(timer);
+      traffic.delete(id);
+      if (requester.isConnected())
+        requester.send({ type: 'gateway:traffic-done', id: requestId, processes } satisfies ToWorker);
+    };
+    const timer = setTimeout(finish, TRAFFIC_WAIT_MS);
+    traffic.set(id, { waiting: new Set(targets.map((w) => w.id)), processes, done: finish });
+    for (const w of targets) w.send({ type: 'gateway:traffic-collect', id } satisfies ToWorker);
+  };
+
   cluster.on('message', (worker, message: unknown) => {
     if (!isMessage<ToPrimary>(message)) return;
     if (message.type === 'gateway:fatal') fatal(message.message);
-    else if (message.type === 'gateway:metrics') metricsFor(worker, message.id);
+    else if (message.type === 'gateway:traffic') trafficFor(worker, message.id);
+    else if (message.type === 'gateway:traffic-collected') {
+      const entry = traffic.get(message.id);
+      if (!entry || !entry.waiting.delete(worker.id)) return;
+      entry.processes.push(message.intervals);
+      if (entry.waiting.size === 0) entry.done();
+    } else if (message.type === 'gateway:metrics') metricsFor(worker, message.id);
     else if (message.type === 'gateway:reload-all') reloadAll(worker, message.id);
     else if (message.type === 'gateway:reloaded') {
       const entry = pending.get(message.id);

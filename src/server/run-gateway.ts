@@ -6,6 +6,7 @@ import type { GatewayConfig } from '../config/types.js';
 import { GatewayError, InvalidConfigReloadError, ReloadUnavailableError } from '../errors/gateway-error.js';
 import { Gateway, StartupError } from '../gateway.js';
 import type { Logger } from '../observability/logger.js';
+import type { TrafficInterval } from '../observability/traffic-history.js';
 import { logConfigWarnings, startupFacts } from './startup-log.js';
 import {
   EXIT_NOT_RESTARTABLE,
@@ -28,11 +29,21 @@ export async function runGateway(config: GatewayConfig, logger: Logger): Promise
     loadConfig: reloadableConfig,
     reloadAll: worker ? reloadThroughPrimary : undefined,
     metricsText: worker ? metricsThroughPrimary : undefined,
+    trafficOfAll: worker ? trafficThroughPrimary : undefined,
   });
   if (worker) {
     // Answers the primary's aggregator with this worker's registry.
     new AggregatorRegistry();
     AggregatorRegistry.setRegistries([gateway.metrics.registry]);
+    // Answers the primary's collection of every worker's traffic history (the dashboard).
+    process.on('message', (message: unknown) => {
+      if (isMessage<ToWorker>(message) && message.type === 'gateway:traffic-collect')
+        process.send?.({
+          type: 'gateway:traffic-collected',
+          id: message.id,
+          intervals: gateway.traffic.intervals(),
+        } satisfies ToPrimary);
+    });
   }
   if (!worker) logConfigWarnings(config, logger);
 
@@ -165,6 +176,26 @@ function onMetricsMessage(message: unknown): void {
   if (metricsWaiting.size === 0) process.off('message', onMetricsMessage);
   if (message.error !== undefined) waiter?.reject(new Error(`metrics of the workers: ${message.error}`));
   else waiter?.resolve(message.text ?? '');
+}
+
+const trafficWaiting = new Map<number, (processes: TrafficInterval[][]) => void>();
+let nextTrafficId = 1;
+
+/** Every worker's traffic history, collected by the primary (the dashboard shows the whole gateway). */
+function trafficThroughPrimary(): Promise<TrafficInterval[][]> {
+  if (trafficWaiting.size === 0) process.on('message', onTrafficMessage);
+  const id = nextTrafficId++;
+  return new Promise((resolve) => {
+    trafficWaiting.set(id, resolve);
+    process.send?.({ type: 'gateway:traffic', id } satisfies ToPrimary);
+  });
+}
+
+function onTrafficMessage(message: unknown): void {
+  if (!isMessage<ToWorker>(message) || message.type !== 'gateway:traffic-done') return;
+  trafficWaiting.get(message.id)?.(message.processes);
+  trafficWaiting.delete(message.id);
+  if (trafficWaiting.size === 0) process.off('message', onTrafficMessage);
 }
 
 function reloadThroughPrimary(): Promise<WorkerReload[]> {

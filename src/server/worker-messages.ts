@@ -4,6 +4,7 @@
  */
 
 import type { ProcessReload } from '../gateway.js';
+import type { TrafficInterval } from '../observability/traffic-history.js';
 
 /** One worker's answer to a reload: its summary, or the error that refused it. */
 export type WorkerReload = ProcessReload;
@@ -15,12 +16,17 @@ export type ToPrimary =
   | { type: 'gateway:reload-all'; id: number }
   | { type: 'gateway:reloaded'; id: number; result: WorkerReload }
   /** A worker's /metrics asks for every worker's metrics, summed. */
-  | { type: 'gateway:metrics'; id: number };
+  | { type: 'gateway:metrics'; id: number }
+  /** A worker's dashboard asks for every worker's traffic history. */
+  | { type: 'gateway:traffic'; id: number }
+  | { type: 'gateway:traffic-collected'; id: number; intervals: TrafficInterval[] };
 
 export type ToWorker =
   | { type: 'gateway:reload'; id: number }
   | { type: 'gateway:reload-all-done'; id: number; results: WorkerReload[] }
-  | { type: 'gateway:metrics-done'; id: number; text?: string; error?: string };
+  | { type: 'gateway:metrics-done'; id: number; text?: string; error?: string }
+  | { type: 'gateway:traffic-collect'; id: number }
+  | { type: 'gateway:traffic-done'; id: number; processes: TrafficInterval[][] };
 
 /** Exit code of a worker that must not be restarted (EX_CONFIG of sysexits.h). */
 export const EXIT_NOT_RESTARTABLE = 78;

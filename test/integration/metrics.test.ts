@@ -115,8 +115,12 @@ describe('GET /metrics', () => {
     );
     expect(valueOf(after, 'llm_gateway_request_duration_seconds_count')).toBe(4);
     expect(valueOf(after, 'llm_gateway_overhead_seconds_count')).toBe(4);
-    // Time to first token: streams only.
+    // Time to first token: streams only, by the endpoint that answered.
     expect(valueOf(after, 'llm_gateway_time_to_first_token_seconds_count')).toBe(1);
+    expect(valueOf(after, 'llm_gateway_time_to_first_token_seconds_count', { endpoint: 'gpu' })).toBe(1);
+    expect(
+      valueOf(after, 'llm_gateway_time_to_first_token_seconds_bucket', { endpoint: 'gpu', le: '+Inf' }),
+    ).toBe(1);
     const overheadSum = valueOf(after, 'llm_gateway_overhead_seconds_sum');
     const durationSum = valueOf(after, 'llm_gateway_request_duration_seconds_sum');
     expect(overheadSum).toBeGreaterThan(0);

@@ -139,7 +139,7 @@ describe('WORKERS=2', () => {
 });
 
 describe('WORKERS=2 metrics', () => {
-  it('one scrape of any worker shows every worker’s requests, summed', async () => {
+  it('one scrape of any worker shows every worker’s requests, summed; so does the dashboard’s traffic', async () => {
     const upstream = await bed.upstream('a');
     const port = await freePort();
     const proc = await spawnGateway(bed, {
@@ -147,6 +147,7 @@ describe('WORKERS=2 metrics', () => {
       PORT: String(port),
       HOST: '127.0.0.1',
       WORKERS: '2',
+      ADMIN_API_KEY: ADMIN,
       ENDPOINTS: JSON.stringify([{ url: upstream.url, name: 'a', models: ['test-model'] }]),
     });
     await waitForOutput(proc, 'started gateway workers');
@@ -168,6 +169,24 @@ describe('WORKERS=2 metrics', () => {
       const text = await res.body.text();
       const line = text.split('\n').find((l) => l.startsWith('llm_gateway_requests_total{'));
       expect(line).toBe('llm_gateway_requests_total{model="test-model",status="200"} 10');
+    }
+    // The dashboard's traffic, asked of either worker: both histories, summed by the interval.
+    for (let ask = 0; ask < 2; ask++) {
+      const res = await request(`http://127.0.0.1:${port}/api/v1/traffic`, {
+        reset: true,
+        headers: { authorization: `Bearer ${ADMIN}` },
+      });
+      expect(res.statusCode).toBe(200);
+      const traffic = (await res.body.json()) as {
+        processes: number;
+        recent: { requests: number };
+        points: Array<{ requests: number }>;
+        endpoints: Record<string, { attempts: number; failures: number }>;
+      };
+      expect(traffic.processes).toBe(2);
+      expect(traffic.recent.requests).toBe(10);
+      expect(traffic.points.reduce((n, p) => n + p.requests, 0)).toBe(10);
+      expect(traffic.endpoints.a).toMatchObject({ attempts: 10, failures: 0 });
     }
   });
 });

@@ -144,6 +144,7 @@ export function chatCompletions(deps: ChatDeps): RequestHandler {
         status: res.statusCode,
         durationS: durationMs / 1_000,
         ttftS: trace.stream && trace.ttfbMs !== undefined ? trace.ttfbMs / 1_000 : undefined,
+        endpoint: trace.endpoint ?? (trace.cache === 'HIT' ? 'cache' : 'none'),
         overheadS: Math.max(0, durationMs - (trace.upstreamMs ?? 0)) / 1_000,
         promptTokens: used.promptTokens,
         completionTokens: used.completionTokens,
