@@ -424,6 +424,9 @@ function keyState(key) {
 async function refreshKeys() {
   const [keys, teams] = await Promise.all([api('GET', '/keys?limit=1000'), api('GET', '/teams')]);
   state.keys = keys.data;
+  $('keys-note').textContent = keys.has_more
+    ? `The first ${keys.data.length} keys; GET /api/v1/keys?after=… pages through the rest.`
+    : '';
   state.keyNames = new Map(keys.data.map((k) => [k.id, k.name]));
   $('key-rows').replaceChildren(
     ...(keys.data.length === 0
@@ -522,6 +525,10 @@ async function act(work) {
     await work();
   } catch (err) {
     if (err instanceof ApiError && err.status === 401) return;
+    if (err instanceof ApiError && err.status === 0) {
+      $('readiness').textContent = 'unreachable';
+      $('readiness').className = 'pill state-not_ready';
+    }
     showError(err);
     toast(err instanceof Error ? err.message : String(err));
   }
