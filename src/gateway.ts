@@ -170,7 +170,17 @@ export class Gateway {
         : undefined,
     });
     this.applyPeerHealth = (message) => {
-      if (message.type !== 'endpoint-health' || message.from === replica) return;
+      if (message.from === replica) return;
+      // Another replica changed the runtime endpoints: read them now rather than at the next poll.
+      if (message.type === 'endpoints-changed') {
+        void this.runtimeEndpoints
+          .refresh()
+          .catch((err: unknown) =>
+            logger.error({ err: (err as Error).message }, 'runtime endpoints could not be read'),
+          );
+        return;
+      }
+      if (message.type !== 'endpoint-health') return;
       const event = sharedHealthChange(message);
       if (!event || !health.applyShared(event)) return;
       logger.info(
@@ -218,6 +228,11 @@ export class Gateway {
       logger,
       now,
       fileEndpoints: () => this.fileEndpoints,
+      // With Redis, the other replicas (and workers) hear of a change at once; the poll is the fallback.
+      changed: sharesHealth
+        ? () =>
+            void this.counters.publish({ type: 'endpoints-changed', from: replica }).catch(() => undefined)
+        : undefined,
       apply: (endpoints) => {
         this.runtimeConfigs = endpoints;
         const change = this.applyEndpoints();

@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import OpenAI from 'openai';
 import { describe, expect, it } from 'vitest';
+import { HAS_REDIS, REDIS_URL } from '../helpers/services.js';
 import { CLIENT_KEY } from '../helpers/start-gateway.js';
 import { useTestBed } from '../helpers/test-bed.js';
 
@@ -13,11 +14,11 @@ const admin = { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/j
 describe('endpoints managed at runtime (admin API)', () => {
   const bed = useTestBed();
 
-  async function start(database: string) {
+  async function start(database: string, env: Record<string, string> = {}) {
     const fromFile = await bed.upstream({ name: 'file', models: ['llama'] });
     const gw = await bed.gateway({
       endpoints: [{ url: fromFile.url, name: 'file-gpu' }],
-      env: { ADMIN_API_KEY: ADMIN, DATABASE_URL: database },
+      env: { ADMIN_API_KEY: ADMIN, DATABASE_URL: database, ...env },
     });
     const call = (method: string, route: string, body?: unknown) =>
       fetch(`${gw.url}/api/v1/${route}`, {
@@ -154,4 +155,26 @@ describe('endpoints managed at runtime (admin API)', () => {
       ['gpu-b', 'runtime'],
     ]);
   });
+
+  it.runIf(HAS_REDIS)(
+    'with Redis, another replica hears of each change at once, without polling',
+    async () => {
+      const database = await sqliteFile();
+      const redis = { REDIS_URL, REDIS_PREFIX: `gw-endpoints-${randomUUID()}:` };
+      const one = await start(database, redis);
+      const two = await start(database, redis);
+      // The second replica stops polling the store: only the message on Redis can tell it.
+      await two.gw.gateway.keys.stop();
+      const names = () => two.gw.gateway.registry.endpoints.map((e) => `${e.config.name}:${e.config.weight}`);
+      const added = await bed.upstream({ name: 'added', models: ['qwen'] });
+      expect(
+        (await one.call('POST', 'endpoints', { name: 'gpu-b', url: added.url, models: ['qwen'] })).status,
+      ).toBe(201);
+      await expect.poll(names, { timeout: 1_000, interval: 10 }).toEqual(['file-gpu:1', 'gpu-b:1']);
+      expect((await one.call('PATCH', 'endpoints/gpu-b', { weight: 4 })).status).toBe(200);
+      await expect.poll(names, { timeout: 1_000, interval: 10 }).toEqual(['file-gpu:1', 'gpu-b:4']);
+      expect((await one.call('DELETE', 'endpoints/gpu-b')).status).toBe(200);
+      await expect.poll(names, { timeout: 1_000, interval: 10 }).toEqual(['file-gpu:1']);
+    },
+  );
 });

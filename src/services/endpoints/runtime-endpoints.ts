@@ -26,12 +26,15 @@ export interface RuntimeEndpointsOptions {
   fileEndpoints: () => readonly EndpointConfig[];
   /** Puts the runtime endpoints in force (the registry and the configuration in force). */
   apply: (endpoints: readonly EndpointConfig[]) => void;
+  /** Tells the other replicas that the stored endpoints changed (Redis pub/sub), if they can hear. */
+  changed?: () => void;
 }
 
 /**
  * Endpoints added, changed and removed through the admin API, kept in the durable store: every worker
- * and replica applies them when the store's change counter moves (the key service polls it every
- * 250 ms), and they come back at the next start. Those of the config file keep their place; a runtime
+ * and replica applies them when told through Redis (a message on the shared channel), else when the
+ * store's change counter moves (the key service polls it every 250 ms), and they come back at the next
+ * start. Those of the config file keep their place; a runtime
  * endpoint never takes the name of one.
  */
 export class RuntimeEndpoints {
@@ -105,6 +108,7 @@ export class RuntimeEndpoints {
         param: 'name',
       });
     await this.refresh();
+    this.options.changed?.();
     return record;
   }
 
@@ -133,6 +137,7 @@ export class RuntimeEndpoints {
     const now = this.options.now();
     if (!(await this.options.records.updateEndpoint(name, spec, now))) throw notFound(name);
     await this.refresh();
+    this.options.changed?.();
     return { ...current, spec, updatedAt: now };
   }
 
@@ -141,6 +146,7 @@ export class RuntimeEndpoints {
     await this.existing(name);
     if (!(await this.options.records.deleteEndpoint(name))) throw notFound(name);
     await this.refresh();
+    this.options.changed?.();
   }
 
   private async existing(name: string): Promise<RuntimeEndpointRecord> {
