@@ -4,7 +4,13 @@
  * development; `npm run bench` is the full benchmark. AB_PAIRS (8), AB_S (3 s per side), AB_LOAD
  * (closed: 50 connections JSON; streams: 100 paced streams), AB_MODE (alternate, or together: both
  * loaded at once on the shared core), AB_GATEWAY (a compiled variant, .js) and AB_GATEWAY_ENV (JSON).
+ * AB_KEYS=1: the gateway is called with a virtual key in a team, with limits at the key, team and global
+ * scopes counted in Redis (BENCH_REDIS_URL, default redis://127.0.0.1:6379) and the ledger writing: the
+ * setup of `npm run bench`'s keys scenario, in alternating pairs.
  */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { cannon, streams } from './lib/load.js';
 import { buildForBench, CORES, cpuMs, pinSelf, startProcess, type Proc } from './lib/procs.js';
 import { median } from './lib/stats.js';
@@ -29,12 +35,28 @@ const floor = await startProcess(
   // The V8 heap setting the gateway applies to itself, so that only the code differs.
   [`--heap-growing-percent=${HEAP_GROWING_PERCENT}`, ...NODE_ARGS],
 );
+const KEYS = process.env.AB_KEYS === '1';
+const ADMIN = 'bench-admin-key-0123456789';
+const keysDir = KEYS ? mkdtempSync(path.join(os.tmpdir(), 'ab-keys-')) : undefined;
+const keysEnv: Record<string, string> = {};
+if (keysDir) {
+  const yaml = path.join(keysDir, 'gateway.yaml');
+  writeFileSync(yaml, 'limits:\n  global: { rpm: 100000000, tpm: 100000000000, maxParallel: 100000 }\n');
+  Object.assign(keysEnv, {
+    ADMIN_API_KEY: ADMIN,
+    CONFIG_FILE: yaml,
+    REDIS_URL: process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379',
+    REDIS_PREFIX: `ab-${process.pid}:`,
+    DATABASE_URL: `sqlite:${path.join(keysDir, 'keys.db')}`,
+  });
+}
 const gateway = await startProcess(
   'gateway',
   // AB_GATEWAY: another compiled gateway (a .js path), e.g. a variant under test.
   process.env.AB_GATEWAY ?? 'src/main.ts',
   {
     ...(process.env.AB_GATEWAY_ENV ? (JSON.parse(process.env.AB_GATEWAY_ENV) as Record<string, string>) : {}),
+    ...keysEnv,
     API_KEY: 'bench-key',
     LOG_LEVEL: process.env.AB_LOG_LEVEL ?? 'info',
     ENDPOINTS: JSON.stringify([{ name: 'upstream', url: upstream.url, models: ['bench-model'] }]),
@@ -43,7 +65,26 @@ const gateway = await startProcess(
   NODE_ARGS,
 );
 
+/** AB_KEYS: a team and a key in it, each with limits high enough that nothing is refused. */
+async function virtualKey(): Promise<string | undefined> {
+  if (!KEYS) return undefined;
+  const huge = { rpm: 100_000_000, tpm: 100_000_000_000, maxParallel: 100_000 };
+  const post = async (route: string, body: object) => {
+    const res = await fetch(`${gateway.url}/api/v1/${route}`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    if (res.status !== 201) throw new Error(`${route}: ${res.status} ${await res.text()}`);
+    return (await res.json()) as { key: string };
+  };
+  await post('teams', { id: 'bench', limits: huge });
+  return (await post('keys', { name: 'bench', team: 'bench', limits: huge })).key;
+}
+const key = await virtualKey();
+
 async function cpuPerRequest(p: Proc): Promise<number> {
+  const k = p === gateway ? key : undefined;
   const before = cpuMs(p.pid);
   const requests =
     LOAD === 'streams'
@@ -56,12 +97,13 @@ async function cpuPerRequest(p: Proc): Promise<number> {
             staggerMs: 200,
           })
         ).streams
-      : (await cannon(p.url, { connections: 50, durationS: SECONDS })).requests;
+      : (await cannon(p.url, { connections: 50, durationS: SECONDS, key: k })).requests;
   return (cpuMs(p.pid) - before) / requests;
 }
 
 // Warm-up long enough for the JIT to settle on both sides.
-for (const p of [floor, gateway]) await cannon(p.url, { connections: 50, durationS: 5 });
+for (const p of [floor, gateway])
+  await cannon(p.url, { connections: 50, durationS: 5, key: p === gateway ? key : undefined });
 const ratios: number[] = [];
 for (let i = 0; i < PAIRS; i++) {
   const [a, b] = i % 2 === 0 ? [floor, gateway] : [gateway, floor];
@@ -78,4 +120,5 @@ for (let i = 0; i < PAIRS; i++) {
 }
 console.log(`median ratio ${median(ratios).toFixed(2)} (gateway CPU per request / floor's)`);
 await Promise.all([upstream, floor, gateway].map((p) => p.stop()));
+if (keysDir) rmSync(keysDir, { recursive: true, force: true });
 process.exit(0);
