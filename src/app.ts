@@ -27,6 +27,7 @@ import type { Tracing } from './observability/tracing.js';
 import type { TrafficView } from './observability/traffic-history.js';
 import type { RuntimeEndpoints } from './services/endpoints/runtime-endpoints.js';
 import { endpointRoutes } from './http/controllers/endpoints.js';
+import { JwtAuth, type JwtSettings } from './services/keys/jwt-auth.js';
 import { dashboard } from './http/controllers/dashboard.js';
 
 export interface AppDeps {
@@ -78,9 +79,18 @@ export function createApp(deps: AppDeps): express.Express {
   app.use(accessLog(deps.logger));
   app.use(cors(() => config.current.server.cors.origins));
 
+  // JWTs: a verifier for the settings in force (a reload with other settings makes a new one).
+  let jwtAuth: { settings: JwtSettings; auth: JwtAuth } | undefined;
   const clientAuth = bearerAuth(
     () => config.current.auth.apiKeys,
     (secret, hash) => deps.keys.check(secret, hash),
+    (token) => {
+      const settings = config.current.auth.jwt;
+      if (!JwtAuth.enabled(settings)) return undefined;
+      if (jwtAuth?.settings !== settings)
+        jwtAuth = { settings, auth: new JwtAuth(settings, (id) => deps.keys.team(id), deps.now) };
+      return jwtAuth.auth.check(token);
+    },
   );
   const auth: RequestHandler = (req, res, next) =>
     config.current.auth.disabled ? next() : clientAuth(req, res, next);

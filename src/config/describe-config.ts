@@ -26,7 +26,8 @@ function isSecret(keyPath: ReadonlyArray<string | number>): boolean {
     joined === 'auth.apiKeys' ||
     joined === 'auth.adminKey' ||
     joined === 'endpoints.apiKey' ||
-    joined === 'keys.claim.captcha.secret'
+    joined === 'keys.claim.captcha.secret' ||
+    joined === 'auth.jwt.secret'
   );
 }
 

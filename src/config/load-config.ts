@@ -50,6 +50,10 @@ const ENV_PATHS: ReadonlyArray<readonly [string, readonly string[]]> = [
   ['ADMIN_API_KEY', ['auth', 'adminKey']],
   ['AUTH_DISABLED', ['auth', 'disabled']],
   ['ALLOW_WEAK_KEYS', ['auth', 'allowWeakKeys']],
+  ['JWT_SECRET', ['auth', 'jwt', 'secret']],
+  ['JWT_PUBLIC_KEY', ['auth', 'jwt', 'publicKey']],
+  ['JWT_ISSUER', ['auth', 'jwt', 'issuer']],
+  ['JWT_AUDIENCE', ['auth', 'jwt', 'audience']],
   ['FILE_LOGGING', ['logging', 'file']],
   ['LOG_FILE', ['logging', 'filePath']],
   ['LOG_LEVEL', ['logging', 'level']],
@@ -384,13 +388,20 @@ const NO_ENDPOINTS =
   'or run `npm run demo` to try the gateway with local demo upstreams';
 
 const MISSING_API_KEY =
-  'API_KEY: no client API key is set. Set API_KEY (comma-separated for several keys) or, only for a ' +
-  'private network, AUTH_DISABLED=true';
+  'API_KEY: no client API key is set. Set API_KEY (comma-separated for several keys), JWT_SECRET or ' +
+  'JWT_PUBLIC_KEY (clients send JWTs), or, only for a private network, AUTH_DISABLED=true';
 
 /** The API-key check on the raw input, so that it is reported even when the schema found other problems. */
 function hasClientKeyOrAuthDisabled(raw: Record<string, unknown>): boolean {
-  const { apiKeys, disabled } = (raw.auth ?? {}) as { apiKeys?: unknown; disabled?: unknown };
+  const { apiKeys, disabled, jwt } = (raw.auth ?? {}) as {
+    apiKeys?: unknown;
+    disabled?: unknown;
+    jwt?: { secret?: unknown; publicKey?: unknown };
+  };
   if (disabled === true) return true;
+  // Clients may come with JWTs alone.
+  const set = (v: unknown) => typeof v === 'string' && v.trim() !== '';
+  if (set(jwt?.secret) || set(jwt?.publicKey)) return true;
   if (typeof disabled === 'string' && ['true', '1', 'yes', 'on'].includes(disabled.trim().toLowerCase()))
     return true;
   return Array.isArray(apiKeys) && apiKeys.some((k) => typeof k === 'string' && k.trim() !== '');

@@ -1,3 +1,4 @@
+import { createPublicKey } from 'node:crypto';
 /**
  * The one configuration schema. The config file (YAML or JSON) has exactly this structure; environment
  * variables are mapped onto it by the loader before validation, so both forms are checked by the same
@@ -297,6 +298,15 @@ const configShape = z.strictObject({
       disabled: booleanLike.default(false),
       /** Lets placeholder or short keys start on an address other machines can reach. */
       allowWeakKeys: booleanLike.default(false),
+      /** JWTs as client credentials: HS256 with `secret`, or RS256/ES256 with the PEM `publicKey`. */
+      jwt: z
+        .strictObject({
+          secret: z.string().optional().transform(nonBlank),
+          publicKey: z.string().optional().transform(nonBlank),
+          issuer: z.string().optional().transform(nonBlank),
+          audience: z.string().optional().transform(nonBlank),
+        })
+        .prefault({}),
     })
     .prefault({}),
   logging: z
@@ -500,6 +510,18 @@ export const configSchema = configShape.transform((config, ctx) => {
       path: ['redis', 'url'],
       message: `REDIS_URL is required with WORKERS=${config.server.workers} because ${limited}: each worker would otherwise count limits on its own, letting through WORKERS times the limit`,
     });
+  const { jwt } = config.auth;
+  if (jwt.secret !== undefined && jwt.publicKey !== undefined)
+    ctx.addIssue({
+      code: 'custom',
+      path: ['auth', 'jwt', 'publicKey'],
+      message:
+        'JWT_SECRET and JWT_PUBLIC_KEY are both set: give one (JWT_SECRET for HS256 tokens, JWT_PUBLIC_KEY for RS256 or ES256)',
+    });
+  if (jwt.publicKey !== undefined) {
+    const problem = publicKeyProblem(jwt.publicKey);
+    if (problem) ctx.addIssue({ code: 'custom', path: ['auth', 'jwt', 'publicKey'], message: problem });
+  }
   if (config.metrics.auth === 'admin' && config.auth.adminKey === undefined)
     ctx.addIssue({
       code: 'custom',
@@ -650,4 +672,17 @@ export function runtimeEndpoint(
       timeouts: { ...global, ...definedOnly(ep.timeouts ?? {}) },
     },
   };
+}
+
+/** Why a JWT_PUBLIC_KEY cannot verify tokens (not PEM, or not an RSA or EC public key), if it cannot. */
+function publicKeyProblem(pem: string): string | undefined {
+  let key;
+  try {
+    key = createPublicKey(pem.replace(/\\n/g, '\n'));
+  } catch {
+    return 'JWT_PUBLIC_KEY is not a PEM public key (-----BEGIN PUBLIC KEY----- …); \\n in a one-line value is read as a line break';
+  }
+  if (key.asymmetricKeyType !== 'rsa' && key.asymmetricKeyType !== 'ec')
+    return `JWT_PUBLIC_KEY is a ${key.asymmetricKeyType ?? 'unknown'} key: RS256 needs an RSA key, ES256 a P-256 EC key`;
+  return undefined;
 }

@@ -66,6 +66,7 @@ describe('defaults', () => {
       adminKey: undefined,
       disabled: false,
       allowWeakKeys: false,
+      jwt: { secret: undefined, publicKey: undefined, issuer: undefined, audience: undefined },
     });
   });
 });
@@ -223,7 +224,12 @@ describe('CONFIG_FILE', () => {
     });
     expect(seen).toEqual([path.resolve('/etc/gateway', 'gw.yaml')]);
     expect(c.server).toMatchObject({ port: 4100, host: '127.0.0.1', bodyLimit: 2 * 1024 * 1024 });
-    expect(c.auth).toEqual({ apiKeys: ['sk-c'], adminKey: undefined, disabled: false, allowWeakKeys: false });
+    expect(c.auth).toMatchObject({
+      apiKeys: ['sk-c'],
+      adminKey: undefined,
+      disabled: false,
+      allowWeakKeys: false,
+    });
     expect(c.logging.level).toBe('warn');
     expect(c.models.ownedBy).toBe('file-owner');
     expect(c.endpoints).toMatchObject([

@@ -160,7 +160,9 @@ export function chatCompletions(deps: ChatDeps): RequestHandler {
 
     if (principal.models !== undefined && !principal.models.has(model))
       throw new GatewayError(
-        `This key may not use the model '${clip(model)}'. It may use: ${[...principal.models]
+        `This ${principal.kind === 'jwt' ? 'token' : 'key'} may not use the model '${clip(model)}'. It may use: ${[
+          ...principal.models,
+        ]
           .slice(0, 20)
           .map((m) => `'${clip(m, 100)}'`)
           .join(', ')}${principal.models.size > 20 ? ', …' : ''}.`,

@@ -4,6 +4,7 @@ import { AuthenticationError } from '../../errors/gateway-error.js';
 import { staticPrincipal, type Principal } from '../../services/core/principal.js';
 import { isVirtualKeyFormat } from '../../services/keys/key-secrets.js';
 import type { KeyCheck } from '../../services/keys/key-service.js';
+import { looksLikeJwt, type JwtCheck } from '../../services/keys/jwt-auth.js';
 import { setPrincipal } from '../principal.js';
 
 const REALM = 'akash-llm-gateway';
@@ -16,9 +17,14 @@ export type VirtualKeys = (secret: string, hash: string) => KeyCheck | Promise<K
  * configured key without an early exit, so neither the key nor its length leaks through timing. A key
  * in the virtual format (`sk-gw-…`) that is no static key is looked up by its SHA-256 in the key
  * store: what is compared there is a digest of the secret, which tells nothing about any stored key.
+ * A JWT (when JWT_SECRET or JWT_PUBLIC_KEY is set) is verified, once per token while it is valid.
  * The caller is left on the response for the controllers (`principalOf`).
  */
-export function bearerAuth(keys: () => readonly string[], virtualKeys?: VirtualKeys): RequestHandler {
+export function bearerAuth(
+  keys: () => readonly string[],
+  virtualKeys?: VirtualKeys,
+  jwt?: JwtTokens,
+): RequestHandler {
   // Digests are recomputed only when a configuration reload brings another key list.
   let cachedFor: readonly string[] | undefined;
   let digests: Buffer[] = [];
@@ -72,8 +78,30 @@ export function bearerAuth(keys: () => readonly string[], virtualKeys?: VirtualK
       else admit(checked, res, next);
       return;
     }
+    if (jwt && looksLikeJwt(token)) {
+      const checked = jwt(token);
+      if (checked !== undefined) {
+        if ('then' in checked)
+          checked.then(
+            (c) => admitToken(c, res, next),
+            (err: unknown) => next(err),
+          );
+        else admitToken(checked, res, next);
+        return;
+      }
+    }
     refuse(res, next, 'Incorrect API key provided.');
   };
+}
+
+/** Checks a JWT (undefined while JWTs are off: the token is then refused like any unknown key). */
+export type JwtTokens = (token: string) => JwtCheck | Promise<JwtCheck> | undefined;
+
+function admitToken(check: JwtCheck, res: Response, next: (err?: unknown) => void): void {
+  if (check.ok) {
+    setPrincipal(res, check.principal);
+    next();
+  } else refuse(res, next, check.message);
 }
 
 function admit(check: KeyCheck, res: Response, next: (err?: unknown) => void): void {

@@ -1,15 +1,16 @@
 import type { Limits } from '../../stores/records/record-store.js';
 
 /**
- * Who is calling, as auth found it: a virtual key (with its team), one of the static API_KEY keys, or
- * nobody in particular (AUTH_DISABLED). Limits, the model allow-list, the cache scope and the usage
+ * Who is calling, as auth found it: a virtual key (with its team), one of the static API_KEY keys, a
+ * JWT's subject (with the team and models its claims name), or nobody in particular (AUTH_DISABLED). Limits, the model allow-list, the cache scope and the usage
  * ledger read it.
  */
 export interface Principal {
-  kind: 'virtual' | 'static' | 'anonymous';
+  kind: 'virtual' | 'static' | 'jwt' | 'anonymous';
   /**
    * The key's scope id: a virtual key's id; `static-` and 8 hex digits of the key's SHA-256 for an
-   * API_KEY key (stable across reloads, and it tells nothing about the key); `anonymous`.
+   * API_KEY key (stable across reloads, and it tells nothing about the key); `jwt:` and the token's
+   * `sub` for a JWT; `anonymous`.
    */
   keyId: string;
   keyName: string | undefined;

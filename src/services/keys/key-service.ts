@@ -163,6 +163,19 @@ export class KeyService {
     return this.lookup(hash);
   }
 
+  /**
+   * A team's record (null when there is none), from the same cache as keys' teams: synchronous once
+   * known, until the store's change counter moves. For callers that name a team themselves (JWTs).
+   */
+  team(id: string): TeamRecord | null | Promise<TeamRecord | null> {
+    const cached = this.teams.get(id);
+    if (cached !== undefined) return cached;
+    return this.records.getTeam(id).then((team) => {
+      this.remember(this.teams, id, team ?? null);
+      return team ?? null;
+    });
+  }
+
   private async lookup(hash: string): Promise<KeyCheck> {
     const record = (await this.records.keyByHash(hash)) ?? null;
     let team: TeamRecord | null = null;
