@@ -1,10 +1,11 @@
 /**
  * `npm run bench:profile`: a CPU profile of the gateway (built, plain node) under one load pattern, for
  * finding what to make cheaper. PROFILE_LOAD=closed (50 connections, JSON) or streams (100 paced
- * streams); PROFILE_S seconds (10). Writes a .cpuprofile into PROFILE_DIR (./profiles) and prints the
+ * streams); PROFILE_S seconds (10); PROFILE_KEYS=1 calls with a virtual key whose limits are counted in Redis. Writes a .cpuprofile into PROFILE_DIR (./profiles) and prints the
  * functions with the most self time. Only 127.0.0.1 is targeted.
  */
-import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { cannon, streams } from './lib/load.js';
 import { buildForBench, CORES, cpuMs, pinSelf, startProcess } from './lib/procs.js';
@@ -22,11 +23,27 @@ buildForBench();
 pinSelf(0);
 mkdirSync(DIR, { recursive: true });
 const upstream = await startProcess('upstream', 'bench/servers/upstream.ts', {}, 0);
+const KEYS = process.env.PROFILE_KEYS === '1';
+const ADMIN = 'bench-admin-key-0123456789';
+const keysDir = KEYS ? mkdtempSync(path.join(os.tmpdir(), 'profile-keys-')) : undefined;
+const keysEnv: Record<string, string> = {};
+if (keysDir) {
+  const yaml = path.join(keysDir, 'gateway.yaml');
+  writeFileSync(yaml, 'limits:\n  global: { rpm: 100000000, tpm: 100000000000, maxParallel: 100000 }\n');
+  Object.assign(keysEnv, {
+    ADMIN_API_KEY: ADMIN,
+    CONFIG_FILE: yaml,
+    REDIS_URL: process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379',
+    REDIS_PREFIX: `profile-${process.pid}:`,
+    DATABASE_URL: `sqlite:${path.join(keysDir, 'keys.db')}`,
+  });
+}
 const gateway = await startProcess(
   TARGET,
   TARGET === 'gateway' ? 'src/main.ts' : `bench/servers/${TARGET}.ts`,
   {
     UPSTREAM_URL: upstream.url,
+    ...keysEnv,
     API_KEY: 'bench-key',
     LOG_LEVEL: 'info',
     ENDPOINTS: JSON.stringify([{ name: 'upstream', url: upstream.url, models: ['bench-model'] }]),
@@ -39,8 +56,24 @@ const gateway = await startProcess(
     ...(TARGET === 'gateway' ? [] : [`--heap-growing-percent=${HEAP_GROWING_PERCENT}`]),
   ],
 );
+// PROFILE_KEYS=1: a virtual key in a team, limits at three scopes counted in Redis (as bench:ab AB_KEYS).
+let key: string | undefined;
+if (KEYS) {
+  const huge = { rpm: 100_000_000, tpm: 100_000_000_000, maxParallel: 100_000 };
+  const post = async (route: string, body: object) => {
+    const res = await fetch(`${gateway.url}/api/v1/${route}`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    if (res.status !== 201) throw new Error(`${route}: ${res.status} ${await res.text()}`);
+    return (await res.json()) as { key: string };
+  };
+  await post('teams', { id: 'bench', limits: huge });
+  key = (await post('keys', { name: 'bench', team: 'bench', limits: huge })).key;
+}
 const before = new Set(readdirSync(DIR));
-await cannon(gateway.url, { connections: 50, durationS: 5 });
+await cannon(gateway.url, { connections: 50, durationS: 5, key });
 const cpuBefore = cpuMs(gateway.pid);
 let requests: number;
 if (LOAD === 'streams') {
@@ -53,7 +86,7 @@ if (LOAD === 'streams') {
   });
   requests = r.streams;
 } else {
-  requests = (await cannon(gateway.url, { connections: 50, durationS: SECONDS })).requests;
+  requests = (await cannon(gateway.url, { connections: 50, durationS: SECONDS, key })).requests;
 }
 const cpu = cpuMs(gateway.pid) - cpuBefore;
 await gateway.stop('SIGTERM');
@@ -85,6 +118,30 @@ profile.samples.forEach((id, i) => {
   total += dt;
   self.set(key, (self.get(key) ?? 0) + dt);
 });
+// Self time by package (node_modules/<name>), our code (dist/) and Node's own.
+const byPackage = new Map<string, number>();
+profile.samples.forEach((id, i) => {
+  const url = byId.get(id)!.callFrame.url;
+  const pkg =
+    /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url)?.[1] ??
+    (url.includes('/dist/')
+      ? 'gateway (dist/)'
+      : url.startsWith('node:')
+        ? 'node:*'
+        : url === ''
+          ? '(native, GC, idle)'
+          : url);
+  byPackage.set(pkg, (byPackage.get(pkg) ?? 0) + (profile.timeDeltas[i] ?? 0));
+});
+console.log(
+  table(
+    ['where', 'self %'],
+    [...byPackage]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 12)
+      .map(([k, v]) => [k, (100 * v) / total]),
+  ),
+);
 const rows = [...self].sort((a, b) => b[1] - a[1]).slice(0, TOP);
 console.log(
   table(
