@@ -1,5 +1,6 @@
 import { createPublicKey, createSecretKey, type KeyObject } from 'node:crypto';
-import { errors, jwtVerify, type JWTPayload } from 'jose';
+import type { errors as JoseErrors, JWTPayload } from 'jose';
+import type * as Jose from 'jose';
 import type { TeamRecord } from '../../stores/records/record-store.js';
 import type { Principal } from '../core/principal.js';
 
@@ -17,6 +18,10 @@ export type JwtCheck = { ok: true; principal: Principal } | { ok: false; message
 const CLOCK_SKEW_S = 30;
 /** Verified tokens kept (until they expire), so that a client's token is verified once, not per request. */
 const MAX_CACHED = 10_000;
+
+/** jose, loaded with the first token: a gateway without JWT settings never loads it. */
+let jose: Promise<typeof Jose> | undefined;
+const loadJose = () => (jose ??= import('jose'));
 
 /** A compact JWS: three base64url parts, the first a JSON header (`eyJ`). */
 export function looksLikeJwt(token: string): boolean {
@@ -82,6 +87,7 @@ export class JwtAuth {
   }
 
   private async verify(token: string): Promise<JwtCheck> {
+    const { jwtVerify, errors } = await loadJose();
     let payload: JWTPayload;
     try {
       ({ payload } = await jwtVerify(token, this.key, {
@@ -93,7 +99,7 @@ export class JwtAuth {
         currentDate: new Date(this.now()),
       }));
     } catch (err) {
-      return { ok: false, message: this.refusal(err) };
+      return { ok: false, message: this.refusal(err, errors) };
     }
     const sub = payload.sub;
     if (typeof sub !== 'string' || sub.trim() === '' || sub.length > 256)
@@ -121,7 +127,7 @@ export class JwtAuth {
     return this.remember(token, verified, record);
   }
 
-  private refusal(err: unknown): string {
+  private refusal(err: unknown, errors: typeof JoseErrors): string {
     if (err instanceof errors.JWTExpired) {
       const exp = typeof err.payload.exp === 'number' ? new Date(err.payload.exp * 1_000).toISOString() : '';
       return `The token expired${exp ? ` at ${exp}` : ''}: get a new one.`;
