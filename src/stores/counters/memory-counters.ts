@@ -7,59 +7,93 @@ import {
   type PeerMessage,
 } from './counter-store.js';
 
-interface Entry {
-  id: string;
-  at: number;
-  amount: number;
-}
-
-/** Admissions in a rolling window, oldest first, and their total. */
+/**
+ * Admissions in a rolling window, oldest first, and their total: a ring of times and amounts in typed
+ * arrays beside the admission ids (no object per admission: a busy window holds a minute of them).
+ * Corrections and releases look an id up from the newest end, where running requests are.
+ */
 class Window {
-  constructor(readonly windowMs: number) {}
-  private entries: Entry[] = [];
+  private at = new Float64Array(64);
+  private amounts = new Float64Array(64);
+  private ids = new Array<string | undefined>(64);
+  /** Absolute positions: the oldest entry, and one past the newest. */
   private head = 0;
+  private tail = 0;
   sum = 0;
 
+  constructor(readonly windowMs: number) {}
+
+  private get mask(): number {
+    return this.at.length - 1;
+  }
+
   trim(since: number): void {
-    while (this.head < this.entries.length && this.entries[this.head]!.at <= since) {
-      this.sum -= this.entries[this.head]!.amount;
+    const { at, amounts, mask } = this;
+    while (this.head < this.tail && at[this.head & mask]! <= since) {
+      this.sum -= amounts[this.head & mask]!;
+      this.ids[this.head & mask] = undefined;
       this.head++;
-    }
-    if (this.head > 1024 && this.head * 2 > this.entries.length) {
-      this.entries = this.entries.slice(this.head);
-      this.head = 0;
     }
   }
 
-  add(entry: Entry): void {
-    this.entries.push(entry);
-    this.sum += entry.amount;
+  add(id: string, at: number, amount: number): void {
+    if (this.tail - this.head === this.at.length) this.grow();
+    const i = this.tail & this.mask;
+    this.at[i] = at;
+    this.amounts[i] = amount;
+    this.ids[i] = id;
+    this.tail++;
+    this.sum += amount;
+  }
+
+  /** Twice the room, the entries copied in order to the start. */
+  private grow(): void {
+    const size = this.tail - this.head;
+    const at = new Float64Array(this.at.length * 2);
+    const amounts = new Float64Array(this.at.length * 2);
+    const ids = new Array<string | undefined>(this.at.length * 2);
+    for (let k = 0; k < size; k++) {
+      const i = (this.head + k) & this.mask;
+      at[k] = this.at[i]!;
+      amounts[k] = this.amounts[i]!;
+      ids[k] = this.ids[i];
+    }
+    this.at = at;
+    this.amounts = amounts;
+    this.ids = ids;
+    this.head = 0;
+    this.tail = size;
   }
 
   get empty(): boolean {
-    return this.head >= this.entries.length;
+    return this.head >= this.tail;
   }
 
-  find(id: string): Entry | undefined {
-    for (let i = this.entries.length - 1; i >= this.head; i--)
-      if (this.entries[i]!.id === id) return this.entries[i];
-    return undefined;
+  /** Sets the amount of admission `id` (its ring position), newest first; false if it left the window. */
+  setAmount(id: string, amount: number): boolean {
+    const { ids, mask } = this;
+    for (let k = this.tail - 1; k >= this.head; k--)
+      if (ids[k & mask] === id) {
+        this.sum += amount - this.amounts[k & mask]!;
+        this.amounts[k & mask] = amount;
+        return true;
+      }
+    return false;
   }
 
   /** When enough of the oldest admissions have left for `amount` more to fit under `limit`. */
   fitsAt(amount: number, limit: number, windowMs: number): number {
     let freed = 0;
-    for (let i = this.head; i < this.entries.length; i++) {
-      const e = this.entries[i]!;
-      freed += e.amount;
-      if (this.sum - freed + amount <= limit) return e.at + windowMs;
+    for (let k = this.head; k < this.tail; k++) {
+      freed += this.amounts[k & this.mask]!;
+      if (this.sum - freed + amount <= limit) return this.at[k & this.mask]! + windowMs;
     }
     return Number.POSITIVE_INFINITY;
   }
 
   /** When the newest admission leaves: the window is whole again. */
   clearAt(windowMs: number): number {
-    return this.empty ? 0 : this.entries[this.entries.length - 1]!.at + windowMs;
+    return this.empty ? 0 : this.at[(this.tail - 1) & this.mask]! + windowMs;
   }
 }
 
@@ -95,7 +129,7 @@ export class MemoryCounters implements CounterStore {
     checks.forEach((check, i) => {
       if (check.kind === 'count' || check.kind === 'sum') {
         const window = this.window(check.key, check.windowMs);
-        window.add({ id, at: now, amount: check.kind === 'sum' ? check.amount : 1 });
+        window.add(id, now, check.kind === 'sum' ? check.amount : 1);
         states[i] = {
           remaining: Math.max(0, check.limit - window.sum),
           resetMs: window.clearAt(check.windowMs) - now,
@@ -144,25 +178,14 @@ export class MemoryCounters implements CounterStore {
   }
 
   correct(id: string, keys: readonly string[], amount: number): Promise<void> {
-    for (const key of keys) {
-      const window = this.windows.get(key);
-      const entry = window?.find(id);
-      if (!window || !entry) continue;
-      window.sum += amount - entry.amount;
-      entry.amount = amount;
-    }
+    for (const key of keys) this.windows.get(key)?.setAmount(id, amount);
     return Promise.resolve();
   }
 
   release(id: string, keys: readonly string[]): Promise<void> {
     for (const key of keys) {
       this.slots.get(key)?.delete(id);
-      const window = this.windows.get(key);
-      const entry = window?.find(id);
-      if (window && entry) {
-        window.sum -= entry.amount;
-        entry.amount = 0;
-      }
+      this.windows.get(key)?.setAmount(id, 0);
     }
     return Promise.resolve();
   }
