@@ -1,7 +1,12 @@
 import express, { Router, type RequestHandler } from 'express';
 import type { ConfigSource } from './config/config-store.js';
 import { InvalidRequestError, NotFoundError } from './errors/gateway-error.js';
-import { chatCompletions } from './http/controllers/chat-completions.js';
+import {
+  chatCompletions,
+  COMPLETIONS_ROUTE,
+  EMBEDDINGS_ROUTE,
+  type ChatDeps,
+} from './http/controllers/chat-completions.js';
 import { liveness, readiness } from './http/controllers/health.js';
 import { getModel, listModels } from './http/controllers/models.js';
 import { providersStatus } from './http/controllers/providers-status.js';
@@ -96,24 +101,24 @@ export function createApp(deps: AppDeps): express.Express {
     config.current.auth.disabled ? next() : clientAuth(req, res, next);
   // The hot path first, at application level: no layer before it but the access log and CORS.
   // Raw bytes for any content type: forwarded untouched, parsed once by the controller.
-  app.post(
-    '/v1/chat/completions',
-    auth,
-    rawBody(() => config.current.server.bodyLimit),
-    chatCompletions({
-      service: deps.completions,
-      forwardHeaders: () => config.current.routing.forwardHeaders,
-      logger: deps.logger,
-      limiter: deps.limiter,
-      usage: deps.usage,
-      endpointExists: (name) => config.current.endpoints.some((e) => e.name === name),
-      cache: deps.cache,
-      metrics: deps.metrics,
-      tracing: deps.tracing,
-      knownModel: (model) =>
-        registry.serving(model).length > 0 || Object.hasOwn(config.current.aliases, model),
-    }),
-  );
+  const completionDeps: ChatDeps = {
+    service: deps.completions,
+    forwardHeaders: () => config.current.routing.forwardHeaders,
+    logger: deps.logger,
+    limiter: deps.limiter,
+    usage: deps.usage,
+    endpointExists: (name) => config.current.endpoints.some((e) => e.name === name),
+    cache: deps.cache,
+    metrics: deps.metrics,
+    tracing: deps.tracing,
+    knownModel: (model) => registry.serving(model).length > 0 || Object.hasOwn(config.current.aliases, model),
+  };
+  const body = rawBody(() => config.current.server.bodyLimit);
+  app.post('/v1/chat/completions', auth, body, chatCompletions(completionDeps));
+  // The same pipeline (routing, retries, failover, limits, ledger, metrics) for the other OpenAI routes
+  // model servers answer.
+  app.post('/v1/embeddings', auth, body, chatCompletions({ ...completionDeps, route: EMBEDDINGS_ROUTE }));
+  app.post('/v1/completions', auth, body, chatCompletions({ ...completionDeps, route: COMPLETIONS_ROUTE }));
 
   app.get('/health', liveness());
   app.get(['/health/liveliness', '/health/liveness'], liveness());
@@ -147,7 +152,7 @@ export function createApp(deps: AppDeps): express.Express {
   app.get('/v1/models/*model', getModel(registry, config, deps.pendingDiscovery));
   app.get('/v1/usage', ownUsage(deps.keys.store, deps.ledger));
   app.all('/v1/usage', methodNotAllowed('GET'));
-  app.all('/v1/chat/completions', methodNotAllowed('POST'));
+  app.all(['/v1/chat/completions', '/v1/embeddings', '/v1/completions'], methodNotAllowed('POST'));
   app.all(['/v1/models', '/v1/models/*model'], methodNotAllowed('GET'));
 
   // Permissionless keys: no auth, whether or not admin routes are on.

@@ -53,9 +53,11 @@ export type Behavior =
   /** Anything else: the caller writes the response itself. */
   | { type: 'custom'; handle: (req: IncomingMessage, res: ServerResponse) => void };
 
-/** A chat request as the server read it. */
+/** A request as the server read it (chat, embeddings or a text completion). */
 export interface ChatRequest {
   req: IncomingMessage;
+  /** Which route it came to: `answer` behaviours answer in that route's shape. */
+  route: 'chat' | 'embeddings' | 'completions';
   body: Buffer;
   /** The parsed body (undefined when it is not JSON). */
   json: Record<string, unknown> | undefined;
@@ -147,8 +149,14 @@ export class ModelServer {
     } catch {
       json = undefined;
     }
+    const route: ChatRequest['route'] = req.url?.endsWith('/v1/embeddings')
+      ? 'embeddings'
+      : req.url?.endsWith('/v1/completions') && !req.url.endsWith('/chat/completions')
+        ? 'completions'
+        : 'chat';
     const request: ChatRequest = {
       req,
+      route,
       body,
       json,
       model: typeof json?.model === 'string' ? json.model : (this.models[0] ?? 'test-model'),
@@ -172,7 +180,10 @@ export class ModelServer {
       await this.answer(behavior, request, res);
       return;
     }
-    if (req.method !== 'POST' || !req.url?.endsWith('/v1/chat/completions')) {
+    const served = ['/v1/chat/completions', '/v1/embeddings', '/v1/completions'].some((p) =>
+      req.url?.endsWith(p),
+    );
+    if (req.method !== 'POST' || !served) {
       sendJson(res, 404, { error: { message: `no route ${req.method} ${req.url}`, type: 'not_found' } });
       return;
     }
@@ -200,14 +211,23 @@ export class ModelServer {
           json,
           behavior.echoChars ?? 0,
         );
+        if (request.route === 'embeddings') {
+          sendJson(res, 200, embeddings(model, json?.input, json?.encoding_format === 'base64'));
+          return;
+        }
         if (!request.stream) {
           if (behavior.firstTokenMs) await this.delay(behavior.firstTokenMs);
           if (behavior.tokenMs) await this.delay(behavior.tokenMs * text.split(' ').length);
           if (res.destroyed) return;
-          sendJson(res, 200, completion(model, text));
+          sendJson(
+            res,
+            200,
+            request.route === 'completions' ? textCompletion(model, text) : completion(model, text),
+          );
           return;
         }
-        const events = this.streamOf(model, text);
+        const events =
+          request.route === 'completions' ? textStreamEvents(model, text) : this.streamOf(model, text);
         const usage = (json?.stream_options as { include_usage?: boolean } | undefined)?.include_usage;
         if (usage) events.push(usageEvent(model));
         await this.writeEvents(req, res, events, {
@@ -365,6 +385,60 @@ export function completion(model: string, text: string) {
 }
 
 /** The chunks of a normal streamed answer: a role delta, one delta per word, a finish_reason chunk. */
+/**
+ * An embeddings answer: one small deterministic vector per input (as base64 of float32s when asked, as
+ * the openai SDK does by default), usage by the input's length.
+ */
+export function embeddings(model: string, input: unknown, base64 = false) {
+  const inputs = Array.isArray(input) ? (input as unknown[]) : [input];
+  const texts = inputs.map((i) => (typeof i === 'string' ? i : JSON.stringify(i ?? '')));
+  const tokens = texts.reduce((n, t) => n + Math.max(1, Math.ceil(t.length / 4)), 0);
+  return {
+    object: 'list',
+    data: texts.map((t, index) => ({
+      object: 'embedding',
+      index,
+      embedding: vector(t, base64),
+    })),
+    model,
+    usage: { prompt_tokens: tokens, total_tokens: tokens },
+  };
+}
+
+function vector(text: string, base64: boolean): number[] | string {
+  const v = Array.from({ length: 8 }, (_, k) => Math.round(Math.sin(text.length + k) * 1e6) / 1e6);
+  return base64 ? Buffer.from(new Float32Array(v).buffer).toString('base64') : v;
+}
+
+/** A (legacy) text completion answer. */
+export function textCompletion(model: string, text: string) {
+  return {
+    id: 'cmpl-test',
+    object: 'text_completion',
+    created: 1700000000,
+    model,
+    choices: [{ index: 0, text, logprobs: null, finish_reason: 'stop' }],
+    usage: {
+      prompt_tokens: 5,
+      completion_tokens: text.split(' ').length,
+      total_tokens: 5 + text.split(' ').length,
+    },
+  };
+}
+
+/** A text completion streamed: one chunk per word, then the finish reason. */
+export function textStreamEvents(model: string, text: string): string[] {
+  const base = { id: 'cmpl-test', object: 'text_completion', created: 1700000000, model };
+  return [
+    ...text
+      .split(/(?<= )/)
+      .map((w) =>
+        JSON.stringify({ ...base, choices: [{ index: 0, text: w, logprobs: null, finish_reason: null }] }),
+      ),
+    JSON.stringify({ ...base, choices: [{ index: 0, text: '', logprobs: null, finish_reason: 'stop' }] }),
+  ];
+}
+
 export function streamEvents(model: string, text: string): string[] {
   const base = { id: 'chatcmpl-test', object: 'chat.completion.chunk', created: 1700000000, model };
   const words = text.split(/(?<= )/);

@@ -39,7 +39,12 @@ export interface AttemptSpan {
 
 export interface Tracing {
   /** Starts a request's span, continuing the client's `traceparent` when it sent one. */
-  startRequest(model: string, headers: Readonly<Record<string, string | string[] | undefined>>): RequestSpan;
+  startRequest(
+    model: string,
+    headers: Readonly<Record<string, string | string[] | undefined>>,
+    /** The GenAI operation: `chat` (default), `embeddings`, `text_completion`. */
+    operation?: string,
+  ): RequestSpan;
   /** Exports the spans ended so far now, rather than at the next batch. */
   flush(): Promise<void>;
   /** Exports what is left (graceful shutdown). */
@@ -76,13 +81,13 @@ export function openTracing(settings: TracingSettings): Tracing | undefined {
   const { SpanKind, SpanStatusCode, ROOT_CONTEXT, defaultTextMapGetter } = api;
 
   return {
-    startRequest(model, headers) {
+    startRequest(model, headers, operation = 'chat') {
       const parent = propagator.extract(ROOT_CONTEXT, headers, defaultTextMapGetter);
       const span = tracer.startSpan(
-        `chat ${model}`,
+        `${operation} ${model}`,
         {
           kind: SpanKind.SERVER,
-          attributes: { 'gen_ai.operation.name': 'chat', 'gen_ai.request.model': model },
+          attributes: { 'gen_ai.operation.name': operation, 'gen_ai.request.model': model },
         },
         parent,
       );
@@ -94,7 +99,7 @@ export function openTracing(settings: TracingSettings): Tracing | undefined {
             {
               kind: SpanKind.CLIENT,
               attributes: {
-                'gen_ai.operation.name': 'chat',
+                'gen_ai.operation.name': operation,
                 'gen_ai.request.model': model,
                 'server.address': address,
                 'llm_gateway.endpoint': endpoint,

@@ -39,6 +39,68 @@ const chatRequestSchema = z.object({
   stream: z.boolean({ error: "'stream' must be true or false" }).nullish(),
 });
 
+const modelField = chatRequestSchema.shape.model;
+const streamField = chatRequestSchema.shape.stream;
+
+/** `input` of an embeddings request: text, texts, or token ids (one list or several). */
+const embeddingsRequestSchema = z.object({
+  model: modelField,
+  input: z.union(
+    [
+      z.string(),
+      z.array(z.string()).min(1, "'input' must not be an empty list"),
+      z.array(z.number()).min(1, "'input' must not be an empty list"),
+      z.array(z.array(z.number())).min(1, "'input' must not be an empty list"),
+    ],
+    { error: "'input' is required: a string, a list of strings, or token ids" },
+  ),
+  stream: z
+    .literal(false, { error: 'Embeddings are never streamed: leave out \'stream\' or set it to false.' })
+    .nullish(),
+});
+
+/** `prompt` of a (legacy) text completion: text, texts, or token ids. */
+const completionsRequestSchema = z.object({
+  model: modelField,
+  prompt: z.union([z.string(), z.array(z.string()), z.array(z.number()), z.array(z.array(z.number()))], {
+    error: "'prompt' is required: a string, a list of strings, or token ids",
+  }),
+  stream: streamField,
+});
+
+/**
+ * The OpenAI routes served by this controller: the upstream path, and what the body must have. Every
+ * one is routed, retried, failed over, limited, cached and accounted the same way; only chat streams
+ * are continued after a break (a continuation is a chat request).
+ */
+export interface CompletionRoute {
+  path: string;
+  /** The GenAI operation name (traces). */
+  operation: 'chat' | 'embeddings' | 'text_completion';
+  schema: z.ZodType<{ model: string; stream?: boolean | null | undefined }>;
+  /** What a body that is no JSON object must have, for the 400. */
+  needs: string;
+}
+
+export const CHAT_ROUTE: CompletionRoute = {
+  path: '/v1/chat/completions',
+  operation: 'chat',
+  schema: chatRequestSchema,
+  needs: '"model" and "messages"',
+};
+export const EMBEDDINGS_ROUTE: CompletionRoute = {
+  path: '/v1/embeddings',
+  operation: 'embeddings',
+  schema: embeddingsRequestSchema,
+  needs: '"model" and "input"',
+};
+export const COMPLETIONS_ROUTE: CompletionRoute = {
+  path: '/v1/completions',
+  operation: 'text_completion',
+  schema: completionsRequestSchema,
+  needs: '"model" and "prompt"',
+};
+
 const UTF8_BOM = Buffer.from([0xef, 0xbb, 0xbf]);
 
 export interface ChatDeps {
@@ -56,12 +118,18 @@ export interface ChatDeps {
   knownModel?: (model: string) => boolean;
   /** Tracing, when an OTLP endpoint is configured. */
   tracing?: Tracing | undefined;
+  /** The route served (chat completions unless told). */
+  route?: CompletionRoute;
 }
 
 export function chatCompletions(deps: ChatDeps): RequestHandler {
-  const { service, forwardHeaders, logger, limiter, usage, cache, metrics, tracing } = deps;
+  const { service, forwardHeaders, logger, limiter, usage, metrics, tracing } = deps;
   const endpointExists = deps.endpointExists ?? (() => false);
   const knownModel = deps.knownModel ?? (() => false);
+  const route = deps.route ?? CHAT_ROUTE;
+  const isChat = route === CHAT_ROUTE;
+  // The response cache keeps and replays chat answers (in either mode) only.
+  const cache = isChat ? deps.cache : undefined;
   return async (req, res) => {
     const raw = rawBody(req);
     // The request object outlives the request in the old generation; the body goes with the request.
@@ -69,16 +137,14 @@ export function chatCompletions(deps: ChatDeps): RequestHandler {
     const json = parseJson(raw);
     if (typeof json !== 'object' || json === null || Array.isArray(json)) {
       throw new InvalidRequestError(
-        'Request body must be a JSON object with at least "model" and "messages".',
+        `Request body must be a JSON object with at least ${route.needs}.`,
         { code: 'invalid_request' },
       );
     }
     const body = json as Record<string, unknown>;
-    const parsed = chatRequestSchema.safeParse({
-      model: body.model,
-      messages: body.messages,
-      stream: body.stream,
-    });
+    const parsed = isChat
+      ? chatRequestSchema.safeParse({ model: body.model, messages: body.messages, stream: body.stream })
+      : route.schema.safeParse(body);
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
       throw new InvalidRequestError(issue?.message ?? 'Invalid request body.', {
@@ -113,7 +179,7 @@ export function chatCompletions(deps: ChatDeps): RequestHandler {
     // One ledger record, slots back, tokens corrected and spending added, the metrics counted, when the
     // answer ends, however it ends (refusals included).
     const startedPerf = performance.now();
-    const span = tracing?.startRequest(model, req.headers);
+    const span = tracing?.startRequest(model, req.headers, route.operation);
     res.once('close', () => {
       const used = usageOf(trace, body);
       // Reported usage, else an estimate; nothing when no answer came (the reservation goes back).
@@ -215,6 +281,7 @@ export function chatCompletions(deps: ChatDeps): RequestHandler {
     const completing = service.complete(
       {
         model,
+        path: route.path,
         stream: stream === true,
         body: forwarded.body,
         json: forwarded.json,

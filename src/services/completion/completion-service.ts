@@ -1,3 +1,4 @@
+import { CHAT_PATH } from '../forwarder/upstream-attempt.js';
 import type { ConfigSource } from '../../config/config-store.js';
 import { GatewayError, GatewayTimeoutError } from '../../errors/gateway-error.js';
 import type { Logger } from '../../observability/logger.js';
@@ -133,13 +134,14 @@ export class CompletionService {
 
   /**
    * What a stream's client has been told, for repairing a break: its text too when continuation is on
-   * and the request is plain text (no tools, one choice).
+   * and the request is a plain text chat (no tools, one choice).
    */
   private transcript(req: CompletionRequest): StreamTranscript {
     const { continuation, continuationMaxBytes, continuationBudgetBytes } = this.deps.config.current.routing;
     this.transcripts.limitBytes = continuationBudgetBytes;
     return new StreamTranscript({
-      keepText: continuation && continuationEligible(req.json),
+      // A continuation is a chat request: other routes' streams are only ended cleanly or marked broken.
+      keepText: continuation && (req.path ?? CHAT_PATH) === CHAT_PATH && continuationEligible(req.json),
       maxBytes: continuationMaxBytes,
       budget: this.transcripts,
     });

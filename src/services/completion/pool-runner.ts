@@ -16,7 +16,7 @@ import {
   backoffMs,
   decide,
 } from '../forwarder/retry-policy.js';
-import { runAttempt, type AttemptHandle, type AttemptInput } from '../forwarder/upstream-attempt.js';
+import { CHAT_PATH, runAttempt, type AttemptHandle, type AttemptInput } from '../forwarder/upstream-attempt.js';
 import { upstreamRequestError } from '../forwarder/upstream-error.js';
 import { ModelRename } from '../streaming/model-rename.js';
 import type { EndpointPicker } from '../selector/picker.js';
@@ -203,6 +203,7 @@ export class PoolRunner {
       endpoint: endpoint.config,
       timeouts: tighten(endpoint.config.timeouts, req.timeouts),
       attempt: trace.attempts,
+      path: req.path ?? CHAT_PATH,
       body,
       headers: span ? { ...req.headers, traceparent: span.traceparent } : req.headers,
       rename: upstreamId === undefined ? undefined : new ModelRename(upstreamId, req.model),

@@ -88,6 +88,7 @@ export async function repairStream(deps: RepairDeps, run: RequestRun): Promise<b
         timeouts: tighten(endpoint.config.timeouts, req.timeouts),
         headers: span ? { ...req.headers, traceparent: span.traceparent } : req.headers,
         body,
+        path: mode === 'restart' ? req.path : undefined,
         hideUsage: run.hideUsage,
         onUsage: (usage) => noteUsage(run.trace, usage),
         res,

@@ -12,6 +12,7 @@ import { BadGatewayError, type GatewayError } from '../../errors/gateway-error.j
 import { AttemptTimeoutReason } from '../core/abort-reasons.js';
 import type { ClientResponse } from '../core/client-response.js';
 import { transportFailure, type Forwarder, type UpstreamResponse } from '../forwarder/forwarder.js';
+import { CHAT_PATH } from '../forwarder/upstream-attempt.js';
 import type { Lifetime } from '../core/lifetime.js';
 import { PhaseTimer } from '../core/phase-timer.js';
 import { discardBody } from '../forwarder/read-body.js';
@@ -61,6 +62,8 @@ export type ContinuationResult =
 
 /** One continuation attempt on one endpoint, spliced into the already committed client stream. */
 export async function runContinuation(args: {
+  /** The upstream path of a restart (the request's route); a continuation is always a chat. */
+  path?: string | undefined;
   endpoint: EndpointConfig;
   forwarder: Forwarder;
   timeouts: Timeouts;
@@ -123,7 +126,7 @@ export async function runContinuation(args: {
     upstream = await args.forwarder.send({
       endpoint: args.endpoint,
       method: 'POST',
-      path: '/v1/chat/completions',
+      path: args.path ?? CHAT_PATH,
       headers: args.headers,
       body: args.body,
       signal: controller.signal,

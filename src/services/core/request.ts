@@ -5,6 +5,8 @@ import type { RequestSpan } from '../../observability/tracing.js';
 export interface CompletionRequest {
   /** The model (or alias) the client asked for. */
   model: string;
+  /** The upstream path (below the endpoint's base URL); `/v1/chat/completions` unless set. */
+  path?: string;
   stream: boolean;
   /** The client's body, byte for byte: forwarded untouched unless an alias rewrites `model`. */
   body: Buffer;

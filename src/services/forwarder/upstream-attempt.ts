@@ -30,6 +30,8 @@ export interface AttemptInput {
   timeouts: Timeouts;
   /** The request's attempt number (for `x-gateway-attempts`). */
   attempt: number;
+  /** The path below the endpoint's base URL (`/v1/chat/completions`, `/v1/embeddings`…). */
+  path: string;
   body: Buffer;
   headers: Record<string, string>;
   /** The endpoint's own id for the model, when it differs: its answers are given the public id. */
@@ -38,6 +40,9 @@ export interface AttemptInput {
   /** The request the attempt works for. */
   run: AttemptRun;
 }
+
+/** The chat completions path: the default route, and the one continuations use. */
+export const CHAT_PATH = '/v1/chat/completions';
 
 /** Error bodies are read only this far: enough for any real message, bounded against a hostile upstream. */
 const MAX_ERROR_BODY_BYTES = 64 * 1024;
@@ -142,7 +147,7 @@ class Attempt implements AttemptHandle, LifetimeListener, TimerTarget {
       {
         endpoint: input.endpoint,
         method: 'POST',
-        path: '/v1/chat/completions',
+        path: input.path,
         headers: input.headers,
         body: input.body,
       },

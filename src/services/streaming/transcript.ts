@@ -154,6 +154,9 @@ export class StreamTranscript {
       if (!this.choices.includes(index)) this.choices.push(index);
       if (choice.finish_reason && !this.finishedChoices.includes(index)) this.finishedChoices.push(index);
       if (choice.logprobs !== undefined && choice.logprobs !== null) this.sawOther();
+      // A text completion's chunk (`/v1/completions`): text the client has, which no chat continues.
+      const text = (choice as { text?: unknown }).text;
+      if (typeof text === 'string' && text !== '') this.sawOther();
       const delta = choice.delta;
       if (!delta) continue;
       for (const key in delta) {

@@ -34,5 +34,15 @@ export function estimatePromptTokens(json: Readonly<Record<string, unknown>>): n
   }
   // Tool definitions are part of the prompt the model reads.
   if (json.tools !== undefined) chars += JSON.stringify(json.tools).length;
+  // Embeddings' `input` and text completions' `prompt`: text, texts, or token ids (counted as they are).
+  for (const field of [json.input, json.prompt]) {
+    if (typeof field === 'string') chars += field.length;
+    else if (Array.isArray(field))
+      for (const item of field as unknown[]) {
+        if (typeof item === 'string') chars += item.length;
+        else if (typeof item === 'number') tokens++;
+        else if (Array.isArray(item)) tokens += item.length;
+      }
+  }
   return tokens + Math.ceil(chars / CHARS_PER_TOKEN);
 }
