@@ -57,8 +57,18 @@ const nf = new Intl.NumberFormat(undefined, { maximumFractionDigits: 2 });
 const num = (n) => (n === null || n === undefined ? '–' : nf.format(n));
 const ms = (n) =>
   n === null || n === undefined ? '–' : n >= 1000 ? `${nf.format(n / 1000)} s` : `${nf.format(n)} ms`;
+/** A quantile read off histogram buckets: approximate, and said so. */
+const approx = (n) => (n === null || n === undefined ? '–' : `≈${ms(n)}`);
 const pct = (r) => (r === null || r === undefined ? '–' : `${nf.format(r * 100)}%`);
-const money = (c) => (c === null || c === undefined ? '–' : `$${c < 1 ? c.toFixed(4) : nf.format(c)}`);
+const money = (c) =>
+  c === null || c === undefined ? '–' : c === 0 ? '$0' : `$${c < 1 ? c.toFixed(4) : nf.format(c)}`;
+/** A limits object in words: `rpm 600 · tpm 200000 · maxParallel 3`. */
+const limitsText = (limits) =>
+  limits && Object.keys(limits).length > 0
+    ? Object.entries(limits)
+        .map(([k, v]) => `${k} ${typeof v === 'object' ? JSON.stringify(v) : v}`)
+        .join(' · ')
+    : 'none';
 const bytes = (b) => {
   if (b === null || b === undefined) return '–';
   const units = ['B', 'KB', 'MB', 'GB'];
@@ -108,10 +118,6 @@ function toast(text) {
   t.textContent = text;
   clearTimeout(toast.timer);
   toast.timer = setTimeout(() => (t.textContent = ''), 4_000);
-}
-
-function showError(err) {
-  $('app-error').textContent = err instanceof Error ? err.message : String(err);
 }
 
 // ---- charts: inline SVG, one polyline per series, gaps where there is no value ----
@@ -174,7 +180,7 @@ function chart(title, points, series, format, windowSeconds) {
       ...series.map((s, si) =>
         h('span', { class: `key-${si + 1}`, text: `${s.label} ${format(last[s.key] ?? null)}` }),
       ),
-      h('span', { class: 'muted', text: `max ${format(max)}` }),
+      h('span', { class: 'muted', text: `highest ${format(max)}` }),
     ),
     svg,
     h(
@@ -197,9 +203,18 @@ function renderTraffic(traffic) {
     ['Requests/s (1 min)', num(recent.rps), 'rps'],
     ['Requests (1 min)', num(recent.requests), 'requests'],
     ['Errors 5xx (1 min)', num(recent.errors), 'errors'],
+    ['Refused 4xx (1 min)', num(recent.clientErrors), 'client-errors'],
     ['Limited 429 (1 min)', num(recent.limited), 'limited'],
-    ['Latency p50 / p95', `${ms(recent.latencyP50Ms)} / ${ms(recent.latencyP95Ms)}`, 'latency'],
-    ['TTFT p50 / p95', `${ms(recent.ttftP50Ms)} / ${ms(recent.ttftP95Ms)}`, 'ttft'],
+    [
+      'Latency p50 / p95 (1 min)',
+      `${approx(recent.latencyP50Ms)} / ${approx(recent.latencyP95Ms)}`,
+      'latency',
+    ],
+    [
+      'Time to first token p50 / p95 (streams, 1 min)',
+      `${approx(recent.ttftP50Ms)} / ${approx(recent.ttftP95Ms)}`,
+      'ttft',
+    ],
     [
       'Retries · continuations · hedges',
       `${recent.retries} · ${recent.continuations} · ${recent.hedges}`,
@@ -212,16 +227,16 @@ function renderTraffic(traffic) {
   const charts = [
     ['Requests/s', [{ key: 'rps', label: 'req/s' }], num],
     [
-      'Errors',
+      'Errors per 5 s',
       [
-        { key: 'errors', label: '5xx' },
-        { key: 'limited', label: '429' },
         { key: 'clientErrors', label: '4xx' },
+        { key: 'limited', label: '429' },
+        { key: 'errors', label: '5xx' },
       ],
       num,
     ],
     [
-      'Latency',
+      'Latency (≈, from histogram buckets)',
       [
         { key: 'latencyP50Ms', label: 'p50' },
         { key: 'latencyP95Ms', label: 'p95' },
@@ -229,7 +244,7 @@ function renderTraffic(traffic) {
       ms,
     ],
     [
-      'Time to first token',
+      'Time to first token (streams, ≈)',
       [
         { key: 'ttftP50Ms', label: 'p50' },
         { key: 'ttftP95Ms', label: 'p95' },
@@ -237,7 +252,7 @@ function renderTraffic(traffic) {
       ms,
     ],
     [
-      'Recovery',
+      'Recovery per 5 s',
       [
         { key: 'retries', label: 'retries' },
         { key: 'continuations', label: 'continuations' },
@@ -251,11 +266,21 @@ function renderTraffic(traffic) {
   );
 }
 
+/**
+ * An endpoint's state as readiness sees it (its condition: known to work, or why not), with the time
+ * an ejection or a cool-down ends. An endpoint that has not answered lately is not shown as healthy.
+ */
 function stateText(ep) {
-  if (ep.state === 'ejected' && ep.ejectedUntil) return `ejected until ${clock(ep.ejectedUntil)}`;
-  if (ep.state === 'cooling-down' && ep.coolingDownUntil)
-    return `cooling down until ${clock(ep.coolingDownUntil)}`;
-  return ep.state;
+  const c = ep.condition;
+  if (c === 'ejected' && ep.ejectedUntil) return `ejected until ${clock(ep.ejectedUntil)}`;
+  if (c === 'cooling-down' && ep.coolingDownUntil) return `cooling down until ${clock(ep.coolingDownUntil)}`;
+  if (c === 'up') return 'healthy';
+  return c.replace('-', ' ');
+}
+
+/** Keeps focus and half-typed input: rows are not rebuilt while the keyboard or a field is in them. */
+function busy(tbody) {
+  return tbody.contains(document.activeElement) && document.activeElement !== tbody;
 }
 
 function renderEndpoints(status, traffic) {
@@ -264,6 +289,7 @@ function renderEndpoints(status, traffic) {
   $('endpoints-note').textContent =
     `TTFT and errors over the last ${Math.round(traffic.endpointWindowSeconds / 60)} minutes of attempts; ` +
     `state and in flight as seen by the worker that answered (pid ${status.pid}).`;
+  if (busy($('endpoint-rows'))) return;
   const rows = status.endpoints.map((ep) => {
     const t = traffic.endpoints[ep.name] || {};
     const runtime = ep.source === 'runtime';
@@ -275,6 +301,21 @@ function renderEndpoints(status, traffic) {
       value: ep.weight,
       'aria-label': `Weight of ${ep.name}`,
     });
+    const setWeight = () => {
+      const value = weight.value.trim();
+      if (value === '' || !(Number(value) >= 0))
+        return act(() => {
+          throw new Error(`Type a weight for ${ep.name}: 0 or more (0 drains it).`);
+        }, 'endpoints-error');
+      return changeEndpoint(
+        ep.name,
+        { weight: Number(value) },
+        `Weight of ${ep.name} set to ${Number(value)}`,
+      );
+    };
+    weight.addEventListener('keydown', (event) => {
+      if (event.key === 'Enter') void setWeight();
+    });
     const actions = runtime
       ? h(
           'div',
@@ -283,8 +324,7 @@ function renderEndpoints(status, traffic) {
           h('button', {
             type: 'button',
             text: 'Set weight',
-            onclick: () =>
-              changeEndpoint(ep.name, { weight: Number(weight.value) }, `Weight of ${ep.name} set`),
+            onclick: () => setWeight(),
           }),
           h('button', {
             type: 'button',
@@ -318,21 +358,28 @@ function renderEndpoints(status, traffic) {
       ),
       cell(
         'State',
-        h('span', { class: `pill state-${ep.state}`, text: stateText(ep), title: ep.reason || '' }),
+        h(
+          'div',
+          {},
+          h('span', { class: `pill state-${ep.condition}`, text: stateText(ep) }),
+          ep.reason ? h('div', { class: 'small', text: ep.reason }) : null,
+        ),
       ),
       cell('Priority', ep.priority, 'num'),
       cell('Weight', ep.weight, 'num'),
       cell('In flight', ep.inFlight, 'num'),
-      cell('TTFT p50 / p95', `${ms(t.ttftP50Ms)} / ${ms(t.ttftP95Ms)}`),
+      cell('TTFT p50 / p95', `${approx(t.ttftP50Ms)} / ${approx(t.ttftP95Ms)}`),
       cell('Errors', errors),
       cell('Models', ep.models.length > 0 ? ep.models.join(', ') : '–'),
       cell(
         'Last error',
         ep.lastError
-          ? h('span', {
-              title: ep.lastError.message,
-              text: `${ep.lastError.kind} at ${clock(ep.lastError.at)}`,
-            })
+          ? h(
+              'div',
+              {},
+              h('span', { text: `${ep.lastError.kind} at ${clock(ep.lastError.at)}` }),
+              h('div', { class: 'small', text: ep.lastError.message }),
+            )
           : '–',
       ),
       cell('Actions', actions),
@@ -357,7 +404,7 @@ function renderCache(cache, traffic) {
       cache.maxBytes ? `${bytes(cache.bytes)} of ${bytes(cache.maxBytes)}` : bytes(cache.bytes),
       'bytes',
     ],
-    ['Hit ratio', looked > 0 ? pct(cache.hits / looked) : '–', 'ratio'],
+    ['Hit ratio (since start)', looked > 0 ? pct(cache.hits / looked) : '–', 'ratio'],
     ['Hits (1 min)', num(traffic.recent.cacheHits), 'recent-hits'],
     ['Scope · TTL', `${cache.scope} · ${cache.ttlSeconds} s`, 'scope'],
   ]);
@@ -442,7 +489,7 @@ async function refreshKeys() {
                 'div',
                 {},
                 h('strong', { text: k.name }),
-                ended ? h('span', { class: `pill state-${ended}`, text: ended }) : null,
+                ended ? h('span', { class: `pill gap state-${ended}`, text: ended }) : null,
               ),
             ),
             cell(
@@ -489,7 +536,7 @@ async function refreshKeys() {
             cell('Team', t.id),
             cell('Keys', keys.data.filter((k) => k.team === t.id && !k.revoked).length, 'num'),
             cell('Models', t.models ? t.models.join(', ') : 'all'),
-            cell('Limits', t.limits ? JSON.stringify(t.limits) : 'none'),
+            cell('Limits', limitsText(t.limits)),
             cell(
               'Actions',
               h('button', {
@@ -520,18 +567,30 @@ function list(text) {
   return items.length > 0 ? items : undefined;
 }
 
-async function act(work) {
+/**
+ * Runs an action or a refresh. Its error is shown in `where`: the banner for refreshes (cleared by the
+ * next good one), or the section's own line for an action (kept until that section's next action).
+ */
+async function act(work, where = 'app-error') {
+  const target = $(where);
   try {
     await work();
+    if (where !== 'app-error') target.textContent = '';
   } catch (err) {
     if (err instanceof ApiError && err.status === 401) return;
     if (err instanceof ApiError && err.status === 0) {
       $('readiness').textContent = 'unreachable';
       $('readiness').className = 'pill state-not_ready';
     }
-    showError(err);
-    toast(err instanceof Error ? err.message : String(err));
+    const message = err instanceof Error ? err.message : String(err);
+    target.textContent = message;
+    if (where !== 'app-error') toast(message);
   }
+}
+
+function hideSecret() {
+  /** @type {HTMLInputElement} */ ($('secret-value')).value = '';
+  $('secret').hidden = true;
 }
 
 function showSecret(title, secret) {
@@ -549,7 +608,7 @@ const rotateKey = (k) =>
     const rotated = await api('POST', `/keys/${encodeURIComponent(k.id)}/rotate`);
     showSecret(`New secret of "${k.name}"`, rotated.key);
     await refreshKeys();
-  });
+  }, 'keys-error');
 
 const revokeKey = (k) =>
   act(async () => {
@@ -557,7 +616,8 @@ const revokeKey = (k) =>
     await api('DELETE', `/keys/${encodeURIComponent(k.id)}`);
     toast(`Key "${k.name}" revoked`);
     await refreshKeys();
-  });
+    $('keys-title').focus();
+  }, 'keys-error');
 
 const deleteTeam = (id) =>
   act(async () => {
@@ -565,7 +625,8 @@ const deleteTeam = (id) =>
     await api('DELETE', `/teams/${encodeURIComponent(id)}`);
     toast(`Team "${id}" deleted`);
     await refreshKeys();
-  });
+    $('teams-title').focus();
+  }, 'keys-error');
 
 const changeEndpoint = (name, patch, done) =>
   act(async () => {
@@ -573,24 +634,26 @@ const changeEndpoint = (name, patch, done) =>
       throw new Error('The weight must be a number, 0 or more.');
     await api('PATCH', `/endpoints/${encodeURIComponent(name)}`, patch);
     toast(done);
+    $('endpoints-title').focus();
     await refreshLive();
-  });
+  }, 'endpoints-error');
 
 const removeEndpoint = (name) =>
   act(async () => {
     if (!confirm(`Remove the endpoint "${name}"? It drains first: requests in flight finish.`)) return;
     await api('DELETE', `/endpoints/${encodeURIComponent(name)}`);
     toast(`Endpoint "${name}" removed`);
+    $('endpoints-title').focus();
     await refreshLive();
-  });
+  }, 'endpoints-error');
 
-function onForm(id, handler) {
+function onForm(id, handler, where) {
   const form = /** @type {HTMLFormElement} */ ($(id));
   form.addEventListener('submit', (event) => {
     event.preventDefault();
     void act(async () => {
       await handler(form);
-    });
+    }, where);
   });
 }
 
@@ -603,6 +666,7 @@ function stopTimers() {
 
 function signOut(message) {
   stopTimers();
+  hideSecret();
   sessionStorage.removeItem(KEY_STORAGE);
   state.key = null;
   $('app').hidden = true;
@@ -618,6 +682,12 @@ async function signIn(key) {
   try {
     await api('GET', '/providers/status');
   } catch (err) {
+    if (err instanceof ApiError && err.status === 0 && sessionStorage.getItem(KEY_STORAGE) === key) {
+      // The gateway is away for a moment (a restart): keep the session and keep trying.
+      openApp();
+      $('app-error').textContent = 'The gateway cannot be reached right now; retrying every 2 seconds.';
+      return;
+    }
     state.key = null;
     const message =
       err instanceof ApiError && err.code === 'admin_disabled'
@@ -629,12 +699,19 @@ async function signIn(key) {
     return;
   }
   sessionStorage.setItem(KEY_STORAGE, key);
+  openApp();
+  await act(refreshLive);
+  await act(refreshSlow);
+}
+
+/** Shows the dashboard and starts its updates. */
+function openApp() {
   $('login').hidden = true;
   $('app').hidden = false;
   $('session').hidden = false;
   $('login-error').textContent = '';
-  await act(refreshLive);
-  await act(refreshSlow);
+  // The key is in session storage; the sign-in field does not keep it.
+  /** @type {HTMLInputElement} */ ($('admin-key')).value = '';
   stopTimers();
   state.timers.push(
     setInterval(() => {
@@ -657,38 +734,50 @@ function init() {
     $('pause').setAttribute('aria-pressed', String(state.paused));
     $('pause').textContent = state.paused ? 'Resume updates' : 'Pause updates';
   });
-  onForm('usage-form', () => refreshUsage());
-  $('usage-form').addEventListener('change', () => void act(refreshUsage));
-  onForm('key-form', async (form) => {
-    const body = { name: form.name.value.trim() };
-    if (form.team.value.trim()) body.team = form.team.value.trim();
-    const models = list(form.models.value);
-    if (models) body.models = models;
-    if (form.expiresIn.value.trim()) body.expiresIn = form.expiresIn.value.trim();
-    const created = await api('POST', '/keys', body);
-    form.reset();
-    showSecret(`Key "${created.name}" created`, created.key);
-    await refreshKeys();
-  });
-  onForm('team-form', async (form) => {
-    const id = form.id.value.trim();
-    await api('POST', '/teams', { id });
-    form.reset();
-    toast(`Team "${id}" created`);
-    await refreshKeys();
-  });
-  onForm('endpoint-form', async (form) => {
-    const body = { name: form.name.value.trim(), url: form.url.value.trim() };
-    if (form.priority.value !== '') body.priority = Number(form.priority.value);
-    if (form.weight.value !== '') body.weight = Number(form.weight.value);
-    const models = list(form.models.value);
-    if (models) body.models = models;
-    if (form.apiKey.value) body.apiKey = form.apiKey.value;
-    await api('POST', '/endpoints', body);
-    form.reset();
-    toast(`Endpoint "${body.name}" added`);
-    await refreshLive();
-  });
+  onForm('usage-form', () => refreshUsage(), 'usage-error');
+  $('usage-form').addEventListener('change', () => void act(refreshUsage, 'usage-error'));
+  onForm(
+    'key-form',
+    async (form) => {
+      const body = { name: form.name.value.trim() };
+      if (form.team.value.trim()) body.team = form.team.value.trim();
+      const models = list(form.models.value);
+      if (models) body.models = models;
+      if (form.expiresIn.value.trim()) body.expiresIn = form.expiresIn.value.trim();
+      const created = await api('POST', '/keys', body);
+      form.reset();
+      showSecret(`Key "${created.name}" created`, created.key);
+      await refreshKeys();
+    },
+    'keys-error',
+  );
+  onForm(
+    'team-form',
+    async (form) => {
+      const id = form.id.value.trim();
+      await api('POST', '/teams', { id });
+      form.reset();
+      toast(`Team "${id}" created`);
+      await refreshKeys();
+    },
+    'keys-error',
+  );
+  onForm(
+    'endpoint-form',
+    async (form) => {
+      const body = { name: form.name.value.trim(), url: form.url.value.trim() };
+      if (form.priority.value !== '') body.priority = Number(form.priority.value);
+      if (form.weight.value !== '') body.weight = Number(form.weight.value);
+      const models = list(form.models.value);
+      if (models) body.models = models;
+      if (form.apiKey.value) body.apiKey = form.apiKey.value;
+      await api('POST', '/endpoints', body);
+      form.reset();
+      toast(`Endpoint "${body.name}" added`);
+      await refreshLive();
+    },
+    'endpoints-error',
+  );
   $('secret-copy').addEventListener('click', async () => {
     const input = /** @type {HTMLInputElement} */ ($('secret-value'));
     try {
@@ -700,8 +789,8 @@ function init() {
     }
   });
   $('secret-done').addEventListener('click', () => {
-    /** @type {HTMLInputElement} */ ($('secret-value')).value = '';
-    $('secret').hidden = true;
+    hideSecret();
+    $('keys-title').focus();
   });
   $('cache-clear').addEventListener('click', () =>
     act(async () => {
@@ -709,7 +798,7 @@ function init() {
       const result = await api('POST', '/cache/clear');
       toast(`Cleared ${result.cleared} entries`);
       await refreshLive();
-    }),
+    }, 'cache-error'),
   );
   if (state.key) void signIn(state.key);
   else signOut();

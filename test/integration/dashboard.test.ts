@@ -2,6 +2,7 @@ import OpenAI from 'openai';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { browserAvailable, launchChromium, screenshotPath } from '../helpers/browser.js';
+import { refusedUrl } from '../helpers/fake-upstream.js';
 import { CLIENT_KEY } from '../helpers/start-gateway.js';
 import { useTestBed, type TestBed } from '../helpers/test-bed.js';
 
@@ -105,7 +106,7 @@ describe.skipIf(!HAS_BROWSER)('dashboard in Chromium', () => {
     const rowA = page.locator('#endpoint-rows tr[data-endpoint="gpu-a"]');
     await rowA.waitFor();
     await expect.poll(() => page.locator('#endpoint-rows tr').count()).toBe(2);
-    expect(await rowA.locator('[data-label="State"]').textContent()).toBe('healthy');
+    expect(await rowA.locator('[data-label="State"] .pill').textContent()).toBe('healthy');
     expect(await rowA.locator('[data-label="Priority"]').textContent()).toBe('1');
     expect(await rowA.locator('[data-label="Models"]').textContent()).toBe('llama');
     await expect.poll(() => tile(page, 'traffic', 'requests').textContent()).toBe('0');
@@ -132,10 +133,12 @@ describe.skipIf(!HAS_BROWSER)('dashboard in Chromium', () => {
 
     await expect.poll(() => tile(page, 'traffic', 'requests').textContent(), { timeout: 10_000 }).toBe('12');
     await expect
-      .poll(() => page.locator('#endpoint-rows tr[data-endpoint="gpu-b"] [data-label="State"]').textContent())
+      .poll(() =>
+        page.locator('#endpoint-rows tr[data-endpoint="gpu-b"] [data-label="State"] .pill').textContent(),
+      )
       .toMatch(/^ejected until /);
     // Time to first token per endpoint, from the streams it served.
-    expect(await rowA.locator('[data-label="TTFT p50 / p95"]').textContent()).toMatch(/^\d[\d.,]* ms \/ /);
+    expect(await rowA.locator('[data-label="TTFT p50 / p95"]').textContent()).toMatch(/^≈\d[\d.,]* ms \/ /);
     const lastError = await page
       .locator('#endpoint-rows tr[data-endpoint="gpu-b"] [data-label="Last error"]')
       .textContent();
@@ -175,6 +178,7 @@ describe.skipIf(!HAS_BROWSER)('dashboard in Chromium', () => {
     await page.locator('#secret-done').click();
     expect(await page.locator('#secret').isHidden()).toBe(true);
     expect(await page.locator('#secret-value').inputValue()).toBe('');
+    expect(await page.evaluate('document.activeElement?.id')).toBe('keys-title');
 
     const row = page.locator('#key-rows tr', { hasText: 'alice laptop' });
     await row.waitFor();
@@ -196,9 +200,16 @@ describe.skipIf(!HAS_BROWSER)('dashboard in Chromium', () => {
     await row.getByRole('button', { name: 'Revoke alice laptop' }).click();
     await expect.poll(() => row.locator('.pill').textContent()).toBe('revoked');
     expect(await call(rotated)).toBe(401);
-    expect(await page.locator('#team-rows tr[data-team="research"] [data-label="Keys"]').textContent()).toBe(
-      '0',
-    );
+    await expect
+      .poll(() => page.locator('#team-rows tr[data-team="research"] [data-label="Keys"]').textContent())
+      .toBe('0');
+    // A secret still on screen is gone with Sign out.
+    await page.locator('#key-form input[name=name]').fill('bob');
+    await page.locator('#key-form button[type=submit]').click();
+    await page.locator('#secret').waitFor();
+    await page.locator('#sign-out').click();
+    expect(await page.locator('#secret-value').inputValue()).toBe('');
+    expect(await page.locator('#secret').isHidden()).toBe(true);
   });
 
   it('usage and cost by key for a period, from the ledger', async () => {
@@ -250,18 +261,46 @@ describe.skipIf(!HAS_BROWSER)('dashboard in Chromium', () => {
     await row.waitFor();
     expect(await row.textContent()).toContain('runtime');
     expect(await row.locator('[data-label="Weight"]').textContent()).toBe('2');
+    // Priority left empty: the gateway's default (1), not a priority that would take all traffic.
+    expect(await row.locator('[data-label="Priority"]').textContent()).toBe('1');
 
-    await row.getByLabel('Weight of gpu-c').fill('5');
-    await row.getByRole('button', { name: 'Set weight' }).click();
+    // A weight being typed survives the page's updates (rows are not rebuilt under the keyboard).
+    const weight = row.getByLabel('Weight of gpu-c');
+    await weight.fill('5');
+    const updated = await page.locator('#updated').textContent();
+    await expect.poll(() => page.locator('#updated').textContent(), { timeout: 5_000 }).not.toBe(updated);
+    expect(await weight.inputValue()).toBe('5');
+    expect(await page.evaluate('document.activeElement?.getAttribute("aria-label")')).toBe('Weight of gpu-c');
+    // Enter sets it.
+    await weight.press('Enter');
     await expect.poll(() => row.locator('[data-label="Weight"]').textContent()).toBe('5');
     expect(gw.gateway.registry.endpoints.find((e) => e.config.name === 'gpu-c')?.config.weight).toBe(5);
 
+    // An empty weight is refused in words next to the table, not sent as 0.
+    await row.getByLabel('Weight of gpu-c').fill('');
+    await row.getByRole('button', { name: 'Set weight' }).click();
+    await expect
+      .poll(() => page.locator('#endpoints-error').textContent())
+      .toContain('Type a weight for gpu-c');
+    expect(gw.gateway.registry.endpoints.find((e) => e.config.name === 'gpu-c')?.config.weight).toBe(5);
+
     await row.getByRole('button', { name: 'Drain' }).click();
-    await expect.poll(() => row.locator('[data-label="State"]').textContent()).toBe('draining');
+    await expect.poll(() => row.locator('[data-label="State"] .pill').textContent()).toBe('draining');
 
     await row.getByRole('button', { name: 'Remove' }).click();
     await expect.poll(() => row.count()).toBe(0);
     expect(gw.gateway.registry.endpoints.map((e) => e.config.name)).toEqual(['gpu-a', 'gpu-b']);
+
+    // An endpoint nothing answers at is not shown as healthy, and the reason is on the page (the form
+    // is still open).
+    await form.locator('input[name=name]').fill('gpu-dead');
+    await form.locator('input[name=url]').fill(await refusedUrl());
+    await form.locator('input[name=models]').fill('llama');
+    await form.locator('button[type=submit]').click();
+    const dead = page.locator('#endpoint-rows tr[data-endpoint="gpu-dead"] [data-label="State"]');
+    await dead.waitFor();
+    await gw.gateway.discovery.refresh();
+    await expect.poll(() => dead.textContent(), { timeout: 5_000 }).not.toContain('healthy');
   });
 
   it('shows the cache and clears it', async () => {

@@ -92,7 +92,9 @@ describe('routes and request validation', () => {
   it('answers an unknown route with a 404 OpenAI error', async () => {
     const { gw } = await setup();
     expectError(await send(gw, '/nope'), 404, 'route_not_found');
-    expectError(await send(gw, '/v1/completions', { body: '{}' }), 404, 'route_not_found');
+    expectError(await send(gw, '/v1/no-such-route', { body: '{}' }), 404, 'route_not_found');
+    // /v1/completions is a route now: an empty body is a 400 naming what it needs.
+    expectError(await send(gw, '/v1/completions', { body: '{}' }), 400, 'invalid_request');
   });
 
   it('answers a known route with the wrong method with 405 and Allow', async () => {

@@ -124,8 +124,8 @@ describe('traffic history', () => {
       promptTokens: requests * 10,
       completionTokens: 0,
       cost: 0,
-      // Every request took (0.1, 0.25] s.
-      duration: counts(bounds.indexOf(0.25), requests),
+      // Every request took (0.15, 0.2] s.
+      duration: counts(bounds.indexOf(0.2), requests),
       ttft: [],
       endpoints: { a: { ttft: [], attempts: requests, failures: 1 } },
     });
@@ -144,7 +144,9 @@ describe('traffic history', () => {
       [15, 3, 2],
       [24, 12, 2],
     ]);
-    expect(view.points[0]!.latencyP50Ms).toBeCloseTo(175, 0);
+    // Half of them are below the middle of their bucket, by linear interpolation.
+    const bucket = bounds.indexOf(0.2);
+    expect(view.points[0]!.latencyP50Ms).toBeCloseTo(((bounds[bucket - 1]! + 0.2) / 2) * 1000, 0);
     expect(view.points[0]!.ttftP50Ms).toBeNull();
     expect(view.recent).toMatchObject({ requests: 39, seconds: 7, errors: 4, tokens: 390 });
     expect(view.recent.tokensPerMinute).toBe(Math.round((390 / 7_000) * 60_000));
