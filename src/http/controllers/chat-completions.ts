@@ -55,7 +55,7 @@ const embeddingsRequestSchema = z.object({
     { error: "'input' is required: a string, a list of strings, or token ids" },
   ),
   stream: z
-    .literal(false, { error: 'Embeddings are never streamed: leave out \'stream\' or set it to false.' })
+    .literal(false, { error: "Embeddings are never streamed: leave out 'stream' or set it to false." })
     .nullish(),
 });
 
@@ -136,10 +136,9 @@ export function chatCompletions(deps: ChatDeps): RequestHandler {
     req.body = undefined;
     const json = parseJson(raw);
     if (typeof json !== 'object' || json === null || Array.isArray(json)) {
-      throw new InvalidRequestError(
-        `Request body must be a JSON object with at least ${route.needs}.`,
-        { code: 'invalid_request' },
-      );
+      throw new InvalidRequestError(`Request body must be a JSON object with at least ${route.needs}.`, {
+        code: 'invalid_request',
+      });
     }
     const body = json as Record<string, unknown>;
     const parsed = isChat

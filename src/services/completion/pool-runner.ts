@@ -16,7 +16,12 @@ import {
   backoffMs,
   decide,
 } from '../forwarder/retry-policy.js';
-import { CHAT_PATH, runAttempt, type AttemptHandle, type AttemptInput } from '../forwarder/upstream-attempt.js';
+import {
+  CHAT_PATH,
+  runAttempt,
+  type AttemptHandle,
+  type AttemptInput,
+} from '../forwarder/upstream-attempt.js';
 import { upstreamRequestError } from '../forwarder/upstream-error.js';
 import { ModelRename } from '../streaming/model-rename.js';
 import type { EndpointPicker } from '../selector/picker.js';
