@@ -11,7 +11,7 @@ import { liveness, readiness } from './http/controllers/health.js';
 import { getModel, listModels } from './http/controllers/models.js';
 import { providersStatus } from './http/controllers/providers-status.js';
 import { runtime } from './http/controllers/runtime.js';
-import { claimRoute, keyRoutes } from './http/controllers/keys.js';
+import { claimRoute, jsonBody, keyRoutes } from './http/controllers/keys.js';
 import { ownUsage, usageRoutes } from './http/controllers/usage.js';
 import { accessLog } from './http/middleware/access-log.js';
 import { bearerAuth } from './http/middleware/auth.js';
@@ -32,6 +32,7 @@ import type { Tracing } from './observability/tracing.js';
 import type { TrafficView } from './observability/traffic-history.js';
 import type { RuntimeEndpoints } from './services/endpoints/runtime-endpoints.js';
 import { endpointRoutes } from './http/controllers/endpoints.js';
+import { bareKeyAsBearer, gatewayQuery } from './http/controllers/gateway-query.js';
 import { JwtAuth, type JwtSettings } from './services/keys/jwt-auth.js';
 import { dashboard } from './http/controllers/dashboard.js';
 
@@ -62,6 +63,8 @@ export interface AppDeps {
   runtimeEndpoints: RuntimeEndpoints;
   /** The Prometheus text of a scrape: this process's, or every worker's summed (WORKERS > 1). */
   metricsText: () => Promise<string>;
+  /** This gateway's own URL (routes that ask the gateway itself, over loopback). */
+  selfUrl: () => string;
   /** The last minutes of traffic of every process, for the dashboard. */
   traffic: () => Promise<TrafficView>;
   now: () => number;
@@ -119,6 +122,25 @@ export function createApp(deps: AppDeps): express.Express {
   // model servers answer.
   app.post('/v1/embeddings', auth, body, chatCompletions({ ...completionDeps, route: EMBEDDINGS_ROUTE }));
   app.post('/v1/completions', auth, body, chatCompletions({ ...completionDeps, route: COMPLETIONS_ROUTE }));
+
+  // One call, one string back (seed Unified LLM API Gateway): a chat completion asked of this gateway.
+  app.post(
+    '/gateway/query',
+    bareKeyAsBearer,
+    auth,
+    jsonBody,
+    gatewayQuery({
+      selfUrl: deps.selfUrl,
+      defaultModel: () =>
+        config.current.query.defaultModel ??
+        registry.endpoints.flatMap((ep) => [...ep.models])[0] ??
+        Object.keys(config.current.aliases)[0],
+      // Every endpoint speaks the OpenAI-compatible API until provider adapters come.
+      endpointsOf: (model, provider) =>
+        provider === 'openai-compatible' ? registry.serving(model).map((ep) => ep.config.name) : [],
+    }),
+  );
+  app.all('/gateway/query', methodNotAllowed('POST'));
 
   app.get('/health', liveness());
   app.get(['/health/liveliness', '/health/liveness'], liveness());

@@ -296,6 +296,7 @@ export class Gateway {
       metrics: this.metrics,
       tracing: this.tracing,
       metricsText: options.metricsText ?? (() => this.metrics.text()),
+      selfUrl: () => this.url,
       traffic: async () =>
         trafficView(
           options.trafficOfAll ? await options.trafficOfAll() : [this.traffic.intervals()],

@@ -402,6 +402,8 @@ const configShape = z.strictObject({
       auth: z.enum(['none', 'admin'], { error: "must be 'none' or 'admin'" }).default('none'),
     })
     .prefault({}),
+  /** `POST /gateway/query`: the model used when the body names none (else the first model listed). */
+  query: z.strictObject({ defaultModel: z.string().trim().min(1).optional() }).prefault({}),
   cache: z
     .strictObject({
       /** Where answers are kept: nowhere, in the process (bounded by maxBytes), or in Redis (shared). */
