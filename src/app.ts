@@ -131,13 +131,12 @@ export function createApp(deps: AppDeps): express.Express {
     jsonBody,
     gatewayQuery({
       selfUrl: deps.selfUrl,
-      defaultModel: () =>
+      // The configured default, else the first model listed that the caller may use.
+      defaultModel: (allowed) =>
         config.current.query.defaultModel ??
-        registry.endpoints.flatMap((ep) => [...ep.models])[0] ??
-        Object.keys(config.current.aliases)[0],
-      // Every endpoint speaks the OpenAI-compatible API until provider adapters come.
-      endpointsOf: (model, provider) =>
-        provider === 'openai-compatible' ? registry.serving(model).map((ep) => ep.config.name) : [],
+        [...registry.endpoints.flatMap((ep) => [...ep.models]), ...Object.keys(config.current.aliases)].find(
+          (m) => allowed === undefined || allowed.has(m),
+        ),
     }),
   );
   app.all('/gateway/query', methodNotAllowed('POST'));

@@ -35,6 +35,7 @@ describe('POST /gateway/query', () => {
       response: 'the answer is 42',
       model: 'llama',
       usage: { prompt_tokens: 5, completion_tokens: 4, total_tokens: 9 },
+      finish_reason: 'stop',
     });
     expect(r.headers.get('x-gateway-endpoint')).toBe('gpu');
     // The first model listed, the system message first, max_tokens passed on.
@@ -98,5 +99,58 @@ describe('POST /gateway/query', () => {
     const failed = await query({ prompt: 'y' });
     expect(failed.status).toBe(503);
     expect(failed.body.error.code).toBeTypeOf('string');
+  });
+
+  it('a client that leaves stops the upstream request; limits headers come through; the default model is one the caller may use', async () => {
+    const { upstream, gw, query } = await start();
+    upstream.defaultBehavior = { type: 'hang' };
+    const leaving = new AbortController();
+    const pending = fetch(`${gw.url}/gateway/query`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${CLIENT_KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ prompt: 'never answered' }),
+      signal: leaving.signal,
+    }).catch(() => undefined);
+    await expect.poll(() => upstream.requests.length).toBe(1);
+    leaving.abort();
+    await pending;
+    // The upstream sees its request closed (as when a chat client leaves).
+    await upstream.requests[0]!.closed;
+
+    upstream.defaultBehavior = { type: 'answer', text: 'ok' };
+    const created = await fetch(`${gw.url}/api/v1/keys`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'q', models: ['qwen'], limits: { rpm: 10 } }),
+    });
+    const { key } = (await created.json()) as { key: string };
+    const r = await query({ prompt: 'hello' }, `Bearer ${key}`);
+    // Not the first model listed (llama): the first this key may use.
+    expect(r).toMatchObject({ status: 200, body: { model: 'qwen' } });
+    expect(r.headers.get('x-ratelimit-limit-requests')).toBe('10');
+    expect(r.headers.get('x-ratelimit-remaining-requests')).toBe('9');
+  });
+
+  it('provider is checked but pins no endpoint: traffic spreads as without it', async () => {
+    const a = await bed.upstream({ name: 'a', models: ['llama'] });
+    const b = await bed.upstream({ name: 'b', models: ['llama'] });
+    const gw = await bed.gateway({
+      endpoints: [
+        { url: a.url, name: 'a', priority: 1 },
+        { url: b.url, name: 'b', priority: 2 },
+      ],
+    });
+    for (let i = 0; i < 3; i++) {
+      const res = await fetch(`${gw.url}/gateway/query`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${CLIENT_KEY}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ prompt: `p${i}`, provider: 'openai-compatible' }),
+      });
+      expect(res.status).toBe(200);
+    }
+    // The priority-1 endpoint takes them all, as it would without `provider`; nothing is pinned.
+    expect(a.requests).toHaveLength(3);
+    expect(b.requests).toHaveLength(0);
+    expect(a.requests.every((r) => r.json?.['x-gateway'] === undefined)).toBe(true);
   });
 });

@@ -148,4 +148,29 @@ describe('POST /v1/embeddings and POST /v1/completions', () => {
     expect(text).toBe('restarted whole');
     expect(up.requests.map((r) => r.path)).toEqual(['/v1/completions']);
   });
+
+  it('embeddings reserve only their input against tpm (no output tokens); n multiplies a completion’s', async () => {
+    const { gw } = await start();
+    const created = await fetch(`${gw.url}/api/v1/keys`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'embedder', limits: { tpm: 1000 } }),
+    });
+    const { key } = (await created.json()) as { key: string };
+    const res = await fetch(`${gw.url}/v1/embeddings`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'embed', input: 'hello' }),
+    });
+    expect(res.status).toBe(200);
+    // Reserved 2 tokens ("hello"), corrected to the answer's usage: far from the 1000.
+    expect(Number(res.headers.get('x-ratelimit-remaining-tokens'))).toBeGreaterThan(990);
+    // A completion asking for 3 answers of 300 tokens each would need 900 + its prompt, over what is left.
+    const n = await fetch(`${gw.url}/v1/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'base', prompt: 'x'.repeat(400), max_tokens: 300, n: 3 }),
+    });
+    expect(n.status).toBe(429);
+  });
 });

@@ -19,6 +19,7 @@ import { RateLimitError } from '../../services/limits/refusal.js';
 import type { GatewayMetrics } from '../../observability/metrics.js';
 import type { Tracing } from '../../observability/tracing.js';
 import { captureForCache, sendHit, X_CACHE } from '../response-caching.js';
+import { estimatePromptTokens } from '../../services/usage/token-estimate.js';
 
 /** Longer model ids are no model of any server; they would only fill logs and error messages. */
 const MAX_MODEL_CHARS = 256;
@@ -225,12 +226,14 @@ export function chatCompletions(deps: ChatDeps): RequestHandler {
 
     if (principal.models !== undefined && !principal.models.has(model))
       throw new GatewayError(
-        `This ${principal.kind === 'jwt' ? 'token' : 'key'} may not use the model '${clip(model)}'. It may use: ${[
-          ...principal.models,
-        ]
-          .slice(0, 20)
-          .map((m) => `'${clip(m, 100)}'`)
-          .join(', ')}${principal.models.size > 20 ? ', …' : ''}.`,
+        principal.models.size === 0
+          ? `This ${principal.kind === 'jwt' ? 'token' : 'key'} may use no model (its models and its team's leave none): ask for them to be widened.`
+          : `This ${principal.kind === 'jwt' ? 'token' : 'key'} may not use the model '${clip(model)}'. It may use: ${[
+              ...principal.models,
+            ]
+              .slice(0, 20)
+              .map((m) => `'${clip(m, 100)}'`)
+              .join(', ')}${principal.models.size > 20 ? ', …' : ''}.`,
         { code: 'model_not_allowed', param: 'model' },
       );
     if (principal.kind === 'virtual') trace.keyId = principal.keyId;
@@ -261,7 +264,13 @@ export function chatCompletions(deps: ChatDeps): RequestHandler {
       }
     }
 
-    const admitting = limiter?.admit({ principal, model, json: body });
+    // Embeddings generate nothing: only their input is reserved against tpm.
+    const admitting = limiter?.admit({
+      principal,
+      model,
+      json: body,
+      reserveTokens: route === EMBEDDINGS_ROUTE ? estimatePromptTokens(body) : undefined,
+    });
     admission = admitting === undefined ? undefined : await admitting.catch(refused(trace));
     if (admission) for (const name in admission.headers) res.setHeader(name, admission.headers[name]!);
 

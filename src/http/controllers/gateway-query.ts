@@ -1,31 +1,48 @@
 import type { RequestHandler } from 'express';
+import { Agent, request } from 'undici';
 import { z } from 'zod';
 import { GatewayError, InvalidRequestError } from '../../errors/gateway-error.js';
 import { requestIdOf } from '../middleware/access-log.js';
+import { principalOf } from '../principal.js';
 
 /** The provider types an endpoint may have (CONFIG.md, providers). */
 const PROVIDERS = ['openai-compatible', 'openai', 'azure', 'anthropic', 'gemini'] as const;
 
 const queryBody = z.strictObject({
   prompt: z.string({ error: "'prompt' is required: the text to ask" }).min(1, "'prompt' must not be empty"),
-  model: z.string().min(1).max(256).optional(),
+  model: z
+    .string({ error: "'model' must be a model id" })
+    .min(1, "'model' must not be empty")
+    .max(256, "'model' must be at most 256 characters")
+    .optional(),
+  // A preference for endpoints of that type. Every endpoint is openai-compatible until provider
+  // adapters come, so no choice among endpoints differs by type yet: it is checked, and routing is
+  // left as it is.
   provider: z.enum(PROVIDERS, { error: `'provider' must be one of ${PROVIDERS.join(', ')}` }).optional(),
-  system: z.string().optional(),
-  max_tokens: z.number().int().positive({ error: "'max_tokens' must be a whole number above 0" }).optional(),
+  system: z.string({ error: "'system' must be text" }).optional(),
+  max_tokens: z
+    .number({ error: "'max_tokens' must be a whole number above 0" })
+    .int("'max_tokens' must be a whole number above 0")
+    .positive("'max_tokens' must be a whole number above 0")
+    .optional(),
 });
+
+/**
+ * The loopback client: no header or body timeout of its own (the chat route's timeouts bound the
+ * answer, up to REQUEST_TIMEOUT_MS), a few connections kept alive.
+ */
+const loopback = new Agent({ headersTimeout: 0, bodyTimeout: 0, connections: 16 });
 
 export interface QueryDeps {
   /** This gateway's own address (the query is a chat completion asked of it). */
   selfUrl: () => string;
-  /** `query.defaultModel`, else the first model listed. */
-  defaultModel: () => string | undefined;
-  /** The provider type of each endpoint serving a model (every endpoint is openai-compatible today). */
-  endpointsOf: (model: string, provider: string) => string[];
+  /** `query.defaultModel`, else the first model listed that the caller may use. */
+  defaultModel: (allowed: ReadonlySet<string> | undefined) => string | undefined;
 }
 
 /**
  * `POST /gateway/query` (the Unified LLM API Gateway's one-call route): `{prompt, model?, provider?,
- * system?, max_tokens?}` -> `{cached, response, model, usage}`. It is a chat completion asked of this
+ * system?, max_tokens?}` -> `{cached, response, model, usage, finish_reason}`. It is a chat completion asked of this
  * gateway over loopback, with the caller's key: routing, failover, limits, the cache and the ledger
  * apply exactly as to `/v1/chat/completions` (one ledger record, one set of metrics), and an error
  * comes back as that route answered it.
@@ -43,8 +60,8 @@ export function gatewayQuery(deps: QueryDeps): RequestHandler {
       const param = issue.path.map(String).join('.') || undefined;
       throw new InvalidRequestError(issue.message, { param });
     }
-    const { prompt, system, provider, max_tokens } = parsed.data;
-    const model = parsed.data.model ?? deps.defaultModel();
+    const { prompt, system, max_tokens } = parsed.data;
+    const model = parsed.data.model ?? deps.defaultModel(principalOf(res).models);
     if (model === undefined)
       throw new GatewayError('No model is listed yet: name one in the body, or set query.defaultModel.', {
         code: 'model_not_found',
@@ -55,41 +72,67 @@ export function gatewayQuery(deps: QueryDeps): RequestHandler {
       messages: [...(system ? [{ role: 'system', content: system }] : []), { role: 'user', content: prompt }],
     };
     if (max_tokens !== undefined) body.max_tokens = max_tokens;
-    // A provider is a preference: its first endpoint serving the model is tried first, if there is one.
-    const preferred = provider === undefined ? undefined : deps.endpointsOf(model, provider)[0];
-    if (preferred !== undefined) body['x-gateway'] = { endpoint: preferred };
-    const answer = await fetch(`${deps.selfUrl()}/v1/chat/completions`, {
-      method: 'POST',
-      headers: {
-        'content-type': 'application/json',
-        'x-request-id': requestIdOf(req),
-        ...(req.headers.authorization ? { authorization: req.headers.authorization } : {}),
-        ...(typeof req.headers['cache-control'] === 'string'
-          ? { 'cache-control': req.headers['cache-control'] }
-          : {}),
-      },
-      body: JSON.stringify(body),
-    });
-    const json = (await answer.json().catch(() => null)) as {
+    // The client leaving stops the inner request (and so the upstream), as on the chat route.
+    const aborted = new AbortController();
+    const onClose = () => {
+      if (!res.writableFinished) aborted.abort();
+    };
+    res.once('close', onClose);
+    let answer;
+    try {
+      answer = await request(`${deps.selfUrl()}/v1/chat/completions`, {
+        method: 'POST',
+        dispatcher: loopback,
+        signal: aborted.signal,
+        headers: {
+          'content-type': 'application/json',
+          'x-request-id': requestIdOf(req),
+          ...(req.headers.authorization ? { authorization: req.headers.authorization } : {}),
+          ...(typeof req.headers['cache-control'] === 'string'
+            ? { 'cache-control': req.headers['cache-control'] }
+            : {}),
+        },
+        body: JSON.stringify(body),
+      });
+    } catch (err) {
+      res.removeListener('close', onClose);
+      if (aborted.signal.aborted) return;
+      throw new GatewayError(`The gateway could not ask itself: ${(err as Error).message}.`, {
+        code: 'server_shutting_down',
+        retryable: true,
+        retryAfterSeconds: 1,
+      });
+    }
+    const json = (await answer.body.json().catch(() => null)) as {
       model?: string;
       usage?: unknown;
-      choices?: Array<{ message?: { content?: unknown } }>;
+      choices?: Array<{ message?: { content?: unknown }; finish_reason?: unknown }>;
     } | null;
+    res.removeListener('close', onClose);
+    if (res.destroyed) return;
     res.setHeader('cache-control', 'no-store');
-    for (const name of ['retry-after', 'x-gateway-endpoint', 'x-gateway-attempts'])
-      if (answer.headers.has(name)) res.setHeader(name, answer.headers.get(name)!);
-    if (!answer.ok || json === null) {
+    // What the chat route told the caller about its limits, its endpoint and the cache, passed on.
+    for (const [name, value] of Object.entries(answer.headers))
+      if (
+        value !== undefined &&
+        (name.startsWith('x-ratelimit-') ||
+          ['retry-after', 'x-gateway-endpoint', 'x-gateway-attempts', 'x-cache'].includes(name))
+      )
+        res.setHeader(name, value);
+    if (answer.statusCode !== 200 || json === null) {
       res
-        .status(answer.status)
+        .status(answer.statusCode)
         .json(json ?? { error: { message: 'The completion failed.', type: 'api_error' } });
       return;
     }
-    const content = json.choices?.[0]?.message?.content;
+    const choice = json.choices?.[0];
+    const content = choice?.message?.content;
     res.json({
-      cached: answer.headers.get('x-cache') === 'HIT',
+      cached: answer.headers['x-cache'] === 'HIT',
       response: typeof content === 'string' ? content : '',
       model: json.model ?? model,
       usage: json.usage ?? null,
+      finish_reason: choice?.finish_reason ?? null,
     });
   };
 }

@@ -234,7 +234,10 @@ export class Limiter {
       typeof max === 'number' && Number.isFinite(max) && max > 0
         ? Math.ceil(max)
         : this.options.config.current.limits.defaultReserveTokens;
-    return estimatePromptTokens(json) + completion;
+    // `n` answers may each take up to that many.
+    const n =
+      typeof json.n === 'number' && Number.isInteger(json.n) && json.n > 1 ? Math.min(json.n, 128) : 1;
+    return estimatePromptTokens(json) + completion * n;
   }
 
   /** Redis unreachable: the request goes on (open) or is refused (closed), and the outage is logged once. */
