@@ -8,10 +8,11 @@
  * scopes counted in Redis (BENCH_REDIS_URL, default redis://127.0.0.1:6379) and the ledger writing: the
  * setup of `npm run bench`'s keys scenario, in alternating pairs.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { cannon, streams } from './lib/load.js';
+import { createLimitedKey, keysGatewayEnv } from './lib/keys.js';
 import { buildForBench, CORES, cpuMs, pinSelf, startProcess, type Proc } from './lib/procs.js';
 import { median } from './lib/stats.js';
 import { HEAP_GROWING_PERCENT } from '../src/server/runtime-flags.js';
@@ -36,20 +37,10 @@ const floor = await startProcess(
   [`--heap-growing-percent=${HEAP_GROWING_PERCENT}`, ...NODE_ARGS],
 );
 const KEYS = process.env.AB_KEYS === '1';
-const ADMIN = 'bench-admin-key-0123456789';
 const keysDir = KEYS ? mkdtempSync(path.join(os.tmpdir(), 'ab-keys-')) : undefined;
-const keysEnv: Record<string, string> = {};
-if (keysDir) {
-  const yaml = path.join(keysDir, 'gateway.yaml');
-  writeFileSync(yaml, 'limits:\n  global: { rpm: 100000000, tpm: 100000000000, maxParallel: 100000 }\n');
-  Object.assign(keysEnv, {
-    ADMIN_API_KEY: ADMIN,
-    CONFIG_FILE: yaml,
-    REDIS_URL: process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379',
-    REDIS_PREFIX: `ab-${process.pid}:`,
-    DATABASE_URL: `sqlite:${path.join(keysDir, 'keys.db')}`,
-  });
-}
+const keysEnv = keysDir
+  ? keysGatewayEnv(keysDir, process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379', `ab-${process.pid}:`)
+  : {};
 const gateway = await startProcess(
   'gateway',
   // AB_GATEWAY: another compiled gateway (a .js path), e.g. a variant under test.
@@ -65,23 +56,8 @@ const gateway = await startProcess(
   NODE_ARGS,
 );
 
-/** AB_KEYS: a team and a key in it, each with limits high enough that nothing is refused. */
-async function virtualKey(): Promise<string | undefined> {
-  if (!KEYS) return undefined;
-  const huge = { rpm: 100_000_000, tpm: 100_000_000_000, maxParallel: 100_000 };
-  const post = async (route: string, body: object) => {
-    const res = await fetch(`${gateway.url}/api/v1/${route}`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
-      body: JSON.stringify(body),
-    });
-    if (res.status !== 201) throw new Error(`${route}: ${res.status} ${await res.text()}`);
-    return (await res.json()) as { key: string };
-  };
-  await post('teams', { id: 'bench', limits: huge });
-  return (await post('keys', { name: 'bench', team: 'bench', limits: huge })).key;
-}
-const key = await virtualKey();
+// AB_KEYS: a team and a key in it, each with limits high enough that nothing is refused.
+const key = KEYS ? await createLimitedKey(gateway.url) : undefined;
 
 async function cpuPerRequest(p: Proc): Promise<number> {
   const k = p === gateway ? key : undefined;

@@ -4,10 +4,11 @@
  * streams); PROFILE_S seconds (10); PROFILE_KEYS=1 calls with a virtual key whose limits are counted in Redis. Writes a .cpuprofile into PROFILE_DIR (./profiles) and prints the
  * functions with the most self time. Only 127.0.0.1 is targeted.
  */
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { cannon, streams } from './lib/load.js';
+import { createLimitedKey, keysGatewayEnv } from './lib/keys.js';
 import { buildForBench, CORES, cpuMs, pinSelf, startProcess } from './lib/procs.js';
 import { table } from './lib/stats.js';
 import { HEAP_GROWING_PERCENT } from '../src/server/runtime-flags.js';
@@ -24,20 +25,14 @@ pinSelf(0);
 mkdirSync(DIR, { recursive: true });
 const upstream = await startProcess('upstream', 'bench/servers/upstream.ts', {}, 0);
 const KEYS = process.env.PROFILE_KEYS === '1';
-const ADMIN = 'bench-admin-key-0123456789';
 const keysDir = KEYS ? mkdtempSync(path.join(os.tmpdir(), 'profile-keys-')) : undefined;
-const keysEnv: Record<string, string> = {};
-if (keysDir) {
-  const yaml = path.join(keysDir, 'gateway.yaml');
-  writeFileSync(yaml, 'limits:\n  global: { rpm: 100000000, tpm: 100000000000, maxParallel: 100000 }\n');
-  Object.assign(keysEnv, {
-    ADMIN_API_KEY: ADMIN,
-    CONFIG_FILE: yaml,
-    REDIS_URL: process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379',
-    REDIS_PREFIX: `profile-${process.pid}:`,
-    DATABASE_URL: `sqlite:${path.join(keysDir, 'keys.db')}`,
-  });
-}
+const keysEnv = keysDir
+  ? keysGatewayEnv(
+      keysDir,
+      process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379',
+      `profile-${process.pid}:`,
+    )
+  : {};
 const gateway = await startProcess(
   TARGET,
   TARGET === 'gateway' ? 'src/main.ts' : `bench/servers/${TARGET}.ts`,
@@ -57,21 +52,7 @@ const gateway = await startProcess(
   ],
 );
 // PROFILE_KEYS=1: a virtual key in a team, limits at three scopes counted in Redis (as bench:ab AB_KEYS).
-let key: string | undefined;
-if (KEYS) {
-  const huge = { rpm: 100_000_000, tpm: 100_000_000_000, maxParallel: 100_000 };
-  const post = async (route: string, body: object) => {
-    const res = await fetch(`${gateway.url}/api/v1/${route}`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
-      body: JSON.stringify(body),
-    });
-    if (res.status !== 201) throw new Error(`${route}: ${res.status} ${await res.text()}`);
-    return (await res.json()) as { key: string };
-  };
-  await post('teams', { id: 'bench', limits: huge });
-  key = (await post('keys', { name: 'bench', team: 'bench', limits: huge })).key;
-}
+const key = KEYS ? await createLimitedKey(gateway.url) : undefined;
 const before = new Set(readdirSync(DIR));
 await cannon(gateway.url, { connections: 50, durationS: 5, key });
 const cpuBefore = cpuMs(gateway.pid);

@@ -8,7 +8,7 @@
  * BENCH_WORKERS (1 to compare WORKERS=1 and 2, default on), BENCH_REDIS_URL (the Redis of the virtual
  * keys scenario: redis://127.0.0.1:6379; skipped when none answers).
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -23,6 +23,7 @@ import {
   startProcess,
   type Proc,
 } from './lib/procs.js';
+import { createLimitedKey, keysGatewayEnv } from './lib/keys.js';
 import { cannon, sequential, streams } from './lib/load.js';
 import { median, summarize, table } from './lib/stats.js';
 import { HEAP_GROWING_PERCENT } from '../src/server/runtime-flags.js';
@@ -433,33 +434,13 @@ async function keysScenario(): Promise<void> {
     return;
   }
   const dir = mkdtempSync(path.join(os.tmpdir(), 'bench-keys-'));
-  const yaml = path.join(dir, 'gateway.yaml');
-  writeFileSync(yaml, 'limits:\n  global: { rpm: 100000000, tpm: 100000000000, maxParallel: 100000 }\n');
-  const admin = 'bench-admin-key-0123456789';
   const keysGateway = await startProcess(
     'gateway-keys',
     'src/main.ts',
-    gatewayEnv([upstreamEndpoint], {
-      ADMIN_API_KEY: admin,
-      CONFIG_FILE: yaml,
-      REDIS_URL: redisUrl,
-      REDIS_PREFIX: `bench-${process.pid}:`,
-      DATABASE_URL: `sqlite:${path.join(dir, 'keys.db')}`,
-    }),
+    gatewayEnv([upstreamEndpoint], keysGatewayEnv(dir, redisUrl, `bench-${process.pid}:`)),
     PROXY_CPU,
   );
-  const post = async (route: string, body: object) => {
-    const res = await fetch(`${keysGateway.url}/api/v1/${route}`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
-      body: JSON.stringify(body),
-    });
-    if (res.status !== 201) throw new Error(`${route}: ${res.status} ${await res.text()}`);
-    return (await res.json()) as { key: string };
-  };
-  const huge = { rpm: 100_000_000, tpm: 100_000_000_000, maxParallel: 100_000 };
-  await post('teams', { id: 'bench', limits: huge });
-  const { key } = await post('keys', { name: 'bench', team: 'bench', limits: huge });
+  const key = await createLimitedKey(keysGateway.url);
   const KEYED = 'gateway, virtual key, limits on Redis';
   const list: Target[] = [
     { name: FLOOR, proc: procs.floorExpress, url: procs.floorExpress.url },

@@ -1,26 +1,11 @@
 import { TRAFFIC_BUCKETS, type MetricsSnapshot } from './metrics.js';
 
-/** One interval of traffic: what changed between two snapshots of the metrics. Plain JSON. */
-export interface TrafficInterval {
-  /** The interval's start and length (ms): aligned to the wall clock, so workers' intervals line up. */
-  t: number;
-  ms: number;
-  requests: number;
-  serverErrors: number;
-  clientErrors: number;
-  limited: number;
-  retries: number;
-  continuations: number;
-  hedges: number;
-  cacheHits: number;
-  cacheMisses: number;
-  promptTokens: number;
-  completionTokens: number;
-  cost: number;
-  duration: number[];
-  ttft: number[];
-  endpoints: Record<string, { ttft: number[]; attempts: number; failures: number }>;
-}
+/**
+ * One interval of traffic: what changed between two snapshots of the metrics (the same fields, as
+ * differences), with the interval's start and length (ms), aligned to the wall clock so that workers'
+ * intervals line up. Plain JSON.
+ */
+export type TrafficInterval = MetricsSnapshot & { t: number; ms: number };
 
 /** A point of the dashboard's charts. Latencies in ms, null when nothing was observed. */
 export interface TrafficPoint {

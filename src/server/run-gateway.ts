@@ -152,64 +152,54 @@ function reloadableConfig(): GatewayConfig {
   return next;
 }
 
-let nextReloadId = 1;
-const waiting = new Map<number, (results: WorkerReload[]) => void>();
+/** The primary's answers a worker waits for, by the type of the question. */
+type Answer = Extract<
+  ToWorker,
+  { type: 'gateway:reload-all-done' | 'gateway:metrics-done' | 'gateway:traffic-done' }
+>;
+const ANSWERS: ReadonlySet<string> = new Set<Answer['type']>([
+  'gateway:reload-all-done',
+  'gateway:metrics-done',
+  'gateway:traffic-done',
+]);
+const asked = new Map<number, (answer: Answer) => void>();
+let nextQuestionId = 1;
+
+/** Asks the primary (every worker's reload, metrics or traffic) and resolves with its answer. */
+function askPrimary(type: 'gateway:reload-all' | 'gateway:metrics' | 'gateway:traffic'): Promise<Answer> {
+  // One listener while any question is open.
+  if (asked.size === 0) process.on('message', onAnswer);
+  const id = nextQuestionId++;
+  return new Promise((resolve) => {
+    asked.set(id, resolve);
+    process.send?.({ type, id } satisfies ToPrimary);
+  });
+}
+
+function onAnswer(message: unknown): void {
+  if (!isMessage<ToWorker>(message) || !ANSWERS.has(message.type)) return;
+  const answer = message as Answer;
+  asked.get(answer.id)?.(answer);
+  asked.delete(answer.id);
+  if (asked.size === 0) process.off('message', onAnswer);
+}
 
 /** The admin route of a worker: the primary reloads every worker and sends back their answers. */
-const metricsWaiting = new Map<number, { resolve: (text: string) => void; reject: (err: Error) => void }>();
-let nextMetricsId = 1;
+async function reloadThroughPrimary(): Promise<WorkerReload[]> {
+  const answer = await askPrimary('gateway:reload-all');
+  return answer.type === 'gateway:reload-all-done' ? answer.results : [];
+}
 
 /** Every worker's metrics, summed by the primary (one scrape of any worker shows the whole gateway). */
-function metricsThroughPrimary(): Promise<string> {
-  if (metricsWaiting.size === 0) process.on('message', onMetricsMessage);
-  const id = nextMetricsId++;
-  return new Promise((resolve, reject) => {
-    metricsWaiting.set(id, { resolve, reject });
-    process.send?.({ type: 'gateway:metrics', id } satisfies ToPrimary);
-  });
+async function metricsThroughPrimary(): Promise<string> {
+  const answer = await askPrimary('gateway:metrics');
+  if (answer.type !== 'gateway:metrics-done') return '';
+  if (answer.error !== undefined) throw new Error(`metrics of the workers: ${answer.error}`);
+  return answer.text ?? '';
 }
-
-function onMetricsMessage(message: unknown): void {
-  if (!isMessage<ToWorker>(message) || message.type !== 'gateway:metrics-done') return;
-  const waiter = metricsWaiting.get(message.id);
-  metricsWaiting.delete(message.id);
-  if (metricsWaiting.size === 0) process.off('message', onMetricsMessage);
-  if (message.error !== undefined) waiter?.reject(new Error(`metrics of the workers: ${message.error}`));
-  else waiter?.resolve(message.text ?? '');
-}
-
-const trafficWaiting = new Map<number, (processes: TrafficInterval[][]) => void>();
-let nextTrafficId = 1;
 
 /** Every worker's traffic history, collected by the primary (the dashboard shows the whole gateway). */
-function trafficThroughPrimary(): Promise<TrafficInterval[][]> {
-  if (trafficWaiting.size === 0) process.on('message', onTrafficMessage);
-  const id = nextTrafficId++;
-  return new Promise((resolve) => {
-    trafficWaiting.set(id, resolve);
-    process.send?.({ type: 'gateway:traffic', id } satisfies ToPrimary);
-  });
-}
-
-function onTrafficMessage(message: unknown): void {
-  if (!isMessage<ToWorker>(message) || message.type !== 'gateway:traffic-done') return;
-  trafficWaiting.get(message.id)?.(message.processes);
-  trafficWaiting.delete(message.id);
-  if (trafficWaiting.size === 0) process.off('message', onTrafficMessage);
-}
-
-function reloadThroughPrimary(): Promise<WorkerReload[]> {
-  if (waiting.size === 0) process.on('message', onPrimaryMessage);
-  const id = nextReloadId++;
-  return new Promise((resolve) => {
-    waiting.set(id, resolve);
-    process.send?.({ type: 'gateway:reload-all', id } satisfies ToPrimary);
-  });
-}
-
-function onPrimaryMessage(message: unknown): void {
-  if (!isMessage<ToWorker>(message) || message.type !== 'gateway:reload-all-done') return;
-  waiting.get(message.id)?.(message.results);
-  waiting.delete(message.id);
-  if (waiting.size === 0) process.off('message', onPrimaryMessage);
+async function trafficThroughPrimary(): Promise<TrafficInterval[][]> {
+  const answer = await askPrimary('gateway:traffic');
+  return answer.type === 'gateway:traffic-done' ? answer.processes : [];
 }
