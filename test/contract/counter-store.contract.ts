@@ -1,6 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import type { CounterCheck, CounterStore, PeerMessage } from '../../src/stores/counters/counter-store.js';
-import { SLOT_LEASE_MS } from '../../src/stores/counters/counter-store.js';
+import { bucketMs, SLOT_LEASE_MS, type AdmitResult, type Ticket } from '../../src/stores/counters/counter-store.js';
+
+/** The ticket of an admission that must have passed. */
+function ticketOf(result: AdmitResult): Ticket {
+  if (!result.ok) throw new Error(`expected an admission, got a refusal by check ${result.index}`);
+  return result.ticket;
+}
 
 /** A store on a clock the test moves, with keys of its own (several suites may share one Redis). */
 export type CounterFactory = (now: () => number) => Promise<{ store: CounterStore; prefix: string }>;
@@ -19,6 +25,8 @@ export function counterStoreContract(name: string, factory: CounterFactory): voi
     }
     let n = 0;
     const id = () => `adm-${++n}-${Math.random().toString(36).slice(2)}`;
+    /** A minute window's bucket: an admission leaves up to this much after its minute. */
+    const B = bucketMs(60_000);
 
     it('count window: admits exactly the limit in any rolling window, then says when to retry', async () => {
       const { store, clock, k } = await setup();
@@ -32,8 +40,10 @@ export function counterStoreContract(name: string, factory: CounterFactory): voi
       const ok = results[2]!;
       expect(ok.ok && ok.states[0]!.remaining).toBe(0);
       const refused = results[3]!;
-      // The first admission (at t0) leaves the window at t0 + 60 s; this refusal came at t0 + 3 s.
-      expect(!refused.ok && refused.retryAfterMs).toBe(57_000);
+      // The first admission (at t0, the start of a bucket) leaves the window at the end of its bucket
+      // plus 60 s; this refusal came at t0 + 3 s.
+      expect(B).toBe(100);
+      expect(!refused.ok && refused.retryAfterMs).toBe(57_000 + B);
       expect(!refused.ok && refused.index).toBe(0);
       clock.advance(55_500); // t0 + 60.5 s: the first admission (only) has left
       expect((await store.admit(id(), [check])).ok).toBe(true);
@@ -68,8 +78,8 @@ export function counterStoreContract(name: string, factory: CounterFactory): voi
       const par: CounterCheck = { kind: 'slots', key: k('st-par'), limit: 5 };
       const first = await store.admit(id(), [rpm, tpm, par]);
       expect(first.ok && first.states).toEqual([
-        { remaining: 1, resetMs: 60_000 },
-        { remaining: 700, resetMs: 60_000 },
+        { remaining: 1, resetMs: 60_000 + B },
+        { remaining: 700, resetMs: 60_000 + B },
         { remaining: 4, resetMs: 0 },
       ]);
       clock.advance(5_000);
@@ -79,8 +89,8 @@ export function counterStoreContract(name: string, factory: CounterFactory): voi
       const refused = await store.admit(id(), [rpm, tpm, par]);
       expect(refused.ok).toBe(false);
       expect(refused.states).toEqual([
-        { remaining: 0, resetMs: 58_000 },
-        { remaining: 400, resetMs: 58_000 },
+        { remaining: 0, resetMs: 58_000 + B },
+        { remaining: 400, resetMs: 58_000 + B },
         { remaining: 3, resetMs: 0 },
       ]);
       await store.close();
@@ -95,19 +105,20 @@ export function counterStoreContract(name: string, factory: CounterFactory): voi
         windowMs: 60_000,
         amount,
       });
-      const a = id();
-      const first = await store.admit(a, [tpm(600)]);
+      const first = await store.admit(id(), [tpm(600)]);
       expect(first.ok && first.states[0]!.remaining).toBe(400);
       clock.advance(10_000);
       expect((await store.admit(id(), [tpm(500)])).ok).toBe(false);
       // The real usage was smaller than the reservation.
-      await store.correct(a, [k('tpm')], 100);
+      await store.correct(ticketOf(first), [k('tpm')], 100);
       const second = await store.admit(id(), [tpm(500)]);
       expect(second.ok && second.states[0]!.remaining).toBe(400);
       const refused = await store.admit(id(), [tpm(450)]);
-      // Fits once the 100 of t0 leave (t0 + 60 s), i.e. 50 s after now.
-      expect(!refused.ok && refused.retryAfterMs).toBe(50_000);
+      // Fits once the 100 of t0 leave (its bucket's end + 60 s), i.e. 50 s and a bucket after now.
+      expect(!refused.ok && refused.retryAfterMs).toBe(50_000 + B);
       clock.advance(50_000);
+      expect((await store.admit(id(), [tpm(450)])).ok).toBe(false);
+      clock.advance(B);
       expect((await store.admit(id(), [tpm(450)])).ok).toBe(true);
       await store.close();
     });
@@ -115,9 +126,7 @@ export function counterStoreContract(name: string, factory: CounterFactory): voi
     it('count window: a released admission is taken back as if it had never been', async () => {
       const { store, k } = await setup();
       const check: CounterCheck = { kind: 'count', key: k('claims'), limit: 1, windowMs: 86_400_000 };
-      const a = id();
-      expect((await store.admit(a, [check])).ok).toBe(true);
-      await store.release(a, [k('claims')]);
+      await store.release(ticketOf(await store.admit(id(), [check])), [k('claims')]);
       expect((await store.admit(id(), [check])).ok).toBe(true);
       expect((await store.admit(id(), [check])).ok).toBe(false);
       await store.close();
@@ -135,19 +144,72 @@ export function counterStoreContract(name: string, factory: CounterFactory): voi
     it('slots: at most the limit in flight; released slots and expired leases come back', async () => {
       const { store, clock, k } = await setup();
       const par: CounterCheck = { kind: 'slots', key: k('par'), limit: 2 };
-      const [a, b, c] = [id(), id(), id()];
-      expect((await store.admit(a, [par])).ok).toBe(true);
-      expect((await store.admit(b, [par])).ok).toBe(true);
-      expect((await store.admit(c, [par])).ok).toBe(false);
+      const a = ticketOf(await store.admit(id(), [par]));
+      expect((await store.admit(id(), [par])).ok).toBe(true);
+      expect((await store.admit(id(), [par])).ok).toBe(false);
       await store.release(a, [k('par')]);
-      expect((await store.admit(c, [par])).ok).toBe(true);
-      // b and c are renewed (a live replica); then b's holder dies: c stays, b's slot expires.
+      const c = ticketOf(await store.admit(id(), [par]));
+      // c is renewed (a live replica); b's holder dies: c stays, b's slot expires.
       clock.advance(SLOT_LEASE_MS - 1_000);
-      await store.renew([{ id: c, slotKeys: [k('par')] }]);
+      await store.renew([{ ticket: c, slotKeys: [k('par')] }]);
       clock.advance(2_000);
       const d = id();
       expect((await store.admit(d, [par])).ok).toBe(true);
       expect((await store.admit(id(), [par])).ok).toBe(false);
+      await store.close();
+    });
+
+    it('count window: admissions in one turn are counted in order, exactly, and leave with their bucket', async () => {
+      const { store, clock, k } = await setup();
+      const check: CounterCheck = { kind: 'count', key: k('burst'), limit: 20, windowMs: 60_000 };
+      // 60 at once: in one batch for the Redis store (one script call), each checked in turn.
+      const burst = await Promise.all(Array.from({ length: 60 }, () => store.admit(id(), [check])));
+      expect(burst.filter((r) => r.ok)).toHaveLength(20);
+      expect(burst.slice(0, 20).every((r) => r.ok)).toBe(true);
+      const remaining = burst.slice(0, 20).map((r) => r.states[0]!.remaining);
+      expect(remaining).toEqual(Array.from({ length: 20 }, (_, i) => 19 - i));
+      // Half a bucket later, another 10 (a new bucket once the clock crosses its edge).
+      clock.advance(B * 1.5);
+      expect((await store.admit(id(), [check])).ok).toBe(false);
+      // The first 20 leave together, at their bucket's end plus the window; then 20 pass again.
+      clock.advance(60_000 - B * 1.5 + B - 1);
+      expect((await store.admit(id(), [check])).ok).toBe(false);
+      clock.advance(1);
+      const again = await Promise.all(Array.from({ length: 21 }, () => store.admit(id(), [check])));
+      expect(again.filter((r) => r.ok)).toHaveLength(20);
+      await store.close();
+    });
+
+    it('sum window: corrections and releases touch only their own bucket, and not once it has left', async () => {
+      const { store, clock, k } = await setup();
+      const tpm = (amount: number): CounterCheck => ({
+        kind: 'sum',
+        key: k('tpm-b'),
+        limit: 1_000,
+        windowMs: 60_000,
+        amount,
+      });
+      const early = ticketOf(await store.admit(id(), [tpm(300)]));
+      clock.advance(30_000);
+      const late = ticketOf(await store.admit(id(), [tpm(300)]));
+      await store.correct(late, [k('tpm-b')], 50);
+      // Corrected twice: the second correction is from the first's amount, not the reservation's.
+      await store.correct(late, [k('tpm-b')], 80);
+      let probe = await store.admit(id(), [tpm(0)]);
+      expect(probe.ok && probe.states[0]!.remaining).toBe(1_000 - 300 - 80);
+      // The early admission leaves; its correction afterwards must not take anything from the others.
+      clock.advance(30_000 + B);
+      await store.correct(early, [k('tpm-b')], 0);
+      probe = await store.admit(id(), [tpm(0)]);
+      expect(probe.ok && probe.states[0]!.remaining).toBe(1_000 - 80);
+      await store.release(late, [k('tpm-b')]);
+      probe = await store.admit(id(), [tpm(0)]);
+      expect(probe.ok && probe.states[0]!.remaining).toBe(1_000);
+      // After a silence longer than the window, the window starts empty.
+      await store.admit(id(), [tpm(400)]);
+      clock.advance(10 * 60_000);
+      probe = await store.admit(id(), [tpm(0)]);
+      expect(probe.ok && probe.states[0]).toEqual({ remaining: 1_000, resetMs: 60_000 + B });
       await store.close();
     });
 

@@ -57,20 +57,24 @@ describe('limits: rpm, tpm, maxParallel and budgets at the key, team, model and 
     expect(answers.map((a) => a.status)).toEqual([200, 200, 200]);
     expect(answers[0]!.headers.get('x-ratelimit-limit-requests')).toBe('3');
     expect(answers.map((a) => a.headers.get('x-ratelimit-remaining-requests'))).toEqual(['2', '1', '0']);
-    expect(answers[2]!.headers.get('x-ratelimit-reset-requests')).toBe('1m0s');
+    // A minute and a bucket (a tenth of a second): the window counts in buckets, never less than a minute.
+    expect(answers[2]!.headers.get('x-ratelimit-reset-requests')).toBe('1m0.1s');
 
     const refused = await post(k.key);
     expect(refused.status).toBe(429);
-    // The first request (t0) leaves the window at t0 + 60 s; now is t0 + 3 s.
-    expect(refused.headers.get('retry-after')).toBe('57');
+    // The first request (t0) leaves the window at the end of its bucket + 60 s (t0 + 60.1 s); now is
+    // t0 + 3 s: 57.1 s, in whole seconds.
+    expect(refused.headers.get('retry-after')).toBe('58');
     expect(refused.headers.get('x-ratelimit-remaining-requests')).toBe('0');
     const body = (await refused.json()) as { error: Record<string, string> };
     expect(body.error).toMatchObject({ type: 'rate_limit_error', code: 'rate_limit_exceeded' });
     expect(body.error.message).toBe(
-      `Rate limit reached for key 'ci' (${k.id}): 3 requests per minute. Try again in 57 s.`,
+      `Rate limit reached for key 'ci' (${k.id}): 3 requests per minute. Try again in 58 s.`,
     );
 
-    clock.t = T0 + 60_001;
+    clock.t = T0 + 60_099;
+    expect((await post(k.key)).status).toBe(429);
+    clock.t = T0 + 60_100;
     expect((await post(k.key)).status).toBe(200);
   });
 
@@ -83,7 +87,7 @@ describe('limits: rpm, tpm, maxParallel and budgets at the key, team, model and 
       .create({ model: 'llama', messages: [{ role: 'user', content: 'x' }] })
       .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(OpenAI.RateLimitError);
-    expect((err as InstanceType<typeof OpenAI.RateLimitError>).headers?.get('retry-after')).toBe('60');
+    expect((err as InstanceType<typeof OpenAI.RateLimitError>).headers?.get('retry-after')).toBe('61');
   });
 
   it('tpm: reserved from prompt + max_tokens, corrected by the real usage; too large for the limit is 400', async () => {

@@ -113,6 +113,8 @@ describe('configuration of keys, limits and shared state', () => {
     expect(formatDuration(1_000)).toBe('1s');
     expect(formatDuration(360_000)).toBe('6m0s');
     expect(formatDuration(3_723_000)).toBe('1h2m3s');
+    expect(formatDuration(60_100)).toBe('1m0.1s');
+    expect(formatDuration(57_001)).toBe('57.1s');
   });
 });
 

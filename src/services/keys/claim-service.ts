@@ -94,7 +94,8 @@ export class ClaimService {
         { code: 'rate_limit_exceeded', retryAfterSeconds: seconds },
       );
     }
-    const giveBack = () => counters.release(admission, [addressKey]).catch(() => undefined);
+    const { ticket } = counted;
+    const giveBack = () => counters.release(ticket, [addressKey]).catch(() => undefined);
     try {
       await this.checkCaptcha(input);
     } catch (err) {

@@ -8,6 +8,7 @@ import {
   type CheckState,
   type CounterCheck,
   type CounterStore,
+  type Ticket,
 } from '../../stores/counters/counter-store.js';
 import type { Budget } from '../../stores/records/record-store.js';
 import type { Principal } from '../core/principal.js';
@@ -144,9 +145,10 @@ export class Limiter {
     } catch (err) {
       return this.storeFailed(err);
     }
-    const admission = new Admission(this, id, plan, result.states);
+    if (!result.ok)
+      throw refusal(meta[result.index]!, checks[result.index]!, result, rateLimitHeaders(checks, result.states));
+    const admission = new Admission(this, result.ticket, plan, result.states);
     admission.model = model;
-    if (!result.ok) throw refusal(meta[result.index]!, checks[result.index]!, result, admission.headers);
     if (admission.slotKeys.length > 0) this.hold(admission);
     return admission;
   }
@@ -283,7 +285,7 @@ export class Limiter {
       this.renewTimer = undefined;
       return;
     }
-    const held = [...this.held].map((a) => ({ id: a.id, slotKeys: a.slotKeys }));
+    const held = [...this.held].map((a) => ({ ticket: a.ticket, slotKeys: a.slotKeys }));
     await this.counters.renew(held).catch((err: unknown) => this.storeFailed(err));
   }
 
@@ -292,10 +294,14 @@ export class Limiter {
     this.held.delete(admission);
     const { counters } = this;
     const work: Array<Promise<void>> = [];
-    if (admission.slotKeys.length > 0) work.push(counters.release(admission.id, admission.slotKeys));
+    if (admission.slotKeys.length > 0) work.push(counters.release(admission.ticket, admission.slotKeys));
     if (usage && admission.tokenKeys.length > 0)
       work.push(
-        counters.correct(admission.id, admission.tokenKeys, usage.promptTokens + usage.completionTokens),
+        counters.correct(
+          admission.ticket,
+          admission.tokenKeys,
+          usage.promptTokens + usage.completionTokens,
+        ),
       );
     if (usage && admission.budgets.length > 0) {
       const cost = this.costOf(usage, admission.model);
@@ -330,7 +336,7 @@ export class Admission {
 
   constructor(
     private readonly limiter: Limiter,
-    readonly id: string,
+    readonly ticket: Ticket,
     plan: Plan,
     states: readonly CheckState[],
   ) {

@@ -48,17 +48,22 @@ export function rateLimitHeaders(
   return headers;
 }
 
-/** OpenAI's duration format: `20ms`, `1s`, `6m0s`, `1h2m3s`. */
+/**
+ * OpenAI's duration format (Go's): `20ms`, `1s`, `6m0s`, `1h2m3s`, to a tenth of a second rounded up
+ * (`1m0.1s`: a minute window's buckets are a tenth of a second).
+ */
 export function formatDuration(ms: number): string {
   if (ms < 1_000) return `${Math.max(0, Math.ceil(ms))}ms`;
-  let s = Math.ceil(ms / 1_000);
+  const tenths = Math.ceil(ms / 100);
+  let s = Math.floor(tenths / 10);
+  const fraction = tenths % 10 === 0 ? '' : `.${tenths % 10}`;
   const h = Math.floor(s / 3_600);
   s -= h * 3_600;
   const m = Math.floor(s / 60);
   s -= m * 60;
-  if (h > 0) return `${h}h${m}m${s}s`;
-  if (m > 0) return `${m}m${s}s`;
-  return `${s}s`;
+  if (h > 0) return `${h}h${m}m${s}${fraction}s`;
+  if (m > 0) return `${m}m${s}${fraction}s`;
+  return `${s}${fraction}s`;
 }
 
 const LIMIT_WORDS = {

@@ -7,7 +7,12 @@
  */
 
 export type CounterCheck =
-  /** At most `limit` admissions in any rolling `windowMs` (rpm, claims per address per day). */
+  /**
+   * At most `limit` admissions in any rolling `windowMs` (rpm, claims per address per day). Windows
+   * count in buckets of `bucketMs(windowMs)` (a 600th of the window: 100 ms for a minute): an
+   * admission leaves at the end of its bucket plus the window, never earlier, so that no rolling
+   * window ever holds more than the limit (a retry may be told to wait up to one bucket longer).
+   */
   | { kind: 'count'; key: string; limit: number; windowMs: number }
   /**
    * At most `limit` in any rolling `windowMs`, this admission weighing `amount` (tpm); the amount can
@@ -27,7 +32,8 @@ export interface CheckState {
 }
 
 export type AdmitResult =
-  | { ok: true; states: CheckState[] }
+  /** `ticket`: what the admission holds, for `correct`, `release` and `renew`. */
+  | { ok: true; states: CheckState[]; ticket: Ticket }
   /** `index`: the first check that refused; `retryAfterMs`: when it would admit the same request. */
   | { ok: false; index: number; retryAfterMs: number; states: CheckState[] };
 
@@ -44,15 +50,18 @@ export interface CounterStore {
    * under every one of them (slots taken, amounts added), else under none.
    */
   admit(id: string, checks: readonly CounterCheck[]): Promise<AdmitResult>;
-  /** Sets the amount an admission weighs in `sum` windows (a tpm reservation corrected by real usage). */
-  correct(id: string, keys: readonly string[], amount: number): Promise<void>;
   /**
-   * Gives back the admission's slots; under `count` keys, takes the admission back as if it had never
-   * been (a claim that failed after its address was counted).
+   * Sets the amount an admission weighs in its `sum` windows under `keys` (a tpm reservation corrected
+   * by real usage), while it is still in them.
    */
-  release(id: string, keys: readonly string[]): Promise<void>;
+  correct(ticket: Ticket, keys: readonly string[], amount: number): Promise<void>;
+  /**
+   * Gives back the admission's slots; under `count` and `sum` keys, takes the admission back as if it
+   * had never been (a claim that failed after its address was counted).
+   */
+  release(ticket: Ticket, keys: readonly string[]): Promise<void>;
   /** Keeps the slots of admissions still running from expiring (a live replica renews; a dead one does not). */
-  renew(held: ReadonlyArray<{ id: string; slotKeys: readonly string[] }>): Promise<void>;
+  renew(held: ReadonlyArray<{ ticket: Ticket; slotKeys: readonly string[] }>): Promise<void>;
   /** Adds spending under budget keys; each key expires `ttlMs` later when given (a period's end). */
   spend(entries: ReadonlyArray<{ key: string; ttlMs: number | undefined }>, amount: number): Promise<void>;
   /** What has been spent under a budget key. */
@@ -62,6 +71,46 @@ export interface CounterStore {
   /** Resolves once messages published from now on reach `handler`. */
   onMessage(handler: (message: PeerMessage) => void): Promise<void>;
   close(): Promise<void>;
+}
+
+/**
+ * An admission as counted: its id, the store's time when it was counted (which bucket of each window
+ * holds it) and what it weighs under each check, kept here (rather than in the store, per admission)
+ * so that a correction or a release is a difference added to one bucket.
+ */
+export class Ticket {
+  private weights: number[] | undefined;
+
+  constructor(
+    readonly id: string,
+    readonly at: number,
+    readonly checks: readonly CounterCheck[],
+  ) {}
+
+  /** The index of the check under `key`, -1 if none. */
+  indexOf(key: string): number {
+    return this.checks.findIndex((c) => c.key === key);
+  }
+
+  /** What the admission weighs under check `i` now: its amount as corrected, 0 once taken back. */
+  weight(i: number): number {
+    const w = this.weights?.[i];
+    if (w !== undefined) return w;
+    const c = this.checks[i]!;
+    return c.kind === 'sum' ? c.amount : 1;
+  }
+
+  /** Records a new weight under check `i`; returns the difference to add to its bucket. */
+  reweigh(i: number, weight: number): number {
+    const delta = weight - this.weight(i);
+    (this.weights ??= [])[i] = weight;
+    return delta;
+  }
+}
+
+/** The bucket length of a window: a 600th of it (100 ms for a minute), at least 1 ms. */
+export function bucketMs(windowMs: number): number {
+  return Math.max(1, Math.ceil(windowMs / 600));
 }
 
 /** How long a slot lives without renewal: a dead replica's slots come back within this. */

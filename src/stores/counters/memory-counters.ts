@@ -1,5 +1,7 @@
 import {
+  bucketMs,
   SLOT_LEASE_MS,
+  Ticket,
   type AdmitResult,
   type CheckState,
   type CounterCheck,
@@ -8,92 +10,95 @@ import {
 } from './counter-store.js';
 
 /**
- * Admissions in a rolling window, oldest first, and their total: a ring of times and amounts in typed
- * arrays beside the admission ids (no object per admission: a busy window holds a minute of them).
- * Corrections and releases look an id up from the newest end, where running requests are.
+ * A rolling window in buckets (`bucketMs`): a ring of bucket totals in a typed array and their sum.
+ * An admission adds its amount to the bucket of its time; it leaves at its bucket's end plus the
+ * window. Memory and time per admission are constant, however busy the window.
  */
 class Window {
-  private at = new Float64Array(64);
-  private amounts = new Float64Array(64);
-  private ids = new Array<string | undefined>(64);
-  /** Absolute positions: the oldest entry, and one past the newest. */
-  private head = 0;
-  private tail = 0;
+  readonly size: number;
+  private readonly amounts: Float64Array;
+  private readonly mask: number;
+  /** The oldest bucket that may still count, and the newest one that was added to. */
+  private first: number;
+  private last: number;
   sum = 0;
 
-  constructor(readonly windowMs: number) {}
-
-  private get mask(): number {
-    return this.at.length - 1;
+  constructor(
+    readonly windowMs: number,
+    now: number,
+  ) {
+    this.size = bucketMs(windowMs);
+    // Room for every live bucket: the window's, the current one and the one being left.
+    let n = 4;
+    while (n < Math.ceil(windowMs / this.size) + 2) n *= 2;
+    this.amounts = new Float64Array(n);
+    this.mask = n - 1;
+    this.first = this.firstLive(now);
+    this.last = this.first - 1;
   }
 
-  trim(since: number): void {
-    const { at, amounts, mask } = this;
-    while (this.head < this.tail && at[this.head & mask]! <= since) {
-      this.sum -= amounts[this.head & mask]!;
-      this.ids[this.head & mask] = undefined;
-      this.head++;
-    }
+  private firstLive(now: number): number {
+    return Math.floor((now - this.windowMs) / this.size);
   }
 
-  add(id: string, at: number, amount: number): void {
-    if (this.tail - this.head === this.at.length) this.grow();
-    const i = this.tail & this.mask;
-    this.at[i] = at;
-    this.amounts[i] = amount;
-    this.ids[i] = id;
-    this.tail++;
+  bucketOf(at: number): number {
+    return Math.floor(at / this.size);
+  }
+
+  trim(now: number): void {
+    const live = this.firstLive(now);
+    if (live <= this.first) return;
+    if (live > this.last) {
+      this.amounts.fill(0);
+      this.sum = 0;
+      this.last = live - 1;
+    } else
+      for (let b = this.first; b < live; b++) {
+        this.sum -= this.amounts[b & this.mask]!;
+        this.amounts[b & this.mask] = 0;
+      }
+    this.first = live;
+  }
+
+  add(bucket: number, amount: number): void {
+    // A clock stepped back counts in the oldest live bucket, never outside the ring.
+    if (bucket < this.first) bucket = this.first;
+    this.amounts[bucket & this.mask]! += amount;
     this.sum += amount;
+    if (bucket > this.last) this.last = bucket;
   }
 
-  /** Twice the room, the entries copied in order to the start. */
-  private grow(): void {
-    const size = this.tail - this.head;
-    const at = new Float64Array(this.at.length * 2);
-    const amounts = new Float64Array(this.at.length * 2);
-    const ids = new Array<string | undefined>(this.at.length * 2);
-    for (let k = 0; k < size; k++) {
-      const i = (this.head + k) & this.mask;
-      at[k] = this.at[i]!;
-      amounts[k] = this.amounts[i]!;
-      ids[k] = this.ids[i];
-    }
-    this.at = at;
-    this.amounts = amounts;
-    this.ids = ids;
-    this.head = 0;
-    this.tail = size;
+  /** Adds `delta` to a bucket still in the window (a correction, a release); false if it has left. */
+  adjust(bucket: number, delta: number): boolean {
+    if (bucket < this.first || bucket > this.last) return false;
+    this.amounts[bucket & this.mask]! += delta;
+    this.sum += delta;
+    return true;
   }
 
   get empty(): boolean {
-    return this.head >= this.tail;
+    return this.last < this.first || this.sum <= 0;
   }
 
-  /** Sets the amount of admission `id` (its ring position), newest first; false if it left the window. */
-  setAmount(id: string, amount: number): boolean {
-    const { ids, mask } = this;
-    for (let k = this.tail - 1; k >= this.head; k--)
-      if (ids[k & mask] === id) {
-        this.sum += amount - this.amounts[k & mask]!;
-        this.amounts[k & mask] = amount;
-        return true;
-      }
-    return false;
-  }
-
-  /** When enough of the oldest admissions have left for `amount` more to fit under `limit`. */
-  fitsAt(amount: number, limit: number, windowMs: number): number {
+  /** When enough of the oldest buckets have left for `amount` more to fit under `limit`. */
+  fitsAt(amount: number, limit: number): number {
+    if (amount > limit) return Number.POSITIVE_INFINITY;
     let freed = 0;
-    for (let k = this.head; k < this.tail; k++) {
-      freed += this.amounts[k & this.mask]!;
-      if (this.sum - freed + amount <= limit) return this.at[k & this.mask]! + windowMs;
+    for (let b = this.first; b <= this.last; b++) {
+      freed += this.amounts[b & this.mask]!;
+      if (this.sum - freed + amount <= limit) return this.endOf(b);
     }
     return Number.POSITIVE_INFINITY;
   }
 
-  /** When the newest admission leaves: the window is whole again. */
-  clearAt(windowMs: number): number {
-    return this.empty ? 0 : this.at[(this.tail - 1) & this.mask]! + windowMs;
+  /** When the newest admission leaves: the window is whole again (0 when it is empty). */
+  clearAt(): number {
+    return this.empty ? 0 : this.endOf(this.last);
+  }
+
+  /** When bucket `b`'s admissions leave the window. */
+  endOf(b: number): number {
+    return (b + 1) * this.size + this.windowMs;
   }
 }
 
@@ -128,11 +133,12 @@ export class MemoryCounters implements CounterStore {
     if (refused) return Promise.resolve({ ok: false, ...refused, states });
     checks.forEach((check, i) => {
       if (check.kind === 'count' || check.kind === 'sum') {
-        const window = this.window(check.key, check.windowMs);
-        window.add(id, now, check.kind === 'sum' ? check.amount : 1);
+        const window = this.window(check.key, check.windowMs, now);
+        const bucket = window.bucketOf(now);
+        window.add(bucket, check.kind === 'sum' ? check.amount : 1);
         states[i] = {
           remaining: Math.max(0, check.limit - window.sum),
-          resetMs: window.clearAt(check.windowMs) - now,
+          resetMs: window.endOf(bucket) - now,
         };
       } else if (check.kind === 'slots') {
         let held = this.slots.get(check.key);
@@ -141,23 +147,31 @@ export class MemoryCounters implements CounterStore {
         states[i] = { remaining: Math.max(0, check.limit - held.size), resetMs: 0 };
       }
     });
-    return Promise.resolve({ ok: true, states });
+    return Promise.resolve({ ok: true, states, ticket: new Ticket(id, now, checks) });
   }
 
   private check(check: CounterCheck, now: number): { state: CheckState; retryAtMs?: number } {
     switch (check.kind) {
       case 'count':
       case 'sum': {
-        const window = this.windows.get(check.key);
-        window?.trim(now - check.windowMs);
+        let window = this.windows.get(check.key);
+        // Another window length under the same key (a changed configuration) starts anew.
+        if (window && window.windowMs !== check.windowMs) {
+          this.windows.delete(check.key);
+          window = undefined;
+        }
+        window?.trim(now);
         const sum = window?.sum ?? 0;
         const amount = check.kind === 'sum' ? check.amount : 1;
         const state = {
           remaining: Math.max(0, check.limit - sum),
-          resetMs: Math.max(0, (window?.clearAt(check.windowMs) ?? 0) - now),
+          resetMs: Math.max(0, (window?.clearAt() ?? 0) - now),
         };
         if (sum + amount <= check.limit) return { state };
-        return { state, retryAtMs: window ? window.fitsAt(amount, check.limit, check.windowMs) : Infinity };
+        return {
+          state,
+          retryAtMs: window ? window.fitsAt(amount, check.limit) : amount > check.limit ? Infinity : now,
+        };
       }
       case 'slots': {
         const held = this.slots.get(check.key);
@@ -177,25 +191,36 @@ export class MemoryCounters implements CounterStore {
     }
   }
 
-  correct(id: string, keys: readonly string[], amount: number): Promise<void> {
-    for (const key of keys) this.windows.get(key)?.setAmount(id, amount);
+  correct(ticket: Ticket, keys: readonly string[], amount: number): Promise<void> {
+    for (const key of keys) this.reweigh(ticket, key, amount);
     return Promise.resolve();
   }
 
-  release(id: string, keys: readonly string[]): Promise<void> {
+  release(ticket: Ticket, keys: readonly string[]): Promise<void> {
     for (const key of keys) {
-      this.slots.get(key)?.delete(id);
-      this.windows.get(key)?.setAmount(id, 0);
+      this.slots.get(key)?.delete(ticket.id);
+      this.reweigh(ticket, key, 0);
     }
     return Promise.resolve();
   }
 
-  renew(held: ReadonlyArray<{ id: string; slotKeys: readonly string[] }>): Promise<void> {
+  /** Gives an admission a new weight in the bucket that holds it, if it is still in the window. */
+  private reweigh(ticket: Ticket, key: string, weight: number): void {
+    const i = ticket.indexOf(key);
+    const check = ticket.checks[i];
+    if (check?.kind !== 'count' && check?.kind !== 'sum') return;
+    const window = this.windows.get(key);
+    if (!window || window.windowMs !== check.windowMs) return;
+    window.trim(this.now());
+    window.adjust(window.bucketOf(ticket.at), ticket.reweigh(i, weight));
+  }
+
+  renew(held: ReadonlyArray<{ ticket: Ticket; slotKeys: readonly string[] }>): Promise<void> {
     const until = this.now() + SLOT_LEASE_MS;
-    for (const { id, slotKeys } of held)
+    for (const { ticket, slotKeys } of held)
       for (const key of slotKeys) {
         const slots = this.slots.get(key);
-        if (slots?.has(id)) slots.set(id, until);
+        if (slots?.has(ticket.id)) slots.set(ticket.id, until);
       }
     return Promise.resolve();
   }
@@ -228,9 +253,9 @@ export class MemoryCounters implements CounterStore {
     return Promise.resolve();
   }
 
-  private window(key: string, windowMs: number): Window {
+  private window(key: string, windowMs: number, now: number): Window {
     let window = this.windows.get(key);
-    if (!window) this.windows.set(key, (window = new Window(windowMs)));
+    if (!window) this.windows.set(key, (window = new Window(windowMs, now)));
     return window;
   }
 
@@ -248,7 +273,7 @@ export class MemoryCounters implements CounterStore {
     if (now < this.sweepAt) return;
     this.sweepAt = now + 60_000;
     for (const [key, window] of this.windows) {
-      window.trim(now - window.windowMs);
+      window.trim(now);
       if (window.empty) this.windows.delete(key);
     }
     for (const [key, held] of this.slots) if (held.size === 0) this.slots.delete(key);

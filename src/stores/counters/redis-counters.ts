@@ -5,7 +5,9 @@ import type { Redis, RedisOptions } from 'ioredis';
 /** Loaded only when Redis is configured: its code stays out of a gateway without it. */
 const loadRedis = () => (createRequire(import.meta.url)('ioredis') as typeof IORedis).Redis;
 import {
+  bucketMs,
   SLOT_LEASE_MS,
+  Ticket,
   type AdmitResult,
   type CheckState,
   type CounterCheck,
@@ -13,16 +15,18 @@ import {
   type PeerMessage,
 } from './counter-store.js';
 import { withoutPassword } from '../../config/config-problems.js';
-import { ADMIT, SEPARATOR, SPEND } from './redis-scripts.js';
+import { ADMIT, RECORD, SEPARATOR, SPEND } from './redis-scripts.js';
 
 const KIND_CODE = { count: 'c', sum: 's', slots: 'l', budget: 'b' } as const;
 /** Admissions per script call: a batch must not hold Redis (single-threaded) for long. */
 const MAX_BATCH = 200;
+/** The longest the end of an admission waits to ride with the next admissions' script call. */
+const SETTLE_DELAY_MS = 20;
 /** Bound of the caches of encoded keys and checks (a reload or many keys start them anew). */
 const MAX_CACHED = 10_000;
 
 type ScriptedRedis = Redis & {
-  gwAdmit(keys: number, ...args: Array<string | number>): Promise<string[]>;
+  gwAdmit(keys: number, ...args: Array<string | number>): Promise<string>;
   gwSpend(keys: number, ...args: Array<string | number>): Promise<number>;
 };
 
@@ -135,8 +139,27 @@ export class RedisCounters implements CounterStore {
   private schedule(): void {
     if (this.scheduled) return;
     this.scheduled = true;
+    clearTimeout(this.settleTimer);
+    this.settleTimer = undefined;
     setImmediate(this.flush);
   }
+
+  /**
+   * The ends of admissions (releases, corrections, renewals) wait for the next admissions' script
+   * call, at most SETTLE_DELAY_MS: under load one script call per turn carries both, rather than a
+   * second round trip for the ends alone. Holding a slot a little longer is never wrong: another
+   * admission of this process sends the release first, in the same script.
+   */
+  private scheduleSettles(): void {
+    if (this.scheduled || this.settleTimer !== undefined) return;
+    this.settleTimer = setTimeout(() => {
+      this.settleTimer = undefined;
+      this.schedule();
+    }, SETTLE_DELAY_MS);
+    this.settleTimer.unref();
+  }
+
+  private settleTimer: NodeJS.Timeout | undefined;
 
   /**
    * One script call per turn of the event loop: the ends of earlier admissions (releases, corrections,
@@ -146,9 +169,12 @@ export class RedisCounters implements CounterStore {
     this.scheduled = false;
     const batch = this.admissions;
     const ops = this.settles;
+    for (const [where, delta] of this.adjustments)
+      if (delta !== 0) ops.push(`a${SEPARATOR}${where}${SEPARATOR}${delta}`);
     const waiting = this.settled;
     this.admissions = [];
     this.settles = [];
+    this.adjustments.clear();
     this.settled = [];
     let opAt = 0;
     for (let i = 0; i < batch.length || opAt < ops.length; i += MAX_BATCH) {
@@ -164,16 +190,38 @@ export class RedisCounters implements CounterStore {
     ops: readonly string[],
     waiting: ReadonlyArray<{ resolve: () => void; reject: (err: unknown) => void }>,
   ): Promise<void> {
-    const args: Array<string | number> = [this.clock(), SLOT_LEASE_MS, ops.length];
-    for (const o of ops) args.push(o);
+    // The batch's distinct checks go once; each admission names them by number (a batch's requests
+    // mostly share their key's, team's and the global checks).
+    const numbers = new Map<string, string>();
+    const table: string[] = [];
+    const admissions: string[] = [];
     for (const { id, checks } of batch) {
       let admission = id;
-      for (const c of checks) admission += this.encoded(c) + String(c.kind === 'sum' ? c.amount : 1);
-      args.push(admission);
+      for (const c of checks) {
+        const text = this.encoded(c);
+        let n = numbers.get(text);
+        if (n === undefined) {
+          table.push(text);
+          n = String(table.length);
+          numbers.set(text, n);
+        }
+        admission += SEPARATOR + n + SEPARATOR + (c.kind === 'sum' ? String(Math.round(c.amount)) : '1');
+      }
+      admissions.push(admission);
     }
     let out: string[];
     try {
-      out = await this.redis.gwAdmit(1, this.routeKey, ...args);
+      out = (
+        await this.redis.gwAdmit(
+          1,
+          this.routeKey,
+          this.clock(),
+          SLOT_LEASE_MS,
+          ops.join(RECORD),
+          table.join(RECORD),
+          admissions.join(RECORD),
+        )
+      ).split(RECORD);
     } catch (err) {
       for (const a of batch) a.reject(err);
       for (const w of waiting) w.reject(err);
@@ -181,13 +229,13 @@ export class RedisCounters implements CounterStore {
     }
     for (const w of waiting) w.resolve();
     const now = Number(out[0]);
-    batch.forEach(({ checks, resolve }, i) => {
+    batch.forEach(({ id, checks, resolve }, i) => {
       const f = out[i + 1]!.split(SEPARATOR);
       const states: CheckState[] = [];
       for (let j = 0; j < checks.length; j++)
         states.push({ remaining: Number(f[3 + j * 2]), resetMs: Number(f[4 + j * 2]) });
       if (f[0] === '1') {
-        resolve({ ok: true, states });
+        resolve({ ok: true, states, ticket: new Ticket(id, now, checks) });
         return;
       }
       const retryAt = Number(f[2]);
@@ -200,23 +248,30 @@ export class RedisCounters implements CounterStore {
     });
   }
 
-  /** A counter's Redis key: the prefix, and the name without the separator the scripts split on. */
-  private keyOf(key: string): string {
-    let full = this.keys.get(key);
+  /**
+   * A counter's Redis key: the prefix, and the name without the separator the scripts split on.
+   * Windows (hashes of buckets) are named apart from the sorted sets earlier versions kept for them.
+   */
+  private keyOf(key: string, kind: CounterCheck['kind']): string {
+    const window = kind === 'count' || kind === 'sum';
+    const cache = window ? this.windowKeys : this.keys;
+    let full = cache.get(key);
     if (full === undefined) {
-      full = this.prefix + (key.includes(SEPARATOR) ? key.replaceAll(SEPARATOR, '_') : key);
-      if (this.keys.size >= MAX_CACHED) this.keys.clear();
-      this.keys.set(key, full);
+      full =
+        this.prefix + (key.includes(SEPARATOR) ? key.replaceAll(SEPARATOR, '_') : key) + (window ? ':b' : '');
+      if (cache.size >= MAX_CACHED) cache.clear();
+      cache.set(key, full);
     }
     return full;
   }
 
   /** Counter keys with their prefix: a request's keys are the same as the last request's. */
   private readonly keys = new Map<string, string>();
+  private readonly windowKeys = new Map<string, string>();
 
   /**
-   * A check as the script reads it, up to its amount (separator, key, kind, limit, window, separator):
-   * made once per key and limit rather than on every request.
+   * A check as the script reads it (key, kind, limit, window, separated): made once per key and limit
+   * rather than on every request.
    */
   private encoded(c: CounterCheck): string {
     const windowMs = c.kind === 'count' || c.kind === 'sum' ? c.windowMs : 0;
@@ -229,15 +284,13 @@ export class RedisCounters implements CounterStore {
     )
       return known.text;
     const text =
-      SEPARATOR +
-      this.keyOf(c.key) +
+      this.keyOf(c.key, c.kind) +
       SEPARATOR +
       KIND_CODE[c.kind] +
       SEPARATOR +
       String(c.limit) +
       SEPARATOR +
-      String(windowMs) +
-      SEPARATOR;
+      String(windowMs);
     if (this.checks.size >= MAX_CACHED) this.checks.clear();
     this.checks.set(c.key, { kind: c.kind, limit: c.limit, windowMs, text });
     return text;
@@ -248,41 +301,62 @@ export class RedisCounters implements CounterStore {
     { kind: CounterCheck['kind']; limit: number; windowMs: number; text: string }
   >();
 
-  /** Releases, corrections and renewals: sent with the next admissions (or alone, in the same turn). */
+  /** Releases and renewals: sent with the next admissions (or alone, SETTLE_DELAY_MS later). */
   private settles: string[] = [];
+  /**
+   * Corrections and take-backs, summed per window bucket (key, separator, bucket -> difference): the
+   * requests of a turn mostly end in the same buckets of the same windows.
+   */
+  private readonly adjustments = new Map<string, number>();
   private settled: Array<{ resolve: () => void; reject: (err: unknown) => void }> = [];
 
-  /** One settle operation as the script reads it: op, key, id (and an amount), separated. */
-  private op(op: 'r' | 'c' | 'w', key: string, id: string, amount?: number): string {
-    return (
-      op +
-      SEPARATOR +
-      this.keyOf(key) +
-      SEPARATOR +
-      id +
-      (op === 'c' ? SEPARATOR + String(Math.round(amount ?? 0)) : '')
-    );
-  }
-
-  private settle(ops: readonly string[]): Promise<void> {
-    if (ops.length === 0) return Promise.resolve();
+  /** Resolves once the queued ends have been sent with a script call. */
+  private settle(): Promise<void> {
     return new Promise((resolve, reject) => {
-      for (const o of ops) this.settles.push(o);
       this.settled.push({ resolve, reject });
-      this.schedule();
+      this.scheduleSettles();
     });
   }
 
-  correct(id: string, keys: readonly string[], amount: number): Promise<void> {
-    return this.settle(keys.map((key) => this.op('c', key, id, amount)));
+  /**
+   * Gives an admission a new weight under each of `keys`: a difference added to the bucket of its
+   * window that holds it, or (a slot) the slot given back. False when nothing changes.
+   */
+  private reweigh(ticket: Ticket, keys: readonly string[], weight: number): boolean {
+    let changed = false;
+    for (const key of keys) {
+      const i = ticket.indexOf(key);
+      const c = ticket.checks[i];
+      if (c === undefined) continue;
+      if (c.kind === 'slots') {
+        if (weight !== 0) continue;
+        this.settles.push('r' + SEPARATOR + this.keyOf(key, c.kind) + SEPARATOR + ticket.id);
+        changed = true;
+      } else if (c.kind === 'count' || c.kind === 'sum') {
+        const delta = ticket.reweigh(i, Math.round(weight));
+        if (delta === 0) continue;
+        const where =
+          this.keyOf(key, c.kind) + SEPARATOR + String(Math.floor(ticket.at / bucketMs(c.windowMs)));
+        this.adjustments.set(where, (this.adjustments.get(where) ?? 0) + delta);
+        changed = true;
+      }
+    }
+    return changed;
   }
 
-  release(id: string, keys: readonly string[]): Promise<void> {
-    return this.settle(keys.map((key) => this.op('r', key, id)));
+  correct(ticket: Ticket, keys: readonly string[], amount: number): Promise<void> {
+    return this.reweigh(ticket, keys, amount) ? this.settle() : Promise.resolve();
   }
 
-  renew(held: ReadonlyArray<{ id: string; slotKeys: readonly string[] }>): Promise<void> {
-    return this.settle(held.flatMap(({ id, slotKeys }) => slotKeys.map((key) => this.op('w', key, id))));
+  release(ticket: Ticket, keys: readonly string[]): Promise<void> {
+    return this.reweigh(ticket, keys, 0) ? this.settle() : Promise.resolve();
+  }
+
+  renew(held: ReadonlyArray<{ ticket: Ticket; slotKeys: readonly string[] }>): Promise<void> {
+    for (const { ticket, slotKeys } of held)
+      for (const key of slotKeys)
+        this.settles.push('w' + SEPARATOR + this.keyOf(key, 'slots') + SEPARATOR + ticket.id);
+    return held.length === 0 ? Promise.resolve() : this.settle();
   }
 
   async spend(
@@ -339,6 +413,13 @@ export class RedisCounters implements CounterStore {
   }
 
   async close(): Promise<void> {
+    // Ends still waiting for a script call are sent before the connection closes.
+    if (this.settles.length > 0 || this.adjustments.size > 0)
+      await new Promise<void>((resolve) => {
+        this.settled.push({ resolve, reject: () => resolve() });
+        this.schedule();
+      });
+    clearTimeout(this.settleTimer);
     this.subscriber?.disconnect();
     await this.redis.quit().catch(() => this.redis.disconnect());
   }

@@ -4,11 +4,12 @@
  * Redis's own clock (`TIME`) unless the caller passes one (tests): replicas with skewed clocks still
  * agree on every window.
  *
- * Layout per key K: `count` window: sorted set K (member = admission id, score = time); `sum` window:
- * sorted set K, hash K:a (id -> amount) and string K:s (the total); `slots`: sorted set K (score =
- * lease end); budget: string K (spent). Every key expires when it can no longer matter.
+ * Layout per key K: `count` and `sum` windows: hash K, field = bucket number (time / bucket length,
+ * see `bucketMs`) -> the amount admitted in it, `t` -> the total of the live buckets, `o` -> the
+ * oldest bucket that may still count, `n` -> the newest bucket added to; `slots`: sorted set K
+ * (member = admission id, score = lease end); budget: string K (spent). Every key expires when it
+ * can no longer matter. The work per admission is constant, however busy the window.
  */
-
 const NOW = `
 local now
 if ARGV[1] == '' then
@@ -21,177 +22,197 @@ end`;
 /** Fields of one admission or result, in one argument: fewer arguments for the client to encode. */
 export const SEPARATOR = '\x1f';
 
+/** Between the records (settle operations, checks, admissions, results) of one argument or answer. */
+export const RECORD = '\x1e';
+
 const SPLIT = `
-local function split(s)
+local function split(s, sep)
   local t = {}
+  if s == '' then return t end
   local start = 1
   while true do
-    local i = string.find(s, '\\31', start, true)
+    local i = string.find(s, sep, start, true)
     if not i then t[#t + 1] = string.sub(s, start) return t end
     t[#t + 1] = string.sub(s, start, i - 1)
     start = i + 1
   end
-end`;
+end
+local FIELD, RECORD = '\\31', '\\30'`;
 
 /**
  * Admissions in a batch (every admission the process asked for in one turn of its event loop: one
- * round trip for all of them), each checked and counted atomically, in order. KEYS: one key of the
- * gateway's hash slot (for Redis Cluster's routing). ARGV: now (or ''), slot lease ms, the number of
- * settle operations that come first (see SETTLE: the ends of earlier admissions ride along), then one
- * argument per admission: its id and five fields per check (key, kind: c count, s sum, l slots, b
- * budget; limit, window ms, amount), separated by SEPARATOR. Returns now, then one string per
- * admission: ok (1/0), refused check (1-based, 0 if none), retry at (ms, -1 if never), and remaining
- * and reset ms per check, separated the same way.
+ * round trip for all of them), each checked and counted atomically, in order. Each key is read once
+ * per batch and written once at its end.
+ *
+ * KEYS: one key of the gateway's hash slot (for Redis Cluster's routing). ARGV: now (or ''), slot
+ * lease ms; the settle operations (the ends of earlier admissions: `a`, key, bucket, difference: a
+ * window's bucket corrected or taken back; `r`, key, id: a slot given back; `w`, key, id: a slot's
+ * lease renewed); the batch's distinct checks (key, kind: c count, s sum, l slots, b budget; limit,
+ * window ms); the admissions (its id, and per check the check's number, 1-based, and the amount).
+ * Each of the last three is one argument: records separated by RECORD, fields by SEPARATOR (few
+ * arguments: less for the client to encode and for Redis to parse). Returns one string: now, then
+ * per admission ok (1/0), refused check (1-based, 0 if none), retry at (ms, -1 if never), and
+ * remaining and reset ms per check, separated the same way.
  */
 export const ADMIT = `${NOW}
 ${SPLIT}
--- Numbers go to redis.call as the strings they came in, or formatted once per call: Lua formats a
--- number argument with printf on every call, a large part of the script's time.
+-- Numbers go to redis.call as strings formatted once: Lua formats a number argument with printf on
+-- every call, a large part of a script's time.
 local nowS = tostring(now)
 local lease = tonumber(ARGV[2])
 local leaseEnd = tostring(now + lease)
 local leaseTtl = tostring(lease * 2)
-local settles = tonumber(ARGV[3])
 local out = { nowS }
+local function int(x) return string.format('%d', x) end
 
-local function settle(arg)
-  local f = split(arg)
-  local op, key, id = f[1], f[2], f[3]
+for _, op in ipairs(split(ARGV[3], RECORD)) do
+  local f = split(op, FIELD)
+  local op, key = f[1], f[2]
   if op == 'r' then
-    redis.call('ZREM', key, id)
+    redis.call('ZREM', key, f[3])
   elseif op == 'w' then
-    redis.call('ZADD', key, 'XX', leaseEnd, id)
+    redis.call('ZADD', key, 'XX', leaseEnd, f[3])
     redis.call('PEXPIRE', key, leaseTtl)
   else
-    local amount = tonumber(f[4])
-    if redis.call('ZSCORE', key, id) then
-      local old = tonumber(redis.call('HGET', key .. ':a', id) or '0')
-      redis.call('HSET', key .. ':a', id, f[4])
-      redis.call('INCRBY', key .. ':s', amount - old)
+    -- Only a bucket still held (not trimmed, its key not expired) is corrected.
+    local o = redis.call('HGET', key, 'o')
+    if o and tonumber(f[3]) >= tonumber(o) then
+      redis.call('HINCRBY', key, f[3], f[4])
+      redis.call('HINCRBY', key, 't', f[4])
     end
   end
 end
-for a = 4, 3 + settles do settle(ARGV[a]) end
 
--- The start of each window length, as a score argument.
-local sinceOf = {}
-local function since(window)
-  local s = sinceOf[window]
-  if not s then
-    s = tostring(now - window)
-    sinceOf[window] = s
-  end
-  return s
+local checks = {}
+for c, text in ipairs(split(ARGV[4], RECORD)) do
+  local f = split(text, FIELD)
+  local window = tonumber(f[4])
+  local size = math.max(1, math.ceil(window / 600))
+  checks[c] = { key = f[1], kind = f[2], limit = tonumber(f[3]), window = window, size = size }
 end
 
-local function trimSum(key, since)
-  local old = redis.call('ZRANGEBYSCORE', key, '-inf', since)
-  if #old == 0 then return tonumber(redis.call('GET', key .. ':s') or '0') end
+-- Each key's state, read at its first use in the batch, written back once at its end.
+local states = {}
+
+local function windowState(c)
+  local key = c.key
+  local st = states[key]
+  if st then return st end
+  local v = redis.call('HMGET', key, 't', 'o', 'n')
+  local total, first, newest = tonumber(v[1]) or 0, tonumber(v[2]), tonumber(v[3])
+  local live = math.floor((now - c.window) / c.size)
+  local dirty = false
+  if first == nil then
+    first, total, newest = live, 0, live - 1
+  elseif first < live then
+    if newest == nil or newest < live or live - first > 1200 then
+      -- Every bucket has left: the key starts anew.
+      redis.call('DEL', key)
+      total, newest = 0, live - 1
+    else
+      local gone = {}
+      for b = first, live - 1 do gone[#gone + 1] = int(b) end
+      for _, x in ipairs(redis.call('HMGET', key, unpack(gone))) do total = total - (tonumber(x) or 0) end
+      redis.call('HDEL', key, unpack(gone))
+    end
+    first = live
+    dirty = true
+  end
+  st = { total = total, first = first, newest = newest, bucket = math.floor(now / c.size),
+    added = 0, dirty = dirty }
+  states[key] = st
+  return st
+end
+
+local function otherState(c)
+  local key = c.key
+  local st = states[key]
+  if st then return st end
+  if c.kind == 'l' then
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', nowS)
+    st = { count = redis.call('ZCARD', key), added = false }
+  else
+    local ttl = redis.call('PTTL', key)
+    st = { spent = tonumber(redis.call('GET', key) or '0'), ttl = (ttl > 0) and ttl or 0 }
+  end
+  states[key] = st
+  return st
+end
+
+-- When the oldest buckets have freed enough for amount more under the limit (-1: never).
+local function fitsAt(c, st, amount)
+  if amount > c.limit then return -1 end
+  local names = {}
+  for b = st.first, math.max(st.newest, st.bucket) do names[#names + 1] = int(b) end
+  local amounts = redis.call('HMGET', c.key, unpack(names))
   local freed = 0
-  for i = 1, #old, 500 do
-    local part = {}
-    for j = i, math.min(i + 499, #old) do part[#part + 1] = old[j] end
-    local amounts = redis.call('HMGET', key .. ':a', unpack(part))
-    for _, a in ipairs(amounts) do freed = freed + (tonumber(a) or 0) end
-    redis.call('HDEL', key .. ':a', unpack(part))
+  for j, x in ipairs(amounts) do
+    local b = st.first + j - 1
+    freed = freed + (tonumber(x) or 0) + ((b == st.bucket) and st.added or 0)
+    if st.total - freed + amount <= c.limit then return (b + 1) * c.size + c.window end
   end
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', since)
-  return tonumber(redis.call('INCRBY', key .. ':s', -freed))
+  return -1
 end
 
-local function newestEnd(key, window)
-  local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
-  if #last == 0 then return 0 end
-  return math.max(0, tonumber(last[2]) + window - now)
+local function newestEnd(c, st)
+  if st.newest < st.first or st.total <= 0 then return 0 end
+  return math.max(0, (st.newest + 1) * c.size + c.window - now)
 end
 
-for a = 4 + settles, #ARGV do
-  local f = split(ARGV[a])
+for _, admission in ipairs(split(ARGV[5], RECORD)) do
+  local f = split(admission, FIELD)
   local id = f[1]
-  local n = (#f - 1) / 5
-  local keys, kinds, limits, windows, amounts = {}, {}, {}, {}, {}
-  for i = 1, n do
-    local b = 1 + (i - 1) * 5
-    keys[i] = f[b + 1]
-    kinds[i] = f[b + 2]
-    limits[i] = tonumber(f[b + 3])
-    windows[i] = tonumber(f[b + 4])
-    amounts[i] = tonumber(f[b + 5])
-  end
-  local remaining, reset, totals = {}, {}, {}
+  local n = (#f - 1) / 2
+  local cs, sts, amounts, remaining, reset = {}, {}, {}, {}, {}
   local refused, retryAt = 0, 0
   for i = 1, n do
-    local key, kind, limit, window, amount = keys[i], kinds[i], limits[i], windows[i], amounts[i]
+    local c = checks[tonumber(f[2 * i])]
+    local amount = tonumber(f[2 * i + 1])
+    cs[i], amounts[i] = c, amount
+    local kind, limit = c.kind, c.limit
     local at = nil
-    if kind == 'c' then
-      redis.call('ZREMRANGEBYSCORE', key, '-inf', since(window))
-      local c = redis.call('ZCARD', key)
-      remaining[i] = math.max(0, limit - c)
-      if c + 1 > limit then
-        local oldest = redis.call('ZRANGE', key, c - limit, c - limit, 'WITHSCORES')
-        at = (#oldest == 0) and -1 or (tonumber(oldest[2]) + window)
-      end
-    elseif kind == 's' then
-      local sum = trimSum(key, since(window))
-      totals[i] = sum
-      remaining[i] = math.max(0, limit - sum)
-      if sum + amount > limit then
-        at = -1
-        if amount <= limit then
-          local entries = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
-          local freed = 0
-          for j = 1, #entries, 2 do
-            freed = freed + (tonumber(redis.call('HGET', key .. ':a', entries[j])) or 0)
-            if sum - freed + amount <= limit then at = tonumber(entries[j + 1]) + window break end
-          end
-        end
-      end
+    if kind == 'c' or kind == 's' then
+      local st = windowState(c)
+      sts[i] = st
+      remaining[i] = math.max(0, limit - st.total)
+      if st.total + amount > limit then at = fitsAt(c, st, amount) end
     elseif kind == 'l' then
-      redis.call('ZREMRANGEBYSCORE', key, '-inf', nowS)
-      local c = redis.call('ZCARD', key)
-      remaining[i] = math.max(0, limit - c)
+      local st = otherState(c)
+      sts[i] = st
+      remaining[i] = math.max(0, limit - st.count)
       reset[i] = 0
-      if c + 1 > limit then at = now + 1000 end
+      if st.count + 1 > limit then at = now + 1000 end
     else
-      local spent = tonumber(redis.call('GET', key) or '0')
-      local ttl = redis.call('PTTL', key)
-      remaining[i] = math.max(0, limit - spent)
-      reset[i] = (ttl > 0) and ttl or 0
-      if spent >= limit then at = (ttl > 0) and (now + ttl) or -1 end
+      local st = otherState(c)
+      sts[i] = st
+      remaining[i] = math.max(0, limit - st.spent)
+      reset[i] = st.ttl
+      if st.spent >= limit then at = (st.ttl > 0) and (now + st.ttl) or -1 end
     end
     if at ~= nil and refused == 0 then refused = i retryAt = at end
   end
   if refused ~= 0 then
-    -- Only a refusal reports when its windows reset (an admission resets them to the full window).
+    -- Only a refusal reports when its windows clear (an admission resets them to the full window).
     for i = 1, n do
-      if kinds[i] == 'c' or kinds[i] == 's' then reset[i] = newestEnd(keys[i], windows[i]) end
+      local kind = cs[i].kind
+      if kind == 'c' or kind == 's' then reset[i] = newestEnd(cs[i], sts[i]) end
     end
   else
     for i = 1, n do
-      local key, kind, limit = keys[i], kinds[i], limits[i]
-      local b = 1 + (i - 1) * 5
-      local windowS, amountS = f[b + 4], f[b + 5]
-      if kind == 'c' then
-        redis.call('ZADD', key, nowS, id)
-        redis.call('PEXPIRE', key, windowS)
-        remaining[i] = math.max(0, remaining[i] - 1)
-        reset[i] = windowS
-      elseif kind == 's' then
-        local ka = key .. ':a'
-        -- The total after this admission: what the check found plus the amount (one SET with its
-        -- expiry, as INCRBY and PEXPIRE would leave it).
-        local sum = totals[i] + amounts[i]
-        redis.call('ZADD', key, nowS, id)
-        redis.call('HSET', ka, id, amountS)
-        redis.call('SET', key .. ':s', string.format('%d', sum), 'PX', windowS)
-        redis.call('PEXPIRE', key, windowS)
-        redis.call('PEXPIRE', ka, windowS)
-        remaining[i] = math.max(0, limit - sum)
-        reset[i] = windowS
+      local c, st = cs[i], sts[i]
+      local kind = c.kind
+      if kind == 'c' or kind == 's' then
+        st.total = st.total + amounts[i]
+        st.added = st.added + amounts[i]
+        st.newest = st.bucket
+        st.dirty = true
+        remaining[i] = math.max(0, c.limit - st.total)
+        reset[i] = (st.bucket + 1) * c.size + c.window - now
       elseif kind == 'l' then
-        redis.call('ZADD', key, leaseEnd, id)
-        redis.call('PEXPIRE', key, leaseTtl)
-        remaining[i] = math.max(0, remaining[i] - 1)
+        redis.call('ZADD', c.key, leaseEnd, id)
+        st.count = st.count + 1
+        st.added = true
+        remaining[i] = math.max(0, c.limit - st.count)
       end
     end
   end
@@ -200,15 +221,26 @@ for a = 4 + settles, #ARGV do
     r[#r + 1] = tostring(remaining[i])
     r[#r + 1] = tostring(reset[i])
   end
-  out[#out + 1] = table.concat(r, '\\31')
+  out[#out + 1] = table.concat(r, FIELD)
 end
-return out`;
 
-/*
- * Settle operations (in ADMIT, before its admissions): `r`, key, id (take the admission out of a slot
- * set or count window); `c`, key, id, amount (a sum window's corrected amount); `w`, key, id (renew a
- * slot's lease), fields separated by SEPARATOR.
- */
+for c = 1, #checks do
+  local ch = checks[c]
+  local st = states[ch.key]
+  if st and st ~= true then
+    states[ch.key] = true
+    if ch.kind == 'l' then
+      if st.added then redis.call('PEXPIRE', ch.key, leaseTtl) end
+    elseif (ch.kind == 'c' or ch.kind == 's') and st.dirty then
+      if st.added ~= 0 then redis.call('HINCRBY', ch.key, int(st.bucket), int(st.added)) end
+      if st.added ~= 0 or st.total > 0 then
+        redis.call('HSET', ch.key, 't', int(st.total), 'o', int(st.first), 'n', int(st.newest))
+        redis.call('PEXPIRE', ch.key, int(ch.window + 2 * ch.size))
+      end
+    end
+  end
+end
+return table.concat(out, RECORD)`;
 
 /** KEYS: budgets. ARGV: amount, then a ttl in ms per key ('' for none), set when the key has none. */
 export const SPEND = `
