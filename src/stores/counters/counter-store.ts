@@ -89,7 +89,9 @@ export class Ticket {
 
   /** The index of the check under `key`, -1 if none. */
   indexOf(key: string): number {
-    return this.checks.findIndex((c) => c.key === key);
+    const { checks } = this;
+    for (let i = 0; i < checks.length; i++) if (checks[i]!.key === key) return i;
+    return -1;
   }
 
   /** What the admission weighs under check `i` now: its amount as corrected, 0 once taken back. */

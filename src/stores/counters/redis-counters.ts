@@ -20,6 +20,8 @@ import { ADMIT, RECORD, SEPARATOR, SPEND } from './redis-scripts.js';
 const KIND_CODE = { count: 'c', sum: 's', slots: 'l', budget: 'b' } as const;
 /** Admissions per script call: a batch must not hold Redis (single-threaded) for long. */
 const MAX_BATCH = 200;
+/** Admission ids per release or renewal operation (the script passes them to one command). */
+const MAX_IDS_PER_OP = 500;
 /** The longest the end of an admission waits to ride with the next admissions' script call. */
 const SETTLE_DELAY_MS = 20;
 /** Bound of the caches of encoded keys and checks (a reload or many keys start them anew). */
@@ -168,12 +170,22 @@ export class RedisCounters implements CounterStore {
   private readonly flush = (): void => {
     this.scheduled = false;
     const batch = this.admissions;
-    const ops = this.settles;
-    for (const [where, delta] of this.adjustments)
-      if (delta !== 0) ops.push(`a${SEPARATOR}${where}${SEPARATOR}${delta}`);
+    const ops: string[] = [];
+    for (const [op, byKey] of [
+      ['r', this.releases],
+      ['w', this.renewals],
+    ] as const)
+      for (const [key, ids] of byKey)
+        for (let i = 0; i < ids.length; i += MAX_IDS_PER_OP)
+          ops.push(op + SEPARATOR + key + SEPARATOR + ids.slice(i, i + MAX_IDS_PER_OP).join(SEPARATOR));
+    for (const [key, buckets] of this.adjustments)
+      for (const [bucket, delta] of buckets)
+        if (delta !== 0)
+          ops.push('a' + SEPARATOR + key + SEPARATOR + String(bucket) + SEPARATOR + String(delta));
     const waiting = this.settled;
     this.admissions = [];
-    this.settles = [];
+    this.releases.clear();
+    this.renewals.clear();
     this.adjustments.clear();
     this.settled = [];
     let opAt = 0;
@@ -301,13 +313,15 @@ export class RedisCounters implements CounterStore {
     { kind: CounterCheck['kind']; limit: number; windowMs: number; text: string }
   >();
 
-  /** Releases and renewals: sent with the next admissions (or alone, SETTLE_DELAY_MS later). */
-  private settles: string[] = [];
   /**
-   * Corrections and take-backs, summed per window bucket (key, separator, bucket -> difference): the
-   * requests of a turn mostly end in the same buckets of the same windows.
+   * The ends of admissions, sent with the next admissions (or alone, SETTLE_DELAY_MS later), grouped
+   * per key (a turn's requests mostly end under the same keys): slots given back and renewed (key ->
+   * admission ids), and corrections and take-backs summed per window bucket (key -> bucket ->
+   * difference).
    */
-  private readonly adjustments = new Map<string, number>();
+  private readonly releases = new Map<string, string[]>();
+  private readonly renewals = new Map<string, string[]>();
+  private readonly adjustments = new Map<string, Map<number, number>>();
   private settled: Array<{ resolve: () => void; reject: (err: unknown) => void }> = [];
 
   /** Resolves once the queued ends have been sent with a script call. */
@@ -330,14 +344,16 @@ export class RedisCounters implements CounterStore {
       if (c === undefined) continue;
       if (c.kind === 'slots') {
         if (weight !== 0) continue;
-        this.settles.push('r' + SEPARATOR + this.keyOf(key, c.kind) + SEPARATOR + ticket.id);
+        listOf(this.releases, this.keyOf(key, c.kind)).push(ticket.id);
         changed = true;
       } else if (c.kind === 'count' || c.kind === 'sum') {
         const delta = ticket.reweigh(i, Math.round(weight));
         if (delta === 0) continue;
-        const where =
-          this.keyOf(key, c.kind) + SEPARATOR + String(Math.floor(ticket.at / bucketMs(c.windowMs)));
-        this.adjustments.set(where, (this.adjustments.get(where) ?? 0) + delta);
+        const full = this.keyOf(key, c.kind);
+        let buckets = this.adjustments.get(full);
+        if (buckets === undefined) this.adjustments.set(full, (buckets = new Map<number, number>()));
+        const bucket = Math.floor(ticket.at / bucketMs(c.windowMs));
+        buckets.set(bucket, (buckets.get(bucket) ?? 0) + delta);
         changed = true;
       }
     }
@@ -354,8 +370,7 @@ export class RedisCounters implements CounterStore {
 
   renew(held: ReadonlyArray<{ ticket: Ticket; slotKeys: readonly string[] }>): Promise<void> {
     for (const { ticket, slotKeys } of held)
-      for (const key of slotKeys)
-        this.settles.push('w' + SEPARATOR + this.keyOf(key, 'slots') + SEPARATOR + ticket.id);
+      for (const key of slotKeys) listOf(this.renewals, this.keyOf(key, 'slots')).push(ticket.id);
     return held.length === 0 ? Promise.resolve() : this.settle();
   }
 
@@ -414,7 +429,7 @@ export class RedisCounters implements CounterStore {
 
   async close(): Promise<void> {
     // Ends still waiting for a script call are sent before the connection closes.
-    if (this.settles.length > 0 || this.adjustments.size > 0)
+    if (this.releases.size + this.renewals.size + this.adjustments.size > 0)
       await new Promise<void>((resolve) => {
         this.settled.push({ resolve, reject: () => resolve() });
         this.schedule();
@@ -427,4 +442,10 @@ export class RedisCounters implements CounterStore {
   private clock(): string | number {
     return this.now ? this.now() : '';
   }
+}
+
+function listOf(map: Map<string, string[]>, key: string): string[] {
+  let list = map.get(key);
+  if (list === undefined) map.set(key, (list = []));
+  return list;
 }

@@ -46,8 +46,8 @@ local FIELD, RECORD = '\\31', '\\30'`;
  *
  * KEYS: one key of the gateway's hash slot (for Redis Cluster's routing). ARGV: now (or ''), slot
  * lease ms; the settle operations (the ends of earlier admissions: `a`, key, bucket, difference: a
- * window's bucket corrected or taken back; `r`, key, id: a slot given back; `w`, key, id: a slot's
- * lease renewed); the batch's distinct checks (key, kind: c count, s sum, l slots, b budget; limit,
+ * window's bucket corrected or taken back; `r`, key, ids: slots given back; `w`, key, ids: slots'
+ * leases renewed); the batch's distinct checks (key, kind: c count, s sum, l slots, b budget; limit,
  * window ms); the admissions (its id, and per check the check's number, 1-based, and the amount).
  * Each of the last three is one argument: records separated by RECORD, fields by SEPARATOR (few
  * arguments: less for the client to encode and for Redis to parse). Returns one string: now, then
@@ -69,9 +69,14 @@ for _, op in ipairs(split(ARGV[3], RECORD)) do
   local f = split(op, FIELD)
   local op, key = f[1], f[2]
   if op == 'r' then
-    redis.call('ZREM', key, f[3])
+    redis.call('ZREM', key, unpack(f, 3))
   elseif op == 'w' then
-    redis.call('ZADD', key, 'XX', leaseEnd, f[3])
+    local args = {}
+    for j = 3, #f do
+      args[#args + 1] = leaseEnd
+      args[#args + 1] = f[j]
+    end
+    redis.call('ZADD', key, 'XX', unpack(args))
     redis.call('PEXPIRE', key, leaseTtl)
   else
     -- Only a bucket still held (not trimmed, its key not expired) is corrected.
