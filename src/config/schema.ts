@@ -10,6 +10,7 @@ import { isIP } from 'node:net';
 import { z } from 'zod';
 import { withoutCredentials } from './config-problems.js';
 import { NEVER_FORWARDED } from './forwarded-headers.js';
+import { PROVIDER_NAMES, PROVIDER_URLS, type ProviderName } from './providers.js';
 
 /** A string with something in it, trimmed; a blank one counts as not set. */
 function nonBlank(v: string | undefined): string | undefined {
@@ -176,8 +177,18 @@ const forwardedHeader = z
       });
   });
 
-const endpointSchema = z.strictObject({
+const endpointFields = z.strictObject({
   url: endpointUrl,
+  /** The wire protocol (CONFIG.md, providers); presets of hosted services bring their base URL. */
+  provider: z
+    .enum(PROVIDER_NAMES, { error: `provider must be one of ${PROVIDER_NAMES.join(', ')}` })
+    .default('openai-compatible'),
+  /** Anthropic's `anthropic-version`, Azure's `api-version`. */
+  apiVersion: z.string().trim().min(1).optional(),
+  /** Azure: `{<model>: <deployment>}`. */
+  deployments: z.record(z.string().trim().min(1), z.string().trim().min(1)).optional(),
+  /** Anthropic: `max_tokens` when the client sends none. */
+  defaultMaxTokens: numeric(z.number().int().positive()).optional(),
   apiKey: z.string().optional().transform(nonBlank),
   name: z
     .string()
@@ -213,6 +224,42 @@ const endpointSchema = z.strictObject({
       }
     }),
 });
+
+/**
+ * An endpoint: its fields, a preset's base URL when `url` is left out, and what its provider needs
+ * (Azure: deployments, whose models are the endpoint's unless it lists them).
+ */
+const endpointSchema = z.preprocess(
+  (raw) => {
+    if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return raw;
+    const ep = raw as Record<string, unknown>;
+    const preset = typeof ep.provider === 'string' ? PROVIDER_URLS[ep.provider as ProviderName] : undefined;
+    return ep.url === undefined && preset !== undefined ? { ...ep, url: preset } : ep;
+  },
+  endpointFields
+    .superRefine((ep, ctx) => {
+      if (
+        ep.provider === 'azure' &&
+        (ep.deployments === undefined || Object.keys(ep.deployments).length === 0)
+      )
+        ctx.addIssue({
+          code: 'custom',
+          path: ['deployments'],
+          message: 'an azure endpoint needs deployments: {"<model>": "<deployment name>"}',
+        });
+      if (ep.deployments !== undefined && ep.provider !== 'azure')
+        ctx.addIssue({
+          code: 'custom',
+          path: ['deployments'],
+          message: 'deployments are for provider azure',
+        });
+    })
+    .transform((ep) =>
+      ep.provider === 'azure' && ep.models === undefined && ep.deployments
+        ? { ...ep, models: Object.keys(ep.deployments) }
+        : ep,
+    ),
+);
 
 const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
@@ -561,6 +608,9 @@ export function limitedBy(config: Pick<Shape, 'limits' | 'keys'>): string | unde
 
 const OPTIONAL_ENDPOINT_SETTINGS: Readonly<Record<string, undefined>> = {
   apiKey: undefined,
+  apiVersion: undefined,
+  deployments: undefined,
+  defaultMaxTokens: undefined,
   models: undefined,
   maxConcurrent: undefined,
   modelNames: undefined,

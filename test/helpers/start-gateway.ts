@@ -7,6 +7,10 @@ export const CLIENT_KEY = 'sk-client-test-key-0123456789';
 
 export interface EndpointSpec {
   url: string;
+  provider?: string;
+  apiVersion?: string;
+  deployments?: Record<string, string>;
+  defaultMaxTokens?: number;
   name?: string;
   apiKey?: string;
   priority?: number;

@@ -24,6 +24,8 @@ import {
 } from '../forwarder/upstream-attempt.js';
 import { upstreamRequestError } from '../forwarder/upstream-error.js';
 import { ModelRename } from '../streaming/model-rename.js';
+import { providerOf } from '../providers/providers.js';
+import type { AnswerTranslation } from '../providers/provider.js';
 import type { EndpointPicker } from '../selector/picker.js';
 import { repairStream } from './repair-stream.js';
 import { exhaustedError } from './exhausted-error.js';
@@ -67,6 +69,11 @@ export class PoolRunner {
     const { picker, random } = this.deps;
     const { maxAttempts } = this.deps.config.current.routing;
     const { model } = run.req;
+    // A route other than chat: endpoints whose provider does not serve it are skipped.
+    const route = run.req.path;
+    if (route !== undefined && route !== CHAT_PATH)
+      for (const ep of this.deps.registry.endpoints)
+        if (!providerOf(ep.config).serves(route)) run.exclude(ep.config.name);
 
     while (run.attempts < maxAttempts) {
       const first = run.tried.length === 0;
@@ -196,7 +203,27 @@ export class PoolRunner {
     const name = endpoint.config.name;
     // An endpoint that knows the model by another id (`modelNames`) is asked by that id.
     const upstreamId = upstreamModelId(endpoint.config, req.model);
-    const body = upstreamId === undefined ? req.body : rewrittenBody(req.json, { model: upstreamId });
+    const routePath = req.path ?? CHAT_PATH;
+    let body = upstreamId === undefined ? req.body : rewrittenBody(req.json, { model: upstreamId });
+    let path = routePath;
+    let answer: AnswerTranslation | undefined;
+    // Providers with a protocol or a path of their own (none for openai-compatible endpoints).
+    if (endpoint.config.provider !== 'openai-compatible') {
+      const provider = providerOf(endpoint.config);
+      const model = upstreamId ?? req.model;
+      if (provider.translate) {
+        const translated = provider.translate({
+          endpoint: endpoint.config,
+          path: routePath,
+          json: req.json,
+          model,
+          stream: req.stream,
+          now: Date.now,
+        });
+        ({ path, body } = translated.call);
+        answer = translated.answer;
+      } else if (provider.pathOf) path = provider.pathOf(endpoint.config, routePath, model);
+    }
     run.attempts++;
     trace.attempts = (trace.attempts ?? 0) + 1;
     trace.endpoint = name;
@@ -208,8 +235,9 @@ export class PoolRunner {
       endpoint: endpoint.config,
       timeouts: tighten(endpoint.config.timeouts, req.timeouts),
       attempt: trace.attempts,
-      path: req.path ?? CHAT_PATH,
+      path,
       body,
+      answer,
       headers: span ? { ...req.headers, traceparent: span.traceparent } : req.headers,
       rename: upstreamId === undefined ? undefined : new ModelRename(upstreamId, req.model),
       forwarder: this.deps.forwarder,

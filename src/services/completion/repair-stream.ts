@@ -9,6 +9,9 @@ import { upstreamModelId, type EndpointRegistry } from '../endpoints/registry.js
 import type { Forwarder } from '../forwarder/forwarder.js';
 import type { EndpointPicker } from '../selector/picker.js';
 import type { RequestRun } from './request-run.js';
+import { providerOf } from '../providers/providers.js';
+import type { AnswerTranslation } from '../providers/provider.js';
+import { CHAT_PATH } from '../forwarder/upstream-attempt.js';
 
 /** Continuation tries after a stream broke mid-answer. */
 const MAX_CONTINUATIONS = 2;
@@ -33,6 +36,10 @@ export async function repairStream(deps: RepairDeps, run: RequestRun): Promise<b
   const { registry, picker } = deps;
   const logger = req.log;
   const broken = trace.endpoint;
+  // Endpoints whose provider cannot continue an assistant message (Gemini) are not asked to.
+  const cannot = registry.endpoints
+    .filter((ep) => !providerOf(ep.config).continues)
+    .map((ep) => ep.config.name);
   for (let i = 0; i < MAX_CONTINUATIONS; i++) {
     const mode = transcript.continuation;
     if (!mode) return false;
@@ -44,15 +51,17 @@ export async function repairStream(deps: RepairDeps, run: RequestRun): Promise<b
       return true;
     }
     const endpoint =
-      picker.pick({ model: req.model, excluded: run.excluded, tried: run.tried }) ??
+      picker.pick({ model: req.model, excluded: [...run.excluded, ...cannot], tried: run.tried }) ??
       // A lone endpoint (or the last one standing) may well answer on a new connection.
       picker.pick({
         model: req.model,
-        excluded: run.excluded.filter((name) => name !== broken),
+        excluded: [...run.excluded.filter((name) => name !== broken), ...cannot],
         tried: run.tried,
       });
     if (!endpoint) return false;
     let body: Buffer;
+    let path = mode === 'restart' ? req.path : undefined;
+    let answer: AnswerTranslation | undefined;
     try {
       // An endpoint that knows the model by another id (`modelNames`) is asked by that id.
       const upstreamId = upstreamModelId(endpoint.config, req.model);
@@ -62,6 +71,21 @@ export async function repairStream(deps: RepairDeps, run: RequestRun): Promise<b
             ? req.body
             : rewrittenBody(req.json, { model: upstreamId })
           : continuationBody(req.json, transcript.text, upstreamId);
+      // A provider with its own protocol is asked in it (Anthropic: the assistant text is a prefill).
+      const provider = providerOf(endpoint.config);
+      if (provider.translate) {
+        const translated = provider.translate({
+          endpoint: endpoint.config,
+          path: path ?? CHAT_PATH,
+          json: JSON.parse(body.toString('utf8')) as Record<string, unknown>,
+          model: upstreamId ?? req.model,
+          stream: true,
+          now: deps.now,
+        });
+        ({ path, body } = translated.call);
+        answer = translated.answer;
+      } else if (provider.pathOf)
+        path = provider.pathOf(endpoint.config, path ?? CHAT_PATH, upstreamId ?? req.model);
     } catch (err) {
       // A request JSON.stringify cannot write again (nested too deep): it cannot be continued.
       logger.warn({ error: (err as Error).message }, 'the request cannot be re-sent for a continuation');
@@ -88,7 +112,8 @@ export async function repairStream(deps: RepairDeps, run: RequestRun): Promise<b
         timeouts: tighten(endpoint.config.timeouts, req.timeouts),
         headers: span ? { ...req.headers, traceparent: span.traceparent } : req.headers,
         body,
-        path: mode === 'restart' ? req.path : undefined,
+        path,
+        answer,
         hideUsage: run.hideUsage,
         onUsage: (usage) => noteUsage(run.trace, usage),
         res,

@@ -1,3 +1,4 @@
+import type { AnswerTranslation } from '../providers/provider.js';
 /**
  * Mid-stream continuation. When a text stream breaks after content reached the client, the conversation
  * is sent to another endpoint with the partial answer as an assistant prefix to continue
@@ -64,6 +65,8 @@ export type ContinuationResult =
 export async function runContinuation(args: {
   /** The upstream path of a restart (the request's route); a continuation is always a chat. */
   path?: string | undefined;
+  /** A provider with its own protocol: its stream turned into OpenAI's events. */
+  answer?: AnswerTranslation | undefined;
   endpoint: EndpointConfig;
   forwarder: Forwarder;
   timeouts: Timeouts;
@@ -139,7 +142,7 @@ export async function runContinuation(args: {
       timer.arm('idle', timeouts.idleMs);
       windowBytes += chunk.length;
       ttfbMs ??= args.now() - startedAt;
-      for (const data of parser.feed(chunk)) {
+      for (const data of parser.feed(args.answer ? args.answer.events(chunk) : chunk)) {
         const { out, done } = splicer.payload(data);
         if (out) {
           if (res.writableEnded || res.destroyed) throw signal.reason ?? new Error('client gone');

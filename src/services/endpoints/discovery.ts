@@ -5,6 +5,7 @@ import type { Forwarder } from '../forwarder/forwarder.js';
 import { transportFailure } from '../forwarder/forwarder.js';
 import type { FailureKind } from '../core/outcomes.js';
 import { readBody } from '../forwarder/read-body.js';
+import { providerOf } from '../providers/providers.js';
 
 const MAX_MODELS_BODY_BYTES = 4 * 1024 * 1024;
 
@@ -110,6 +111,10 @@ export class Discovery {
   private async poll(ep: Endpoint): Promise<void> {
     const { forwarder, registry, logger, now } = this.options;
     if (this.lifetime.signal.aborted) return;
+    // The provider's model list (Anthropic's, Gemini's…); none to ask for Azure, whose models are its
+    // deployments: its health is what its requests tell.
+    const list = providerOf(ep.config).models;
+    if (list === undefined) return;
     this.polling.add(ep);
     const timeoutMs = this.options.config.current.models.discoveryTimeoutMs;
     // One controller per poll, linked to the gateway's lifetime by a listener removed afterwards (a
@@ -129,7 +134,7 @@ export class Discovery {
       const res = await forwarder.send({
         endpoint: ep.config,
         method: 'GET',
-        path: '/v1/models',
+        path: list.path,
         headers: { accept: 'application/json' },
         signal,
       });
@@ -156,7 +161,7 @@ export class Discovery {
             ? `GET /v1/models answered HTTP 404: check ${which}.url (the base URL, without /v1), or give the endpoint a static models list`
             : `GET /v1/models answered HTTP ${status}`;
       } else if (ep.config.models === undefined) {
-        const listed = parseModels(text);
+        const listed = parseModels(text, list.items);
         const before = [...ep.models].sort().join(',');
         registry.setDiscovered(ep, listed, now());
         if (before !== [...ep.models].sort().join(',')) {
@@ -195,14 +200,14 @@ const OWN_FIELDS = new Set(['id', 'object', 'owned_by']);
 const MAX_META_FIELDS = 32;
 const MAX_META_FIELD_CHARS = 4_096;
 
-function parseModels(text: string): ListedModel[] {
+function parseModels(text: string, items: (json: unknown) => unknown[] | undefined): ListedModel[] {
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch {
     throw new DiscoveryError('GET /v1/models did not return JSON');
   }
-  const data = (json as { data?: unknown } | null)?.data;
+  const data = items(json);
   if (!Array.isArray(data)) throw new DiscoveryError('GET /v1/models returned no data array');
   const seen = new Set<string>();
   const out: ListedModel[] = [];

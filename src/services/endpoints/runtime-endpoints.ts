@@ -15,6 +15,10 @@ const PATCHABLE = new Set([
   'maxConcurrent',
   'timeouts',
   'modelNames',
+  'provider',
+  'apiVersion',
+  'deployments',
+  'defaultMaxTokens',
 ]);
 
 export interface RuntimeEndpointsOptions {
@@ -125,7 +129,7 @@ export class RuntimeEndpoints {
         throw new InvalidRequestError(
           field === 'name'
             ? 'An endpoint’s name cannot change: add one with the new name, then delete this one.'
-            : `Unknown field '${field}': an endpoint has url, apiKey, priority, weight, models, maxConcurrent, timeouts, modelNames.`,
+            : `Unknown field '${field}': an endpoint has url, provider, apiKey, apiVersion, deployments, defaultMaxTokens, priority, weight, models, maxConcurrent, timeouts, modelNames.`,
           { code: 'invalid_request', param: field },
         );
     const merged: Record<string, unknown> = { ...current.spec };

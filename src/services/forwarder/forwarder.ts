@@ -1,3 +1,4 @@
+import { providerOf } from '../providers/providers.js';
 import { Pool, type Dispatcher } from 'undici';
 import type { EndpointConfig } from '../../config/types.js';
 import type { AttemptFailure } from '../core/outcomes.js';
@@ -77,9 +78,10 @@ export class Forwarder {
   private pool(endpoint: EndpointConfig): PoolEntry {
     const existing = this.pools.get(endpoint.name);
     if (existing && existing.url === endpoint.url) {
-      if (existing.apiKey !== endpoint.apiKey) {
+      if (existing.apiKey !== endpoint.apiKey || existing.provider !== endpoint.provider) {
         existing.apiKey = endpoint.apiKey;
-        existing.authorization = endpoint.apiKey ? `Bearer ${endpoint.apiKey}` : undefined;
+        existing.provider = endpoint.provider;
+        Object.assign(existing, credentialsOf(endpoint));
       }
       return existing;
     }
@@ -88,7 +90,8 @@ export class Forwarder {
     const entry: PoolEntry = {
       url: endpoint.url,
       apiKey: endpoint.apiKey,
-      authorization: endpoint.apiKey ? `Bearer ${endpoint.apiKey}` : undefined,
+      provider: endpoint.provider,
+      ...credentialsOf(endpoint),
       basePath: url.pathname === '/' ? '' : url.pathname.replace(/\/+$/, ''),
       pool: new Pool(url.origin, {
         connect: { timeout: endpoint.timeouts.connectMs },
@@ -108,13 +111,26 @@ interface PoolEntry {
   pool: Pool;
   basePath: string;
   apiKey: string | undefined;
-  /** The endpoint's own credentials, made once rather than per request. */
+  provider: EndpointConfig['provider'];
+  /** The endpoint's own credentials, made once rather than per request: a bearer token… */
   authorization: string | undefined;
+  /** …or the headers of a provider that carries its key otherwise (Anthropic, Azure, Gemini). */
+  credentials: Record<string, string> | undefined;
+}
+
+function credentialsOf(endpoint: EndpointConfig): Pick<PoolEntry, 'authorization' | 'credentials'> {
+  const headers = providerOf(endpoint).credentials(endpoint);
+  const names = Object.keys(headers);
+  if (names.length === 0) return { authorization: undefined, credentials: undefined };
+  if (names.length === 1 && names[0] === 'authorization')
+    return { authorization: headers.authorization, credentials: undefined };
+  return { authorization: undefined, credentials: headers };
 }
 
 /** The endpoint's key first: nothing the client sent can push it out of an upstream's header limit. */
 function withKey(headers: Record<string, string>, entry: PoolEntry): Record<string, string> {
-  return entry.authorization ? { authorization: entry.authorization, ...headers } : headers;
+  if (entry.authorization) return { authorization: entry.authorization, ...headers };
+  return entry.credentials ? { ...headers, ...entry.credentials } : headers;
 }
 
 /** Maps a transport error from undici (no HTTP response) to an attempt failure. */

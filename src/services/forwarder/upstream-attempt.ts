@@ -21,6 +21,7 @@ import type { ModelRename } from '../streaming/model-rename.js';
 import { doneLineAt, findErrorEvent, MAX_HELD_BYTES, SseFramer } from '../streaming/sse-framing.js';
 import { transportFailure, type Forwarder } from './forwarder.js';
 import { upstreamHttpFailure } from './upstream-error.js';
+import type { AnswerTranslation } from '../providers/provider.js';
 import { decoderFor, UpstreamLink } from './upstream-link.js';
 
 /** One attempt of a request on one endpoint. */
@@ -36,6 +37,8 @@ export interface AttemptInput {
   headers: Record<string, string>;
   /** The endpoint's own id for the model, when it differs: its answers are given the public id. */
   rename?: ModelRename | undefined;
+  /** A provider with its own protocol: its answer turned into OpenAI's as it comes. */
+  answer?: AnswerTranslation | undefined;
   forwarder: Forwarder;
   /** The request the attempt works for. */
   run: AttemptRun;
@@ -284,6 +287,12 @@ class Attempt implements AttemptHandle, LifetimeListener, TimerTarget {
         return;
       case 'stream': {
         if (this.settled) return;
+        // A provider that ends its stream by closing it: the translation's last events.
+        const rest = this.input.answer?.end();
+        if (rest && rest.length > 0) {
+          this.relayEvents(rest);
+          if (this.settled) return;
+        }
         // A [DONE] line without its blank line is completed; any other unfinished event is dropped.
         const tail = this.framer!.end();
         if (this.ttfbMs < 0) this.fail({ kind: 'bad-response', message: 'upstream sent an empty answer' });
@@ -307,12 +316,19 @@ class Attempt implements AttemptHandle, LifetimeListener, TimerTarget {
     const { input } = this;
     const framer = this.framer!;
     this.windowBytes += chunk.length;
-    let events = framer.push(chunk);
+    const events = framer.push(chunk);
     if (framer.heldBytes > MAX_HELD_BYTES) {
       this.garbled('an event longer than 1 MiB, or no line breaks');
       return;
     }
     if (!this.waitingForDrain) this.timer.arm('idle', input.timeouts.idleMs);
+    this.relayEvents(input.answer ? input.answer.events(events) : events);
+  }
+
+  /** Relays whole OpenAI events: the commit with the first, the end at [DONE]. */
+  private relayEvents(whole: Buffer): void {
+    const { input } = this;
+    let events = whole;
     if (events.length === 0) return;
     const error = findErrorEvent(events);
     if (error) events = events.subarray(0, error.start);
@@ -430,8 +446,19 @@ class Attempt implements AttemptHandle, LifetimeListener, TimerTarget {
       this.fail({ kind: 'bad-response', message: 'upstream sent an empty answer' });
       return;
     }
-    const answer = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.size);
+    let answer = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.size);
     this.parts = [];
+    if (input.answer) {
+      const translated = input.answer.json(answer);
+      if (translated === undefined) {
+        this.fail({
+          kind: 'bad-response',
+          message: `upstream sent no ${input.endpoint.provider} answer`,
+        });
+        return;
+      }
+      answer = translated;
+    }
     const checked = checkJsonAnswer(answer, this.status, this.headers['content-type']);
     if ('failure' in checked) {
       this.fail(checked.failure);

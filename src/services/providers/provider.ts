@@ -1,0 +1,64 @@
+import type { EndpointConfig } from '../../config/types.js';
+import type { ProviderName } from '../../config/providers.js';
+
+/** The upstream request of one attempt, in the provider's own protocol. */
+export interface UpstreamCall {
+  /** Below the endpoint's base URL, with its query string. */
+  path: string;
+  body: Buffer;
+}
+
+/**
+ * The answer of one attempt turned into OpenAI's shapes, as it comes: a JSON answer whole, a stream
+ * event by event (each provider event becomes its client chunk at once: nothing is held back).
+ */
+export interface AnswerTranslation {
+  /** A 2xx JSON answer as an OpenAI chat completion; undefined when it is not the provider's answer. */
+  json(body: Buffer): Buffer | undefined;
+  /** Whole provider events in, OpenAI chunk events out (`data: [DONE]` once the answer is complete). */
+  events(events: Buffer): Buffer;
+  /** The upstream response has ended: what is left to send (providers that end a stream by closing it). */
+  end(): Buffer;
+}
+
+/** What the request asks, for a provider that translates it. */
+export interface TranslateInput {
+  endpoint: EndpointConfig;
+  /** The OpenAI route's path (`/v1/chat/completions`, `/v1/embeddings`…). */
+  path: string;
+  /** The client's body, parsed (OpenAI's request shape). */
+  json: Readonly<Record<string, unknown>>;
+  /** The model as the endpoint knows it. */
+  model: string;
+  stream: boolean;
+  /** The clock (seconds in `created`). */
+  now: () => number;
+}
+
+/**
+ * A provider: how the gateway speaks to endpoints of one type. `openai-compatible` (and the presets of
+ * hosted services) translate nothing, so that the hot path stays as it is; others translate requests
+ * and answers (`translate`), or only their path and credentials (Azure).
+ */
+export interface Provider {
+  readonly name: ProviderName;
+  /** The OpenAI routes it serves (others skip its endpoints). */
+  serves(path: string): boolean;
+  /** A trailing assistant message is continued (stream continuation may use its endpoints). */
+  readonly continues: boolean;
+  /** The headers that carry the endpoint's key (made once per endpoint). */
+  credentials(endpoint: EndpointConfig): Record<string, string>;
+  /** The model list: its path, and its items as `{id}` objects (undefined: no list to ask). */
+  readonly models?: { path: string; items(json: unknown): unknown[] | undefined } | undefined;
+  /** The upstream path of a route, when only the path differs from OpenAI's (Azure, DeepInfra). */
+  pathOf?(endpoint: EndpointConfig, path: string, model: string): string;
+  /** The upstream request and the translation of its answer, for a provider with its own protocol. */
+  translate?(input: TranslateInput): { call: UpstreamCall; answer: AnswerTranslation };
+}
+
+/** An OpenAI chunk event, for translations. */
+export function chunkEvent(chunk: unknown): string {
+  return `data: ${JSON.stringify(chunk)}\n\n`;
+}
+
+export const DONE_EVENT = 'data: [DONE]\n\n';
