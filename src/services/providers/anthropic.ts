@@ -3,6 +3,7 @@ import { SseParser } from '../streaming/sse-parser.js';
 import {
   chunkEvent,
   DONE_EVENT,
+  str,
   type AnswerTranslation,
   type Provider,
   type TranslateInput,
@@ -72,8 +73,8 @@ export function anthropicRequest(input: TranslateInput): Json {
           const fn = (call.function ?? {}) as Json;
           blocks.push({
             type: 'tool_use',
-            id: String(call.id ?? ''),
-            name: String(fn.name ?? ''),
+            id: str(call.id),
+            name: str(fn.name),
             input: parseArguments(fn.arguments),
           });
         }
@@ -85,7 +86,7 @@ export function anthropicRequest(input: TranslateInput): Json {
         push('user', [
           {
             type: 'tool_result',
-            tool_use_id: String(m.tool_call_id ?? m.name ?? ''),
+            tool_use_id: str(m.tool_call_id ?? m.name),
             content: textOf(m.content),
           },
         ]);
@@ -95,12 +96,14 @@ export function anthropicRequest(input: TranslateInput): Json {
   // A trailing assistant turn is a prefill: Anthropic refuses one that ends in whitespace.
   const last = messages[messages.length - 1];
   const tail = last?.role === 'assistant' ? last.content[last.content.length - 1] : undefined;
-  if (tail?.type === 'text') tail.text = String(tail.text).trimEnd();
+  if (tail?.type === 'text') tail.text = str(tail.text).trimEnd();
   const max = json.max_completion_tokens ?? json.max_tokens;
   const out: Json = {
     model: input.model,
     max_tokens:
-      typeof max === 'number' && max > 0 ? Math.floor(max) : (endpoint.defaultMaxTokens ?? DEFAULT_MAX_TOKENS),
+      typeof max === 'number' && max > 0
+        ? Math.floor(max)
+        : (endpoint.defaultMaxTokens ?? DEFAULT_MAX_TOKENS),
     messages,
   };
   if (system.length > 0) out.system = system.join('\n\n');
@@ -167,9 +170,10 @@ function userBlocks(content: unknown): Json[] {
   if (!Array.isArray(content)) return [];
   const blocks: Json[] = [];
   for (const part of content as Json[]) {
-    if (part?.type === 'text' && typeof part.text === 'string') blocks.push({ type: 'text', text: part.text });
+    if (part?.type === 'text' && typeof part.text === 'string')
+      blocks.push({ type: 'text', text: part.text });
     else if (part?.type === 'image_url') {
-      const url = String(((part.image_url ?? {}) as Json).url ?? '');
+      const url = str(((part.image_url ?? {}) as Json).url);
       const data = /^data:([^;,]+);base64,(.*)$/s.exec(url);
       blocks.push(
         data
@@ -235,11 +239,12 @@ class AnthropicAnswer implements AnswerTranslation {
     } catch {
       return undefined;
     }
-    if (m === null || typeof m !== 'object' || m.type !== 'message' || !Array.isArray(m.content)) return undefined;
+    if (m === null || typeof m !== 'object' || m.type !== 'message' || !Array.isArray(m.content))
+      return undefined;
     let text = '';
     const calls: Json[] = [];
     for (const block of m.content as Json[]) {
-      if (block?.type === 'text') text += String(block.text ?? '');
+      if (block?.type === 'text') text += str(block.text);
       else if (block?.type === 'tool_use')
         calls.push({
           id: block.id,
@@ -289,8 +294,8 @@ class AnthropicAnswer implements AnswerTranslation {
     switch (e.type) {
       case 'message_start': {
         const m = (e.message ?? {}) as Json;
-        this.id = String(m.id ?? '');
-        this.model = String(m.model ?? this.input.model);
+        this.id = str(m.id);
+        this.model = str(m.model) || this.input.model;
         this.usage = m.usage as Json | undefined;
         return this.chunk({ role: 'assistant', content: '' });
       }
@@ -311,14 +316,14 @@ class AnthropicAnswer implements AnswerTranslation {
       }
       case 'content_block_delta': {
         const delta = (e.delta ?? {}) as Json;
-        if (delta.type === 'text_delta') return this.chunk({ content: String(delta.text ?? '') });
+        if (delta.type === 'text_delta') return this.chunk({ content: str(delta.text) });
         if (delta.type === 'input_json_delta') {
           const index = this.tools.get(Number(e.index));
           if (index === undefined) return '';
-          return this.chunk({ tool_calls: [{ index, function: { arguments: String(delta.partial_json ?? '') } }] });
+          return this.chunk({ tool_calls: [{ index, function: { arguments: str(delta.partial_json) } }] });
         }
         // Extended thinking, as vLLM and DeepSeek name it.
-        if (delta.type === 'thinking_delta') return this.chunk({ reasoning_content: String(delta.thinking ?? '') });
+        if (delta.type === 'thinking_delta') return this.chunk({ reasoning_content: str(delta.thinking) });
         return '';
       }
       case 'message_delta': {
@@ -345,7 +350,9 @@ class AnthropicAnswer implements AnswerTranslation {
       }
       case 'error': {
         const err = (e.error ?? {}) as Json;
-        return chunkEvent({ error: { message: String(err.message ?? 'error'), type: String(err.type ?? 'api_error') } });
+        return chunkEvent({
+          error: { message: str(err.message) || 'error', type: str(err.type) || 'api_error' },
+        });
       }
       default:
         // ping, content_block_stop and event types to come carry nothing for the client.

@@ -3,6 +3,7 @@ import { textOf } from './anthropic.js';
 import {
   chunkEvent,
   DONE_EVENT,
+  str,
   type AnswerTranslation,
   type Provider,
   type TranslateInput,
@@ -35,7 +36,7 @@ export function gemini(): Provider {
               !Array.isArray(m.supportedGenerationMethods) ||
               (m.supportedGenerationMethods as unknown[]).includes('generateContent'),
           )
-          .map((m) => ({ id: String(m.name ?? '').replace(/^models\//, '') }));
+          .map((m) => ({ id: str(m.name).replace(/^models\//, '') }));
       },
     },
     translate: (input) => {
@@ -74,7 +75,7 @@ export function geminiRequest(input: TranslateInput): Json {
       if (text !== '') parts.push({ text });
       for (const call of (Array.isArray(m.tool_calls) ? m.tool_calls : []) as Json[]) {
         const fn = (call.function ?? {}) as Json;
-        names.set(String(call.id ?? ''), String(fn.name ?? ''));
+        names.set(str(call.id), str(fn.name));
         let args: unknown = {};
         try {
           args = typeof fn.arguments === 'string' ? JSON.parse(fn.arguments) : (fn.arguments ?? {});
@@ -95,7 +96,7 @@ export function geminiRequest(input: TranslateInput): Json {
       push('user', [
         {
           functionResponse: {
-            name: names.get(String(m.tool_call_id ?? '')) ?? String(m.name ?? ''),
+            name: names.get(str(m.tool_call_id)) ?? str(m.name),
             response:
               response !== null && typeof response === 'object' && !Array.isArray(response)
                 ? response
@@ -117,7 +118,8 @@ export function geminiRequest(input: TranslateInput): Json {
   if (stop.length > 0) config.stopSequences = stop;
   if (typeof json.seed === 'number') config.seed = json.seed;
   const format = json.response_format as Json | undefined;
-  if (format?.type === 'json_object' || format?.type === 'json_schema') config.responseMimeType = 'application/json';
+  if (format?.type === 'json_object' || format?.type === 'json_schema')
+    config.responseMimeType = 'application/json';
   if (Object.keys(config).length > 0) out.generationConfig = config;
   if (Array.isArray(json.tools) && json.tools.length > 0) {
     out.tools = [
@@ -134,7 +136,11 @@ export function geminiRequest(input: TranslateInput): Json {
     ];
     const choice = json.tool_choice;
     const mode =
-      choice === 'none' ? 'NONE' : choice === 'required' || (choice && typeof choice === 'object') ? 'ANY' : 'AUTO';
+      choice === 'none'
+        ? 'NONE'
+        : choice === 'required' || (choice && typeof choice === 'object')
+          ? 'ANY'
+          : 'AUTO';
     const only = ((choice as Json | undefined)?.function as Json | undefined)?.name;
     out.toolConfig = {
       functionCallingConfig: { mode, ...(typeof only === 'string' ? { allowedFunctionNames: [only] } : {}) },
@@ -150,7 +156,7 @@ function userParts(content: unknown): Json[] {
   for (const part of content as Json[]) {
     if (part?.type === 'text' && typeof part.text === 'string') parts.push({ text: part.text });
     else if (part?.type === 'image_url') {
-      const url = String(((part.image_url ?? {}) as Json).url ?? '');
+      const url = str(((part.image_url ?? {}) as Json).url);
       const data = /^data:([^;,]+);base64,(.*)$/s.exec(url);
       parts.push(
         data
@@ -229,8 +235,13 @@ class GeminiAnswer implements AnswerTranslation {
       const { text, calls } = this.message(((c.content as Json | undefined)?.parts ?? []) as Json[], false);
       const message: Json = { role: 'assistant', content: calls.length > 0 && text === '' ? null : text };
       if (calls.length > 0) message.tool_calls = calls;
-      const finish = calls.length > 0 ? 'tool_calls' : (FINISH[String(c.finishReason)] ?? 'stop');
-      return { index: typeof c.index === 'number' ? c.index : i, message, logprobs: null, finish_reason: finish };
+      const finish = calls.length > 0 ? 'tool_calls' : (FINISH[str(c.finishReason)] ?? 'stop');
+      return {
+        index: typeof c.index === 'number' ? c.index : i,
+        message,
+        logprobs: null,
+        finish_reason: finish,
+      };
     });
     return Buffer.from(
       JSON.stringify({
@@ -281,7 +292,7 @@ class GeminiAnswer implements AnswerTranslation {
             ? null
             : this.calls > 0
               ? 'tool_calls'
-              : (FINISH[String(c.finishReason)] ?? 'stop');
+              : (FINISH[str(c.finishReason)] ?? 'stop');
         if (Object.keys(delta).length > 0 || finish !== null)
           out += this.chunk([{ index: 0, delta, logprobs: null, finish_reason: finish }]);
         this.started = true;

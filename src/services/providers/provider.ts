@@ -49,7 +49,7 @@ export interface Provider {
   /** The headers that carry the endpoint's key (made once per endpoint). */
   credentials(endpoint: EndpointConfig): Record<string, string>;
   /** The model list: its path, and its items as `{id}` objects (undefined: no list to ask). */
-  readonly models?: { path: string; items(json: unknown): unknown[] | undefined } | undefined;
+  readonly models?: { path: string; items: (json: unknown) => unknown[] | undefined } | undefined;
   /** The upstream path of a route, when only the path differs from OpenAI's (Azure, DeepInfra). */
   pathOf?(endpoint: EndpointConfig, path: string, model: string): string;
   /** The upstream request and the translation of its answer, for a provider with its own protocol. */
@@ -62,3 +62,8 @@ export function chunkEvent(chunk: unknown): string {
 }
 
 export const DONE_EVENT = 'data: [DONE]\n\n';
+
+/** A string field of a provider's JSON as text ('' when it is no string or number). */
+export function str(v: unknown): string {
+  return typeof v === 'string' ? v : typeof v === 'number' ? String(v) : '';
+}
