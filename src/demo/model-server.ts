@@ -149,9 +149,12 @@ export class ModelServer {
     } catch {
       json = undefined;
     }
-    const route: ChatRequest['route'] = req.url?.endsWith('/v1/embeddings')
+    // The path without its query; Azure's deployment paths (`/openai/deployments/{d}/chat/completions`)
+    // end like OpenAI's without their `/v1`.
+    const pathname = (req.url ?? '/').split('?')[0]!;
+    const route: ChatRequest['route'] = pathname.endsWith('/embeddings')
       ? 'embeddings'
-      : req.url?.endsWith('/v1/completions') && !req.url.endsWith('/chat/completions')
+      : pathname.endsWith('/completions') && !pathname.endsWith('/chat/completions')
         ? 'completions'
         : 'chat';
     const request: ChatRequest = {
@@ -180,9 +183,7 @@ export class ModelServer {
       await this.answer(behavior, request, res);
       return;
     }
-    const served = ['/v1/chat/completions', '/v1/embeddings', '/v1/completions'].some((p) =>
-      req.url?.endsWith(p),
-    );
+    const served = ['/chat/completions', '/embeddings', '/completions'].some((p) => pathname.endsWith(p));
     if (req.method !== 'POST' || !served) {
       sendJson(res, 404, { error: { message: `no route ${req.method} ${req.url}`, type: 'not_found' } });
       return;

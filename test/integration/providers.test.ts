@@ -1,3 +1,4 @@
+import http from 'node:http';
 import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -227,5 +228,206 @@ describe('provider anthropic: OpenAI clients on Anthropic endpoints', () => {
     const retry = fake.requests.at(-1)!.json;
     // The answer so far is the assistant's prefill, without its trailing space (Anthropic refuses it).
     expect(retry.messages.at(-1)).toEqual({ role: 'assistant', content: [{ type: 'text', text: 'One' }] });
+  });
+});
+
+describe('provider azure and gemini; presets', () => {
+  const bed = useTestBed();
+  const servers: http.Server[] = [];
+  afterEach(async () => {
+    for (const s of servers.splice(0)) {
+      s.closeAllConnections();
+      await new Promise((r) => s.close(r));
+    }
+  });
+
+  it('azure: the deployment path with api-version, the key as api-key, the body as the client sent it', async () => {
+    const azure = await bed.upstream({ name: 'azure', models: ['gpt-4o'] });
+    const gw = await bed.gateway({
+      endpoints: [
+        {
+          url: azure.url,
+          name: 'az',
+          provider: 'azure',
+          apiKey: 'azure-secret-0123456789',
+          deployments: { 'gpt-4o': 'gpt4o-prod' },
+        },
+      ],
+    });
+    const sdk = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: CLIENT_KEY, maxRetries: 0 });
+    expect((await sdk.models.list()).data.map((m) => m.id)).toEqual(['gpt-4o']);
+    const answer = await sdk.chat.completions.create({
+      model: 'gpt-4o',
+      messages: [{ role: 'user', content: 'hi' }],
+    });
+    expect(answer.choices[0]!.message.content).toBeTruthy();
+    const sent = azure.requests.at(-1)!;
+    expect(sent.path).toBe('/openai/deployments/gpt4o-prod/chat/completions?api-version=2024-10-21');
+    expect(sent.headers['api-key']).toBe('azure-secret-0123456789');
+    expect(sent.headers.authorization).toBeUndefined();
+    expect(sent.json).toEqual({ model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] });
+  });
+
+  it('an azure endpoint without deployments, or an unknown provider, stops start-up naming the field', async () => {
+    const { loadConfig } = await import('../../src/config/load-config.js');
+    const load = (endpoints: unknown) => () =>
+      loadConfig({ env: { API_KEY: CLIENT_KEY, HOST: '127.0.0.1', ENDPOINTS: JSON.stringify(endpoints) } });
+    expect(load([{ url: 'http://127.0.0.1:1', provider: 'azure' }])).toThrow(/deployments/);
+    expect(load([{ url: 'http://127.0.0.1:1', provider: 'claude' }])).toThrow(/provider must be one of/);
+    // A preset brings its base URL.
+    const config = loadConfig({
+      env: {
+        API_KEY: CLIENT_KEY,
+        HOST: '127.0.0.1',
+        ENDPOINTS: JSON.stringify([
+          { provider: 'groq', apiKey: 'gsk_x', models: ['llama-3.3-70b-versatile'] },
+        ]),
+      },
+    });
+    expect(config.endpoints[0]).toMatchObject({
+      provider: 'groq',
+      url: 'https://api.groq.com/openai',
+      name: 'api.groq.com',
+    });
+  });
+
+  it('gemini: native generateContent and its SSE stream, tool calls, usage and finish reasons in OpenAI’s shapes', async () => {
+    const seen: Array<{ url: string; headers: http.IncomingHttpHeaders; json: Record<string, any> }> = [];
+    const server = http.createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        if (req.headers['x-goog-api-key'] !== 'gemini-secret-0123456789') {
+          res.writeHead(403, { 'content-type': 'application/json' });
+          res.end(
+            JSON.stringify({
+              error: { code: 403, message: 'API key not valid', status: 'PERMISSION_DENIED' },
+            }),
+          );
+          return;
+        }
+        if (req.method === 'GET') {
+          res.writeHead(200, { 'content-type': 'application/json' });
+          res.end(
+            JSON.stringify({
+              models: [
+                {
+                  name: 'models/gemini-test',
+                  supportedGenerationMethods: ['generateContent', 'countTokens'],
+                },
+                { name: 'models/embedding-test', supportedGenerationMethods: ['embedContent'] },
+              ],
+            }),
+          );
+          return;
+        }
+        const json = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, any>;
+        seen.push({ url: req.url!, headers: req.headers, json });
+        const usageMetadata = { promptTokenCount: 9, candidatesTokenCount: 4, totalTokenCount: 13 };
+        if (req.url!.includes(':streamGenerateContent?alt=sse')) {
+          res.writeHead(200, { 'content-type': 'text/event-stream' });
+          const send = (o: unknown) => res.write(`data: ${JSON.stringify(o)}\r\n\r\n`);
+          send({
+            candidates: [{ content: { role: 'model', parts: [{ text: 'Sun' }] }, index: 0 }],
+            modelVersion: 'gemini-test-001',
+          });
+          send({ candidates: [{ content: { role: 'model', parts: [{ text: 'ny.' }] }, index: 0 }] });
+          send({
+            candidates: [
+              {
+                content: { role: 'model', parts: [{ functionCall: { name: 'log', args: { ok: true } } }] },
+                finishReason: 'STOP',
+                index: 0,
+              },
+            ],
+            usageMetadata,
+          });
+          res.end();
+          return;
+        }
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(
+          JSON.stringify({
+            candidates: [
+              {
+                content: { role: 'model', parts: [{ text: 'Hello from Gemini.' }] },
+                finishReason: 'MAX_TOKENS',
+                index: 0,
+              },
+            ],
+            usageMetadata,
+            modelVersion: 'gemini-test-001',
+            responseId: 'resp-1',
+          }),
+        );
+      });
+    });
+    servers.push(server);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+    const gw = await bed.gateway({
+      endpoints: [{ url, name: 'gem', provider: 'gemini', apiKey: 'gemini-secret-0123456789' }],
+    });
+    const sdk = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: CLIENT_KEY, maxRetries: 0 });
+    // Discovered from Gemini's list: models that generate content only.
+    expect((await sdk.models.list()).data.map((m) => m.id)).toEqual(['gemini-test']);
+    const answer = await sdk.chat.completions.create({
+      model: 'gemini-test',
+      messages: [
+        { role: 'system', content: 'Be brief.' },
+        { role: 'user', content: 'Hi' },
+      ],
+      max_tokens: 20,
+    });
+    expect(answer.choices[0]).toMatchObject({
+      message: { role: 'assistant', content: 'Hello from Gemini.' },
+      finish_reason: 'length',
+    });
+    expect(answer.usage).toMatchObject({ prompt_tokens: 9, completion_tokens: 4, total_tokens: 13 });
+    expect(seen[0]).toMatchObject({
+      url: '/v1beta/models/gemini-test:generateContent',
+      json: {
+        contents: [{ role: 'user', parts: [{ text: 'Hi' }] }],
+        systemInstruction: { parts: [{ text: 'Be brief.' }] },
+        generationConfig: { maxOutputTokens: 20 },
+      },
+    });
+
+    const stream = await sdk.chat.completions.create({
+      model: 'gemini-test',
+      messages: [{ role: 'user', content: 'Weather?' }],
+      tools: [{ type: 'function', function: { name: 'log', parameters: { type: 'object' } } }],
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    let text = '';
+    let args = '';
+    let finish: string | null = null;
+    let usage: OpenAI.CompletionUsage | null | undefined;
+    for await (const chunk of stream) {
+      if (chunk.usage) usage = chunk.usage;
+      const choice = chunk.choices[0];
+      if (!choice) continue;
+      text += choice.delta.content ?? '';
+      for (const t of choice.delta.tool_calls ?? []) args += t.function?.arguments ?? '';
+      finish = choice.finish_reason ?? finish;
+    }
+    expect(text).toBe('Sunny.');
+    expect(JSON.parse(args)).toEqual({ ok: true });
+    expect(finish).toBe('tool_calls');
+    expect(usage).toMatchObject({ prompt_tokens: 9, completion_tokens: 4 });
+    expect(seen[1]!.url).toBe('/v1beta/models/gemini-test:streamGenerateContent?alt=sse');
+    expect(seen[1]!.json.tools).toEqual([
+      { functionDeclarations: [{ name: 'log', parameters: { type: 'object' } }] },
+    ]);
+
+    // Embeddings are not served by this adapter yet: the endpoint is skipped, the client told so.
+    const res = await fetch(`${gw.url}/v1/embeddings`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${CLIENT_KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'gemini-test', input: 'x' }),
+    });
+    expect(res.status).toBeGreaterThanOrEqual(400);
+    expect(seen).toHaveLength(2);
   });
 });
