@@ -17,6 +17,7 @@ const LAYERS = [
   ['selector', '^src/services/selector/'],
   ['endpoints', '^src/services/endpoints/'],
   ['forwarder', '^src/services/forwarder/'],
+  ['providers', '^src/services/providers/'],
   ['streaming', '^src/services/streaming/'],
   ['core', '^src/services/core/'],
   ['stores', '^src/stores/'],
