@@ -1,6 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import type { CounterCheck, CounterStore, PeerMessage } from '../../src/stores/counters/counter-store.js';
-import { bucketMs, SLOT_LEASE_MS, type AdmitResult, type Ticket } from '../../src/stores/counters/counter-store.js';
+import {
+  bucketMs,
+  SLOT_LEASE_MS,
+  type AdmitResult,
+  type Ticket,
+} from '../../src/stores/counters/counter-store.js';
 
 /** The ticket of an admission that must have passed. */
 function ticketOf(result: AdmitResult): Ticket {

@@ -204,8 +204,7 @@ function invalid(json: Json): string | undefined {
   }
   const last = (json.messages as Json[])[json.messages.length - 1];
   if (last?.role === 'assistant') {
-    const blocks =
-      typeof last.content === 'string' ? [{ type: 'text', text: last.content }] : last.content;
+    const blocks = typeof last.content === 'string' ? [{ type: 'text', text: last.content }] : last.content;
     const tail = blocks[blocks.length - 1];
     if (tail.type === 'text' && /\s$/.test(tail.text))
       return 'final assistant content cannot end with trailing whitespace';

@@ -146,7 +146,12 @@ export class Limiter {
       return this.storeFailed(err);
     }
     if (!result.ok)
-      throw refusal(meta[result.index]!, checks[result.index]!, result, rateLimitHeaders(checks, result.states));
+      throw refusal(
+        meta[result.index]!,
+        checks[result.index]!,
+        result,
+        rateLimitHeaders(checks, result.states),
+      );
     const admission = new Admission(this, result.ticket, plan, result.states);
     admission.model = model;
     if (admission.slotKeys.length > 0) this.hold(admission);
@@ -297,11 +302,7 @@ export class Limiter {
     if (admission.slotKeys.length > 0) work.push(counters.release(admission.ticket, admission.slotKeys));
     if (usage && admission.tokenKeys.length > 0)
       work.push(
-        counters.correct(
-          admission.ticket,
-          admission.tokenKeys,
-          usage.promptTokens + usage.completionTokens,
-        ),
+        counters.correct(admission.ticket, admission.tokenKeys, usage.promptTokens + usage.completionTokens),
       );
     if (usage && admission.budgets.length > 0) {
       const cost = this.costOf(usage, admission.model);
