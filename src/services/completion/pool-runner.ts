@@ -24,8 +24,7 @@ import {
 } from '../forwarder/upstream-attempt.js';
 import { upstreamRequestError } from '../forwarder/upstream-error.js';
 import { ModelRename } from '../streaming/model-rename.js';
-import { providerOf } from '../providers/providers.js';
-import type { AnswerTranslation } from '../providers/provider.js';
+import { providerOf, upstreamCall } from '../providers/providers.js';
 import type { EndpointPicker } from '../selector/picker.js';
 import { repairStream } from './repair-stream.js';
 import { exhaustedError } from './exhausted-error.js';
@@ -203,27 +202,16 @@ export class PoolRunner {
     const name = endpoint.config.name;
     // An endpoint that knows the model by another id (`modelNames`) is asked by that id.
     const upstreamId = upstreamModelId(endpoint.config, req.model);
-    const routePath = req.path ?? CHAT_PATH;
-    let body = upstreamId === undefined ? req.body : rewrittenBody(req.json, { model: upstreamId });
-    let path = routePath;
-    let answer: AnswerTranslation | undefined;
-    // Providers with a protocol or a path of their own (none for openai-compatible endpoints).
-    if (endpoint.config.provider !== 'openai-compatible') {
-      const provider = providerOf(endpoint.config);
-      const model = upstreamId ?? req.model;
-      if (provider.translate) {
-        const translated = provider.translate({
-          endpoint: endpoint.config,
-          path: routePath,
-          json: req.json,
-          model,
-          stream: req.stream,
-          now: Date.now,
-        });
-        ({ path, body } = translated.call);
-        answer = translated.answer;
-      } else if (provider.pathOf) path = provider.pathOf(endpoint.config, routePath, model);
-    }
+    // Providers with a protocol or a path of their own translate; openai-compatible ones do not.
+    const { path, body, answer } = upstreamCall({
+      endpoint: endpoint.config,
+      path: req.path ?? CHAT_PATH,
+      body: upstreamId === undefined ? req.body : rewrittenBody(req.json, { model: upstreamId }),
+      json: () => req.json,
+      model: upstreamId ?? req.model,
+      stream: req.stream,
+      now: Date.now,
+    });
     run.attempts++;
     trace.attempts = (trace.attempts ?? 0) + 1;
     trace.endpoint = name;

@@ -9,8 +9,7 @@ import { upstreamModelId, type EndpointRegistry } from '../endpoints/registry.js
 import type { Forwarder } from '../forwarder/forwarder.js';
 import type { EndpointPicker } from '../selector/picker.js';
 import type { RequestRun } from './request-run.js';
-import { providerOf } from '../providers/providers.js';
-import type { AnswerTranslation } from '../providers/provider.js';
+import { providerOf, upstreamCall } from '../providers/providers.js';
 import { CHAT_PATH } from '../forwarder/upstream-attempt.js';
 
 /** Continuation tries after a stream broke mid-answer. */
@@ -59,33 +58,26 @@ export async function repairStream(deps: RepairDeps, run: RequestRun): Promise<b
         tried: run.tried,
       });
     if (!endpoint) return false;
-    let body: Buffer;
-    let path = mode === 'restart' ? req.path : undefined;
-    let answer: AnswerTranslation | undefined;
+    let call: ReturnType<typeof upstreamCall>;
     try {
       // An endpoint that knows the model by another id (`modelNames`) is asked by that id.
       const upstreamId = upstreamModelId(endpoint.config, req.model);
-      body =
+      const body =
         mode === 'restart'
           ? upstreamId === undefined
             ? req.body
             : rewrittenBody(req.json, { model: upstreamId })
           : continuationBody(req.json, transcript.text, upstreamId);
       // A provider with its own protocol is asked in it (Anthropic: the assistant text is a prefill).
-      const provider = providerOf(endpoint.config);
-      if (provider.translate) {
-        const translated = provider.translate({
-          endpoint: endpoint.config,
-          path: path ?? CHAT_PATH,
-          json: JSON.parse(body.toString('utf8')) as Record<string, unknown>,
-          model: upstreamId ?? req.model,
-          stream: true,
-          now: deps.now,
-        });
-        ({ path, body } = translated.call);
-        answer = translated.answer;
-      } else if (provider.pathOf)
-        path = provider.pathOf(endpoint.config, path ?? CHAT_PATH, upstreamId ?? req.model);
+      call = upstreamCall({
+        endpoint: endpoint.config,
+        path: (mode === 'restart' ? req.path : undefined) ?? CHAT_PATH,
+        body,
+        json: () => JSON.parse(body.toString('utf8')) as Record<string, unknown>,
+        model: upstreamId ?? req.model,
+        stream: true,
+        now: deps.now,
+      });
     } catch (err) {
       // A request JSON.stringify cannot write again (nested too deep): it cannot be continued.
       logger.warn({ error: (err as Error).message }, 'the request cannot be re-sent for a continuation');
@@ -111,9 +103,9 @@ export async function repairStream(deps: RepairDeps, run: RequestRun): Promise<b
         forwarder: deps.forwarder,
         timeouts: tighten(endpoint.config.timeouts, req.timeouts),
         headers: span ? { ...req.headers, traceparent: span.traceparent } : req.headers,
-        body,
-        path,
-        answer,
+        body: call.body,
+        path: call.path,
+        answer: call.answer,
         hideUsage: run.hideUsage,
         onUsage: (usage) => noteUsage(run.trace, usage),
         res,

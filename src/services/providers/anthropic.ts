@@ -3,7 +3,9 @@ import { SseParser } from '../streaming/sse-parser.js';
 import {
   chunkEvent,
   DONE_EVENT,
+  dataUrl,
   str,
+  wantsUsage,
   type AnswerTranslation,
   type Provider,
   type TranslateInput,
@@ -174,10 +176,10 @@ function userBlocks(content: unknown): Json[] {
       blocks.push({ type: 'text', text: part.text });
     else if (part?.type === 'image_url') {
       const url = str(((part.image_url ?? {}) as Json).url);
-      const data = /^data:([^;,]+);base64,(.*)$/s.exec(url);
+      const data = dataUrl(url);
       blocks.push(
         data
-          ? { type: 'image', source: { type: 'base64', media_type: data[1], data: data[2] } }
+          ? { type: 'image', source: { type: 'base64', media_type: data.mediaType, data: data.data } }
           : { type: 'image', source: { type: 'url', url } },
       );
     }
@@ -335,8 +337,7 @@ class AnthropicAnswer implements AnswerTranslation {
       case 'message_stop': {
         if (this.done) return '';
         this.done = true;
-        const wantsUsage = (this.input.json.stream_options as Json | undefined)?.include_usage === true;
-        const usage = wantsUsage
+        const usage = wantsUsage(this.input.json)
           ? chunkEvent({
               id: this.id,
               object: 'chat.completion.chunk',

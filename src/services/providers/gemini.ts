@@ -3,7 +3,9 @@ import { textOf } from './anthropic.js';
 import {
   chunkEvent,
   DONE_EVENT,
+  dataUrl,
   str,
+  wantsUsage,
   type AnswerTranslation,
   type Provider,
   type TranslateInput,
@@ -157,10 +159,10 @@ function userParts(content: unknown): Json[] {
     if (part?.type === 'text' && typeof part.text === 'string') parts.push({ text: part.text });
     else if (part?.type === 'image_url') {
       const url = str(((part.image_url ?? {}) as Json).url);
-      const data = /^data:([^;,]+);base64,(.*)$/s.exec(url);
+      const data = dataUrl(url);
       parts.push(
         data
-          ? { inlineData: { mimeType: data[1], data: data[2] } }
+          ? { inlineData: { mimeType: data.mediaType, data: data.data } }
           : { fileData: { fileUri: url, mimeType: 'image/*' } },
       );
     }
@@ -304,8 +306,7 @@ class GeminiAnswer implements AnswerTranslation {
   /** Gemini ends a stream by closing it: the usage (when asked) and [DONE] follow. */
   end(): Buffer {
     if (!this.started) return Buffer.alloc(0);
-    const wantsUsage = (this.input.json.stream_options as Json | undefined)?.include_usage === true;
     const usage = usageOf(this.usage);
-    return Buffer.from((wantsUsage && usage ? this.chunk([], { usage }) : '') + DONE_EVENT);
+    return Buffer.from((wantsUsage(this.input.json) && usage ? this.chunk([], { usage }) : '') + DONE_EVENT);
   }
 }

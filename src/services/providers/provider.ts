@@ -67,3 +67,14 @@ export const DONE_EVENT = 'data: [DONE]\n\n';
 export function str(v: unknown): string {
   return typeof v === 'string' ? v : typeof v === 'number' ? String(v) : '';
 }
+
+/** A `data:` image URL's media type and base64 data; undefined for another URL. */
+export function dataUrl(url: string): { mediaType: string; data: string } | undefined {
+  const m = /^data:([^;,]+);base64,(.*)$/s.exec(url);
+  return m ? { mediaType: m[1]!, data: m[2]! } : undefined;
+}
+
+/** The client (or the gateway, for its ledger) asked for the usage chunk at the end of a stream. */
+export function wantsUsage(json: Readonly<Record<string, unknown>>): boolean {
+  return (json.stream_options as { include_usage?: unknown } | undefined)?.include_usage === true;
+}
