@@ -35,6 +35,12 @@ import { endpointRoutes } from './http/controllers/endpoints.js';
 import { bareKeyAsBearer, gatewayQuery } from './http/controllers/gateway-query.js';
 import { JwtAuth, type JwtSettings } from './services/keys/jwt-auth.js';
 import { dashboard } from './http/controllers/dashboard.js';
+import {
+  ANTHROPIC_ERRORS,
+  apiKeyAsBearer,
+  countTokensRoute,
+  messagesRoute,
+} from './http/controllers/messages.js';
 
 export interface AppDeps {
   config: ConfigSource;
@@ -104,6 +110,8 @@ export function createApp(deps: AppDeps): express.Express {
     config.current.auth.disabled ? next() : clientAuth(req, res, next);
   // The hot path first, at application level: no layer before it but the access log and CORS.
   // Raw bytes for any content type: forwarded untouched, parsed once by the controller.
+  const knownModel = (model: string) =>
+    registry.serving(model).length > 0 || Object.hasOwn(config.current.aliases, model);
   const completionDeps: ChatDeps = {
     service: deps.completions,
     forwardHeaders: () => config.current.routing.forwardHeaders,
@@ -114,7 +122,7 @@ export function createApp(deps: AppDeps): express.Express {
     cache: deps.cache,
     metrics: deps.metrics,
     tracing: deps.tracing,
-    knownModel: (model) => registry.serving(model).length > 0 || Object.hasOwn(config.current.aliases, model),
+    knownModel,
   };
   const body = rawBody(() => config.current.server.bodyLimit);
   app.post('/v1/chat/completions', auth, body, chatCompletions(completionDeps));
@@ -122,6 +130,33 @@ export function createApp(deps: AppDeps): express.Express {
   // model servers answer.
   app.post('/v1/embeddings', auth, body, chatCompletions({ ...completionDeps, route: EMBEDDINGS_ROUTE }));
   app.post('/v1/completions', auth, body, chatCompletions({ ...completionDeps, route: COMPLETIONS_ROUTE }));
+
+  // Anthropic's Messages API in front of every endpoint (Anthropic SDK clients, Claude Code): a chat
+  // completion asked of this gateway, answered and erring in Anthropic's shape; the key as x-api-key.
+  const anthropicErrors = errorHandler(deps.logger, ANTHROPIC_ERRORS);
+  app.post(
+    '/v1/messages',
+    apiKeyAsBearer,
+    auth,
+    body,
+    messagesRoute({ selfUrl: deps.selfUrl }),
+    anthropicErrors,
+  );
+  app.post(
+    '/v1/messages/count_tokens',
+    apiKeyAsBearer,
+    auth,
+    body,
+    countTokensRoute({ knownModel }),
+    anthropicErrors,
+  );
+  app.all(
+    ['/v1/messages', '/v1/messages/count_tokens'],
+    apiKeyAsBearer,
+    auth,
+    methodNotAllowed('POST'),
+    anthropicErrors,
+  );
 
   // One call, one string back (seed Unified LLM API Gateway): a chat completion asked of this gateway.
   app.post(

@@ -1,8 +1,7 @@
 import type { RequestHandler } from 'express';
-import { Agent, request } from 'undici';
 import { z } from 'zod';
 import { GatewayError, InvalidRequestError } from '../../errors/gateway-error.js';
-import { requestIdOf } from '../middleware/access-log.js';
+import { askSelf, passedOnHeader } from '../loopback.js';
 import { principalOf } from '../principal.js';
 
 /** The provider types an endpoint may have (CONFIG.md, providers). */
@@ -26,12 +25,6 @@ const queryBody = z.strictObject({
     .positive("'max_tokens' must be a whole number above 0")
     .optional(),
 });
-
-/**
- * The loopback client: no header or body timeout of its own (the chat route's timeouts bound the
- * answer, up to REQUEST_TIMEOUT_MS), a few connections kept alive.
- */
-const loopback = new Agent({ headersTimeout: 0, bodyTimeout: 0, connections: 16 });
 
 export interface QueryDeps {
   /** This gateway's own address (the query is a chat completion asked of it). */
@@ -72,53 +65,20 @@ export function gatewayQuery(deps: QueryDeps): RequestHandler {
       messages: [...(system ? [{ role: 'system', content: system }] : []), { role: 'user', content: prompt }],
     };
     if (max_tokens !== undefined) body.max_tokens = max_tokens;
-    // The client leaving stops the inner request (and so the upstream), as on the chat route.
-    const aborted = new AbortController();
-    const onClose = () => {
-      if (!res.writableFinished) aborted.abort();
-    };
-    res.once('close', onClose);
-    let answer;
-    try {
-      answer = await request(`${deps.selfUrl()}/v1/chat/completions`, {
-        method: 'POST',
-        dispatcher: loopback,
-        signal: aborted.signal,
-        headers: {
-          'content-type': 'application/json',
-          'x-request-id': requestIdOf(req),
-          ...(req.headers.authorization ? { authorization: req.headers.authorization } : {}),
-          ...(typeof req.headers['cache-control'] === 'string'
-            ? { 'cache-control': req.headers['cache-control'] }
-            : {}),
-        },
-        body: JSON.stringify(body),
-      });
-    } catch (err) {
-      res.removeListener('close', onClose);
-      if (aborted.signal.aborted) return;
-      throw new GatewayError(`The gateway could not ask itself: ${(err as Error).message}.`, {
-        code: 'server_shutting_down',
-        retryable: true,
-        retryAfterSeconds: 1,
-      });
-    }
+    const asked = await askSelf(deps.selfUrl(), req, res, body);
+    if (!asked) return;
+    const { answer } = asked;
     const json = (await answer.body.json().catch(() => null)) as {
       model?: string;
       usage?: unknown;
       choices?: Array<{ message?: { content?: unknown }; finish_reason?: unknown }>;
     } | null;
-    res.removeListener('close', onClose);
+    asked.release();
     if (res.destroyed) return;
     res.setHeader('cache-control', 'no-store');
     // What the chat route told the caller about its limits, its endpoint and the cache, passed on.
     for (const [name, value] of Object.entries(answer.headers))
-      if (
-        value !== undefined &&
-        (name.startsWith('x-ratelimit-') ||
-          ['retry-after', 'x-gateway-endpoint', 'x-gateway-attempts', 'x-cache'].includes(name))
-      )
-        res.setHeader(name, value);
+      if (value !== undefined && passedOnHeader(name)) res.setHeader(name, value);
     if (answer.statusCode !== 200 || json === null) {
       res
         .status(answer.statusCode)

@@ -1,4 +1,4 @@
-import type { ErrorRequestHandler, RequestHandler } from 'express';
+import type { ErrorRequestHandler, Request, RequestHandler } from 'express';
 import {
   clip,
   GatewayError,
@@ -25,12 +25,23 @@ export function notFound(): RequestHandler {
   };
 }
 
+/** How a route's errors look on the wire (OpenAI's unless the route speaks another API). */
+export interface ErrorShape {
+  /** The JSON body of an error answered before any header. */
+  body: (error: GatewayError, req: Request) => object;
+  /** The event that ends a stream already started. */
+  event: (error: GatewayError) => string;
+}
+
+const OPENAI_SHAPE: ErrorShape = { body: (error) => toOpenAIErrorBody(error), event: sseError };
+
 /**
  * The only place that turns errors into HTTP: OpenAI error JSON while no header has been sent, an SSE
  * error event (`data: {"error":{...}}`, no [DONE]) once a stream has started. Never a stack trace.
+ * A route speaking another API (Anthropic's `/v1/messages`) mounts one with its own shape.
  */
-export function errorHandler(logger: Logger): ErrorRequestHandler {
-  return (err: unknown, _req, res, _next) => {
+export function errorHandler(logger: Logger, shape: ErrorShape = OPENAI_SHAPE): ErrorRequestHandler {
+  return (err: unknown, req, res, _next) => {
     // Ended by a shutdown: said as such, also when the connection is already gone.
     const shutdown = err instanceof ShuttingDownReason;
     if (!shutdown && (err instanceof ClientClosedReason || res.destroyed)) {
@@ -43,12 +54,12 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
     if (error instanceof InternalError) logger.error({ err }, 'unhandled error');
 
     if (res.headersSent) {
-      if (!res.writableEnded) res.end(sseError(error));
+      if (!res.writableEnded) res.end(shape.event(error));
       return;
     }
     if (error.retryAfterSeconds !== undefined) res.setHeader('retry-after', String(error.retryAfterSeconds));
     if (error.headers) for (const name in error.headers) res.setHeader(name, error.headers[name]!);
-    res.status(error.status).json(toOpenAIErrorBody(error));
+    res.status(error.status).json(shape.body(error, req));
   };
 }
 
