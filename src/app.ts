@@ -172,6 +172,12 @@ export function createApp(deps: AppDeps): express.Express {
         [...registry.endpoints.flatMap((ep) => [...ep.models]), ...Object.keys(config.current.aliases)].find(
           (m) => allowed === undefined || allowed.has(m),
         ),
+      // The first of that provider's endpoints, by priority, serving the model or one of its alias's.
+      preferredEndpoint: (model, provider) =>
+        [model, ...(Object.hasOwn(config.current.aliases, model) ? config.current.aliases[model]! : [])]
+          .flatMap((m) => registry.serving(m))
+          .filter((ep) => ep.config.provider === provider)
+          .sort((a, b) => a.config.priority - b.config.priority)[0]?.config.name,
     }),
   );
   app.all('/gateway/query', methodNotAllowed('POST'));

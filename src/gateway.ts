@@ -47,9 +47,6 @@ import type { RecordStore } from './stores/records/record-store.js';
 const TRAFFIC_INTERVAL_MS = 5_000;
 const TRAFFIC_KEEP = 180;
 
-/** Every endpoint speaks the OpenAI-compatible API until provider adapters come (metrics label). */
-const PROVIDER = 'openai-compatible';
-
 /** A start-up failure that is no bug: said in words (a database that cannot be opened…). */
 export class StartupError extends Error {}
 
@@ -219,7 +216,7 @@ export class Gateway {
       pendingDiscovery: () => this.discovery.pendingRound(),
       random: options.random ?? Math.random,
       now,
-      onAttempt: (endpoint, outcome) => this.metrics.attempt(PROVIDER, endpoint, outcome),
+      onAttempt: (endpoint, provider, outcome) => this.metrics.attempt(provider, endpoint, outcome),
     });
     this.fileEndpoints = options.config.endpoints;
     this.runtimeEndpoints = new RuntimeEndpoints({

@@ -131,26 +131,32 @@ describe('POST /gateway/query', () => {
     expect(r.headers.get('x-ratelimit-remaining-requests')).toBe('9');
   });
 
-  it('provider is checked but pins no endpoint: traffic spreads as without it', async () => {
+  it('provider steers: that provider’s endpoint first, the usual order after it', async () => {
     const a = await bed.upstream({ name: 'a', models: ['llama'] });
     const b = await bed.upstream({ name: 'b', models: ['llama'] });
     const gw = await bed.gateway({
       endpoints: [
         { url: a.url, name: 'a', priority: 1 },
-        { url: b.url, name: 'b', priority: 2 },
+        // A Groq preset pointed at a local fake (the preset's URL would be Groq's).
+        { url: b.url, name: 'b', priority: 2, provider: 'groq' },
       ],
     });
-    for (let i = 0; i < 3; i++) {
+    const ask = async (provider?: string) => {
       const res = await fetch(`${gw.url}/gateway/query`, {
         method: 'POST',
         headers: { authorization: `Bearer ${CLIENT_KEY}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ prompt: `p${i}`, provider: 'openai-compatible' }),
+        body: JSON.stringify({ prompt: 'p', ...(provider ? { provider } : {}) }),
       });
-      expect(res.status).toBe(200);
-    }
-    // The priority-1 endpoint takes them all, as it would without `provider`; nothing is pinned.
-    expect(a.requests).toHaveLength(3);
-    expect(b.requests).toHaveLength(0);
-    expect(a.requests.every((r) => r.json?.['x-gateway'] === undefined)).toBe(true);
+      return { status: res.status, endpoint: res.headers.get('x-gateway-endpoint') };
+    };
+    expect(await ask()).toEqual({ status: 200, endpoint: 'a' });
+    expect(await ask('groq')).toEqual({ status: 200, endpoint: 'b' });
+    expect(await ask('openai-compatible')).toEqual({ status: 200, endpoint: 'a' });
+    // The preference is no pin: the preferred endpoint failing, the next one answers.
+    b.script({ type: 'status', status: 503 });
+    expect(await ask('groq')).toEqual({ status: 200, endpoint: 'a' });
+    // The preference field is the gateway's: it never goes upstream.
+    expect([...a.requests, ...b.requests].every((r) => r.json?.['x-gateway'] === undefined)).toBe(true);
+    expect(b.requests).toHaveLength(2);
   });
 });

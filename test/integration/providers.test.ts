@@ -191,7 +191,7 @@ describe('provider anthropic: OpenAI clients on Anthropic endpoints', () => {
   });
 
   it('529 overloaded fails over to the next endpoint; a 400 comes back as a 400 with its message', async () => {
-    const { fake, backup, sdk } = await start({ fallback: true, models: ['claude-test'] });
+    const { fake, backup, sdk, gw } = await start({ fallback: true, models: ['claude-test'] });
     fake.script.push({ type: 'status', status: 529, errorType: 'overloaded_error', message: 'Overloaded' });
     const answer = await sdk.chat.completions.create({
       model: 'claude-test',
@@ -211,6 +211,19 @@ describe('provider anthropic: OpenAI clients on Anthropic endpoints', () => {
       .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(OpenAI.BadRequestError);
     expect((err as Error).message).toContain('prompt is too long');
+
+    // Metrics per provider: each attempt under its endpoint's provider.
+    const metrics = await (await fetch(`${gw.url}/metrics`)).text();
+    const attempts = (provider: string, endpoint: string, outcome: string) =>
+      Number(
+        new RegExp(
+          `^llm_gateway_provider_requests_total\\{provider="${provider}",endpoint="${endpoint}",outcome="${outcome}"\\} (\\d+)$`,
+          'm',
+        ).exec(metrics)?.[1] ?? 0,
+      );
+    expect(attempts('anthropic', 'claude', 'status_5xx')).toBe(1);
+    expect(attempts('openai-compatible', 'vllm', 'success')).toBe(1);
+    expect(attempts('anthropic', 'claude', 'status_4xx')).toBe(1);
   });
 
   it('a stream cut mid-answer is continued on Anthropic with the text so far as a prefill', async () => {

@@ -1,11 +1,9 @@
 import type { RequestHandler } from 'express';
 import { z } from 'zod';
 import { GatewayError, InvalidRequestError } from '../../errors/gateway-error.js';
+import { PROVIDER_NAMES, type ProviderName } from '../../config/providers.js';
 import { askSelf, passedOnHeader } from '../loopback.js';
 import { principalOf } from '../principal.js';
-
-/** The provider types an endpoint may have (CONFIG.md, providers). */
-const PROVIDERS = ['openai-compatible', 'openai', 'azure', 'anthropic', 'gemini'] as const;
 
 const queryBody = z.strictObject({
   prompt: z.string({ error: "'prompt' is required: the text to ask" }).min(1, "'prompt' must not be empty"),
@@ -14,10 +12,10 @@ const queryBody = z.strictObject({
     .min(1, "'model' must not be empty")
     .max(256, "'model' must be at most 256 characters")
     .optional(),
-  // A preference for endpoints of that type. Every endpoint is openai-compatible until provider
-  // adapters come, so no choice among endpoints differs by type yet: it is checked, and routing is
-  // left as it is.
-  provider: z.enum(PROVIDERS, { error: `'provider' must be one of ${PROVIDERS.join(', ')}` }).optional(),
+  // A preference for endpoints of that provider: the best of them serving the model is tried first.
+  provider: z
+    .enum(PROVIDER_NAMES, { error: `'provider' must be one of ${PROVIDER_NAMES.join(', ')}` })
+    .optional(),
   system: z.string({ error: "'system' must be text" }).optional(),
   max_tokens: z
     .number({ error: "'max_tokens' must be a whole number above 0" })
@@ -31,6 +29,8 @@ export interface QueryDeps {
   selfUrl: () => string;
   /** `query.defaultModel`, else the first model listed that the caller may use. */
   defaultModel: (allowed: ReadonlySet<string> | undefined) => string | undefined;
+  /** The endpoint of `provider` to try first for `model` (its own or an alias's), if one serves it. */
+  preferredEndpoint: (model: string, provider: ProviderName) => string | undefined;
 }
 
 /**
@@ -65,6 +65,9 @@ export function gatewayQuery(deps: QueryDeps): RequestHandler {
       messages: [...(system ? [{ role: 'system', content: system }] : []), { role: 'user', content: prompt }],
     };
     if (max_tokens !== undefined) body.max_tokens = max_tokens;
+    const preferred = parsed.data.provider && deps.preferredEndpoint(model, parsed.data.provider);
+    // The chat route's own preference field: that endpoint first, then the usual order.
+    if (preferred) body['x-gateway'] = { endpoint: preferred };
     const asked = await askSelf(deps.selfUrl(), req, res, body);
     if (!asked) return;
     const { answer } = asked;

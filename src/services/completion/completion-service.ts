@@ -29,7 +29,7 @@ export interface CompletionServiceDeps {
   random: () => number;
   now: () => number;
   /** Each upstream attempt's end (failovers, hedges, continuations), for the metrics. */
-  onAttempt?: (endpoint: string, outcome: AttemptOutcome) => void;
+  onAttempt?: (endpoint: string, provider: string, outcome: AttemptOutcome) => void;
 }
 
 /**

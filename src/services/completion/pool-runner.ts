@@ -59,7 +59,7 @@ export class PoolRunner {
       random: () => number;
       now: () => number;
       /** Each upstream attempt's end, for the metrics. */
-      onAttempt?: ((endpoint: string, outcome: AttemptOutcome) => void) | undefined;
+      onAttempt?: ((endpoint: string, provider: string, outcome: AttemptOutcome) => void) | undefined;
     },
   ) {}
 
@@ -236,7 +236,7 @@ export class PoolRunner {
 
   /** An attempt is over: the metrics count its outcome. */
   private ended(l: Launched, outcome: AttemptOutcome): void {
-    this.deps.onAttempt?.(l.endpoint.config.name, outcome);
+    this.deps.onAttempt?.(l.endpoint.config.name, l.endpoint.config.provider, outcome);
     l.span?.end(outcome);
   }
 

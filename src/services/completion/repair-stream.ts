@@ -21,7 +21,7 @@ export interface RepairDeps {
   logger: Logger;
   picker: EndpointPicker;
   now: () => number;
-  onAttempt?: ((endpoint: string, outcome: AttemptOutcome) => void) | undefined;
+  onAttempt?: ((endpoint: string, provider: string, outcome: AttemptOutcome) => void) | undefined;
 }
 
 /**
@@ -93,7 +93,7 @@ export async function repairStream(deps: RepairDeps, run: RequestRun): Promise<b
     const span = req.span?.attempt(name, new URL(endpoint.config.url).host, trace.attempts);
     const ended = (outcome: AttemptOutcome) => {
       run.upstreamEnded();
-      deps.onAttempt?.(name, outcome);
+      deps.onAttempt?.(name, endpoint.config.provider, outcome);
       span?.end(outcome);
     };
     let result;
