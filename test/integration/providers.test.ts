@@ -337,6 +337,15 @@ describe('provider azure and gemini; presets', () => {
         const json = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, any>;
         seen.push({ url: req.url!, headers: req.headers, json });
         const usageMetadata = { promptTokenCount: 9, candidatesTokenCount: 4, totalTokenCount: 13 };
+        if (req.url!.endsWith(':batchEmbedContents')) {
+          res.writeHead(200, { 'content-type': 'application/json' });
+          res.end(
+            JSON.stringify({
+              embeddings: (json.requests as unknown[]).map((_, i) => ({ values: [i + 0.5, 0.25, -1] })),
+            }),
+          );
+          return;
+        }
         if (req.url!.includes(':streamGenerateContent?alt=sse')) {
           res.writeHead(200, { 'content-type': 'text/event-stream' });
           const send = (o: unknown) => res.write(`data: ${JSON.stringify(o)}\r\n\r\n`);
@@ -382,8 +391,8 @@ describe('provider azure and gemini; presets', () => {
       endpoints: [{ url, name: 'gem', provider: 'gemini', apiKey: 'gemini-secret-0123456789' }],
     });
     const sdk = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: CLIENT_KEY, maxRetries: 0 });
-    // Discovered from Gemini's list: models that generate content only.
-    expect((await sdk.models.list()).data.map((m) => m.id)).toEqual(['gemini-test']);
+    // Discovered from Gemini's list: models that generate content or embed.
+    expect((await sdk.models.list()).data.map((m) => m.id)).toEqual(['gemini-test', 'embedding-test']);
     const answer = await sdk.chat.completions.create({
       model: 'gemini-test',
       messages: [
@@ -434,13 +443,37 @@ describe('provider azure and gemini; presets', () => {
       { functionDeclarations: [{ name: 'log', parameters: { type: 'object' } }] },
     ]);
 
-    // Embeddings are not served by this adapter yet: the endpoint is skipped, the client told so.
+    // Embeddings through batchEmbedContents: floats, or base64 (the SDK's default, decoded by it).
+    const embedded = await sdk.embeddings.create({ model: 'embedding-test', input: ['a', 'bcde'] });
+    expect(embedded.data.map((d) => d.embedding)).toEqual([
+      [0.5, 0.25, -1],
+      [1.5, 0.25, -1],
+    ]);
+    expect(embedded.usage).toEqual({ prompt_tokens: 2, total_tokens: 2 });
+    expect(seen[2]).toMatchObject({
+      url: '/v1beta/models/embedding-test:batchEmbedContents',
+      json: {
+        requests: [
+          { model: 'models/embedding-test', content: { parts: [{ text: 'a' }] } },
+          { model: 'models/embedding-test', content: { parts: [{ text: 'bcde' }] } },
+        ],
+      },
+    });
+    const floats = await sdk.embeddings.create({
+      model: 'embedding-test',
+      input: 'x',
+      encoding_format: 'float',
+      dimensions: 3,
+    });
+    expect(floats.data[0]!.embedding).toEqual([0.5, 0.25, -1]);
+    expect(seen[3]!.json.requests[0].outputDimensionality).toBe(3);
+    // Token ids: Gemini embeds text only, so its endpoint is skipped and the client told so.
     const res = await fetch(`${gw.url}/v1/embeddings`, {
       method: 'POST',
       headers: { authorization: `Bearer ${CLIENT_KEY}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'gemini-test', input: 'x' }),
+      body: JSON.stringify({ model: 'embedding-test', input: [[1, 2, 3]] }),
     });
     expect(res.status).toBeGreaterThanOrEqual(400);
-    expect(seen).toHaveLength(2);
+    expect(seen).toHaveLength(4);
   });
 });

@@ -72,7 +72,7 @@ export class PoolRunner {
     const route = run.req.path;
     if (route !== undefined && route !== CHAT_PATH)
       for (const ep of this.deps.registry.endpoints)
-        if (!providerOf(ep.config).serves(route)) run.exclude(ep.config.name);
+        if (!providerOf(ep.config).serves(route, run.req.json)) run.exclude(ep.config.name);
 
     while (run.attempts < maxAttempts) {
       const first = run.tried.length === 0;

@@ -14,6 +14,7 @@ import {
 type Json = Record<string, unknown>;
 
 const CHAT = '/v1/chat/completions';
+const EMBEDDINGS = '/v1/embeddings';
 
 /**
  * Google's Gemini API, native (`/v1beta/models/{model}:generateContent`, `:streamGenerateContent?alt=sse`,
@@ -23,7 +24,9 @@ const CHAT = '/v1/chat/completions';
 export function gemini(): Provider {
   return {
     name: 'gemini',
-    serves: (path) => path === CHAT,
+    // Embeddings of text (Gemini embeds no token ids).
+    serves: (path, json) =>
+      path === CHAT || (path === EMBEDDINGS && json !== undefined && textInputs(json) !== undefined),
     continues: false,
     credentials: (endpoint): Record<string, string> =>
       endpoint.apiKey ? { 'x-goog-api-key': endpoint.apiKey } : {},
@@ -32,17 +35,30 @@ export function gemini(): Provider {
       items: (json) => {
         const models = (json as { models?: unknown } | null)?.models;
         if (!Array.isArray(models)) return undefined;
-        return (models as Json[])
-          .filter(
-            (m) =>
-              !Array.isArray(m.supportedGenerationMethods) ||
-              (m.supportedGenerationMethods as unknown[]).includes('generateContent'),
-          )
-          .map((m) => ({ id: str(m.name).replace(/^models\//, '') }));
+        return (
+          (models as Json[])
+            // Models that chat or embed (not the ones only for tokens counts, caching, tuning…).
+            .filter(
+              (m) =>
+                !Array.isArray(m.supportedGenerationMethods) ||
+                (m.supportedGenerationMethods as unknown[]).some(
+                  (g) => g === 'generateContent' || g === 'embedContent',
+                ),
+            )
+            .map((m) => ({ id: str(m.name).replace(/^models\//, '') }))
+        );
       },
     },
     translate: (input) => {
       const model = encodeURIComponent(input.model);
+      if (input.path === EMBEDDINGS)
+        return {
+          call: {
+            path: `/v1beta/models/${model}:batchEmbedContents`,
+            body: Buffer.from(JSON.stringify(geminiEmbedRequest(input))),
+          },
+          answer: new GeminiEmbeddings(input),
+        };
       const path = input.stream
         ? `/v1beta/models/${model}:streamGenerateContent?alt=sse`
         : `/v1beta/models/${model}:generateContent`;
@@ -308,5 +324,74 @@ class GeminiAnswer implements AnswerTranslation {
     if (!this.started) return Buffer.alloc(0);
     const usage = usageOf(this.usage);
     return Buffer.from((wantsUsage(this.input.json) && usage ? this.chunk([], { usage }) : '') + DONE_EVENT);
+  }
+}
+
+// ---- embeddings ----
+
+/** An embeddings request's inputs when they are text (a string or strings); undefined otherwise. */
+function textInputs(json: Readonly<Record<string, unknown>>): string[] | undefined {
+  const { input } = json;
+  if (typeof input === 'string') return [input];
+  if (Array.isArray(input) && input.length > 0 && input.every((i) => typeof i === 'string')) return input;
+  return undefined;
+}
+
+/** OpenAI's embeddings request as Gemini's `batchEmbedContents` (`dimensions` as `outputDimensionality`). */
+export function geminiEmbedRequest(input: TranslateInput): Json {
+  const { dimensions } = input.json;
+  return {
+    requests: (textInputs(input.json) ?? []).map((text) => ({
+      model: `models/${input.model}`,
+      content: { parts: [{ text }] },
+      ...(typeof dimensions === 'number' ? { outputDimensionality: dimensions } : {}),
+    })),
+  };
+}
+
+/**
+ * Gemini's embeddings as OpenAI's list: floats, or base64 of little-endian float32s when
+ * `encoding_format` is `base64` (the openai SDK's default). Gemini reports no usage for embeddings: the
+ * prompt's tokens are the gateway's estimate (about four characters a token).
+ */
+class GeminiEmbeddings implements AnswerTranslation {
+  constructor(private readonly input: TranslateInput) {}
+
+  json(body: Buffer): Buffer | undefined {
+    let r: Json;
+    try {
+      r = JSON.parse(body.toString('utf8')) as Json;
+    } catch {
+      return undefined;
+    }
+    if (r === null || typeof r !== 'object' || !Array.isArray(r.embeddings)) return undefined;
+    const base64 = this.input.json.encoding_format === 'base64';
+    const data = (r.embeddings as Json[]).map((e, index) => {
+      const values = (Array.isArray(e.values) ? e.values : []) as number[];
+      return {
+        object: 'embedding',
+        index,
+        embedding: base64 ? Buffer.from(new Float32Array(values).buffer).toString('base64') : values,
+      };
+    });
+    const chars = (textInputs(this.input.json) ?? []).reduce((n, t) => n + t.length, 0);
+    const tokens = Math.ceil(chars / 4);
+    return Buffer.from(
+      JSON.stringify({
+        object: 'list',
+        data,
+        model: this.input.model,
+        usage: { prompt_tokens: tokens, total_tokens: tokens },
+      }),
+    );
+  }
+
+  /** Embeddings are never streamed. */
+  events(): Buffer {
+    return Buffer.alloc(0);
+  }
+
+  end(): Buffer {
+    return Buffer.alloc(0);
   }
 }

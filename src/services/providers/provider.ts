@@ -42,8 +42,8 @@ export interface TranslateInput {
  */
 export interface Provider {
   readonly name: ProviderName;
-  /** The OpenAI routes it serves (others skip its endpoints). */
-  serves(path: string): boolean;
+  /** Whether it serves this OpenAI route (others skip its endpoints), for this body when given. */
+  serves(path: string, json?: Readonly<Record<string, unknown>>): boolean;
   /** A trailing assistant message is continued (stream continuation may use its endpoints). */
   readonly continues: boolean;
   /** The headers that carry the endpoint's key (made once per endpoint). */
