@@ -331,6 +331,9 @@ class AnthropicAnswer implements AnswerTranslation {
       case 'message_delta': {
         const usage = e.usage as Json | undefined;
         if (typeof usage?.output_tokens === 'number') this.outputTokens = usage.output_tokens;
+        // The counts are cumulative; newer versions of the API repeat the input counts here.
+        for (const field of ['input_tokens', 'cache_creation_input_tokens', 'cache_read_input_tokens'])
+          if (typeof usage?.[field] === 'number') this.usage = { ...this.usage, [field]: usage[field] };
         this.finish = finishReason(((e.delta ?? {}) as Json).stop_reason);
         return this.chunk({}, this.finish);
       }
