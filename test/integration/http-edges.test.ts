@@ -395,7 +395,18 @@ describe('CORS', () => {
     const { gw } = await setup();
     const res = await send(gw, '/v1/models', { headers: { origin: 'https://chat.example' } });
     expect(res.headers['access-control-allow-origin']).toBe('*');
-    expect(String(res.headers['access-control-expose-headers'])).toMatch(/x-request-id/);
+    const exposed = String(res.headers['access-control-expose-headers']).split(', ');
+    // Browser clients may read the request id, the cache's verdict and the rate-limit headers.
+    expect(exposed).toEqual(
+      expect.arrayContaining([
+        'x-request-id',
+        'request-id',
+        'x-cache',
+        'retry-after',
+        'x-ratelimit-remaining-requests',
+        'x-ratelimit-reset-tokens',
+      ]),
+    );
   });
 });
 

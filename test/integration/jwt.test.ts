@@ -98,7 +98,7 @@ describe('JWT client credentials', () => {
   });
 
   it('refuses expired, not-yet-valid, unsigned, badly signed or exp-less tokens with a 401 that says why', async () => {
-    const { refusal } = await start(bed, {
+    const { refusal, gw } = await start(bed, {
       JWT_SECRET: SECRET,
       JWT_ISSUER: 'https://auth.example',
       JWT_AUDIENCE: 'gateway',
@@ -135,6 +135,22 @@ describe('JWT client credentials', () => {
       expect(r.message, what).toMatch(expected);
       expect(r.message, what).not.toContain(SECRET);
     }
+    // The access lines tell the operator why each was refused (the client's code is the same).
+    await new Promise((r) => setImmediate(r));
+    const reasons = (gw.logs as Array<{ res?: { statusCode: number }; authFailure?: string }>)
+      .filter((l) => l.res?.statusCode === 401)
+      .map((l) => l.authFailure);
+    expect(reasons).toEqual([
+      'jwt_expired',
+      'jwt_not_yet_valid',
+      'jwt_claims',
+      'jwt_signature',
+      'jwt_claims',
+      'jwt_claims',
+      'jwt_claims',
+      'jwt_algorithm',
+      'jwt_invalid',
+    ]);
   });
 
   it.each(['RS256', 'ES256'] as const)(

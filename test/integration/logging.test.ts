@@ -100,7 +100,18 @@ describe('structured logs', () => {
     expect(denied.status).toBe(401);
     const deniedLines = accessLines(gw, String(denied.headers['x-request-id']));
     expect(deniedLines).toHaveLength(1);
-    expect(deniedLines[0]).toMatchObject({ res: { statusCode: 401 } });
+    // The operator reads why: the client's code is invalid_api_key whatever the reason.
+    expect(deniedLines[0]).toMatchObject({
+      res: { statusCode: 401 },
+      errorCode: 'invalid_api_key',
+      authFailure: 'unknown_key',
+    });
+    const missing = await chat(gw.url, {});
+    record(missing);
+    expect(accessLines(gw, String(missing.headers['x-request-id']))[0]).toMatchObject({
+      errorCode: 'missing_api_key',
+      authFailure: 'missing',
+    });
     expect(deniedLines[0]!.responseTime).toEqual(expect.any(Number));
 
     // 5. A client-chosen request id is used in the log, echoed, and sent upstream.
@@ -120,8 +131,8 @@ describe('structured logs', () => {
 
     // One access line per request in total, all with distinct ids.
     const ids = (gw.logs as Line[]).filter((l) => l.responseTime !== undefined).map((l) => l.req?.id);
-    expect(ids).toHaveLength(5);
-    expect(new Set(ids).size).toBe(5);
+    expect(ids).toHaveLength(6);
+    expect(new Set(ids).size).toBe(6);
 
     // No secret anywhere: logs, response bodies, response headers.
     const raw = gw.rawLogs();
@@ -181,7 +192,13 @@ describe('structured logs', () => {
       r.body.dump(),
     );
     await request(`${gw.url}/v1/models?token=sk-in-query-2`).then((r) => r.body.dump());
+    // A JWT as ?jwt=, and one pasted anywhere else in the URL.
+    const jwt = 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1c2VyLTEifQ.c2lnbmF0dXJlLXBhcnQ';
+    await request(`${gw.url}/v1/models?jwt=${jwt}`).then((r) => r.body.dump());
+    await request(`${gw.url}/v1/models/${jwt}?x=${jwt}`).then((r) => r.body.dump());
     await nextTurn();
+    expect(gw.rawLogs()).not.toContain('c2lnbmF0dXJlLXBhcnQ');
+    expect(gw.rawLogs()).toContain('jwt=[redacted]');
     const logs = gw.rawLogs();
     expect(logs).not.toContain(CLIENT_KEY);
     expect(logs).not.toContain('sk-in-query-2');

@@ -105,7 +105,9 @@ function message(req: IncomingMessage & { originalUrl?: string }, res: ServerRes
 const MAX_LOGGED_URL_CHARS = 512;
 const VIRTUAL_KEY_IN_URL = /sk-gw-[A-Za-z0-9_-]+/g;
 /** Query parameters whose values are never logged: whatever carries a credential. */
-const SECRET_PARAM = /key|token|secret|auth|pass|sig|credential|session/i;
+const SECRET_PARAM = /key|token|secret|auth|pass|sig|credential|session|jwt|bearer/i;
+/** A JWT anywhere in a URL (three base64url parts, the first a JSON header): never written down. */
+const JWT_IN_URL = /eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*/g;
 
 /**
  * The URL as it may be logged: values of credential-like query parameters (a key sent as `?api_key=`)
@@ -114,6 +116,7 @@ const SECRET_PARAM = /key|token|secret|auth|pass|sig|credential|session/i;
 function loggedUrl(url: string): string {
   // A key pasted into a path (an admin who sent a secret instead of its id) is not written down.
   if (url.includes('sk-gw-')) url = url.replace(VIRTUAL_KEY_IN_URL, 'sk-gw-[redacted]');
+  if (url.includes('eyJ')) url = url.replace(JWT_IN_URL, '[redacted-jwt]');
   const query = url.indexOf('?');
   if (query < 0 && url.length <= MAX_LOGGED_URL_CHARS) return url;
   let out = url;

@@ -6,6 +6,7 @@ import { isVirtualKeyFormat } from '../../services/keys/key-secrets.js';
 import type { KeyCheck } from '../../services/keys/key-service.js';
 import { looksLikeJwt, type JwtCheck } from '../../services/keys/jwt-auth.js';
 import { setPrincipal } from '../principal.js';
+import { requestTrace } from './access-log.js';
 
 const REALM = 'akash-llm-gateway';
 
@@ -38,6 +39,7 @@ export function bearerAuth(
     }
     const header = req.headers.authorization;
     if (header === undefined || header.trim() === '') {
+      requestTrace(res).authFailure = 'missing';
       res.setHeader('www-authenticate', `Bearer realm="${REALM}"`);
       next(
         new AuthenticationError(
@@ -49,6 +51,7 @@ export function bearerAuth(
     }
     const match = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header.trim());
     if (!match) {
+      requestTrace(res).authFailure = 'malformed';
       res.setHeader('www-authenticate', `Bearer realm="${REALM}", error="invalid_request"`);
       next(
         new AuthenticationError(
@@ -90,7 +93,7 @@ export function bearerAuth(
         return;
       }
     }
-    refuse(res, next, 'Incorrect API key provided.');
+    refuse(res, next, 'Incorrect API key provided.', 'unknown_key');
   };
 }
 
@@ -101,7 +104,7 @@ function admitToken(check: JwtCheck, res: Response, next: (err?: unknown) => voi
   if (check.ok) {
     setPrincipal(res, check.principal);
     next();
-  } else refuse(res, next, check.message);
+  } else refuse(res, next, check.message, check.reason);
 }
 
 function admit(check: KeyCheck, res: Response, next: (err?: unknown) => void): void {
@@ -115,12 +118,14 @@ function admit(check: KeyCheck, res: Response, next: (err?: unknown) => void): v
       res,
       next,
       `This API key expired on ${new Date(check.expiredAt).toISOString()}: ask for a new one.`,
+      'expired',
     );
-  else if (check.reason === 'revoked') refuse(res, next, 'This API key has been revoked.');
-  else refuse(res, next, 'Incorrect API key provided.');
+  else if (check.reason === 'revoked') refuse(res, next, 'This API key has been revoked.', 'revoked');
+  else refuse(res, next, 'Incorrect API key provided.', 'unknown_key');
 }
 
-function refuse(res: Response, next: (err?: unknown) => void, message: string): void {
+function refuse(res: Response, next: (err?: unknown) => void, message: string, reason: string): void {
+  requestTrace(res).authFailure = reason;
   res.setHeader('www-authenticate', `Bearer realm="${REALM}", error="invalid_token"`);
   next(new AuthenticationError(message, 'invalid_api_key'));
 }

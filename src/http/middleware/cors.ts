@@ -1,5 +1,22 @@
 import type { RequestHandler } from 'express';
 
+/**
+ * What a browser client may read of an answer: the request id (also as Anthropic's `request-id`), where
+ * it went, `Retry-After`, the cache's verdict and OpenAI's rate-limit headers.
+ */
+const EXPOSED_HEADERS = [
+  'x-request-id',
+  'request-id',
+  'x-gateway-endpoint',
+  'x-gateway-attempts',
+  'x-gateway-fallback-model',
+  'retry-after',
+  'x-cache',
+  ...['limit', 'remaining', 'reset'].flatMap((what) =>
+    ['requests', 'tokens'].map((of) => `x-ratelimit-${what}-${of}`),
+  ),
+].join(', ');
+
 /** CORS for browser clients: `*` or an allow-list of origins; answers preflight requests itself. */
 export function cors(origins: () => readonly string[]): RequestHandler {
   return (req, res, next) => {
@@ -10,10 +27,7 @@ export function cors(origins: () => readonly string[]): RequestHandler {
     if (!any) res.vary('origin');
     if (origin !== undefined && (any || allowed.includes(origin))) {
       res.setHeader('access-control-allow-origin', any ? '*' : origin);
-      res.setHeader(
-        'access-control-expose-headers',
-        'x-request-id, x-gateway-endpoint, x-gateway-attempts, x-gateway-fallback-model, retry-after',
-      );
+      res.setHeader('access-control-expose-headers', EXPOSED_HEADERS);
     }
     if (req.method === 'OPTIONS' && req.headers['access-control-request-method'] !== undefined) {
       res.vary('access-control-request-headers');

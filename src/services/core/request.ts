@@ -61,6 +61,12 @@ export type RequestTrace = {
   errorCode?: string;
   /** The virtual key that called (its id, never its secret). */
   keyId?: string;
+  /**
+   * Why a client credential was refused, for the operator (the client's code is `invalid_api_key`
+   * whatever it was): `missing`, `malformed`, `unknown_key`, `expired`, `revoked`, or a JWT's
+   * `jwt_expired`, `jwt_signature`, `jwt_algorithm`, `jwt_not_yet_valid`, `jwt_claims`, `jwt_invalid`.
+   */
+  authFailure?: string;
   /** Usage the upstream reported. */
   promptTokens?: number;
   completionTokens?: number;

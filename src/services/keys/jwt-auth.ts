@@ -12,7 +12,12 @@ export interface JwtSettings {
 }
 
 /** A verified token's caller, or why the token is refused (a sentence for the client, no secret in it). */
-export type JwtCheck = { ok: true; principal: Principal } | { ok: false; message: string };
+export type JwtCheck =
+  { ok: true; principal: Principal } | { ok: false; message: string; reason: JwtRefusal };
+
+/** Why a token was refused (logged for the operator; the client reads the message). */
+export type JwtRefusal =
+  'jwt_expired' | 'jwt_signature' | 'jwt_algorithm' | 'jwt_not_yet_valid' | 'jwt_claims' | 'jwt_invalid';
 
 /** How far clocks may disagree on `exp` and `nbf`. */
 const CLOCK_SKEW_S = 30;
@@ -99,15 +104,20 @@ export class JwtAuth {
         currentDate: new Date(this.now()),
       }));
     } catch (err) {
-      return { ok: false, message: this.refusal(err, errors) };
+      return { ok: false, ...this.refusal(err, errors) };
     }
     const sub = payload.sub;
     if (typeof sub !== 'string' || sub.trim() === '' || sub.length > 256)
-      return { ok: false, message: "The token has no 'sub' claim (the caller's identity): add one." };
+      return {
+        ok: false,
+        reason: 'jwt_claims',
+        message: "The token has no 'sub' claim (the caller's identity): add one.",
+      };
     const teamClaim = payload.team;
     if (teamClaim !== undefined && (typeof teamClaim !== 'string' || teamClaim.length > 64))
       return {
         ok: false,
+        reason: 'jwt_claims',
         message: "The token's 'team' claim must be a team id (text of at most 64 characters).",
       };
     const modelsClaim = payload.models;
@@ -115,7 +125,11 @@ export class JwtAuth {
       modelsClaim !== undefined &&
       (!Array.isArray(modelsClaim) || !modelsClaim.every((m) => typeof m === 'string'))
     )
-      return { ok: false, message: "The token's 'models' claim must be a list of model ids." };
+      return {
+        ok: false,
+        reason: 'jwt_claims',
+        message: "The token's 'models' claim must be a list of model ids.",
+      };
     const record = teamClaim === undefined ? null : await this.teams(teamClaim);
     // Kept until its `exp` (plus the skew jose allowed it): a cached token never outlives its validity.
     const verified = {
@@ -127,25 +141,41 @@ export class JwtAuth {
     return this.remember(token, verified, record);
   }
 
-  private refusal(err: unknown, errors: typeof JoseErrors): string {
+  private refusal(err: unknown, errors: typeof JoseErrors): { message: string; reason: JwtRefusal } {
     if (err instanceof errors.JWTExpired) {
       const exp = typeof err.payload.exp === 'number' ? new Date(err.payload.exp * 1_000).toISOString() : '';
-      return `The token expired${exp ? ` at ${exp}` : ''}: get a new one.`;
+      return {
+        reason: 'jwt_expired',
+        message: `The token expired${exp ? ` at ${exp}` : ''}: get a new one.`,
+      };
     }
-    if (err instanceof errors.JOSEAlgNotAllowed)
-      return `The token is signed with an algorithm this gateway does not accept: it takes ${this.algorithms.join(', ')} tokens.`;
+    if (err instanceof errors.JOSEAlgNotAllowed || err instanceof errors.JOSENotSupported)
+      return {
+        reason: 'jwt_algorithm',
+        message: `The token is signed with an algorithm this gateway does not accept: it takes ${this.algorithms.join(', ')} tokens.`,
+      };
     if (err instanceof errors.JWSSignatureVerificationFailed)
-      return "The token's signature does not verify: it was not signed with this gateway's key.";
+      return {
+        reason: 'jwt_signature',
+        message: "The token's signature does not verify: it was not signed with this gateway's key.",
+      };
     if (err instanceof errors.JWTClaimValidationFailed) {
-      if (err.claim === 'nbf') return 'The token is not valid yet (its nbf is in the future).';
-      if (err.claim === 'exp') return "The token has no 'exp' claim: tokens must expire.";
-      if (err.claim === 'iss') return `The token's issuer is not the one this gateway expects.`;
-      if (err.claim === 'aud') return `The token's audience is not this gateway.`;
-      return `The token's '${err.claim}' claim is not valid.`;
+      if (err.claim === 'nbf')
+        return {
+          reason: 'jwt_not_yet_valid',
+          message: 'The token is not valid yet (its nbf is in the future).',
+        };
+      const message =
+        err.claim === 'exp'
+          ? "The token has no 'exp' claim: tokens must expire."
+          : err.claim === 'iss'
+            ? `The token's issuer is not the one this gateway expects.`
+            : err.claim === 'aud'
+              ? `The token's audience is not this gateway.`
+              : `The token's '${err.claim}' claim is not valid.`;
+      return { reason: 'jwt_claims', message };
     }
-    if (err instanceof errors.JOSENotSupported)
-      return `The token uses an algorithm this gateway does not accept: it takes ${this.algorithms.join(', ')} tokens.`;
-    return 'The token is not a valid JWT.';
+    return { reason: 'jwt_invalid', message: 'The token is not a valid JWT.' };
   }
 }
 
