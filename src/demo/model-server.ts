@@ -223,12 +223,12 @@ export class ModelServer {
           sendJson(
             res,
             200,
-            request.route === 'completions' ? textCompletion(model, text) : completion(model, text),
+            request.route === 'completions' ? textCompletion(model, text, json) : completion(model, text),
           );
           return;
         }
         const events =
-          request.route === 'completions' ? textStreamEvents(model, text) : this.streamOf(model, text);
+          request.route === 'completions' ? textStreamEvents(model, text, json) : this.streamOf(model, text);
         const usage = (json?.stream_options as { include_usage?: boolean } | undefined)?.include_usage;
         if (usage) events.push(usageEvent(model));
         await this.writeEvents(req, res, events, {
@@ -385,7 +385,6 @@ export function completion(model: string, text: string) {
   };
 }
 
-/** The chunks of a normal streamed answer: a role delta, one delta per word, a finish_reason chunk. */
 /**
  * An embeddings answer: one small deterministic vector per input (as base64 of float32s when asked, as
  * the openai SDK does by default), usage by the input's length.
@@ -411,35 +410,55 @@ function vector(text: string, base64: boolean): number[] | string {
   return base64 ? Buffer.from(new Float32Array(v).buffer).toString('base64') : v;
 }
 
-/** A (legacy) text completion answer. */
-export function textCompletion(model: string, text: string) {
+/** The words of an answer up to a request's `max_tokens` (a word a token), and why it stopped. */
+function upToMaxTokens(text: string, json: Record<string, unknown> | undefined) {
+  const words = text.split(/(?<= )/);
+  const max = json?.max_tokens;
+  if (typeof max === 'number' && Number.isInteger(max) && max > 0 && max < words.length)
+    return { words: words.slice(0, max), finish: 'length' };
+  return { words, finish: 'stop' };
+}
+
+/**
+ * A (legacy) text completion answer, as vLLM gives it: `max_tokens` cuts it (a word a token,
+ * finish_reason `length`), `echo` puts a text prompt before it, `n` answers that many choices.
+ */
+export function textCompletion(model: string, text: string, json?: Record<string, unknown>) {
+  const { words, finish } = upToMaxTokens(text, json);
+  const n = typeof json?.n === 'number' && Number.isInteger(json.n) && json.n > 1 ? Math.min(json.n, 16) : 1;
+  const prefix = json?.echo === true && typeof json.prompt === 'string' ? json.prompt : '';
   return {
     id: 'cmpl-test',
     object: 'text_completion',
     created: 1700000000,
     model,
-    choices: [{ index: 0, text, logprobs: null, finish_reason: 'stop' }],
+    choices: Array.from({ length: n }, (_, index) => ({
+      index,
+      text: prefix + words.join(''),
+      logprobs: null,
+      finish_reason: finish,
+    })),
     usage: {
       prompt_tokens: 5,
-      completion_tokens: text.split(' ').length,
-      total_tokens: 5 + text.split(' ').length,
+      completion_tokens: words.length * n,
+      total_tokens: 5 + words.length * n,
     },
   };
 }
 
-/** A text completion streamed: one chunk per word, then the finish reason. */
-export function textStreamEvents(model: string, text: string): string[] {
+/** A text completion streamed: one chunk per word (up to `max_tokens`), then the finish reason. */
+export function textStreamEvents(model: string, text: string, json?: Record<string, unknown>): string[] {
   const base = { id: 'cmpl-test', object: 'text_completion', created: 1700000000, model };
+  const { words, finish } = upToMaxTokens(text, json);
   return [
-    ...text
-      .split(/(?<= )/)
-      .map((w) =>
-        JSON.stringify({ ...base, choices: [{ index: 0, text: w, logprobs: null, finish_reason: null }] }),
-      ),
-    JSON.stringify({ ...base, choices: [{ index: 0, text: '', logprobs: null, finish_reason: 'stop' }] }),
+    ...words.map((w) =>
+      JSON.stringify({ ...base, choices: [{ index: 0, text: w, logprobs: null, finish_reason: null }] }),
+    ),
+    JSON.stringify({ ...base, choices: [{ index: 0, text: '', logprobs: null, finish_reason: finish }] }),
   ];
 }
 
+/** The chunks of a normal streamed answer: a role delta, one delta per word, a finish_reason chunk. */
 export function streamEvents(model: string, text: string): string[] {
   const base = { id: 'chatcmpl-test', object: 'chat.completion.chunk', created: 1700000000, model };
   const words = text.split(/(?<= )/);

@@ -71,8 +71,15 @@ describe('POST /v1/embeddings and POST /v1/completions', () => {
     expect(await post({ model: 'embed' })).toMatchObject({ status: 400, error: { param: 'input' } });
     expect(await post({ model: 'embed', input: [] })).toMatchObject({
       status: 400,
-      error: { param: 'input' },
+      error: { param: 'input', message: "'input' must not be an empty list" },
     });
+    for (const input of [['text', 3], [1.5, 2], [[1, 2], []], { text: 'x' }, 7, null])
+      expect(await post({ model: 'embed', input }), JSON.stringify(input)).toMatchObject({
+        status: 400,
+        error: { param: 'input' },
+      });
+    // Token ids, one list or several, are fine.
+    expect((await post({ model: 'embed', input: [[1, 2], [3]] })).status).toBe(200);
     expect(await post({ input: 'x' })).toMatchObject({ status: 400, error: { param: 'model' } });
     const streamed = await post({ model: 'embed', input: 'x', stream: true });
     expect(streamed).toMatchObject({ status: 400, error: { param: 'stream' } });
@@ -102,6 +109,41 @@ describe('POST /v1/embeddings and POST /v1/completions', () => {
       [true, 200, 7],
       [false, 200, 4],
     ]);
+  });
+
+  it('text completions: n, echo and max_tokens come back as a vLLM server answers them; an empty prompt list is a 400', async () => {
+    const { up, down, sdk, gw } = await start();
+    down.defaultBehavior = { type: 'reset' };
+    up.defaultBehavior = { type: 'answer', text: 'once upon a time' };
+    const json = await sdk.completions.create({
+      model: 'base',
+      prompt: 'Say: ',
+      n: 2,
+      echo: true,
+      max_tokens: 2,
+    });
+    expect(json.choices.map((c) => [c.index, c.text, c.finish_reason])).toEqual([
+      [0, 'Say: once upon ', 'length'],
+      [1, 'Say: once upon ', 'length'],
+    ]);
+    expect(json.usage?.completion_tokens).toBe(4);
+    const stream = await sdk.completions.create({ model: 'base', prompt: 'x', max_tokens: 3, stream: true });
+    let text = '';
+    let finish: string | null = null;
+    for await (const chunk of stream) {
+      text += chunk.choices[0]?.text ?? '';
+      finish = chunk.choices[0]?.finish_reason ?? finish;
+    }
+    expect([text, finish]).toEqual(['once upon a ', 'length']);
+    const empty = await fetch(`${gw.url}/v1/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${CLIENT_KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'base', prompt: [] }),
+    });
+    expect(empty.status).toBe(400);
+    expect(await empty.json()).toMatchObject({
+      error: { param: 'prompt', message: "'prompt' must not be an empty list" },
+    });
   });
 
   it('limits count embeddings like chat: an rpm of 2 refuses the third request with a 429', async () => {

@@ -43,29 +43,38 @@ const chatRequestSchema = z.object({
 const modelField = chatRequestSchema.shape.model;
 const streamField = chatRequestSchema.shape.stream;
 
-/** `input` of an embeddings request: text, texts, or token ids (one list or several). */
+/**
+ * `input` of an embeddings request, `prompt` of a text completion: a string, strings, or token ids (one
+ * list or several), never empty and never a mix (what vLLM, SGLang and OpenAI take); each refusal says
+ * which.
+ */
+function textOrTokens(field: 'input' | 'prompt') {
+  return z.unknown().superRefine((v, ctx) => {
+    const fail = (message: string) => ctx.addIssue({ code: 'custom', message });
+    const tokenIds = (list: unknown[]) => list.every((n) => Number.isInteger(n) && (n as number) >= 0);
+    if (v === undefined) return fail(`'${field}' is required: a string, a list of strings, or token ids`);
+    if (typeof v === 'string') return;
+    if (!Array.isArray(v)) return fail(`'${field}' must be a string, a list of strings, or token ids`);
+    if (v.length === 0) return fail(`'${field}' must not be an empty list`);
+    if (v.every((s) => typeof s === 'string') || tokenIds(v)) return;
+    if (v.every((l) => Array.isArray(l) && l.length > 0 && tokenIds(l))) return;
+    fail(
+      `'${field}' must be a string, a list of strings, a list of token ids (whole numbers ≥ 0) or a list of such lists, not a mix`,
+    );
+  });
+}
+
 const embeddingsRequestSchema = z.object({
   model: modelField,
-  input: z.union(
-    [
-      z.string(),
-      z.array(z.string()).min(1, "'input' must not be an empty list"),
-      z.array(z.number()).min(1, "'input' must not be an empty list"),
-      z.array(z.array(z.number())).min(1, "'input' must not be an empty list"),
-    ],
-    { error: "'input' is required: a string, a list of strings, or token ids" },
-  ),
+  input: textOrTokens('input'),
   stream: z
     .literal(false, { error: "Embeddings are never streamed: leave out 'stream' or set it to false." })
     .nullish(),
 });
 
-/** `prompt` of a (legacy) text completion: text, texts, or token ids. */
 const completionsRequestSchema = z.object({
   model: modelField,
-  prompt: z.union([z.string(), z.array(z.string()), z.array(z.number()), z.array(z.array(z.number()))], {
-    error: "'prompt' is required: a string, a list of strings, or token ids",
-  }),
+  prompt: textOrTokens('prompt'),
   stream: streamField,
 });
 
