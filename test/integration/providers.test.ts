@@ -1,8 +1,10 @@
-import http from 'node:http';
+import type http from 'node:http';
 import Anthropic from '@anthropic-ai/sdk';
-import OpenAI from 'openai';
+import { ApiError, GoogleGenAI } from '@google/genai';
+import OpenAI, { AzureOpenAI } from 'openai';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ANTHROPIC_KEY, FakeAnthropic } from '../helpers/fake-anthropic.js';
+import { FakeGemini, GEMINI_KEY } from '../helpers/fake-gemini.js';
 import { CLIENT_KEY } from '../helpers/start-gateway.js';
 import { useTestBed } from '../helpers/test-bed.js';
 
@@ -40,6 +42,65 @@ describe('the fake Anthropic server speaks the wire protocol @anthropic-ai/sdk e
       .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(Anthropic.APIError);
     expect((err as InstanceType<typeof Anthropic.APIError>).status).toBe(529);
+  });
+});
+
+describe('the fake Gemini server speaks the wire protocol @google/genai expects', () => {
+  const fakes: FakeGemini[] = [];
+  afterEach(async () => {
+    await Promise.all(fakes.splice(0).map((f) => f.close()));
+  });
+
+  it('generateContent, its SSE stream, function calls, embeddings and errors, read by the official SDK', async () => {
+    const fake = await new FakeGemini().start();
+    fakes.push(fake);
+    const ai = new GoogleGenAI({ apiKey: GEMINI_KEY, httpOptions: { baseUrl: fake.url } });
+    const json = await ai.models.generateContent({
+      model: 'gemini-test',
+      contents: 'hi',
+      config: { systemInstruction: 'Be brief.', maxOutputTokens: 20 },
+    });
+    expect(json.text).toBe('Hello from Gemini.');
+    expect(json.usageMetadata?.totalTokenCount).toBe(13);
+    expect(fake.requests[0]!.url).toBe('/v1beta/models/gemini-test:generateContent');
+
+    fake.script.push({ type: 'text', text: 'one two three' });
+    let streamed = '';
+    for await (const chunk of await ai.models.generateContentStream({
+      model: 'gemini-test',
+      contents: 'count',
+    }))
+      streamed += chunk.text ?? '';
+    expect(streamed).toBe('one two three');
+    expect(fake.requests[1]!.url).toBe('/v1beta/models/gemini-test:streamGenerateContent?alt=sse');
+
+    fake.script.push({ type: 'tool', name: 'weather', args: { city: 'Paris' } });
+    const call = await ai.models.generateContent({
+      model: 'gemini-test',
+      contents: 'weather?',
+      config: {
+        tools: [{ functionDeclarations: [{ name: 'weather', parametersJsonSchema: { type: 'object' } }] }],
+      },
+    });
+    expect(call.functionCalls).toEqual([{ name: 'weather', args: { city: 'Paris' } }]);
+
+    const embedded = await ai.models.embedContent({ model: 'embedding-test', contents: ['a', 'b'] });
+    expect(embedded.embeddings?.map((e) => e.values)).toEqual([
+      [0, 0.25, 0.5, 0.75],
+      [1, 1.25, 1.5, 1.75],
+    ]);
+
+    fake.script.push({ type: 'status', status: 503, errorStatus: 'UNAVAILABLE', message: 'overloaded' });
+    const err = await ai.models
+      .generateContent({ model: 'gemini-test', contents: 'x' })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ApiError);
+    expect((err as ApiError).status).toBe(503);
+    // A strict fake: what the real API refuses, it refuses.
+    const refused = await ai.models
+      .generateContent({ model: 'nope', contents: 'x' })
+      .catch((e: unknown) => e);
+    expect((refused as ApiError).status).toBe(404);
   });
 });
 
@@ -247,7 +308,9 @@ describe('provider anthropic: OpenAI clients on Anthropic endpoints', () => {
 describe('provider azure and gemini; presets', () => {
   const bed = useTestBed();
   const servers: http.Server[] = [];
+  const geminis: FakeGemini[] = [];
   afterEach(async () => {
+    await Promise.all(geminis.splice(0).map((f) => f.close()));
     for (const s of servers.splice(0)) {
       s.closeAllConnections();
       await new Promise((r) => s.close(r));
@@ -279,6 +342,18 @@ describe('provider azure and gemini; presets', () => {
     expect(sent.headers['api-key']).toBe('azure-secret-0123456789');
     expect(sent.headers.authorization).toBeUndefined();
     expect(sent.json).toEqual({ model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] });
+    // The official Azure client, called directly, sends the same path, version and key header.
+    const official = new AzureOpenAI({
+      endpoint: azure.url,
+      apiKey: 'azure-secret-0123456789',
+      apiVersion: '2024-10-21',
+      deployment: 'gpt4o-prod',
+      maxRetries: 0,
+    });
+    await official.chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] });
+    const direct = azure.requests.at(-1)!;
+    expect(direct.path).toBe(sent.path);
+    expect(direct.headers['api-key']).toBe(sent.headers['api-key']);
   });
 
   it('an azure endpoint without deployments, or an unknown provider, stops start-up naming the field', async () => {
@@ -305,94 +380,15 @@ describe('provider azure and gemini; presets', () => {
   });
 
   it('gemini: native generateContent and its SSE stream, tool calls, usage and finish reasons in OpenAI’s shapes', async () => {
-    const seen: Array<{ url: string; headers: http.IncomingHttpHeaders; json: Record<string, any> }> = [];
-    const server = http.createServer((req, res) => {
-      const chunks: Buffer[] = [];
-      req.on('data', (c: Buffer) => chunks.push(c));
-      req.on('end', () => {
-        if (req.headers['x-goog-api-key'] !== 'gemini-secret-0123456789') {
-          res.writeHead(403, { 'content-type': 'application/json' });
-          res.end(
-            JSON.stringify({
-              error: { code: 403, message: 'API key not valid', status: 'PERMISSION_DENIED' },
-            }),
-          );
-          return;
-        }
-        if (req.method === 'GET') {
-          res.writeHead(200, { 'content-type': 'application/json' });
-          res.end(
-            JSON.stringify({
-              models: [
-                {
-                  name: 'models/gemini-test',
-                  supportedGenerationMethods: ['generateContent', 'countTokens'],
-                },
-                { name: 'models/embedding-test', supportedGenerationMethods: ['embedContent'] },
-              ],
-            }),
-          );
-          return;
-        }
-        const json = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, any>;
-        seen.push({ url: req.url!, headers: req.headers, json });
-        const usageMetadata = { promptTokenCount: 9, candidatesTokenCount: 4, totalTokenCount: 13 };
-        if (req.url!.endsWith(':batchEmbedContents')) {
-          res.writeHead(200, { 'content-type': 'application/json' });
-          res.end(
-            JSON.stringify({
-              embeddings: (json.requests as unknown[]).map((_, i) => ({ values: [i + 0.5, 0.25, -1] })),
-            }),
-          );
-          return;
-        }
-        if (req.url!.includes(':streamGenerateContent?alt=sse')) {
-          res.writeHead(200, { 'content-type': 'text/event-stream' });
-          const send = (o: unknown) => res.write(`data: ${JSON.stringify(o)}\r\n\r\n`);
-          send({
-            candidates: [{ content: { role: 'model', parts: [{ text: 'Sun' }] }, index: 0 }],
-            modelVersion: 'gemini-test-001',
-          });
-          send({ candidates: [{ content: { role: 'model', parts: [{ text: 'ny.' }] }, index: 0 }] });
-          send({
-            candidates: [
-              {
-                content: { role: 'model', parts: [{ functionCall: { name: 'log', args: { ok: true } } }] },
-                finishReason: 'STOP',
-                index: 0,
-              },
-            ],
-            usageMetadata,
-          });
-          res.end();
-          return;
-        }
-        res.writeHead(200, { 'content-type': 'application/json' });
-        res.end(
-          JSON.stringify({
-            candidates: [
-              {
-                content: { role: 'model', parts: [{ text: 'Hello from Gemini.' }] },
-                finishReason: 'MAX_TOKENS',
-                index: 0,
-              },
-            ],
-            usageMetadata,
-            modelVersion: 'gemini-test-001',
-            responseId: 'resp-1',
-          }),
-        );
-      });
-    });
-    servers.push(server);
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+    const fake = await new FakeGemini().start();
+    geminis.push(fake);
     const gw = await bed.gateway({
-      endpoints: [{ url, name: 'gem', provider: 'gemini', apiKey: 'gemini-secret-0123456789' }],
+      endpoints: [{ url: fake.url, name: 'gem', provider: 'gemini', apiKey: GEMINI_KEY }],
     });
     const sdk = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: CLIENT_KEY, maxRetries: 0 });
-    // Discovered from Gemini's list: models that generate content or embed.
+    // Discovered from Gemini's list: models that generate content or embed (not the others).
     expect((await sdk.models.list()).data.map((m) => m.id)).toEqual(['gemini-test', 'embedding-test']);
+    fake.script.push({ type: 'text', text: 'Hello from Gemini.', finishReason: 'MAX_TOKENS' });
     const answer = await sdk.chat.completions.create({
       model: 'gemini-test',
       messages: [
@@ -406,7 +402,9 @@ describe('provider azure and gemini; presets', () => {
       finish_reason: 'length',
     });
     expect(answer.usage).toMatchObject({ prompt_tokens: 9, completion_tokens: 4, total_tokens: 13 });
-    expect(seen[0]).toMatchObject({
+    expect(fake.requests[0]!.headers['x-goog-api-key']).toBe(GEMINI_KEY);
+    expect(fake.requests[0]!.headers.authorization).toBeUndefined();
+    expect(fake.requests[0]).toMatchObject({
       url: '/v1beta/models/gemini-test:generateContent',
       json: {
         contents: [{ role: 'user', parts: [{ text: 'Hi' }] }],
@@ -415,6 +413,7 @@ describe('provider azure and gemini; presets', () => {
       },
     });
 
+    fake.script.push({ type: 'tool', name: 'log', args: { ok: true }, text: 'Sunny.' });
     const stream = await sdk.chat.completions.create({
       model: 'gemini-test',
       messages: [{ role: 'user', content: 'Weather?' }],
@@ -424,6 +423,7 @@ describe('provider azure and gemini; presets', () => {
     });
     let text = '';
     let args = '';
+    let callId = '';
     let finish: string | null = null;
     let usage: OpenAI.CompletionUsage | null | undefined;
     for await (const chunk of stream) {
@@ -431,26 +431,57 @@ describe('provider azure and gemini; presets', () => {
       const choice = chunk.choices[0];
       if (!choice) continue;
       text += choice.delta.content ?? '';
-      for (const t of choice.delta.tool_calls ?? []) args += t.function?.arguments ?? '';
+      for (const t of choice.delta.tool_calls ?? []) {
+        args += t.function?.arguments ?? '';
+        callId ||= t.id ?? '';
+      }
       finish = choice.finish_reason ?? finish;
     }
     expect(text).toBe('Sunny.');
     expect(JSON.parse(args)).toEqual({ ok: true });
     expect(finish).toBe('tool_calls');
     expect(usage).toMatchObject({ prompt_tokens: 9, completion_tokens: 4 });
-    expect(seen[1]!.url).toBe('/v1beta/models/gemini-test:streamGenerateContent?alt=sse');
-    expect(seen[1]!.json.tools).toEqual([
+    expect(fake.requests[1]!.url).toBe('/v1beta/models/gemini-test:streamGenerateContent?alt=sse');
+    expect(fake.requests[1]!.json.tools).toEqual([
       { functionDeclarations: [{ name: 'log', parameters: { type: 'object' } }] },
     ]);
+
+    // The tool's result goes back as a functionResponse under the function's name.
+    await sdk.chat.completions.create({
+      model: 'gemini-test',
+      messages: [
+        { role: 'user', content: 'Weather?' },
+        {
+          role: 'assistant',
+          content: 'Sunny.',
+          tool_calls: [{ id: callId, type: 'function', function: { name: 'log', arguments: args } }],
+        },
+        { role: 'tool', tool_call_id: callId, content: '{"logged": true}' },
+      ],
+      tools: [{ type: 'function', function: { name: 'log', parameters: { type: 'object' } } }],
+    });
+    expect(fake.requests[2]!.json.contents).toEqual([
+      { role: 'user', parts: [{ text: 'Weather?' }] },
+      { role: 'model', parts: [{ text: 'Sunny.' }, { functionCall: { name: 'log', args: { ok: true } } }] },
+      { role: 'user', parts: [{ functionResponse: { name: 'log', response: { logged: true } } }] },
+    ]);
+
+    // A Gemini error comes back with its status and message.
+    fake.script.push({ type: 'status', status: 400, errorStatus: 'INVALID_ARGUMENT', message: 'bad schema' });
+    const bad = await sdk.chat.completions
+      .create({ model: 'gemini-test', messages: [{ role: 'user', content: 'x' }] })
+      .catch((e: unknown) => e);
+    expect(bad).toBeInstanceOf(OpenAI.BadRequestError);
+    expect((bad as Error).message).toContain('bad schema');
 
     // Embeddings through batchEmbedContents: floats, or base64 (the SDK's default, decoded by it).
     const embedded = await sdk.embeddings.create({ model: 'embedding-test', input: ['a', 'bcde'] });
     expect(embedded.data.map((d) => d.embedding)).toEqual([
-      [0.5, 0.25, -1],
-      [1.5, 0.25, -1],
+      [0, 0.25, 0.5, 0.75],
+      [1, 1.25, 1.5, 1.75],
     ]);
     expect(embedded.usage).toEqual({ prompt_tokens: 2, total_tokens: 2 });
-    expect(seen[2]).toMatchObject({
+    expect(fake.requests.at(-1)).toMatchObject({
       url: '/v1beta/models/embedding-test:batchEmbedContents',
       json: {
         requests: [
@@ -465,15 +496,16 @@ describe('provider azure and gemini; presets', () => {
       encoding_format: 'float',
       dimensions: 3,
     });
-    expect(floats.data[0]!.embedding).toEqual([0.5, 0.25, -1]);
-    expect(seen[3]!.json.requests[0].outputDimensionality).toBe(3);
+    expect(floats.data[0]!.embedding).toEqual([0, 0.25, 0.5]);
+    expect(fake.requests.at(-1)!.json.requests[0].outputDimensionality).toBe(3);
     // Token ids: Gemini embeds text only, so its endpoint is skipped and the client told so.
+    const seen = fake.requests.length;
     const res = await fetch(`${gw.url}/v1/embeddings`, {
       method: 'POST',
       headers: { authorization: `Bearer ${CLIENT_KEY}`, 'content-type': 'application/json' },
       body: JSON.stringify({ model: 'embedding-test', input: [[1, 2, 3]] }),
     });
     expect(res.status).toBeGreaterThanOrEqual(400);
-    expect(seen).toHaveLength(4);
+    expect(fake.requests).toHaveLength(seen);
   });
 });
