@@ -5,7 +5,7 @@ type Json = Record<string, any>;
 
 /** What the fake does with the next request. */
 export type AnthropicBehavior =
-  | { type: 'text'; text: string; stop?: string }
+  | { type: 'text'; text: string; stop?: string; delayMs?: number }
   | { type: 'tool'; name: string; input: Json; text?: string }
   | { type: 'status'; status: number; errorType: string; message: string }
   /** A stream that stops after its first text delta (the connection is cut). */
@@ -81,6 +81,8 @@ export class FakeAnthropic {
     const problem = invalid(json);
     if (problem) return this.error(res, 400, 'invalid_request_error', problem);
     const behavior = this.script.shift() ?? this.defaultBehavior;
+    if (behavior.type === 'text' && behavior.delayMs)
+      await new Promise((r) => setTimeout(r, behavior.delayMs));
     if (behavior.type === 'status')
       return this.error(res, behavior.status, behavior.errorType, behavior.message);
     const message = {

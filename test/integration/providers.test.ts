@@ -1,3 +1,4 @@
+import { writeFile } from 'node:fs/promises';
 import type http from 'node:http';
 import Anthropic from '@anthropic-ai/sdk';
 import { ApiError, GoogleGenAI } from '@google/genai';
@@ -7,6 +8,8 @@ import { ANTHROPIC_KEY, FakeAnthropic } from '../helpers/fake-anthropic.js';
 import { FakeGemini, GEMINI_KEY } from '../helpers/fake-gemini.js';
 import { CLIENT_KEY } from '../helpers/start-gateway.js';
 import { useTestBed } from '../helpers/test-bed.js';
+
+const ADMIN = 'admin-key-for-provider-tests-0123456789';
 
 describe('the fake Anthropic server speaks the wire protocol @anthropic-ai/sdk expects', () => {
   const fakes: FakeAnthropic[] = [];
@@ -285,6 +288,93 @@ describe('provider anthropic: OpenAI clients on Anthropic endpoints', () => {
     expect(attempts('anthropic', 'claude', 'status_5xx')).toBe(1);
     expect(attempts('openai-compatible', 'vllm', 'success')).toBe(1);
     expect(attempts('anthropic', 'claude', 'status_4xx')).toBe(1);
+  });
+
+  it('across providers: an alias chains Anthropic to vLLM, and a translated answer’s usage and cost reach the ledger', async () => {
+    const fake = await new FakeAnthropic().start();
+    fakes.push(fake);
+    const vllm = await bed.upstream({ name: 'vllm', models: ['llama'] });
+    const dir = await bed.tempDir('gw-providers-');
+    await writeFile(
+      `${dir}/gateway.yaml`,
+      'aliases:\n  smart: [claude-test, llama]\npricing:\n  claude-test: { inputPerMTok: 3, outputPerMTok: 15 }\n',
+    );
+    const gw = await bed.gateway({
+      endpoints: [
+        {
+          url: fake.url,
+          name: 'claude',
+          provider: 'anthropic',
+          apiKey: ANTHROPIC_KEY,
+          models: ['claude-test'],
+        },
+        { url: vllm.url, name: 'vllm' },
+      ],
+      env: { ADMIN_API_KEY: ADMIN, CONFIG_FILE: `${dir}/gateway.yaml` },
+    });
+    const sdk = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: CLIENT_KEY, maxRetries: 0 });
+    const ask = () =>
+      sdk.chat.completions
+        .create({ model: 'smart', messages: [{ role: 'user', content: 'hi' }] })
+        .withResponse();
+    const first = await ask();
+    expect(first.response.headers.get('x-gateway-endpoint')).toBe('claude');
+    expect(first.data.choices[0]!.message.content).toBe('Hello from Claude.');
+    // Overloaded (every try): the alias goes on to its next model, on the vLLM endpoint.
+    fake.defaultBehavior = { type: 'status', status: 529, errorType: 'overloaded_error', message: 'Overloaded' };
+    const second = await ask();
+    expect(second.response.headers.get('x-gateway-endpoint')).toBe('vllm');
+    expect(vllm.requests[0]!.json).toMatchObject({ model: 'llama' });
+
+    const records = (await (
+      await fetch(`${gw.url}/api/v1/usage/records`, { headers: { authorization: `Bearer ${ADMIN}` } })
+    ).json()) as { data: Array<Record<string, unknown>> };
+    const claude = records.data.find((r) => r.endpoint === 'claude')!;
+    // Anthropic's usage (12 input + 3 cache read, 7 output), priced by the served model's entry.
+    expect(claude).toMatchObject({
+      model: 'smart',
+      servedModel: 'claude-test',
+      promptTokens: 15,
+      completionTokens: 7,
+    });
+    expect(claude.cost).toBeCloseTo((15 * 3 + 7 * 15) / 1e6, 12);
+    expect(records.data.find((r) => r.endpoint === 'vllm')).toMatchObject({
+      servedModel: 'llama',
+      status: 200,
+    });
+  });
+
+  it('hedging races a slow vLLM endpoint against an Anthropic one serving the same model', async () => {
+    const fake = await new FakeAnthropic().start();
+    fakes.push(fake);
+    const vllm = await bed.upstream({ name: 'vllm', models: ['llama'] });
+    vllm.defaultBehavior = { type: 'sse', text: 'slow answer', firstDelayMs: 1500 };
+    const gw = await bed.gateway({
+      endpoints: [
+        { url: vllm.url, name: 'vllm', priority: 1 },
+        {
+          url: fake.url,
+          name: 'claude',
+          provider: 'anthropic',
+          apiKey: ANTHROPIC_KEY,
+          priority: 2,
+          models: ['llama'],
+          modelNames: { llama: 'claude-test' },
+        },
+      ],
+      env: { HEDGE_DELAY_MS: '100', HEDGE_MODELS: 'llama' },
+    });
+    const sdk = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: CLIENT_KEY, maxRetries: 0 });
+    const { data: stream, response } = await sdk.chat.completions
+      .create({ model: 'llama', messages: [{ role: 'user', content: 'hi' }], stream: true })
+      .withResponse();
+    let text = '';
+    for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? '';
+    expect(text).toBe('Hello from Claude.');
+    expect(response.headers.get('x-gateway-endpoint')).toBe('claude');
+    expect(fake.requests[0]!.json.model).toBe('claude-test');
+    // The loser is stopped.
+    await vllm.requests[0]!.closed;
   });
 
   it('a stream cut mid-answer is continued on Anthropic with the text so far as a prefill', async () => {
