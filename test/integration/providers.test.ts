@@ -321,7 +321,12 @@ describe('provider anthropic: OpenAI clients on Anthropic endpoints', () => {
     expect(first.response.headers.get('x-gateway-endpoint')).toBe('claude');
     expect(first.data.choices[0]!.message.content).toBe('Hello from Claude.');
     // Overloaded (every try): the alias goes on to its next model, on the vLLM endpoint.
-    fake.defaultBehavior = { type: 'status', status: 529, errorType: 'overloaded_error', message: 'Overloaded' };
+    fake.defaultBehavior = {
+      type: 'status',
+      status: 529,
+      errorType: 'overloaded_error',
+      message: 'Overloaded',
+    };
     const second = await ask();
     expect(second.response.headers.get('x-gateway-endpoint')).toBe('vllm');
     expect(vllm.requests[0]!.json).toMatchObject({ model: 'llama' });
