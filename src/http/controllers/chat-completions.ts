@@ -192,7 +192,7 @@ export function chatCompletions(deps: ChatDeps): RequestHandler {
     res.once('close', () => {
       const used = usageOf(trace, body);
       // Reported usage, else an estimate; nothing when no answer came (the reservation goes back).
-      void admission?.finish(used);
+      admission?.finish(used);
       const cost =
         usage?.record({
           req,

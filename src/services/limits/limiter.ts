@@ -294,26 +294,30 @@ export class Limiter {
     await this.counters.renew(held).catch((err: unknown) => this.storeFailed(err));
   }
 
-  /** @internal An admission's end: slots back, tokens corrected, spending added. */
-  async settle(admission: Admission, usage: Usage | undefined): Promise<void> {
+  /**
+   * @internal An admission's end: slots back, tokens corrected, spending added. Nobody waits for it
+   * (the answer is over): no promise is made here, and a store failure is handled as any other.
+   */
+  settle(admission: Admission, usage: Usage | undefined): void {
     this.held.delete(admission);
     const { counters } = this;
-    const work: Array<Promise<void>> = [];
-    if (admission.slotKeys.length > 0) work.push(counters.release(admission.ticket, admission.slotKeys));
+    if (admission.slotKeys.length > 0)
+      counters.release(admission.ticket, admission.slotKeys).catch(this.settleFailed);
     if (usage && admission.tokenKeys.length > 0)
-      work.push(
-        counters.correct(admission.ticket, admission.tokenKeys, usage.promptTokens + usage.completionTokens),
-      );
+      counters
+        .correct(admission.ticket, admission.tokenKeys, usage.promptTokens + usage.completionTokens)
+        .catch(this.settleFailed);
     if (usage && admission.budgets.length > 0) {
       const cost = this.costOf(usage, admission.model);
       const now = this.now();
       const periods = admission.budgets.map((b) => ({ key: b.key, ttlMs: budgetTtl(b.budget, now) }));
-      if (cost > 0) work.push(counters.spend(periods, cost));
+      if (cost > 0) counters.spend(periods, cost).catch(this.settleFailed);
     }
-    const results = await Promise.allSettled(work);
-    const failed = results.find((r) => r.status === 'rejected');
-    if (failed) this.storeFailed(failed.reason);
   }
+
+  private readonly settleFailed = (err: unknown): void => {
+    this.storeFailed(err);
+  };
 
   /** The cost of a request by the price table (the served model's entry, else the asked one's). */
   costOf(usage: Usage, askedModel: string): number {
@@ -348,10 +352,10 @@ export class Admission {
   }
 
   /** Gives back what the request held; once, however often it is called. */
-  finish(usage: Usage | undefined): Promise<void> {
-    if (this.settled) return Promise.resolve();
+  finish(usage: Usage | undefined): void {
+    if (this.settled) return;
     this.settled = true;
-    return this.limiter.settle(this, usage);
+    this.limiter.settle(this, usage);
   }
 }
 
