@@ -1,6 +1,7 @@
-import type { Request, RequestHandler, Response } from 'express';
+import type { Request, RequestHandler } from 'express';
 import { ERROR_CODES, type ErrorCode } from '../../errors/codes.js';
 import { GatewayError, InvalidRequestError } from '../../errors/gateway-error.js';
+import { drained } from '../../services/core/client-response.js';
 import { setEventStreamHeaders } from '../../services/core/sse.js';
 import {
   anthropicError,
@@ -144,16 +145,4 @@ function jsonOf(req: Request): unknown {
 function errorMessageOf(json: Record<string, unknown> | null): string | undefined {
   const error = json?.error as { message?: unknown } | undefined;
   return typeof error?.message === 'string' ? error.message : undefined;
-}
-
-function drained(res: Response): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      res.off('drain', done);
-      res.off('close', done);
-      resolve();
-    };
-    res.on('drain', done);
-    res.on('close', done);
-  });
 }

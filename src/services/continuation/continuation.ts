@@ -11,7 +11,7 @@ import type { AnswerTranslation } from '../providers/provider.js';
 import type { EndpointConfig, Timeouts } from '../../config/types.js';
 import { BadGatewayError, type GatewayError } from '../../errors/gateway-error.js';
 import { AttemptTimeoutReason } from '../core/abort-reasons.js';
-import type { ClientResponse } from '../core/client-response.js';
+import { drained, type ClientResponse } from '../core/client-response.js';
 import { transportFailure, type Forwarder, type UpstreamResponse } from '../forwarder/forwarder.js';
 import { CHAT_PATH } from '../forwarder/upstream-attempt.js';
 import type { Lifetime } from '../core/lifetime.js';
@@ -179,17 +179,4 @@ export async function runContinuation(args: {
     parent.release();
     if (upstream) discardBody(upstream.body);
   }
-}
-
-/** Resolves when the client has taken what was written, or is gone. */
-function drained(res: ClientResponse): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      res.removeListener('drain', done);
-      res.removeListener('close', done);
-      resolve();
-    };
-    res.once('drain', done);
-    res.once('close', done);
-  });
 }

@@ -16,3 +16,16 @@ export interface ClientResponse {
   on(event: 'close', listener: () => void): unknown;
   removeListener(event: 'drain' | 'close', listener: () => void): unknown;
 }
+
+/** Resolves when the client has taken what was written, or is gone. */
+export function drained(res: ClientResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.removeListener('drain', done);
+      res.removeListener('close', done);
+      resolve();
+    };
+    res.once('drain', done);
+    res.once('close', done);
+  });
+}

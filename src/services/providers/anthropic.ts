@@ -4,6 +4,7 @@ import {
   chunkEvent,
   DONE_EVENT,
   dataUrl,
+  jsonObject,
   str,
   wantsUsage,
   type AnswerTranslation,
@@ -235,14 +236,8 @@ class AnthropicAnswer implements AnswerTranslation {
   }
 
   json(body: Buffer): Buffer | undefined {
-    let m: Json;
-    try {
-      m = JSON.parse(body.toString('utf8')) as Json;
-    } catch {
-      return undefined;
-    }
-    if (m === null || typeof m !== 'object' || m.type !== 'message' || !Array.isArray(m.content))
-      return undefined;
+    const m = jsonObject(body);
+    if (!m || m.type !== 'message' || !Array.isArray(m.content)) return undefined;
     let text = '';
     const calls: Json[] = [];
     for (const block of m.content as Json[]) {

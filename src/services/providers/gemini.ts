@@ -4,6 +4,7 @@ import {
   chunkEvent,
   DONE_EVENT,
   dataUrl,
+  jsonObject,
   str,
   wantsUsage,
   type AnswerTranslation,
@@ -242,13 +243,8 @@ class GeminiAnswer implements AnswerTranslation {
   }
 
   json(body: Buffer): Buffer | undefined {
-    let r: Json;
-    try {
-      r = JSON.parse(body.toString('utf8')) as Json;
-    } catch {
-      return undefined;
-    }
-    if (r === null || typeof r !== 'object' || !Array.isArray(r.candidates)) return undefined;
+    const r = jsonObject(body);
+    if (!r || !Array.isArray(r.candidates)) return undefined;
     const choices = (r.candidates as Json[]).map((c, i) => {
       const { text, calls } = this.message(((c.content as Json | undefined)?.parts ?? []) as Json[], false);
       const message: Json = { role: 'assistant', content: calls.length > 0 && text === '' ? null : text };
@@ -358,13 +354,8 @@ class GeminiEmbeddings implements AnswerTranslation {
   constructor(private readonly input: TranslateInput) {}
 
   json(body: Buffer): Buffer | undefined {
-    let r: Json;
-    try {
-      r = JSON.parse(body.toString('utf8')) as Json;
-    } catch {
-      return undefined;
-    }
-    if (r === null || typeof r !== 'object' || !Array.isArray(r.embeddings)) return undefined;
+    const r = jsonObject(body);
+    if (!r || !Array.isArray(r.embeddings)) return undefined;
     const base64 = this.input.json.encoding_format === 'base64';
     const data = (r.embeddings as Json[]).map((e, index) => {
       const values = (Array.isArray(e.values) ? e.values : []) as number[];

@@ -78,3 +78,15 @@ export function dataUrl(url: string): { mediaType: string; data: string } | unde
 export function wantsUsage(json: Readonly<Record<string, unknown>>): boolean {
   return (json.stream_options as { include_usage?: unknown } | undefined)?.include_usage === true;
 }
+
+/** A provider's JSON answer as an object; undefined when it is not JSON or not an object. */
+export function jsonObject(body: Buffer): Record<string, unknown> | undefined {
+  try {
+    const parsed = JSON.parse(body.toString('utf8')) as unknown;
+    return parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed)
+      ? (parsed as Record<string, unknown>)
+      : undefined;
+  } catch {
+    return undefined;
+  }
+}
