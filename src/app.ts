@@ -157,6 +157,8 @@ export function createApp(deps: AppDeps): express.Express {
     methodNotAllowed('POST'),
     anthropicErrors,
   );
+  // Anthropic's other routes (batches, files…) are not served: said in Anthropic's shape.
+  app.all('/v1/messages/*rest', apiKeyAsBearer, auth, notFound(), anthropicErrors);
 
   // One call, one string back (seed Unified LLM API Gateway): a chat completion asked of this gateway.
   app.post(

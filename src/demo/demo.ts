@@ -69,6 +69,9 @@ async function main(): Promise<void> {
       HOST: '127.0.0.1',
       LOG_LEVEL: 'warn',
       DISCOVERY_INTERVAL_MS: '10000',
+      // A database of its own: keys, usage and runtime endpoints of a gateway run from the same
+      // directory do not mix with the demo's.
+      DATABASE_URL: 'sqlite:data/demo.db',
     },
     overrides: { ENDPOINTS: endpoints, CONFIG_FILE: '' },
   });

@@ -253,6 +253,14 @@ export const ERROR_CODES = {
       'An upstream rejected the request itself (400, 413, 422 or another 4xx). The status and message are the upstream’s, and so is the code when it sent one (this code stands in when it did not).',
     action: 'Fix the request as the message says (a context too long, an unknown parameter…).',
   },
+  route_not_served: {
+    status: 400,
+    type: 'invalid_request_error',
+    meaning:
+      'No endpoint of the model serves this route for this request: their providers do not (Anthropic endpoints serve chat only, Gemini embeds text, not token ids).',
+    action:
+      'Use a model whose endpoints serve the route (GET /api/v1/providers/status shows each endpoint’s provider), or send text.',
+  },
   no_endpoint_available: {
     status: 503,
     type: 'server_error',

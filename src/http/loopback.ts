@@ -9,9 +9,31 @@ import { requestIdOf } from './middleware/access-log.js';
  * and the metrics apply exactly as to `/v1/chat/completions` (one ledger record, one set of metrics).
  *
  * The loopback client: no header or body timeout of its own (the chat route's timeouts bound the
- * answer, up to REQUEST_TIMEOUT_MS), a few connections kept alive.
+ * answer, up to REQUEST_TIMEOUT_MS), and no bound on connections: each request holds one for as long
+ * as its answer streams (minutes for a coding agent), so a bound would queue the next callers.
  */
-const loopback = new Agent({ headersTimeout: 0, bodyTimeout: 0, connections: 16 });
+const loopback = new Agent({ headersTimeout: 0, bodyTimeout: 0 });
+
+/**
+ * Client headers not passed to the inner request: the connection's own, the body's (it is written
+ * anew), and the Anthropic key header (already read as the Authorization header).
+ */
+const NOT_PASSED = new Set([
+  'host',
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'te',
+  'trailer',
+  'upgrade',
+  'expect',
+  'content-length',
+  'content-type',
+  'content-encoding',
+  'accept-encoding',
+  'x-api-key',
+]);
 
 /** Headers of the chat route's answer that tell the caller about limits, the endpoint and the cache. */
 export function passedOnHeader(name: string): boolean {
@@ -20,6 +42,7 @@ export function passedOnHeader(name: string): boolean {
     name === 'retry-after' ||
     name === 'x-gateway-endpoint' ||
     name === 'x-gateway-attempts' ||
+    name === 'x-gateway-fallback-model' ||
     name === 'x-cache'
   );
 }
@@ -51,14 +74,7 @@ export async function askSelf(
       method: 'POST',
       dispatcher: loopback,
       signal: aborted.signal,
-      headers: {
-        'content-type': 'application/json',
-        'x-request-id': requestIdOf(req),
-        ...(req.headers.authorization ? { authorization: req.headers.authorization } : {}),
-        ...(typeof req.headers['cache-control'] === 'string'
-          ? { 'cache-control': req.headers['cache-control'] }
-          : {}),
-      },
+      headers: innerHeaders(req),
       body: JSON.stringify(body),
     });
     return { answer, release };
@@ -71,4 +87,19 @@ export async function askSelf(
       retryAfterSeconds: 1,
     });
   }
+}
+
+/**
+ * The inner request's headers: the client's (its key, session, trace context, per-request timeout,
+ * cache control, forwarded headers…) as the chat route would have had them, with the request's id.
+ */
+function innerHeaders(req: Request): Record<string, string | string[]> {
+  const headers: Record<string, string | string[]> = {};
+  for (const name in req.headers) {
+    const value = req.headers[name];
+    if (value !== undefined && !NOT_PASSED.has(name)) headers[name] = value;
+  }
+  headers['content-type'] = 'application/json';
+  headers['x-request-id'] = requestIdOf(req);
+  return headers;
 }

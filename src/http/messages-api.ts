@@ -296,9 +296,12 @@ function stopOf(finish: unknown, stopReason: unknown): { stop_reason: string; st
   }
 }
 
-/** OpenAI usage as Anthropic's (cached prompt tokens are counted apart, as Anthropic does). */
-function usageOf(usage: unknown): Json {
-  if (!isObject(usage)) return { input_tokens: 0, output_tokens: 0 };
+/**
+ * OpenAI usage as Anthropic's (cached prompt tokens are counted apart, as Anthropic does). Without
+ * usage from the model server, `fallback`: the gateway's estimates.
+ */
+function usageOf(usage: unknown, fallback: Json): Json {
+  if (!isObject(usage)) return fallback;
   const prompt = typeof usage.prompt_tokens === 'number' ? usage.prompt_tokens : 0;
   const details = usage.prompt_tokens_details;
   const cached = isObject(details) && typeof details.cached_tokens === 'number' ? details.cached_tokens : 0;
@@ -327,8 +330,14 @@ function toolInput(args: unknown): unknown {
   }
 }
 
-/** A chat completion (JSON) as Anthropic's message. */
-export function messageOf(chat: unknown, model: string, thinking: boolean): Json {
+/** Tokens of generated text, estimated as the gateway does elsewhere (about four characters a token). */
+const estimateTokens = (chars: number) => Math.ceil(chars / 4);
+
+/**
+ * A chat completion (JSON) as Anthropic's message. `inputEstimate`: the prompt's estimated tokens, told
+ * when the model server reported no usage.
+ */
+export function messageOf(chat: unknown, model: string, thinking: boolean, inputEstimate = 0): Json {
   const c = isObject(chat) ? chat : {};
   const choice = Array.isArray(c.choices) && isObject(c.choices[0]) ? c.choices[0] : {};
   const message = isObject(choice.message) ? choice.message : {};
@@ -354,7 +363,13 @@ export function messageOf(chat: unknown, model: string, thinking: boolean): Json
     model,
     content,
     ...stopOf(choice.finish_reason, choice.stop_reason),
-    usage: usageOf(c.usage),
+    usage: usageOf(c.usage, {
+      input_tokens: inputEstimate,
+      output_tokens: estimateTokens(
+        (typeof message.content === 'string' ? message.content.length : 0) +
+          (Array.isArray(message.tool_calls) ? JSON.stringify(message.tool_calls).length : 0),
+      ),
+    }),
   };
 }
 
@@ -402,6 +417,8 @@ export class MessagesStream {
   private finish: unknown;
   private stopReason: unknown;
   private usage: unknown;
+  /** Characters generated, for an estimate when no usage comes. */
+  private outputChars = 0;
   ended = false;
 
   constructor(
@@ -436,10 +453,20 @@ export class MessagesStream {
     if (this.ended) return '';
     this.ended = true;
     let out = this.start(undefined) + this.closeText() + this.closeTools();
-    const usage = usageOf(this.usage);
+    // Without usage from the model server: the output estimated, the input left as message_start said.
+    const usage = usageOf(this.usage, { output_tokens: estimateTokens(this.outputChars) });
     out += event('message_delta', { delta: stopOf(this.finish, this.stopReason), usage });
     out += event('message_stop', {});
     return out;
+  }
+
+  /**
+   * A heartbeat of the chat route (the model has not answered yet): Anthropic's `ping`, after the
+   * message's start, so that proxies see a live stream.
+   */
+  ping(): string {
+    if (this.ended) return '';
+    return this.started ? event('ping', {}) : this.start(undefined);
   }
 
   /** A broken stream's end: Anthropic's error event. */
@@ -469,6 +496,7 @@ export class MessagesStream {
   }
 
   private text(kind: 'text' | 'thinking', text: string): string {
+    this.outputChars += text.length;
     let out = '';
     if (this.textKind !== kind) {
       out += this.closeText() + this.closeTools();
@@ -495,7 +523,8 @@ export class MessagesStream {
     let out = '';
     let block = this.tools.get(at);
     if (block === undefined) {
-      out += this.closeText();
+      // One block at a time, as Anthropic streams them: the text or the call before it ends here.
+      out += this.closeText() + this.closeTools();
       block = ++this.index;
       this.tools.set(at, block);
       this.openTools.add(block);
@@ -509,11 +538,13 @@ export class MessagesStream {
         },
       });
     }
-    if (typeof fn.arguments === 'string' && fn.arguments !== '')
+    if (typeof fn.arguments === 'string' && fn.arguments !== '') {
+      this.outputChars += fn.arguments.length;
       out += event('content_block_delta', {
         index: block,
         delta: { type: 'input_json_delta', partial_json: fn.arguments },
       });
+    }
     return out;
   }
 

@@ -338,6 +338,28 @@ describe('POST /v1/messages: Anthropic’s Messages API in front of any endpoint
     const get = await fetch(`${gw.url}/v1/messages`, { headers: { 'x-api-key': CLIENT_KEY } });
     expect(get.status).toBe(405);
     expect(await get.json()).toMatchObject({ type: 'error', error: { type: 'invalid_request_error' } });
+    // Anthropic's other routes: a 404 in its shape. A base URL with /v1 gets a hint.
+    const batches = await fetch(`${gw.url}/v1/messages/batches`, {
+      method: 'POST',
+      headers: { 'x-api-key': CLIENT_KEY },
+    });
+    expect(batches.status).toBe(404);
+    expect(await batches.json()).toMatchObject({ type: 'error', error: { type: 'not_found_error' } });
+    const twice = await fetch(`${gw.url}/v1/v1/messages`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${CLIENT_KEY}` },
+    });
+    expect(((await twice.json()) as { error: { message: string } }).error.message).toContain('/v1 twice');
+    // The route's own access line says which model and why it failed.
+    const line = (
+      gw.logs as Array<{
+        req?: { url: string };
+        model?: string;
+        errorCode?: string;
+        res?: { statusCode: number };
+      }>
+    ).find((l) => l.req?.url === '/v1/messages' && l.res?.statusCode === 404);
+    expect(line).toMatchObject({ model: 'nope', errorCode: 'model_not_found' });
   });
 
   it('count_tokens answers an estimate for a model the caller may use', async () => {
@@ -376,6 +398,80 @@ describe('POST /v1/messages: Anthropic’s Messages API in front of any endpoint
     // The SDK tells the error event's message and type.
     expect((err as Error).message).toContain('lost mid-answer');
     expect((err as Error).message).toContain('type: api_error');
+  });
+
+  it('many long streams at once: none waits for another (no cap on the loopback)', async () => {
+    const { upstream, gw } = await start();
+    upstream.defaultBehavior = { type: 'hang-after-headers' };
+    const aborts = Array.from({ length: 24 }, () => new AbortController());
+    const pending = aborts.map((a) =>
+      fetch(`${gw.url}/v1/messages`, {
+        method: 'POST',
+        signal: a.signal,
+        headers: { 'x-api-key': CLIENT_KEY, 'content-type': 'application/json' },
+        body: JSON.stringify({
+          model: 'llama',
+          max_tokens: 5,
+          stream: true,
+          messages: [{ role: 'user', content: 'x' }],
+        }),
+      }).catch(() => undefined),
+    );
+    // All 24 reach the model server while every one of them is still open.
+    await upstream.waitForRequest(24);
+    for (const a of aborts) a.abort();
+    await Promise.all(pending);
+  });
+
+  it('a long wait for the first token: message_start and pings at once, the text after; client headers go through', async () => {
+    const upstream = await bed.upstream({ name: 'vllm', models: ['llama'] });
+    const gw = await bed.gateway({
+      endpoints: [{ url: upstream.url, name: 'vllm' }],
+      env: { HEARTBEAT_INTERVAL_MS: '50' },
+    });
+    upstream.defaultBehavior = { type: 'answer', text: 'late', firstTokenMs: 400 };
+    const res = await fetch(`${gw.url}/v1/messages`, {
+      method: 'POST',
+      headers: {
+        'x-api-key': CLIENT_KEY,
+        'content-type': 'application/json',
+        'x-session-id': 'session-7',
+        traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
+      },
+      body: JSON.stringify({
+        model: 'llama',
+        max_tokens: 5,
+        stream: true,
+        messages: [{ role: 'user', content: 'x' }],
+      }),
+    });
+    const types = (await res.text())
+      .split('\n\n')
+      .filter(Boolean)
+      .map((e) => (JSON.parse(e.split('\n')[1]!.slice(6)) as { type: string }).type);
+    const firstText = types.indexOf('content_block_start');
+    expect(types[0]).toBe('message_start');
+    // Heartbeats came while the model was silent: pings before the text.
+    expect(types.slice(1, firstText).filter((t) => t === 'ping').length).toBeGreaterThanOrEqual(2);
+    expect(types.slice(-2)).toEqual(['message_delta', 'message_stop']);
+    // What the chat route reads from a client's headers reaches it (session affinity, trace context).
+    expect(upstream.requests[0]!.headers.traceparent).toMatch(/^00-0af7651916cd43dd8448eb211c80319c-/);
+
+    // The per-request timeout header applies too.
+    upstream.defaultBehavior = { type: 'hang' };
+    const started = Date.now();
+    const timedOut = await fetch(`${gw.url}/v1/messages`, {
+      method: 'POST',
+      headers: {
+        'x-api-key': CLIENT_KEY,
+        'content-type': 'application/json',
+        'x-gateway-request-timeout-ms': '300',
+      },
+      body: JSON.stringify({ model: 'llama', max_tokens: 5, messages: [{ role: 'user', content: 'x' }] }),
+    });
+    expect(timedOut.status).toBe(504);
+    expect(await timedOut.json()).toMatchObject({ type: 'error', error: { type: 'timeout_error' } });
+    expect(Date.now() - started).toBeLessThan(5_000);
   });
 
   it('the client leaving mid-stream stops the upstream call', async () => {

@@ -497,6 +497,8 @@ describe('provider azure and gemini; presets', () => {
       finish_reason: 'length',
     });
     expect(answer.usage).toMatchObject({ prompt_tokens: 9, completion_tokens: 4, total_tokens: 13 });
+    // The model as asked, not Gemini's version name (gemini-test-001).
+    expect(answer.model).toBe('gemini-test');
     expect(fake.requests[0]!.headers['x-goog-api-key']).toBe(GEMINI_KEY);
     expect(fake.requests[0]!.headers.authorization).toBeUndefined();
     expect(fake.requests[0]).toMatchObject({
@@ -593,14 +595,23 @@ describe('provider azure and gemini; presets', () => {
     });
     expect(floats.data[0]!.embedding).toEqual([0, 0.25, 0.5]);
     expect(fake.requests.at(-1)!.json.requests[0].outputDimensionality).toBe(3);
-    // Token ids: Gemini embeds text only, so its endpoint is skipped and the client told so.
+    // Token ids: Gemini embeds text only, so its endpoint is skipped and the client told why (a 400,
+    // not a retryable 503); a text completion likewise.
     const seen = fake.requests.length;
-    const res = await fetch(`${gw.url}/v1/embeddings`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${CLIENT_KEY}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'embedding-test', input: [[1, 2, 3]] }),
-    });
-    expect(res.status).toBeGreaterThanOrEqual(400);
+    for (const [route, body] of [
+      ['/v1/embeddings', { model: 'embedding-test', input: [[1, 2, 3]] }],
+      ['/v1/completions', { model: 'gemini-test', prompt: 'x' }],
+    ] as const) {
+      const res = await fetch(`${gw.url}${route}`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${CLIENT_KEY}`, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+      expect(res.status, route).toBe(400);
+      const error = ((await res.json()) as { error: { code: string; message: string } }).error;
+      expect(error.code).toBe('route_not_served');
+      expect(error.message).toContain(`serves ${route}`);
+    }
     expect(fake.requests).toHaveLength(seen);
   });
 });

@@ -261,10 +261,12 @@ describe('chat streams as Anthropic events', () => {
         }),
       ),
     );
+    // One block at a time: the first call's block ends before the second's starts.
     expect(calls.map((e) => [e.type, e.index, e.delta?.partial_json ?? e.content_block?.id])).toEqual([
       ['content_block_stop', 1, undefined],
       ['content_block_start', 2, 'a'],
       ['content_block_delta', 2, '{"x":1}'],
+      ['content_block_stop', 2, undefined],
       ['content_block_start', 3, 'b'],
     ]);
     expect(events(s.chunk(chunk({ tool_calls: [{ index: 1, function: { arguments: '{}' } }] })))).toEqual([
@@ -275,7 +277,6 @@ describe('chat streams as Anthropic events', () => {
       s.chunk({ id: 'chatcmpl-s', choices: [], usage: { prompt_tokens: 20, completion_tokens: 5 } }),
     ).toBe('');
     expect(events(s.done())).toEqual([
-      { type: 'content_block_stop', index: 2 },
       { type: 'content_block_stop', index: 3 },
       {
         type: 'message_delta',
@@ -285,6 +286,36 @@ describe('chat streams as Anthropic events', () => {
       { type: 'message_stop' },
     ]);
     expect(s.done()).toBe('');
+  });
+
+  it('without usage from the model server: the output estimated, the input left as message_start told it', () => {
+    const s = new MessagesStream('m', false, 30);
+    s.chunk(chunk({ content: 'a'.repeat(40) }));
+    s.chunk(chunk({}, 'stop'));
+    const end = events(s.done());
+    expect(end[1]).toEqual({
+      type: 'message_delta',
+      delta: { stop_reason: 'end_turn', stop_sequence: null },
+      usage: { output_tokens: 10 },
+    });
+    // JSON: both estimated.
+    const json = messageOf(
+      { id: 'chatcmpl-x', choices: [{ message: { content: 'b'.repeat(8) }, finish_reason: 'stop' }] },
+      'm',
+      false,
+      30,
+    );
+    expect(json.usage).toEqual({ input_tokens: 30, output_tokens: 2 });
+  });
+
+  it('pings: the message starts with the first, a heartbeat later is a ping', () => {
+    const s = new MessagesStream('m', false, 3);
+    expect(events(s.ping()).map((e) => e.type)).toEqual(['message_start', 'ping']);
+    expect(events(s.ping())).toEqual([{ type: 'ping' }]);
+    expect(events(s.chunk(chunk({ content: 'hi' }))).map((e) => e.type)).toEqual([
+      'content_block_start',
+      'content_block_delta',
+    ]);
   });
 
   it('an empty answer still starts and ends the message; an error ends it once', () => {

@@ -14,7 +14,7 @@ import {
 import { SseParser } from '../../services/streaming/sse-parser.js';
 import { estimatePromptTokens } from '../../services/usage/token-estimate.js';
 import { askSelf, passedOnHeader } from '../loopback.js';
-import { requestIdOf } from '../middleware/access-log.js';
+import { requestIdOf, requestTrace } from '../middleware/access-log.js';
 import type { ErrorShape } from '../middleware/error-handler.js';
 import { principalOf } from '../principal.js';
 
@@ -28,6 +28,10 @@ import { principalOf } from '../principal.js';
 export function messagesRoute(deps: { selfUrl: () => string }): RequestHandler {
   return async (req, res) => {
     const request = chatRequestOf(jsonOf(req));
+    const trace = requestTrace(res);
+    trace.model = request.model;
+    trace.stream = request.stream;
+    const inputEstimate = estimatePromptTokens(request.chat);
     const asked = await askSelf(deps.selfUrl(), req, res, request.chat);
     if (!asked) return;
     const { answer, release } = asked;
@@ -41,22 +45,29 @@ export function messagesRoute(deps: { selfUrl: () => string }): RequestHandler {
       release();
       if (res.destroyed) return;
       if (answer.statusCode !== 200) {
+        trace.errorCode = errorCodeOf(json) ?? `status_${answer.statusCode}`;
         const message = errorMessageOf(json) ?? `The completion failed with status ${answer.statusCode}.`;
         res.status(answer.statusCode).json(anthropicError(answer.statusCode, message, requestId));
         return;
       }
-      res.json(messageOf(json, request.model, request.thinking));
+      res.json(messageOf(json, request.model, request.thinking, inputEstimate));
       return;
     }
 
-    const stream = new MessagesStream(request.model, request.thinking, estimatePromptTokens(request.chat));
+    const stream = new MessagesStream(request.model, request.thinking, inputEstimate);
     const parser = new SseParser();
+    let heartbeats = 0;
     setEventStreamHeaders(res);
     res.status(200);
     try {
       for await (const chunk of answer.body as AsyncIterable<Buffer>) {
         let out = '';
         for (const data of parser.feed(chunk)) out += translated(stream, data);
+        // The chat route's heartbeats (no token yet) as Anthropic's pings: the stream is alive.
+        if (parser.comments > heartbeats) {
+          heartbeats = parser.comments;
+          out += stream.ping();
+        }
         if (out !== '' && !res.write(out)) await drained(res);
         if (res.destroyed) return;
       }
@@ -101,15 +112,18 @@ function translated(stream: MessagesStream, data: string): string {
 export function countTokensRoute(deps: { knownModel: (model: string) => boolean }): RequestHandler {
   return (req, res) => {
     const { model, input_tokens } = countTokens(jsonOf(req));
+    if (!deps.knownModel(model))
+      throw new GatewayError(`The model '${model.slice(0, 256)}' does not exist.`, {
+        code: 'model_not_found',
+        param: 'model',
+      });
+    // As /v1/messages answers it: a model the key may not use is a 403.
     const allowed = principalOf(res).models;
-    if (!deps.knownModel(model) || (allowed !== undefined && !allowed.has(model)))
-      throw new GatewayError(
-        `The model '${model.slice(0, 256)}' does not exist or you do not have access to it.`,
-        {
-          code: 'model_not_found',
-          param: 'model',
-        },
-      );
+    if (allowed !== undefined && !allowed.has(model))
+      throw new GatewayError(`This key may not use the model '${model.slice(0, 256)}'.`, {
+        code: 'model_not_allowed',
+        param: 'model',
+      });
     res.json({ input_tokens });
   };
 }
@@ -140,6 +154,11 @@ function jsonOf(req: Request): unknown {
   } catch {
     throw new InvalidRequestError('The body is not valid JSON.', { code: 'invalid_json' });
   }
+}
+
+function errorCodeOf(json: Record<string, unknown> | null): string | undefined {
+  const error = json?.error as { code?: unknown } | undefined;
+  return typeof error?.code === 'string' ? error.code : undefined;
 }
 
 function errorMessageOf(json: Record<string, unknown> | null): string | undefined {

@@ -20,7 +20,9 @@ export function notFound(): RequestHandler {
     const path = clip(req.path);
     const hint = WITHOUT_V1.test(req.path)
       ? ` Did you mean /v1${path}? Add /v1 to the base URL of your client (http://host:port/v1).`
-      : ' See GET /v1/models and POST /v1/chat/completions.';
+      : req.path.startsWith('/v1/v1/')
+        ? ' The path has /v1 twice: take /v1 off the base URL of your client (Anthropic SDKs add it themselves).'
+        : ' See GET /v1/models and POST /v1/chat/completions.';
     next(new NotFoundError(`Unknown route: ${req.method} ${path}.${hint}`, { code: 'route_not_found' }));
   };
 }

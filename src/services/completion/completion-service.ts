@@ -193,5 +193,9 @@ function served(registry: EndpointRegistry, chain: readonly string[]): boolean {
 
 /** A model's pool gave up before commit for reasons another model might not share. */
 function poolExhausted(err: unknown): boolean {
-  return err instanceof GatewayError && (err.status >= 500 || err.code === 'model_not_found');
+  // A model none of whose endpoints serves the route: the alias's next model may.
+  return (
+    err instanceof GatewayError &&
+    (err.status >= 500 || err.code === 'model_not_found' || err.code === 'route_not_served')
+  );
 }

@@ -1,5 +1,5 @@
 import type { ConfigSource } from '../../config/config-store.js';
-import type { GatewayError } from '../../errors/gateway-error.js';
+import { GatewayError } from '../../errors/gateway-error.js';
 import type { Logger } from '../../observability/logger.js';
 import type { AttemptOutcome } from '../../observability/metrics.js';
 import type { AttemptSpan } from '../../observability/tracing.js';
@@ -70,9 +70,19 @@ export class PoolRunner {
     const { model } = run.req;
     // A route other than chat: endpoints whose provider does not serve it are skipped.
     const route = run.req.path;
-    if (route !== undefined && route !== CHAT_PATH)
+    if (route !== undefined && route !== CHAT_PATH) {
       for (const ep of this.deps.registry.endpoints)
         if (!providerOf(ep.config).serves(route, run.req.json)) run.exclude(ep.config.name);
+      // Not one of the model's endpoints could: the request is the problem, not their health.
+      const serving = this.deps.registry.serving(model);
+      if (serving.length > 0 && serving.every((ep) => run.excluded.includes(ep.config.name)))
+        throw new GatewayError(
+          `No endpoint of '${model}' serves ${route} for this request: their providers (${[
+            ...new Set(serving.map((ep) => ep.config.provider)),
+          ].join(', ')}) do not${route === '/v1/embeddings' ? ' (Gemini embeds text, not token ids)' : ''}.`,
+          { code: 'route_not_served', param: 'model' },
+        );
+    }
 
     while (run.attempts < maxAttempts) {
       const first = run.tried.length === 0;

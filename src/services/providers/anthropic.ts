@@ -256,7 +256,8 @@ class AnthropicAnswer implements AnswerTranslation {
         id: m.id,
         object: 'chat.completion',
         created: this.created,
-        model: m.model,
+        // The id the endpoint was asked by (renamed to the public id), not a dated version of it.
+        model: this.input.model,
         choices: [{ index: 0, message, logprobs: null, finish_reason: finishReason(m.stop_reason) }],
         usage: usageOf(m.usage as Json | undefined),
       }),
@@ -292,7 +293,7 @@ class AnthropicAnswer implements AnswerTranslation {
       case 'message_start': {
         const m = (e.message ?? {}) as Json;
         this.id = str(m.id);
-        this.model = str(m.model) || this.input.model;
+        this.model = this.input.model;
         this.usage = m.usage as Json | undefined;
         return this.chunk({ role: 'assistant', content: '' });
       }

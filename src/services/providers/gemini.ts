@@ -262,7 +262,9 @@ class GeminiAnswer implements AnswerTranslation {
         id: typeof r.responseId === 'string' ? r.responseId : this.id,
         object: 'chat.completion',
         created: this.created,
-        model: typeof r.modelVersion === 'string' ? r.modelVersion : this.model,
+        // The id the endpoint was asked by (renamed to the public id as every answer is), not the
+        // provider's version name.
+        model: this.model,
         choices,
         usage: usageOf(r.usageMetadata as Json | undefined),
       }),
@@ -293,7 +295,6 @@ class GeminiAnswer implements AnswerTranslation {
         out += chunkEvent({ error: r.error });
         continue;
       }
-      if (typeof r.modelVersion === 'string') this.model = r.modelVersion;
       if (r.usageMetadata) this.usage = r.usageMetadata as Json;
       for (const c of (Array.isArray(r.candidates) ? r.candidates : []) as Json[]) {
         const { text, calls } = this.message(((c.content as Json | undefined)?.parts ?? []) as Json[], true);

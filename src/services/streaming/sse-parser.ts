@@ -14,6 +14,8 @@ export class SseParser {
   private started = false;
   /** The last text ended with a CR: an LF that starts the next one belongs to that line end. */
   private pendingLf = false;
+  /** Comment lines seen so far (heartbeats: a stream that waits but is alive). */
+  comments = 0;
 
   feed(chunk: Buffer | string): string[] {
     let text = typeof chunk === 'string' ? chunk : this.decoder.write(chunk);
@@ -44,6 +46,8 @@ export class SseParser {
       this.data.push(line.slice(line.startsWith('data: ') ? 6 : 5));
     } else if (line === 'data') {
       this.data.push('');
+    } else if (line.charCodeAt(0) === 0x3a) {
+      this.comments++;
     }
     // Comments (':') and other fields (event:, id:, retry:) carry nothing the gateway needs.
   }
