@@ -37,7 +37,7 @@ import { JwtAuth, type JwtSettings } from './services/keys/jwt-auth.js';
 import { dashboard } from './http/controllers/dashboard.js';
 import {
   ANTHROPIC_ERRORS,
-  apiKeyAsBearer,
+  apiKeyAsBearer as anthropicKey,
   countTokensRoute,
   messagesRoute,
 } from './http/controllers/messages.js';
@@ -134,6 +134,7 @@ export function createApp(deps: AppDeps): express.Express {
   // Anthropic's Messages API in front of every endpoint (Anthropic SDK clients, Claude Code): a chat
   // completion asked of this gateway, answered and erring in Anthropic's shape; the key as x-api-key.
   const anthropicErrors = errorHandler(deps.logger, ANTHROPIC_ERRORS);
+  const apiKeyAsBearer = anthropicKey(() => config.current.auth.disabled);
   app.post(
     '/v1/messages',
     apiKeyAsBearer,

@@ -289,6 +289,13 @@ describe('POST /v1/messages: Anthropic’s Messages API in front of any endpoint
     expect(JSON.stringify((auth as InstanceType<typeof Anthropic.APIError>).error)).not.toContain(
       'not-a-key',
     );
+    // No key at all: the 401 names the header Anthropic clients use.
+    const none = await fetch(`${gw.url}/v1/messages`, { method: 'POST', body: '{}' });
+    expect(none.status).toBe(401);
+    expect(await none.json()).toMatchObject({
+      type: 'error',
+      error: { type: 'authentication_error', message: expect.stringContaining("'x-api-key: <your key>'") },
+    });
 
     // Bad bodies: 400 naming the field, in Anthropic's shape.
     const post = async (body: unknown, headers: Record<string, string> = {}) => {

@@ -1,6 +1,6 @@
 import type { Request, RequestHandler } from 'express';
 import { ERROR_CODES, type ErrorCode } from '../../errors/codes.js';
-import { GatewayError, InvalidRequestError } from '../../errors/gateway-error.js';
+import { AuthenticationError, GatewayError, InvalidRequestError } from '../../errors/gateway-error.js';
 import { drained } from '../../services/core/client-response.js';
 import { setEventStreamHeaders } from '../../services/core/sse.js';
 import {
@@ -128,13 +128,28 @@ export function countTokensRoute(deps: { knownModel: (model: string) => boolean 
   };
 }
 
-/** Anthropic SDK clients send their key as `x-api-key`: read as `Authorization: Bearer` on these routes. */
-export const apiKeyAsBearer: RequestHandler = (req, _res, next) => {
-  const key = req.headers['x-api-key'];
-  if (req.headers.authorization === undefined && typeof key === 'string' && key.trim() !== '')
-    req.headers.authorization = `Bearer ${key.trim()}`;
-  next();
-};
+/**
+ * Anthropic SDK clients send their key as `x-api-key`: read as `Authorization: Bearer` on these routes.
+ * With no key at all (and auth on), the 401 names both headers these routes take.
+ */
+export function apiKeyAsBearer(authDisabled: () => boolean): RequestHandler {
+  return (req, res, next) => {
+    const key = req.headers['x-api-key'];
+    if (req.headers.authorization === undefined && typeof key === 'string' && key.trim() !== '')
+      req.headers.authorization = `Bearer ${key.trim()}`;
+    else if (req.headers.authorization === undefined && !authDisabled()) {
+      requestTrace(res).authFailure = 'missing';
+      next(
+        new AuthenticationError(
+          "Missing API key: send it in the header 'x-api-key: <your key>' (or 'Authorization: Bearer <your key>').",
+          'missing_api_key',
+        ),
+      );
+      return;
+    }
+    next();
+  };
+}
 
 /** Errors of the Messages routes, in Anthropic's shape: JSON before the stream, an error event in it. */
 export const ANTHROPIC_ERRORS: ErrorShape = {
