@@ -216,6 +216,9 @@ export class ModelServer {
           sendJson(res, 200, embeddings(model, json?.input, json?.encoding_format === 'base64'));
           return;
         }
+        // A chat answer stops at max_tokens (a word a token), as a model server's would.
+        const cut = request.route === 'chat' ? upToMaxTokens(text, json) : undefined;
+        const chatText = cut?.finish === 'length' ? cut.words.join('') : text;
         if (!request.stream) {
           if (behavior.firstTokenMs) await this.delay(behavior.firstTokenMs);
           if (behavior.tokenMs) await this.delay(behavior.tokenMs * text.split(' ').length);
@@ -223,12 +226,18 @@ export class ModelServer {
           sendJson(
             res,
             200,
-            request.route === 'completions' ? textCompletion(model, text, json) : completion(model, text),
+            request.route === 'completions'
+              ? textCompletion(model, text, json)
+              : completion(model, chatText, cut?.finish),
           );
           return;
         }
         const events =
-          request.route === 'completions' ? textStreamEvents(model, text, json) : this.streamOf(model, text);
+          request.route === 'completions'
+            ? textStreamEvents(model, text, json)
+            : cut?.finish === 'length'
+              ? streamEvents(model, chatText, 'length')
+              : this.streamOf(model, text);
         const usage = (json?.stream_options as { include_usage?: boolean } | undefined)?.include_usage;
         if (usage) events.push(usageEvent(model));
         await this.writeEvents(req, res, events, {
@@ -370,13 +379,13 @@ function continuationOf(text: string, json: Record<string, unknown> | undefined,
 }
 
 /** A non-streamed completion of `text`. */
-export function completion(model: string, text: string) {
+export function completion(model: string, text: string, finish = 'stop') {
   return {
     id: 'chatcmpl-test',
     object: 'chat.completion',
     created: 1700000000,
     model,
-    choices: [{ index: 0, message: { role: 'assistant', content: text }, finish_reason: 'stop' }],
+    choices: [{ index: 0, message: { role: 'assistant', content: text }, finish_reason: finish }],
     usage: {
       prompt_tokens: 5,
       completion_tokens: text.split(' ').length,
@@ -413,7 +422,7 @@ function vector(text: string, base64: boolean): number[] | string {
 /** The words of an answer up to a request's `max_tokens` (a word a token), and why it stopped. */
 function upToMaxTokens(text: string, json: Record<string, unknown> | undefined) {
   const words = text.split(/(?<= )/);
-  const max = json?.max_tokens;
+  const max = json?.max_completion_tokens ?? json?.max_tokens;
   if (typeof max === 'number' && Number.isInteger(max) && max > 0 && max < words.length)
     return { words: words.slice(0, max), finish: 'length' };
   return { words, finish: 'stop' };
@@ -459,7 +468,7 @@ export function textStreamEvents(model: string, text: string, json?: Record<stri
 }
 
 /** The chunks of a normal streamed answer: a role delta, one delta per word, a finish_reason chunk. */
-export function streamEvents(model: string, text: string): string[] {
+export function streamEvents(model: string, text: string, finish = 'stop'): string[] {
   const base = { id: 'chatcmpl-test', object: 'chat.completion.chunk', created: 1700000000, model };
   const words = text.split(/(?<= )/);
   return [
@@ -470,7 +479,7 @@ export function streamEvents(model: string, text: string): string[] {
     ...words.map((w) =>
       JSON.stringify({ ...base, choices: [{ index: 0, delta: { content: w }, finish_reason: null }] }),
     ),
-    JSON.stringify({ ...base, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] }),
+    JSON.stringify({ ...base, choices: [{ index: 0, delta: {}, finish_reason: finish }] }),
   ];
 }
 

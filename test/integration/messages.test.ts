@@ -102,6 +102,14 @@ describe('POST /v1/messages: Anthropic’s Messages API in front of any endpoint
       stream_options: { include_usage: true },
     });
 
+    // max_tokens reached: the model server stops (the demo's, a word a token) and says so.
+    const cut = await sdk.messages.create({
+      model: 'llama',
+      max_tokens: 2,
+      messages: [{ role: 'user', content: 'count' }],
+    });
+    expect(cut).toMatchObject({ content: [{ type: 'text', text: 'one two ' }], stop_reason: 'max_tokens' });
+
     // The raw wire: event names match their payload types, in Anthropic's documented order.
     const res = await fetch(`${gw.url}/v1/messages`, {
       method: 'POST',
