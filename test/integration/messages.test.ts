@@ -297,6 +297,16 @@ describe('POST /v1/messages: Anthropic’s Messages API in front of any endpoint
     expect(JSON.stringify((auth as InstanceType<typeof Anthropic.APIError>).error)).not.toContain(
       'not-a-key',
     );
+    // Two words in x-api-key: said of that header, not of an Authorization header never sent.
+    const spaced = await fetch(`${gw.url}/v1/messages`, {
+      method: 'POST',
+      headers: { 'x-api-key': `${CLIENT_KEY} extra` },
+      body: '{}',
+    });
+    expect(spaced.status).toBe(401);
+    expect(((await spaced.json()) as { error: { message: string } }).error.message).toContain(
+      'Malformed x-api-key header',
+    );
     // No key at all: the 401 names the header Anthropic clients use.
     const none = await fetch(`${gw.url}/v1/messages`, { method: 'POST', body: '{}' });
     expect(none.status).toBe(401);

@@ -135,6 +135,16 @@ export function countTokensRoute(deps: { knownModel: (model: string) => boolean 
 export function apiKeyAsBearer(authDisabled: () => boolean): RequestHandler {
   return (req, res, next) => {
     const key = req.headers['x-api-key'];
+    if (req.headers.authorization === undefined && typeof key === 'string' && /\s/.test(key.trim())) {
+      requestTrace(res).authFailure = 'malformed';
+      next(
+        new AuthenticationError(
+          "Malformed x-api-key header: expected one key, 'x-api-key: <your key>'.",
+          'invalid_authorization_header',
+        ),
+      );
+      return;
+    }
     if (req.headers.authorization === undefined && typeof key === 'string' && key.trim() !== '')
       req.headers.authorization = `Bearer ${key.trim()}`;
     else if (req.headers.authorization === undefined && !authDisabled()) {
