@@ -129,13 +129,17 @@ export class Limiter {
     const scopes = this.scopesOf(input.principal, input.model);
     // Nothing limited (the common case without limits): no promise, no counter store.
     if (scopes.length === 0) return undefined;
-    const plan = this.checksOf(scopes, input.json, input.reserveTokens);
+    const plan = this.planOf(scopes);
     if (plan.checks.length === 0) return undefined;
-    return this.admitChecks(input.model, plan);
+    return this.admitChecks(input.model, plan, this.checksOf(plan, input.json, input.reserveTokens));
   }
 
-  private async admitChecks(model: string, plan: Plan): Promise<Admission | undefined> {
-    const { checks, meta } = plan;
+  private async admitChecks(
+    model: string,
+    plan: Plan,
+    checks: readonly CounterCheck[],
+  ): Promise<Admission | undefined> {
+    const { meta } = plan;
     // Unique across replicas (a random prefix per process) without a UUID per request.
     const id = this.idPrefix + (this.admitted++).toString(36);
     let result: AdmitResult;
@@ -152,7 +156,7 @@ export class Limiter {
         result,
         rateLimitHeaders(checks, result.states),
       );
-    const admission = new Admission(this, result.ticket, plan, result.states);
+    const admission = new Admission(this, result.ticket, plan, checks, result.states);
     admission.model = model;
     if (admission.slotKeys.length > 0) this.hold(admission);
     return admission;
@@ -203,15 +207,8 @@ export class Limiter {
     return scopes;
   }
 
-  /**
-   * The checks of a request: built once per set of scopes (and day, for the budgets' periods), so that a
-   * request only fills in its token reservation.
-   */
-  private checksOf(
-    scopes: readonly Scope[],
-    json: Readonly<Record<string, unknown>>,
-    reserveTokens: number | undefined,
-  ): Plan {
+  /** What a set of scopes checks: built once per set (and day, for the budgets' periods). */
+  private planOf(scopes: readonly Scope[]): Plan {
     const now = this.now();
     const day = Math.floor(now / DAY_MS);
     let plan = this.plans.get(scopes);
@@ -219,7 +216,16 @@ export class Limiter {
       plan = buildPlan(scopes, now, day);
       this.plans.set(scopes, plan);
     }
-    if (plan.tightestTpm === undefined) return plan;
+    return plan;
+  }
+
+  /** A request's checks: the plan's, with its token reservation filled in where tokens are limited. */
+  private checksOf(
+    plan: Plan,
+    json: Readonly<Record<string, unknown>>,
+    reserveTokens: number | undefined,
+  ): readonly CounterCheck[] {
+    if (plan.tightestTpm === undefined) return plan.checks;
     const reserve = reserveTokens ?? this.reservation(json);
     const { tpm, scope } = plan.tightestTpm;
     if (reserve > tpm)
@@ -228,10 +234,7 @@ export class Limiter {
           `${tpm} tokens per minute of ${scope.label}: it can never pass. Lower max_tokens or shorten the prompt.`,
         { code: 'request_too_large', status: 400, param: 'max_tokens' },
       );
-    return {
-      ...plan,
-      checks: plan.checks.map((c) => (c.kind === 'sum' ? { ...c, amount: reserve } : c)),
-    };
+    return plan.checks.map((c) => (c.kind === 'sum' ? { ...c, amount: reserve } : c));
   }
 
   /** Tokens reserved for a request: its prompt's estimate and the most it may generate. */
@@ -343,12 +346,13 @@ export class Admission {
     private readonly limiter: Limiter,
     readonly ticket: Ticket,
     plan: Plan,
+    checks: readonly CounterCheck[],
     states: readonly CheckState[],
   ) {
     this.slotKeys = plan.slotKeys;
     this.tokenKeys = plan.tokenKeys;
     this.budgets = plan.budgets;
-    this.headers = rateLimitHeaders(plan.checks, states);
+    this.headers = rateLimitHeaders(checks, states);
   }
 
   /** Gives back what the request held; once, however often it is called. */
