@@ -474,6 +474,16 @@ describe('provider azure and gemini; presets', () => {
     });
   });
 
+  it('a failed model list names the provider’s own path (Gemini: /v1beta/models), never /v1/models', async () => {
+    const fake = await new FakeGemini().start();
+    geminis.push(fake);
+    const gw = await bed.gateway({
+      endpoints: [{ url: fake.url, name: 'gem', provider: 'gemini', apiKey: 'wrong-key-0123456789' }],
+    });
+    await gw.gateway.discovery.refresh();
+    expect(gw.gateway.registry.endpoints[0]!.lastDiscoveryError).toBe('GET /v1beta/models answered HTTP 400');
+  });
+
   it('gemini: native generateContent and its SSE stream, tool calls, usage and finish reasons in OpenAI’s shapes', async () => {
     const fake = await new FakeGemini().start();
     geminis.push(fake);

@@ -115,6 +115,8 @@ export class Discovery {
     // deployments: its health is what its requests tell.
     const list = providerOf(ep.config).models;
     if (list === undefined) return;
+    // The request as operators read it in errors: this provider's path, without its query.
+    const asked = `GET ${list.path.replace(/\?.*$/, '')}`;
     this.polling.add(ep);
     const timeoutMs = this.options.config.current.models.discoveryTimeoutMs;
     // One controller per poll, linked to the gateway's lifetime by a listener removed afterwards (a
@@ -142,26 +144,26 @@ export class Discovery {
       const status = res.statusCode;
       const which = `endpoints[${registry.endpoints.indexOf(ep)}]`;
       if (status >= 500) {
-        failure = { kind: 'server-error', message: `GET /v1/models answered HTTP ${status}` };
+        failure = { kind: 'server-error', message: `${asked} answered HTTP ${status}` };
       } else if (status === 401 || status === 403) {
         // The gateway's key for this endpoint is wrong: its requests would fail the same way.
         failure = {
           kind: 'misconfigured',
-          message: `GET /v1/models answered HTTP ${status}: check ${which}.apiKey`,
+          message: `${asked} answered HTTP ${status}: check ${which}.apiKey`,
         };
       } else if (status >= 300 && status < 400) {
         failure = {
           kind: 'misconfigured',
-          message: `GET /v1/models answered a redirect (HTTP ${status}): check ${which}.url (https:// rather than http://?)`,
+          message: `${asked} answered a redirect (HTTP ${status}): check ${which}.url (https:// rather than http://?)`,
         };
       } else if (status !== 200) {
         // Alive, but no model list: not a health problem (some servers lack /v1/models), a discovery one.
         discoveryError =
           status === 404 && ep.config.models === undefined
-            ? `GET /v1/models answered HTTP 404: check ${which}.url (the base URL, without /v1), or give the endpoint a static models list`
-            : `GET /v1/models answered HTTP ${status}`;
+            ? `${asked} answered HTTP 404: check ${which}.url (the base URL, without /v1), or give the endpoint a static models list`
+            : `${asked} answered HTTP ${status}`;
       } else if (ep.config.models === undefined) {
-        const listed = parseModels(text, list.items);
+        const listed = parseModels(text, list.items, asked);
         const before = [...ep.models].sort().join(',');
         registry.setDiscovered(ep, listed, now());
         if (before !== [...ep.models].sort().join(',')) {
@@ -171,7 +173,7 @@ export class Discovery {
     } catch (err) {
       if (this.lifetime.signal.aborted) return;
       if (timeout.aborted)
-        failure = { kind: 'timeout', message: `GET /v1/models did not answer within ${timeoutMs} ms` };
+        failure = { kind: 'timeout', message: `${asked} did not answer within ${timeoutMs} ms` };
       else if (err instanceof DiscoveryError) discoveryError = err.message;
       else failure = { kind: 'connect', message: transportFailure(err).message };
     } finally {
@@ -185,7 +187,7 @@ export class Discovery {
     if (error !== undefined && ep.lastDiscoveryError !== error) {
       // The full URL probed: an operator can try it by hand (the config refuses credentials in URLs).
       logger.warn(
-        { endpoint: ep.config.name, url: `${ep.config.url}/v1/models`, error },
+        { endpoint: ep.config.name, url: `${ep.config.url}${list.path}`, error },
         'endpoint probe failed',
       );
     }
@@ -200,15 +202,19 @@ const OWN_FIELDS = new Set(['id', 'object', 'owned_by']);
 const MAX_META_FIELDS = 32;
 const MAX_META_FIELD_CHARS = 4_096;
 
-function parseModels(text: string, items: (json: unknown) => unknown[] | undefined): ListedModel[] {
+function parseModels(
+  text: string,
+  items: (json: unknown) => unknown[] | undefined,
+  asked: string,
+): ListedModel[] {
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch {
-    throw new DiscoveryError('GET /v1/models did not return JSON');
+    throw new DiscoveryError(`${asked} did not return JSON`);
   }
   const data = items(json);
-  if (!Array.isArray(data)) throw new DiscoveryError('GET /v1/models returned no data array');
+  if (!Array.isArray(data)) throw new DiscoveryError(`${asked} returned no data array`);
   const seen = new Set<string>();
   const out: ListedModel[] = [];
   for (const item of data) {

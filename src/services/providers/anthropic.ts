@@ -5,7 +5,10 @@ import {
   DONE_EVENT,
   dataUrl,
   jsonObject,
+  parseArguments,
+  stopsOf,
   str,
+  textOf,
   wantsUsage,
   type AnswerTranslation,
   type Provider,
@@ -113,8 +116,8 @@ export function anthropicRequest(input: TranslateInput): Json {
   if (typeof json.temperature === 'number') out.temperature = clamp(json.temperature, 0, 1);
   if (typeof json.top_p === 'number') out.top_p = clamp(json.top_p, 0, 1);
   if (typeof json.top_k === 'number') out.top_k = Math.max(0, Math.floor(json.top_k));
-  const stop = typeof json.stop === 'string' ? [json.stop] : Array.isArray(json.stop) ? json.stop : [];
-  if (stop.length > 0) out.stop_sequences = stop.filter((s) => typeof s === 'string' && s.trim() !== '');
+  const stop = stopsOf(json);
+  if (stop.length > 0) out.stop_sequences = stop.filter((s) => s.trim() !== '');
   if (typeof json.user === 'string') out.metadata = { user_id: json.user };
   if (Array.isArray(json.tools) && json.tools.length > 0) {
     out.tools = (json.tools as Json[]).map((t) => {
@@ -146,26 +149,6 @@ function toolChoice(choice: unknown, parallel: unknown): Json | undefined {
     if (typeof name === 'string') return { type: 'tool', name, ...noParallel };
   }
   return choice === 'auto' || parallel === false ? { type: 'auto', ...noParallel } : undefined;
-}
-
-function parseArguments(args: unknown): unknown {
-  if (typeof args !== 'string') return args ?? {};
-  try {
-    const parsed: unknown = JSON.parse(args);
-    return parsed !== null && typeof parsed === 'object' ? parsed : { value: parsed };
-  } catch {
-    return {};
-  }
-}
-
-/** The text of an OpenAI content (a string, or parts of which the text ones count). */
-export function textOf(content: unknown): string {
-  if (typeof content === 'string') return content;
-  if (!Array.isArray(content)) return '';
-  return (content as Json[])
-    .filter((p) => p?.type === 'text' && typeof p.text === 'string')
-    .map((p) => p.text as string)
-    .join('');
 }
 
 function userBlocks(content: unknown): Json[] {
@@ -222,7 +205,6 @@ function usageOf(u: Json | undefined, outputTokens?: number): Json {
 class AnthropicAnswer implements AnswerTranslation {
   private readonly parser = new SseParser();
   private id = '';
-  private model = '';
   private readonly created: number;
   private usage: Json | undefined;
   private outputTokens = 0;
@@ -269,7 +251,7 @@ class AnthropicAnswer implements AnswerTranslation {
       id: this.id,
       object: 'chat.completion.chunk',
       created: this.created,
-      model: this.model,
+      model: this.input.model,
       choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
     });
   }
@@ -293,7 +275,6 @@ class AnthropicAnswer implements AnswerTranslation {
       case 'message_start': {
         const m = (e.message ?? {}) as Json;
         this.id = str(m.id);
-        this.model = this.input.model;
         this.usage = m.usage as Json | undefined;
         return this.chunk({ role: 'assistant', content: '' });
       }
@@ -341,7 +322,7 @@ class AnthropicAnswer implements AnswerTranslation {
               id: this.id,
               object: 'chat.completion.chunk',
               created: this.created,
-              model: this.model,
+              model: this.input.model,
               choices: [],
               usage: usageOf(this.usage, this.outputTokens),
             })

@@ -1,11 +1,13 @@
 import { SseParser } from '../streaming/sse-parser.js';
-import { textOf } from './anthropic.js';
 import {
   chunkEvent,
   DONE_EVENT,
   dataUrl,
   jsonObject,
+  parseArguments,
+  stopsOf,
   str,
+  textOf,
   wantsUsage,
   type AnswerTranslation,
   type Provider,
@@ -95,13 +97,7 @@ export function geminiRequest(input: TranslateInput): Json {
       for (const call of (Array.isArray(m.tool_calls) ? m.tool_calls : []) as Json[]) {
         const fn = (call.function ?? {}) as Json;
         names.set(str(call.id), str(fn.name));
-        let args: unknown = {};
-        try {
-          args = typeof fn.arguments === 'string' ? JSON.parse(fn.arguments) : (fn.arguments ?? {});
-        } catch {
-          args = {};
-        }
-        parts.push({ functionCall: { name: fn.name, args } });
+        parts.push({ functionCall: { name: fn.name, args: parseArguments(fn.arguments) } });
       }
       push('model', parts);
     } else if (m.role === 'tool') {
@@ -133,7 +129,7 @@ export function geminiRequest(input: TranslateInput): Json {
   if (typeof json.temperature === 'number') config.temperature = Math.min(2, Math.max(0, json.temperature));
   if (typeof json.top_p === 'number') config.topP = json.top_p;
   if (typeof json.n === 'number' && json.n > 1) config.candidateCount = json.n;
-  const stop = typeof json.stop === 'string' ? [json.stop] : Array.isArray(json.stop) ? json.stop : [];
+  const stop = stopsOf(json);
   if (stop.length > 0) config.stopSequences = stop;
   if (typeof json.seed === 'number') config.seed = json.seed;
   const format = json.response_format as Json | undefined;
@@ -211,7 +207,6 @@ class GeminiAnswer implements AnswerTranslation {
   private readonly parser = new SseParser();
   private readonly created: number;
   private readonly id: string;
-  private model: string;
   private usage: Json | undefined;
   private started = false;
   private calls = 0;
@@ -219,7 +214,6 @@ class GeminiAnswer implements AnswerTranslation {
   constructor(private readonly input: TranslateInput) {
     this.created = Math.floor(input.now() / 1000);
     this.id = `chatcmpl-${this.created.toString(36)}${Math.floor(Math.random() * 1e9).toString(36)}`;
-    this.model = input.model;
   }
 
   /** The parts of a candidate as an OpenAI message or delta (text, and tool calls with ids of ours). */
@@ -264,7 +258,7 @@ class GeminiAnswer implements AnswerTranslation {
         created: this.created,
         // The id the endpoint was asked by (renamed to the public id as every answer is), not the
         // provider's version name.
-        model: this.model,
+        model: this.input.model,
         choices,
         usage: usageOf(r.usageMetadata as Json | undefined),
       }),
@@ -276,7 +270,7 @@ class GeminiAnswer implements AnswerTranslation {
       id: this.id,
       object: 'chat.completion.chunk',
       created: this.created,
-      model: this.model,
+      model: this.input.model,
       choices,
       ...extra,
     });

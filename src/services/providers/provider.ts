@@ -90,3 +90,31 @@ export function jsonObject(body: Buffer): Record<string, unknown> | undefined {
     return undefined;
   }
 }
+
+/** A tool call's arguments (OpenAI sends them as JSON text) as an object; {} when they are no JSON. */
+export function parseArguments(args: unknown): unknown {
+  if (typeof args !== 'string') return args ?? {};
+  try {
+    const parsed: unknown = JSON.parse(args);
+    return parsed !== null && typeof parsed === 'object' ? parsed : { value: parsed };
+  } catch {
+    return {};
+  }
+}
+
+/** The text of an OpenAI content (a string, or parts of which the text ones count). */
+export function textOf(content: unknown): string {
+  if (typeof content === 'string') return content;
+  if (!Array.isArray(content)) return '';
+  let text = '';
+  for (const p of content as Array<Record<string, unknown> | null>)
+    if (p?.type === 'text' && typeof p.text === 'string') text += p.text;
+  return text;
+}
+
+/** A request's stop sequences (OpenAI's `stop`: a string or strings). */
+export function stopsOf(json: Readonly<Record<string, unknown>>): string[] {
+  const { stop } = json;
+  if (typeof stop === 'string') return [stop];
+  return Array.isArray(stop) ? stop.filter((s): s is string => typeof s === 'string') : [];
+}
