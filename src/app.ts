@@ -37,7 +37,7 @@ import { JwtAuth, type JwtSettings } from './services/keys/jwt-auth.js';
 import { dashboard } from './http/controllers/dashboard.js';
 import {
   ANTHROPIC_ERRORS,
-  apiKeyAsBearer as anthropicKey,
+  apiKeyAsBearer,
   countTokensRoute,
   messagesRoute,
 } from './http/controllers/messages.js';
@@ -134,10 +134,10 @@ export function createApp(deps: AppDeps): express.Express {
   // Anthropic's Messages API in front of every endpoint (Anthropic SDK clients, Claude Code): a chat
   // completion asked of this gateway, answered and erring in Anthropic's shape; the key as x-api-key.
   const anthropicErrors = errorHandler(deps.logger, ANTHROPIC_ERRORS);
-  const apiKeyAsBearer = anthropicKey(() => config.current.auth.disabled);
+  const anthropicKey = apiKeyAsBearer(() => config.current.auth.disabled);
   app.post(
     '/v1/messages',
-    apiKeyAsBearer,
+    anthropicKey,
     auth,
     body,
     messagesRoute({ selfUrl: deps.selfUrl }),
@@ -145,7 +145,7 @@ export function createApp(deps: AppDeps): express.Express {
   );
   app.post(
     '/v1/messages/count_tokens',
-    apiKeyAsBearer,
+    anthropicKey,
     auth,
     body,
     countTokensRoute({ knownModel }),
@@ -153,13 +153,13 @@ export function createApp(deps: AppDeps): express.Express {
   );
   app.all(
     ['/v1/messages', '/v1/messages/count_tokens'],
-    apiKeyAsBearer,
+    anthropicKey,
     auth,
     methodNotAllowed('POST'),
     anthropicErrors,
   );
   // Anthropic's other routes (batches, files…) are not served: said in Anthropic's shape.
-  app.all('/v1/messages/*rest', apiKeyAsBearer, auth, notFound(), anthropicErrors);
+  app.all('/v1/messages/*rest', anthropicKey, auth, notFound(), anthropicErrors);
 
   // One call, one string back (seed Unified LLM API Gateway): a chat completion asked of this gateway.
   app.post(
