@@ -71,6 +71,7 @@ async function cpuPerRequest(p: Proc): Promise<number> {
             chunks: 20,
             paced: true,
             staggerMs: 200,
+            key: k,
           })
         ).streams
       : (await cannon(p.url, { connections: 50, durationS: SECONDS, key: k })).requests;

@@ -10,13 +10,17 @@
  * thread pool). INSTR_TARGETS: a comma-separated list of gateway, floor-express, floor-node, or
  * paths of other compiled gateways (a .js main, for A/B of a change). INSTR_KEEP: a folder to keep the
  * callgrind dumps in (callgrind.N.out for the Nth target; read them with callgrind_annotate).
+ * The target gateway-keys is the gateway called with a virtual key in a team, limited at the key,
+ * team and global scopes in Redis (BENCH_REDIS_URL), with the ledger writing: `npm run bench`'s keys
+ * scenario, for A/B of changes to the limits' path.
  */
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import autocannon from 'autocannon';
-import { AUTH, JSON_BODY, streams } from './lib/load.js';
+import { authWith, JSON_BODY, streams } from './lib/load.js';
+import { createLimitedKey, keysGatewayEnv } from './lib/keys.js';
 import { buildForBench, HAS_TASKSET, pinSelf, startProcess, type Proc } from './lib/procs.js';
 import { HEAP_GROWING_PERCENT } from '../src/server/runtime-flags.js';
 
@@ -33,16 +37,21 @@ buildForBench();
 pinSelf(0);
 const upstream = await startProcess('upstream', 'bench/servers/upstream.ts', {}, 0);
 
-async function load(p: Proc, count: number): Promise<void> {
+async function load(p: Proc, count: number, key?: string): Promise<void> {
   if (LOAD === 'streams') {
-    const r = await streams(p.url, { concurrency: 100, count: Math.max(100, count / 10), chunks: 20 });
+    const r = await streams(p.url, {
+      concurrency: 100,
+      count: Math.max(100, count / 10),
+      chunks: 20,
+      key,
+    });
     if (r.bad > 0) throw new Error(`${p.name}: ${r.bad} bad streams`);
     return;
   }
   const r = await autocannon({
     url: `${p.url}/v1/chat/completions`,
     method: 'POST',
-    headers: AUTH,
+    headers: authWith(key),
     body: JSON_BODY,
     connections: 50,
     amount: count,
@@ -75,11 +84,21 @@ function callgrind(pid: number, flag: '-z' | '-d'): void {
 async function count(target: string): Promise<number> {
   const out = path.join(os.tmpdir(), `gateway-instructions-${process.pid}-${TARGETS.indexOf(target)}.out`);
   const variant = target.endsWith('.js');
-  const script = target === 'gateway' ? 'src/main.ts' : variant ? target : `bench/servers/${target}.ts`;
+  const keys = target === 'gateway-keys';
+  const gateway = target === 'gateway' || keys;
+  const script = gateway ? 'src/main.ts' : variant ? target : `bench/servers/${target}.ts`;
+  const keysDir = keys ? mkdtempSync(path.join(os.tmpdir(), 'instr-keys-')) : undefined;
   const p = await startProcess(
     target,
     script,
     {
+      ...(keysDir
+        ? keysGatewayEnv(
+            keysDir,
+            process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379',
+            `instr-${process.pid}:`,
+          )
+        : {}),
       USER: os.userInfo().username,
       UPSTREAM_URL: upstream.url,
       API_KEY: 'bench-key',
@@ -87,16 +106,17 @@ async function count(target: string): Promise<number> {
       ENDPOINTS: JSON.stringify([{ name: 'upstream', url: upstream.url, models: ['bench-model'] }]),
     },
     HAS_TASKSET ? 1 : undefined,
-    target === 'gateway' || variant ? [] : [`--heap-growing-percent=${HEAP_GROWING_PERCENT}`],
+    gateway || variant ? [] : [`--heap-growing-percent=${HEAP_GROWING_PERCENT}`],
     {
       wrapper: ['valgrind', '--tool=callgrind', '--smc-check=all-non-file', `--callgrind-out-file=${out}`],
       startTimeoutMs: 120_000,
     },
   );
   try {
-    await load(p, WARMUP);
+    const key = keys ? await createLimitedKey(p.url) : undefined;
+    await load(p, WARMUP, key);
     callgrind(p.pid, '-z');
-    await load(p, REQUESTS);
+    await load(p, REQUESTS, key);
     // The counts since the zeroing, written to `${out}.1`.
     callgrind(p.pid, '-d');
     const text = await dumped(`${out}.1`);
@@ -110,6 +130,7 @@ async function count(target: string): Promise<number> {
       copyFileSync(`${out}.1`, path.join(process.env.INSTR_KEEP, `callgrind.${TARGETS.indexOf(target)}.out`));
     }
     for (const file of [out, `${out}.1`]) rmSync(file, { force: true });
+    if (keysDir) rmSync(keysDir, { recursive: true, force: true });
   }
 }
 

@@ -114,8 +114,11 @@ export async function streams(
      * (which makes time to first byte measure how fast a burst of `concurrency` requests is queued).
      */
     staggerMs?: number;
+    /** A client key other than the static bench key (a virtual key's scenario). */
+    key?: string;
   },
 ): Promise<StreamResult> {
+  const headers = authWith(options.key);
   const agent = new Agent({ connections: options.concurrency + 8, keepAliveTimeout: 60_000 });
   const expected = expectedStream(options.chunks);
   const ttfbs: number[] = [];
@@ -133,7 +136,7 @@ export async function streams(
       try {
         const res = await request(`${url}/v1/chat/completions`, {
           method: 'POST',
-          headers: AUTH,
+          headers,
           body: options.paced ? PACED_STREAM_BODY : STREAM_BODY,
           dispatcher: agent,
         });

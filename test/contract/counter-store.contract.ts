@@ -73,25 +73,20 @@ export function counterStoreContract(name: string, factory: CounterFactory): voi
     it('states: an admission resets its windows to the full window; a refusal tells when the newest leaves', async () => {
       const { store, clock, k } = await setup();
       const rpm: CounterCheck = { kind: 'count', key: k('st-rpm'), limit: 2, windowMs: 60_000 };
-      const tpm: CounterCheck = {
-        kind: 'sum',
-        key: k('st-tpm'),
-        limit: 1_000,
-        windowMs: 60_000,
-        amount: 300,
-      };
+      const tpm: CounterCheck = { kind: 'sum', key: k('st-tpm'), limit: 1_000, windowMs: 60_000 };
       const par: CounterCheck = { kind: 'slots', key: k('st-par'), limit: 5 };
-      const first = await store.admit(id(), [rpm, tpm, par]);
+      // 300 under the sum window; 1 under the count window whatever the amount.
+      const first = await store.admit(id(), [rpm, tpm, par], 300);
       expect(first.ok && first.states).toEqual([
         { remaining: 1, resetMs: 60_000 + B },
         { remaining: 700, resetMs: 60_000 + B },
         { remaining: 4, resetMs: 0 },
       ]);
       clock.advance(5_000);
-      expect((await store.admit(id(), [rpm, tpm, par])).ok).toBe(true);
+      expect((await store.admit(id(), [rpm, tpm, par], 300)).ok).toBe(true);
       clock.advance(2_000);
       // rpm refuses; every check's state is as it stands (the newest admission came 2 s ago).
-      const refused = await store.admit(id(), [rpm, tpm, par]);
+      const refused = await store.admit(id(), [rpm, tpm, par], 300);
       expect(refused.ok).toBe(false);
       expect(refused.states).toEqual([
         { remaining: 0, resetMs: 58_000 + B },
@@ -103,28 +98,44 @@ export function counterStoreContract(name: string, factory: CounterFactory): voi
 
     it('sum window: reserves amounts, corrects them, refuses what does not fit', async () => {
       const { store, clock, k } = await setup();
-      const tpm = (amount: number): CounterCheck => ({
-        kind: 'sum',
-        key: k('tpm'),
-        limit: 1_000,
-        windowMs: 60_000,
-        amount,
-      });
-      const first = await store.admit(id(), [tpm(600)]);
+      const tpm: CounterCheck = { kind: 'sum', key: k('tpm'), limit: 1_000, windowMs: 60_000 };
+      const first = await store.admit(id(), [tpm], 600);
       expect(first.ok && first.states[0]!.remaining).toBe(400);
       clock.advance(10_000);
-      expect((await store.admit(id(), [tpm(500)])).ok).toBe(false);
+      expect((await store.admit(id(), [tpm], 500)).ok).toBe(false);
       // The real usage was smaller than the reservation.
       await store.correct(ticketOf(first), [k('tpm')], 100);
-      const second = await store.admit(id(), [tpm(500)]);
+      const second = await store.admit(id(), [tpm], 500);
       expect(second.ok && second.states[0]!.remaining).toBe(400);
-      const refused = await store.admit(id(), [tpm(450)]);
+      const refused = await store.admit(id(), [tpm], 450);
       // Fits once the 100 of t0 leave (its bucket's end + 60 s), i.e. 50 s and a bucket after now.
       expect(!refused.ok && refused.retryAfterMs).toBe(50_000 + B);
       clock.advance(50_000);
-      expect((await store.admit(id(), [tpm(450)])).ok).toBe(false);
+      expect((await store.admit(id(), [tpm], 450)).ok).toBe(false);
       clock.advance(B);
-      expect((await store.admit(id(), [tpm(450)])).ok).toBe(true);
+      expect((await store.admit(id(), [tpm], 450)).ok).toBe(true);
+      await store.close();
+    });
+
+    it('sum window: admissions sharing one array of checks each weigh their own amount', async () => {
+      const { store, k } = await setup();
+      const checks: CounterCheck[] = [
+        { kind: 'count', key: k('shared-rpm'), limit: 10, windowMs: 60_000 },
+        { kind: 'sum', key: k('shared-tpm'), limit: 1_000, windowMs: 60_000 },
+      ];
+      // In one turn (one script call for the Redis store), then once more alone.
+      const batch = await Promise.all([100, 250, 0, 700].map((amount) => store.admit(id(), checks, amount)));
+      expect(batch.map((r) => r.ok)).toEqual([true, true, true, false]);
+      expect(batch.map((r) => r.states.map((s) => s.remaining))).toEqual([
+        [9, 900],
+        [8, 650],
+        [7, 650],
+        [7, 650],
+      ]);
+      // Taken back from its own amount (250), not another admission's.
+      await store.correct(ticketOf(batch[1]!), [k('shared-tpm')], 50);
+      const after = await store.admit(id(), checks, 1);
+      expect(after.ok && after.states.map((s) => s.remaining)).toEqual([6, 849]);
       await store.close();
     });
 
@@ -139,9 +150,11 @@ export function counterStoreContract(name: string, factory: CounterFactory): voi
 
     it('sum window: an amount above the limit can never pass', async () => {
       const { store, k } = await setup();
-      const refused = await store.admit(id(), [
-        { kind: 'sum', key: k('big'), limit: 10, windowMs: 60_000, amount: 11 },
-      ]);
+      const refused = await store.admit(
+        id(),
+        [{ kind: 'sum', key: k('big'), limit: 10, windowMs: 60_000 }],
+        11,
+      );
       expect(!refused.ok && refused.retryAfterMs).toBe(Number.POSITIVE_INFINITY);
       await store.close();
     });
@@ -187,33 +200,27 @@ export function counterStoreContract(name: string, factory: CounterFactory): voi
 
     it('sum window: corrections and releases touch only their own bucket, and not once it has left', async () => {
       const { store, clock, k } = await setup();
-      const tpm = (amount: number): CounterCheck => ({
-        kind: 'sum',
-        key: k('tpm-b'),
-        limit: 1_000,
-        windowMs: 60_000,
-        amount,
-      });
-      const early = ticketOf(await store.admit(id(), [tpm(300)]));
+      const tpm: CounterCheck = { kind: 'sum', key: k('tpm-b'), limit: 1_000, windowMs: 60_000 };
+      const early = ticketOf(await store.admit(id(), [tpm], 300));
       clock.advance(30_000);
-      const late = ticketOf(await store.admit(id(), [tpm(300)]));
+      const late = ticketOf(await store.admit(id(), [tpm], 300));
       await store.correct(late, [k('tpm-b')], 50);
       // Corrected twice: the second correction is from the first's amount, not the reservation's.
       await store.correct(late, [k('tpm-b')], 80);
-      let probe = await store.admit(id(), [tpm(0)]);
+      let probe = await store.admit(id(), [tpm], 0);
       expect(probe.ok && probe.states[0]!.remaining).toBe(1_000 - 300 - 80);
       // The early admission leaves; its correction afterwards must not take anything from the others.
       clock.advance(30_000 + B);
       await store.correct(early, [k('tpm-b')], 0);
-      probe = await store.admit(id(), [tpm(0)]);
+      probe = await store.admit(id(), [tpm], 0);
       expect(probe.ok && probe.states[0]!.remaining).toBe(1_000 - 80);
       await store.release(late, [k('tpm-b')]);
-      probe = await store.admit(id(), [tpm(0)]);
+      probe = await store.admit(id(), [tpm], 0);
       expect(probe.ok && probe.states[0]!.remaining).toBe(1_000);
       // After a silence longer than the window, the window starts empty.
-      await store.admit(id(), [tpm(400)]);
+      await store.admit(id(), [tpm], 400);
       clock.advance(10 * 60_000);
-      probe = await store.admit(id(), [tpm(0)]);
+      probe = await store.admit(id(), [tpm], 0);
       expect(probe.ok && probe.states[0]).toEqual({ remaining: 1_000, resetMs: 60_000 + B });
       await store.close();
     });

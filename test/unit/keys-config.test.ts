@@ -115,6 +115,12 @@ describe('configuration of keys, limits and shared state', () => {
     expect(formatDuration(3_723_000)).toBe('1h2m3s');
     expect(formatDuration(60_100)).toBe('1m0.1s');
     expect(formatDuration(57_001)).toBe('57.1s');
+    // The last value is kept for the next answer: a repeated or a changed one is still right.
+    expect(formatDuration(60_050)).toBe('1m0.1s');
+    expect(formatDuration(60_100)).toBe('1m0.1s');
+    expect(formatDuration(60_101)).toBe('1m0.2s');
+    expect(formatDuration(60_001)).toBe('1m0.1s');
+    expect(formatDuration(60_000)).toBe('1m0s');
   });
 });
 

@@ -260,7 +260,12 @@ export function chatCompletions(deps: ChatDeps): RequestHandler {
         const hit = use === 'use' ? await cache.lookup(key) : undefined;
         if (hit) {
           const admitting = limiter?.admit({ principal, model, json: body, reserveTokens: 0 });
-          admission = admitting === undefined ? undefined : await admitting.catch(refused(trace));
+          if (admitting !== undefined)
+            try {
+              admission = await admitting;
+            } catch (err) {
+              throw refused(trace, err);
+            }
           if (admission) for (const name in admission.headers) res.setHeader(name, admission.headers[name]!);
           trace.cache = 'HIT';
           trace.ttfbMs = usage ? Math.max(0, Math.round(usage.now() - startedAt)) : 0;
@@ -280,7 +285,12 @@ export function chatCompletions(deps: ChatDeps): RequestHandler {
       json: body,
       reserveTokens: route === EMBEDDINGS_ROUTE ? estimatePromptTokens(body) : undefined,
     });
-    admission = admitting === undefined ? undefined : await admitting.catch(refused(trace));
+    if (admitting !== undefined)
+      try {
+        admission = await admitting;
+      } catch (err) {
+        throw refused(trace, err);
+      }
     if (admission) for (const name in admission.headers) res.setHeader(name, admission.headers[name]!);
 
     // The ledger counts the tokens of every stream: asked upstream when the client did not ask.
@@ -332,12 +342,10 @@ function rawBody(req: Request): Buffer {
 
 function ignore(): void {}
 
-/** Notes the scope of the limit that refused a request (for the metrics), and passes the error on. */
-function refused(trace: RequestTrace): (err: unknown) => never {
-  return (err) => {
-    if (err instanceof RateLimitError) trace.limitScope = err.scope;
-    throw err;
-  };
+/** Notes the scope of the limit that refused a request (for the metrics); the error, to throw on. */
+function refused(trace: RequestTrace, err: unknown): unknown {
+  if (err instanceof RateLimitError) trace.limitScope = err.scope;
+  return err;
 }
 
 function parseJson(raw: Buffer): unknown {

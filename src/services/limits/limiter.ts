@@ -46,7 +46,7 @@ function buildPlan(scopes: readonly Scope[], now: number, day: number): Plan {
       meta.push({ scope, limit: 'rpm' });
     }
     if (tpm !== undefined) {
-      checks.push({ kind: 'sum', key: `tpm:${scope.id}`, limit: tpm, windowMs: MINUTE_MS, amount: 0 });
+      checks.push({ kind: 'sum', key: `tpm:${scope.id}`, limit: tpm, windowMs: MINUTE_MS });
       meta.push({ scope, limit: 'tpm' });
       tokenKeys.push(`tpm:${scope.id}`);
       if (tightestTpm === undefined || tpm < tightestTpm.tpm) tightestTpm = { tpm, scope };
@@ -131,20 +131,17 @@ export class Limiter {
     if (scopes.length === 0) return undefined;
     const plan = this.planOf(scopes);
     if (plan.checks.length === 0) return undefined;
-    return this.admitChecks(input.model, plan, this.checksOf(plan, input.json, input.reserveTokens));
+    return this.admitChecks(input.model, plan, this.reserved(plan, input.json, input.reserveTokens));
   }
 
-  private async admitChecks(
-    model: string,
-    plan: Plan,
-    checks: readonly CounterCheck[],
-  ): Promise<Admission | undefined> {
-    const { meta } = plan;
+  private async admitChecks(model: string, plan: Plan, tokens: number): Promise<Admission | undefined> {
+    const { meta, checks } = plan;
     // Unique across replicas (a random prefix per process) without a UUID per request.
     const id = this.idPrefix + (this.admitted++).toString(36);
     let result: AdmitResult;
     try {
-      result = await this.counters.admit(id, checks);
+      // The plan's own array of checks, the same for every request of these scopes.
+      result = await this.counters.admit(id, checks, tokens);
       this.recovered();
     } catch (err) {
       return this.storeFailed(err);
@@ -219,13 +216,13 @@ export class Limiter {
     return plan;
   }
 
-  /** A request's checks: the plan's, with its token reservation filled in where tokens are limited. */
-  private checksOf(
+  /** What a request weighs under its tpm limits: its token reservation (0 where tokens are not limited). */
+  private reserved(
     plan: Plan,
     json: Readonly<Record<string, unknown>>,
     reserveTokens: number | undefined,
-  ): readonly CounterCheck[] {
-    if (plan.tightestTpm === undefined) return plan.checks;
+  ): number {
+    if (plan.tightestTpm === undefined) return 0;
     const reserve = reserveTokens ?? this.reservation(json);
     const { tpm, scope } = plan.tightestTpm;
     if (reserve > tpm)
@@ -234,7 +231,7 @@ export class Limiter {
           `${tpm} tokens per minute of ${scope.label}: it can never pass. Lower max_tokens or shorten the prompt.`,
         { code: 'request_too_large', status: 400, param: 'max_tokens' },
       );
-    return plan.checks.map((c) => (c.kind === 'sum' ? { ...c, amount: reserve } : c));
+    return reserve;
   }
 
   /** Tokens reserved for a request: its prompt's estimate and the most it may generate. */
@@ -304,12 +301,11 @@ export class Limiter {
   settle(admission: Admission, usage: Usage | undefined): void {
     this.held.delete(admission);
     const { counters } = this;
-    if (admission.slotKeys.length > 0)
-      counters.release(admission.ticket, admission.slotKeys).catch(this.settleFailed);
+    if (admission.slotKeys.length > 0) this.watch(counters.release(admission.ticket, admission.slotKeys));
     if (usage && admission.tokenKeys.length > 0)
-      counters
-        .correct(admission.ticket, admission.tokenKeys, usage.promptTokens + usage.completionTokens)
-        .catch(this.settleFailed);
+      this.watch(
+        counters.correct(admission.ticket, admission.tokenKeys, usage.promptTokens + usage.completionTokens),
+      );
     if (usage && admission.budgets.length > 0) {
       const cost = this.costOf(usage, admission.model);
       const now = this.now();
@@ -321,6 +317,16 @@ export class Limiter {
   private readonly settleFailed = (err: unknown): void => {
     this.storeFailed(err);
   };
+
+  /** The last promise of ends watched: a store gives the ends it sends together one promise. */
+  private watched: Promise<void> | undefined;
+
+  /** Handles the failure of sending ends, once per promise (not once per request that ended). */
+  private watch(sent: Promise<void>): void {
+    if (sent === this.watched) return;
+    this.watched = sent;
+    sent.catch(this.settleFailed);
+  }
 
   /** The cost of a request by the price table (the served model's entry, else the asked one's). */
   costOf(usage: Usage, askedModel: string): number {

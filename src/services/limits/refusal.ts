@@ -55,6 +55,18 @@ export function rateLimitHeaders(
 export function formatDuration(ms: number): string {
   if (ms < 1_000) return `${Math.max(0, Math.ceil(ms))}ms`;
   const tenths = Math.ceil(ms / 100);
+  // An admitted request's minute windows reset a minute and a bucket from now: nearly every answer
+  // says the same, written once.
+  if (tenths === lastDuration.tenths) return lastDuration.text;
+  const text = tenthsText(tenths);
+  lastDuration.tenths = tenths;
+  lastDuration.text = text;
+  return text;
+}
+
+const lastDuration = { tenths: -1, text: '' };
+
+function tenthsText(tenths: number): string {
   let s = Math.floor(tenths / 10);
   const fraction = tenths % 10 === 0 ? '' : `.${tenths % 10}`;
   const h = Math.floor(s / 3_600);

@@ -15,10 +15,11 @@ export type CounterCheck =
    */
   | { kind: 'count'; key: string; limit: number; windowMs: number }
   /**
-   * At most `limit` in any rolling `windowMs`, this admission weighing `amount` (tpm); the amount can
-   * be corrected later (`correct`) while the admission is still in the window.
+   * At most `limit` in any rolling `windowMs`, each admission weighing the amount it was admitted with
+   * (tpm: its token reservation); the amount can be corrected later (`correct`) while the admission is
+   * still in the window.
    */
-  | { kind: 'sum'; key: string; limit: number; windowMs: number; amount: number }
+  | { kind: 'sum'; key: string; limit: number; windowMs: number }
   /** At most `limit` admissions holding a slot at once; released, or lost with its lease (maxParallel). */
   | { kind: 'slots'; key: string; limit: number }
   /** Admitted while less than `limit` has been spent under `key` (budget). */
@@ -47,9 +48,12 @@ export interface CounterStore {
   readonly backend: 'memory' | 'redis';
   /**
    * Checks every limit for one admission named `id` (unique per request); if all admit, counts it
-   * under every one of them (slots taken, amounts added), else under none.
+   * under every one of them (slots taken, amounts added), else under none. `amount` (0 if not given)
+   * is what it weighs under its `sum` checks; it counts 1 under `count` checks. A caller may pass the
+   * same `checks` array for many admissions (a scope's limits): stores may keep what they derive from
+   * it, so it must not be changed afterwards.
    */
-  admit(id: string, checks: readonly CounterCheck[]): Promise<AdmitResult>;
+  admit(id: string, checks: readonly CounterCheck[], amount?: number): Promise<AdmitResult>;
   /**
    * Sets the amount an admission weighs in its `sum` windows under `keys` (a tpm reservation corrected
    * by real usage), while it is still in them.
@@ -85,6 +89,8 @@ export class Ticket {
     readonly id: string,
     readonly at: number,
     readonly checks: readonly CounterCheck[],
+    /** What it was admitted with under its `sum` checks. */
+    readonly amount: number,
   ) {}
 
   /** The index of the check under `key`, -1 if none. */
@@ -98,8 +104,7 @@ export class Ticket {
   weight(i: number): number {
     const w = this.weights?.[i];
     if (w !== undefined) return w;
-    const c = this.checks[i]!;
-    return c.kind === 'sum' ? c.amount : 1;
+    return this.checks[i]!.kind === 'sum' ? this.amount : 1;
   }
 
   /** Records a new weight under check `i`; returns the difference to add to its bucket. */

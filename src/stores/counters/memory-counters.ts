@@ -119,13 +119,13 @@ export class MemoryCounters implements CounterStore {
     this.now = options.now ?? Date.now;
   }
 
-  admit(id: string, checks: readonly CounterCheck[]): Promise<AdmitResult> {
+  admit(id: string, checks: readonly CounterCheck[], amount = 0): Promise<AdmitResult> {
     const now = this.now();
     this.sweep(now);
     const states: CheckState[] = [];
     let refused: { index: number; retryAfterMs: number } | undefined;
     checks.forEach((check, index) => {
-      const { state, retryAtMs } = this.check(check, now);
+      const { state, retryAtMs } = this.check(check, check.kind === 'sum' ? amount : 1, now);
       states.push(state);
       if (retryAtMs !== undefined && refused === undefined)
         refused = { index, retryAfterMs: Math.max(0, retryAtMs - now) };
@@ -135,7 +135,7 @@ export class MemoryCounters implements CounterStore {
       if (check.kind === 'count' || check.kind === 'sum') {
         const window = this.window(check.key, check.windowMs, now);
         const bucket = window.bucketOf(now);
-        window.add(bucket, check.kind === 'sum' ? check.amount : 1);
+        window.add(bucket, check.kind === 'sum' ? amount : 1);
         states[i] = {
           remaining: Math.max(0, check.limit - window.sum),
           resetMs: window.endOf(bucket) - now,
@@ -147,10 +147,11 @@ export class MemoryCounters implements CounterStore {
         states[i] = { remaining: Math.max(0, check.limit - held.size), resetMs: 0 };
       }
     });
-    return Promise.resolve({ ok: true, states, ticket: new Ticket(id, now, checks) });
+    return Promise.resolve({ ok: true, states, ticket: new Ticket(id, now, checks, amount) });
   }
 
-  private check(check: CounterCheck, now: number): { state: CheckState; retryAtMs?: number } {
+  /** One check of an admission weighing `amount` under it. */
+  private check(check: CounterCheck, amount: number, now: number): { state: CheckState; retryAtMs?: number } {
     switch (check.kind) {
       case 'count':
       case 'sum': {
@@ -162,7 +163,6 @@ export class MemoryCounters implements CounterStore {
         }
         window?.trim(now);
         const sum = window?.sum ?? 0;
-        const amount = check.kind === 'sum' ? check.amount : 1;
         const state = {
           remaining: Math.max(0, check.limit - sum),
           resetMs: Math.max(0, (window?.clearAt() ?? 0) - now),

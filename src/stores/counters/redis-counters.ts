@@ -35,6 +35,7 @@ type ScriptedRedis = Redis & {
 interface PendingAdmission {
   id: string;
   checks: readonly CounterCheck[];
+  amount: number;
   resolve: (result: AdmitResult) => void;
   reject: (err: unknown) => void;
 }
@@ -128,9 +129,9 @@ export class RedisCounters implements CounterStore {
    * one script call (one round trip, one command for Redis and for this process to encode and parse),
    * and each is still checked and counted atomically, in the order asked.
    */
-  admit(id: string, checks: readonly CounterCheck[]): Promise<AdmitResult> {
+  admit(id: string, checks: readonly CounterCheck[], amount = 0): Promise<AdmitResult> {
     return new Promise((resolve, reject) => {
-      this.admissions.push({ id, checks, resolve, reject });
+      this.admissions.push({ id, checks, amount, resolve, reject });
       this.schedule();
     });
   }
@@ -182,44 +183,50 @@ export class RedisCounters implements CounterStore {
       for (const [bucket, delta] of buckets)
         if (delta !== 0)
           ops.push('a' + SEPARATOR + key + SEPARATOR + String(bucket) + SEPARATOR + String(delta));
-    const waiting = this.settled;
+    const waiting = this.ends;
     this.admissions = [];
     this.releases.clear();
     this.renewals.clear();
     this.adjustments.clear();
-    this.settled = [];
+    this.ends = undefined;
     let opAt = 0;
     for (let i = 0; i < batch.length || opAt < ops.length; i += MAX_BATCH) {
       const these = ops.slice(opAt, opAt + MAX_BATCH * 4);
       opAt += these.length;
       const last = i + MAX_BATCH >= batch.length && opAt >= ops.length;
-      void this.send(batch.slice(i, i + MAX_BATCH), these, last ? waiting : []);
+      void this.send(batch.slice(i, i + MAX_BATCH), these, last ? waiting : undefined);
     }
   };
 
   private async send(
     batch: readonly PendingAdmission[],
     ops: readonly string[],
-    waiting: ReadonlyArray<{ resolve: () => void; reject: (err: unknown) => void }>,
+    waiting: Ends | undefined,
   ): Promise<void> {
     // The batch's distinct checks go once; each admission names them by number (a batch's requests
-    // mostly share their key's, team's and the global checks).
+    // mostly share their key's, team's and the global checks, and mostly come with the same array of
+    // checks: its numbers are written once per batch).
     const numbers = new Map<string, string>();
+    const numbered = new Map<readonly CounterCheck[], string>();
     const table: string[] = [];
     const admissions: string[] = [];
-    for (const { id, checks } of batch) {
-      let admission = id;
-      for (const c of checks) {
-        const text = this.encoded(c);
-        let n = numbers.get(text);
-        if (n === undefined) {
-          table.push(text);
-          n = String(table.length);
-          numbers.set(text, n);
+    for (const { id, checks, amount } of batch) {
+      let names = numbered.get(checks);
+      if (names === undefined) {
+        names = '';
+        for (const c of checks) {
+          const text = this.encoded(c);
+          let n = numbers.get(text);
+          if (n === undefined) {
+            table.push(text);
+            n = String(table.length);
+            numbers.set(text, n);
+          }
+          names += SEPARATOR + n;
         }
-        admission += SEPARATOR + n + SEPARATOR + (c.kind === 'sum' ? String(Math.round(c.amount)) : '1');
+        numbered.set(checks, names);
       }
-      admissions.push(admission);
+      admissions.push(id + SEPARATOR + String(Math.round(amount)) + names);
     }
     let out: string[];
     try {
@@ -236,18 +243,18 @@ export class RedisCounters implements CounterStore {
       ).split(RECORD);
     } catch (err) {
       for (const a of batch) a.reject(err);
-      for (const w of waiting) w.reject(err);
+      waiting?.reject(err);
       return;
     }
-    for (const w of waiting) w.resolve();
+    waiting?.resolve();
     const now = Number(out[0]);
-    batch.forEach(({ id, checks, resolve }, i) => {
+    batch.forEach(({ id, checks, amount, resolve }, i) => {
       const f = out[i + 1]!.split(SEPARATOR);
       const states: CheckState[] = [];
       for (let j = 0; j < checks.length; j++)
         states.push({ remaining: Number(f[3 + j * 2]), resetMs: Number(f[4 + j * 2]) });
       if (f[0] === '1') {
-        resolve({ ok: true, states, ticket: new Ticket(id, now, checks) });
+        resolve({ ok: true, states, ticket: new Ticket(id, now, checks, Math.round(amount)) });
         return;
       }
       const retryAt = Number(f[2]);
@@ -322,14 +329,25 @@ export class RedisCounters implements CounterStore {
   private readonly releases = new Map<string, string[]>();
   private readonly renewals = new Map<string, string[]>();
   private readonly adjustments = new Map<string, Map<number, number>>();
-  private settled: Array<{ resolve: () => void; reject: (err: unknown) => void }> = [];
+  /** The ends queued since the last script call: one promise for all of them. */
+  private ends: Ends | undefined;
 
-  /** Resolves once the queued ends have been sent with a script call. */
+  /**
+   * Resolves once the queued ends have been sent with a script call. Every end queued before that call
+   * gets the same promise (many requests end between two calls: one promise, not one each).
+   */
   private settle(): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.settled.push({ resolve, reject });
-      this.scheduleSettles();
-    });
+    if (this.ends === undefined) {
+      let resolve!: () => void;
+      let reject!: (err: unknown) => void;
+      const promise = new Promise<void>((res, rej) => {
+        resolve = res;
+        reject = rej;
+      });
+      this.ends = { promise, resolve, reject };
+    }
+    this.scheduleSettles();
+    return this.ends.promise;
   }
 
   /**
@@ -429,11 +447,11 @@ export class RedisCounters implements CounterStore {
 
   async close(): Promise<void> {
     // Ends still waiting for a script call are sent before the connection closes.
-    if (this.releases.size + this.renewals.size + this.adjustments.size > 0)
-      await new Promise<void>((resolve) => {
-        this.settled.push({ resolve, reject: () => resolve() });
-        this.schedule();
-      });
+    if (this.releases.size + this.renewals.size + this.adjustments.size > 0) {
+      const sent = this.settle().catch(() => undefined);
+      this.schedule();
+      await sent;
+    }
     clearTimeout(this.settleTimer);
     this.subscriber?.disconnect();
     await this.redis.quit().catch(() => this.redis.disconnect());
@@ -442,6 +460,13 @@ export class RedisCounters implements CounterStore {
   private clock(): string | number {
     return this.now ? this.now() : '';
   }
+}
+
+/** The promise of the ends sent with one script call, and how to settle it. */
+interface Ends {
+  promise: Promise<void>;
+  resolve: () => void;
+  reject: (err: unknown) => void;
 }
 
 function listOf(map: Map<string, string[]>, key: string): string[] {

@@ -48,7 +48,8 @@ local FIELD, RECORD = '\\31', '\\30'`;
  * lease ms; the settle operations (the ends of earlier admissions: `a`, key, bucket, difference: a
  * window's bucket corrected or taken back; `r`, key, ids: slots given back; `w`, key, ids: slots'
  * leases renewed); the batch's distinct checks (key, kind: c count, s sum, l slots, b budget; limit,
- * window ms); the admissions (its id, and per check the check's number, 1-based, and the amount).
+ * window ms); the admissions (its id, what it weighs under its `sum` checks, then its checks' numbers,
+ * 1-based; it weighs 1 under the others).
  * Each of the last three is one argument: records separated by RECORD, fields by SEPARATOR (few
  * arguments: less for the client to encode and for Redis to parse). Returns one string: now, then
  * per admission ok (1/0), refused check (1-based, 0 if none), retry at (ms, -1 if never), and
@@ -166,15 +167,15 @@ end
 
 for _, admission in ipairs(split(ARGV[5], RECORD)) do
   local f = split(admission, FIELD)
-  local id = f[1]
-  local n = (#f - 1) / 2
+  local id, weight = f[1], tonumber(f[2])
+  local n = #f - 2
   local cs, sts, amounts, remaining, reset = {}, {}, {}, {}, {}
   local refused, retryAt = 0, 0
   for i = 1, n do
-    local c = checks[tonumber(f[2 * i])]
-    local amount = tonumber(f[2 * i + 1])
-    cs[i], amounts[i] = c, amount
+    local c = checks[tonumber(f[i + 2])]
     local kind, limit = c.kind, c.limit
+    local amount = (kind == 's') and weight or 1
+    cs[i], amounts[i] = c, amount
     local at = nil
     if kind == 'c' or kind == 's' then
       local st = windowState(c)
