@@ -12,7 +12,7 @@
  * callgrind dumps in (callgrind.N.out for the Nth target; read them with callgrind_annotate).
  * The target gateway-keys is the gateway called with a virtual key in a team, limited at the key,
  * team and global scopes in Redis (BENCH_REDIS_URL), with the ledger writing: `npm run bench`'s keys
- * scenario, for A/B of changes to the limits' path.
+ * scenario, for A/B of changes to the limits' path (`keys:<path>.js`: a compiled variant in that setup).
  */
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -83,10 +83,12 @@ function callgrind(pid: number, flag: '-z' | '-d'): void {
 
 async function count(target: string): Promise<number> {
   const out = path.join(os.tmpdir(), `gateway-instructions-${process.pid}-${TARGETS.indexOf(target)}.out`);
+  // `keys:<path>.js`: a compiled variant in the gateway-keys setup.
+  const keyed = target.startsWith('keys:') ? target.slice('keys:'.length) : undefined;
   const variant = target.endsWith('.js');
-  const keys = target === 'gateway-keys';
-  const gateway = target === 'gateway' || keys;
-  const script = gateway ? 'src/main.ts' : variant ? target : `bench/servers/${target}.ts`;
+  const keys = target === 'gateway-keys' || keyed !== undefined;
+  const gateway = target === 'gateway' || target === 'gateway-keys';
+  const script = gateway ? 'src/main.ts' : (keyed ?? (variant ? target : `bench/servers/${target}.ts`));
   const keysDir = keys ? mkdtempSync(path.join(os.tmpdir(), 'instr-keys-')) : undefined;
   const p = await startProcess(
     target,

@@ -3,6 +3,7 @@ import { describeConfig } from '../../src/config/describe-config.js';
 import { ConfigError, loadConfig } from '../../src/config/load-config.js';
 import { startupFacts } from '../../src/server/startup-log.js';
 import { estimatePromptTokens } from '../../src/services/usage/token-estimate.js';
+import type { Ticket } from '../../src/stores/counters/counter-store.js';
 import { formatDuration } from '../../src/services/limits/refusal.js';
 
 const base = {
@@ -149,6 +150,53 @@ describe('the limiter reads its tables by own entries only', () => {
     expect(limiter.costOf({ promptTokens: 1_000_000, completionTokens: 1_000_000 }, 'llama')).toBe(3);
     expect(limiter.admit({ principal, model: 'llama', json: {} })).toBeInstanceOf(Promise);
     limiter.stop();
+  });
+});
+
+describe('the limiter when the counter store fails at the end of a request', () => {
+  it('with onStoreError closed, a failed release is noted once and rejects nothing unhandled', async () => {
+    const { ConfigStore } = await import('../../src/config/config-store.js');
+    const { Limiter } = await import('../../src/services/limits/limiter.js');
+    const { MemoryCounters } = await import('../../src/stores/counters/memory-counters.js');
+    const { createLogger } = await import('../../src/observability/logger.js');
+    const { staticPrincipal } = await import('../../src/services/core/principal.js');
+    const config = loadConfig({
+      env: { ...base, CONFIG_FILE: 'gateway.yaml' },
+      readFile: () => 'limits:\n  global: { rpm: 5, tpm: 100000, maxParallel: 2 }\n  onStoreError: closed\n',
+    });
+    // The store answers the admission, then is unreachable when the request ends.
+    const counters = new MemoryCounters();
+    let down = false;
+    const lost = () => Promise.reject(new Error('connection lost'));
+    const failing = Object.assign(Object.create(counters) as typeof counters, {
+      release: (t: Ticket, keys: readonly string[]) => (down ? lost() : counters.release(t, keys)),
+      correct: (t: Ticket, keys: readonly string[], amount: number) =>
+        down ? lost() : counters.correct(t, keys, amount),
+    });
+    const lines: string[] = [];
+    const limiter = new Limiter({
+      counters: failing,
+      config: new ConfigStore(config),
+      logger: createLogger({ level: 'info', stream: { write: (line: string) => lines.push(line) } }),
+    });
+    const unhandled: unknown[] = [];
+    const onUnhandled = (err: unknown) => unhandled.push(err);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      const principal = staticPrincipal(Buffer.alloc(32));
+      const admission = await limiter.admit({ principal, model: 'm', json: { max_tokens: 10 } });
+      expect(admission).toBeDefined();
+      down = true;
+      admission!.finish({ promptTokens: 3, completionTokens: 4 });
+      // Rejections are reported once the microtasks have run: two turns of the event loop.
+      for (let i = 0; i < 2; i++) await new Promise((resolve) => setImmediate(resolve));
+      expect(unhandled).toEqual([]);
+      expect(limiter.status.reachable).toBe(false);
+      expect(lines.filter((l) => l.includes('limit counters unreachable'))).toHaveLength(1);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+      limiter.stop();
+    }
   });
 });
 

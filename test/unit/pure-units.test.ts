@@ -191,3 +191,26 @@ describe('ModelRename (modelNames: answers carry the public id)', () => {
     expect(upstreamModelId(config, 'qwen')).toBeUndefined();
   });
 });
+
+describe('FieldReader: the Redis admission answer read in place', () => {
+  it('reads integers, negatives, fractions, exponents and empty fields as Number() would', async () => {
+    const { FieldReader } = await import('../../src/stores/counters/redis-counters.js');
+    const { SEPARATOR } = await import('../../src/stores/counters/redis-scripts.js');
+    const fields = [
+      '1',
+      '0',
+      '-1',
+      '60100',
+      '0.4',
+      '1e+11',
+      '',
+      '-',
+      '12345678901234567',
+      '9007199254740993',
+    ];
+    const reader = new FieldReader(fields.join(SEPARATOR));
+    for (const f of fields) expect(reader.next(), f).toBe(Number(f));
+    // Past the end: nothing more to read.
+    expect(reader.next()).toBeNaN();
+  });
+});

@@ -134,21 +134,23 @@ export class Limiter {
     return this.admitChecks(input.model, plan, this.reserved(plan, input.json, input.reserveTokens));
   }
 
-  private async admitChecks(model: string, plan: Plan, tokens: number): Promise<Admission | undefined> {
-    const { meta, checks } = plan;
+  private admitChecks(model: string, plan: Plan, tokens: number): Promise<Admission | undefined> {
     // Unique across replicas (a random prefix per process) without a UUID per request.
     const id = this.idPrefix + (this.admitted++).toString(36);
-    let result: AdmitResult;
-    try {
-      // The plan's own array of checks, the same for every request of these scopes.
-      result = await this.counters.admit(id, checks, tokens);
-      this.recovered();
-    } catch (err) {
-      return this.storeFailed(err);
-    }
+    // The plan's own array of checks, the same for every request of these scopes. A `then`, not an
+    // async function: one closure per request rather than a suspended frame.
+    return this.counters
+      .admit(id, plan.checks, tokens)
+      .then((result) => this.admission(result, plan, model), this.storeFailure);
+  }
+
+  /** The counter store's answer: the admission, or the 429 of the first limit that refused. */
+  private admission(result: AdmitResult, plan: Plan, model: string): Admission {
+    this.recovered();
+    const { checks } = plan;
     if (!result.ok)
       throw refusal(
-        meta[result.index]!,
+        plan.meta[result.index]!,
         checks[result.index]!,
         result,
         rateLimitHeaders(checks, result.states),
@@ -249,6 +251,16 @@ export class Limiter {
 
   /** Redis unreachable: the request goes on (open) or is refused (closed), and the outage is logged once. */
   private storeFailed(err: unknown): undefined {
+    this.noteOutage(err);
+    if (this.options.config.current.limits.onStoreError === 'open') return undefined;
+    throw new GatewayError(
+      'Limits cannot be checked right now (the gateway’s counter store is unreachable). Try again shortly.',
+      { code: 'limits_unavailable', retryable: true, retryAfterSeconds: 5 },
+    );
+  }
+
+  /** The store failed: an outage begins (logged once, shown in the status) if none is going on. */
+  private noteOutage(err: unknown): void {
     const { onStoreError } = this.options.config.current.limits;
     if (this.outageSince === undefined) {
       this.outageSince = this.now();
@@ -259,11 +271,6 @@ export class Limiter {
           : 'limit counters unreachable: limited requests are refused until they are back',
       );
     }
-    if (onStoreError === 'open') return undefined;
-    throw new GatewayError(
-      'Limits cannot be checked right now (the gateway’s counter store is unreachable). Try again shortly.',
-      { code: 'limits_unavailable', retryable: true, retryAfterSeconds: 5 },
-    );
   }
 
   private recovered(): void {
@@ -291,7 +298,7 @@ export class Limiter {
       return;
     }
     const held = [...this.held].map((a) => ({ ticket: a.ticket, slotKeys: a.slotKeys }));
-    await this.counters.renew(held).catch((err: unknown) => this.storeFailed(err));
+    await this.counters.renew(held).catch(this.endFailure);
   }
 
   /**
@@ -310,13 +317,17 @@ export class Limiter {
       const cost = this.costOf(usage, admission.model);
       const now = this.now();
       const periods = admission.budgets.map((b) => ({ key: b.key, ttlMs: budgetTtl(b.budget, now) }));
-      if (cost > 0) counters.spend(periods, cost).catch(this.settleFailed);
+      if (cost > 0) counters.spend(periods, cost).catch(this.endFailure);
     }
   }
 
-  private readonly settleFailed = (err: unknown): void => {
-    this.storeFailed(err);
-  };
+  /** The counter store failed: open (undefined) or closed (throws), per limits.onStoreError. */
+  private readonly storeFailure = (err: unknown): undefined => this.storeFailed(err);
+  /**
+   * Ends (releases, corrections, spending, renewals) that could not be sent: noted, never thrown
+   * (nobody waits for them; the counters' own expiry takes the slots back).
+   */
+  private readonly endFailure = (err: unknown): void => this.noteOutage(err);
 
   /** The last promise of ends watched: a store gives the ends it sends together one promise. */
   private watched: Promise<void> | undefined;
@@ -325,7 +336,7 @@ export class Limiter {
   private watch(sent: Promise<void>): void {
     if (sent === this.watched) return;
     this.watched = sent;
-    sent.catch(this.settleFailed);
+    sent.catch(this.endFailure);
   }
 
   /** The cost of a request by the price table (the served model's entry, else the asked one's). */

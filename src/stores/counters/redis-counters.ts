@@ -248,23 +248,27 @@ export class RedisCounters implements CounterStore {
     }
     waiting?.resolve();
     const now = Number(out[0]);
-    batch.forEach(({ id, checks, amount, resolve }, i) => {
-      const f = out[i + 1]!.split(SEPARATOR);
+    const fields = new FieldReader('');
+    for (let i = 0; i < batch.length; i++) {
+      const { id, checks, amount, resolve } = batch[i]!;
+      // Read in place (no array of field strings per admission): ok, refused check, retry at, then
+      // remaining and reset per check.
+      fields.reset(out[i + 1]!);
+      const ok = fields.next() === 1;
+      const index = fields.next() - 1;
+      const retryAt = fields.next();
       const states: CheckState[] = [];
       for (let j = 0; j < checks.length; j++)
-        states.push({ remaining: Number(f[3 + j * 2]), resetMs: Number(f[4 + j * 2]) });
-      if (f[0] === '1') {
-        resolve({ ok: true, states, ticket: new Ticket(id, now, checks, Math.round(amount)) });
-        return;
-      }
-      const retryAt = Number(f[2]);
-      resolve({
-        ok: false,
-        index: Number(f[1]) - 1,
-        retryAfterMs: retryAt < 0 ? Number.POSITIVE_INFINITY : Math.max(0, retryAt - now),
-        states,
-      });
-    });
+        states.push({ remaining: fields.next(), resetMs: fields.next() });
+      if (ok) resolve({ ok: true, states, ticket: new Ticket(id, now, checks, Math.round(amount)) });
+      else
+        resolve({
+          ok: false,
+          index,
+          retryAfterMs: retryAt < 0 ? Number.POSITIVE_INFINITY : Math.max(0, retryAt - now),
+          states,
+        });
+    }
   }
 
   /**
@@ -459,6 +463,56 @@ export class RedisCounters implements CounterStore {
 
   private clock(): string | number {
     return this.now ? this.now() : '';
+  }
+}
+
+const SEPARATOR_CODE = SEPARATOR.charCodeAt(0);
+
+/**
+ * The numbers of one record of the admission script's answer, read in order without splitting it:
+ * integers digit by digit, anything else (a fraction, an exponent) by Number() on its text. A missing
+ * field reads as NaN.
+ */
+export class FieldReader {
+  private at = 0;
+
+  constructor(private text: string) {}
+
+  /** Starts on another record. */
+  reset(text: string): void {
+    this.text = text;
+    this.at = 0;
+  }
+
+  next(): number {
+    const { text } = this;
+    const start = this.at;
+    if (start > text.length) return Number.NaN;
+    let i = start;
+    let negative = false;
+    if (text.charCodeAt(i) === 45) {
+      negative = true;
+      i++;
+    }
+    let value = 0;
+    let digits = 0;
+    for (; i < text.length; i++) {
+      const c = text.charCodeAt(i);
+      if (c === SEPARATOR_CODE) break;
+      if (c < 48 || c > 57) {
+        // Not a plain integer: read the whole field as JavaScript would.
+        let end = text.indexOf(SEPARATOR, i);
+        if (end < 0) end = text.length;
+        this.at = end + 1;
+        return Number(text.slice(start, end));
+      }
+      value = value * 10 + (c - 48);
+      digits++;
+    }
+    this.at = i + 1;
+    // Beyond 15 digits the sum above may round differently from Number().
+    if (digits === 0 || digits > 15) return Number(text.slice(start, i));
+    return negative ? -value : value;
   }
 }
 
