@@ -104,8 +104,11 @@ local function windowState(c)
   local key = c.key
   local st = states[key]
   if st then return st end
-  local v = redis.call('HMGET', key, 't', 'o', 'n')
+  local bucket = math.floor(now / c.size)
+  -- The current bucket's amount is read with the totals: written back with them in one HSET.
+  local v = redis.call('HMGET', key, 't', 'o', 'n', int(bucket))
   local total, first, newest = tonumber(v[1]) or 0, tonumber(v[2]), tonumber(v[3])
+  local held = tonumber(v[4]) or 0
   local live = math.floor((now - c.window) / c.size)
   local dirty = false
   if first == nil then
@@ -114,7 +117,7 @@ local function windowState(c)
     if newest == nil or newest < live or live - first > 1200 then
       -- Every bucket has left: the key starts anew.
       redis.call('DEL', key)
-      total, newest = 0, live - 1
+      total, newest, held = 0, live - 1, 0
     else
       local gone = {}
       for b = first, live - 1 do gone[#gone + 1] = int(b) end
@@ -124,7 +127,7 @@ local function windowState(c)
     first = live
     dirty = true
   end
-  st = { total = total, first = first, newest = newest, bucket = math.floor(now / c.size),
+  st = { total = total, first = first, newest = newest, bucket = bucket, held = held,
     added = 0, dirty = dirty }
   states[key] = st
   return st
@@ -238,10 +241,14 @@ for c = 1, #checks do
     if ch.kind == 'l' then
       if st.added then redis.call('PEXPIRE', ch.key, leaseTtl) end
     elseif (ch.kind == 'c' or ch.kind == 's') and st.dirty then
-      if st.added ~= 0 then redis.call('HINCRBY', ch.key, int(st.bucket), int(st.added)) end
-      if st.added ~= 0 or st.total > 0 then
+      if st.added ~= 0 then
+        redis.call('HSET', ch.key, int(st.bucket), int(st.held + st.added), 't', int(st.total),
+          'o', int(st.first), 'n', int(st.newest))
+        -- The key lives a window and two buckets past the first amount of its newest bucket (the
+        -- later ones of that bucket leave before then): set once per bucket, not once per call.
+        if st.held <= 0 then redis.call('PEXPIRE', ch.key, int(ch.window + 2 * ch.size)) end
+      elseif st.total > 0 then
         redis.call('HSET', ch.key, 't', int(st.total), 'o', int(st.first), 'n', int(st.newest))
-        redis.call('PEXPIRE', ch.key, int(ch.window + 2 * ch.size))
       end
     end
   end
