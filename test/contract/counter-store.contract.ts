@@ -230,7 +230,17 @@ export function counterStoreContract(name: string, factory: CounterFactory): voi
       const budget: CounterCheck = { kind: 'budget', key: k('budget:day'), limit: 1 };
       expect((await store.admit(id(), [budget])).ok).toBe(true);
       await store.spend([{ key: k('budget:day'), ttlMs: 3_600_000 }], 0.6);
-      expect((await store.admit(id(), [budget])).ok).toBe(true);
+      // Admitted with what is left of the budget and when its period ends, beside a window and a slot.
+      const rpm: CounterCheck = { kind: 'count', key: k('budget-rpm'), limit: 5, windowMs: 60_000 };
+      const par: CounterCheck = { kind: 'slots', key: k('budget-par'), limit: 5 };
+      const admitted = await store.admit(id(), [budget, rpm, par]);
+      expect(admitted.ok && admitted.states[0]!.remaining).toBeCloseTo(0.4);
+      expect(admitted.ok && admitted.states[0]!.resetMs).toBeGreaterThan(3_500_000);
+      expect(admitted.ok && admitted.states[0]!.resetMs).toBeLessThanOrEqual(3_600_000);
+      expect(admitted.ok && admitted.states.slice(1)).toEqual([
+        { remaining: 4, resetMs: 60_000 + B },
+        { remaining: 4, resetMs: 0 },
+      ]);
       await store.spend([{ key: k('budget:day'), ttlMs: 3_600_000 }], 0.5);
       expect(await store.spent(k('budget:day'))).toBeCloseTo(1.1);
       const refused = await store.admit(id(), [budget]);

@@ -209,11 +209,12 @@ export class RedisCounters implements CounterStore {
     const numbers = new Map<string, string>();
     const numbered = new Map<readonly CounterCheck[], string>();
     const table: string[] = [];
+    const plans: string[] = [];
     const admissions: string[] = [];
     for (const { id, checks, amount } of batch) {
-      let names = numbered.get(checks);
-      if (names === undefined) {
-        names = '';
+      let plan = numbered.get(checks);
+      if (plan === undefined) {
+        const names: string[] = [];
         for (const c of checks) {
           const text = this.encoded(c);
           let n = numbers.get(text);
@@ -222,11 +223,13 @@ export class RedisCounters implements CounterStore {
             n = String(table.length);
             numbers.set(text, n);
           }
-          names += SEPARATOR + n;
+          names.push(n);
         }
-        numbered.set(checks, names);
+        plans.push(names.join(SEPARATOR));
+        plan = String(plans.length);
+        numbered.set(checks, plan);
       }
-      admissions.push(id + SEPARATOR + String(Math.round(amount)) + names);
+      admissions.push(id + SEPARATOR + String(Math.round(amount)) + SEPARATOR + plan);
     }
     let out: string[];
     try {
@@ -239,6 +242,7 @@ export class RedisCounters implements CounterStore {
           ops.join(RECORD),
           table.join(RECORD),
           admissions.join(RECORD),
+          plans.join(RECORD),
         )
       ).split(RECORD);
     } catch (err) {
@@ -251,23 +255,27 @@ export class RedisCounters implements CounterStore {
     const fields = new FieldReader('');
     for (let i = 0; i < batch.length; i++) {
       const { id, checks, amount, resolve } = batch[i]!;
-      // Read in place (no array of field strings per admission): ok, refused check, retry at, then
-      // remaining and reset per check.
+      // Read in place (no array of field strings per admission).
       fields.reset(out[i + 1]!);
-      const ok = fields.next() === 1;
+      if (fields.next() === 1) {
+        resolve({
+          ok: true,
+          states: admittedStates(checks, fields, now),
+          ticket: new Ticket(id, now, checks, Math.round(amount)),
+        });
+        continue;
+      }
       const index = fields.next() - 1;
       const retryAt = fields.next();
       const states: CheckState[] = [];
       for (let j = 0; j < checks.length; j++)
         states.push({ remaining: fields.next(), resetMs: fields.next() });
-      if (ok) resolve({ ok: true, states, ticket: new Ticket(id, now, checks, Math.round(amount)) });
-      else
-        resolve({
-          ok: false,
-          index,
-          retryAfterMs: retryAt < 0 ? Number.POSITIVE_INFINITY : Math.max(0, retryAt - now),
-          states,
-        });
+      resolve({
+        ok: false,
+        index,
+        retryAfterMs: retryAt < 0 ? Number.POSITIVE_INFINITY : Math.max(0, retryAt - now),
+        states,
+      });
     }
   }
 
@@ -467,6 +475,26 @@ export class RedisCounters implements CounterStore {
 }
 
 const SEPARATOR_CODE = SEPARATOR.charCodeAt(0);
+
+/**
+ * An admission's states from the script's answer: the remaining value of each check, then the reset of
+ * each budget. Its windows reset when the bucket it was counted in leaves (a window and a bucket from
+ * the bucket's start), its slots at 0.
+ */
+function admittedStates(checks: readonly CounterCheck[], fields: FieldReader, now: number): CheckState[] {
+  const states: CheckState[] = [];
+  for (const c of checks) {
+    let resetMs = 0;
+    if (c.kind === 'count' || c.kind === 'sum') {
+      const size = bucketMs(c.windowMs);
+      resetMs = (Math.floor(now / size) + 1) * size + c.windowMs - now;
+    }
+    states.push({ remaining: fields.next(), resetMs });
+  }
+  for (let i = 0; i < checks.length; i++)
+    if (checks[i]!.kind === 'budget') states[i]!.resetMs = fields.next();
+  return states;
+}
 
 /**
  * The numbers of one record of the admission script's answer, read in order without splitting it:

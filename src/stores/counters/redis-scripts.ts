@@ -48,12 +48,14 @@ local FIELD, RECORD = '\\31', '\\30'`;
  * lease ms; the settle operations (the ends of earlier admissions: `a`, key, bucket, difference: a
  * window's bucket corrected or taken back; `r`, key, ids: slots given back; `w`, key, ids: slots'
  * leases renewed); the batch's distinct checks (key, kind: c count, s sum, l slots, b budget; limit,
- * window ms); the admissions (its id, what it weighs under its `sum` checks, then its checks' numbers,
- * 1-based; it weighs 1 under the others).
- * Each of the last three is one argument: records separated by RECORD, fields by SEPARATOR (few
- * arguments: less for the client to encode and for Redis to parse). Returns one string: now, then
- * per admission ok (1/0), refused check (1-based, 0 if none), retry at (ms, -1 if never), and
- * remaining and reset ms per check, separated the same way.
+ * window ms); the admissions (its id, what it weighs under its `sum` checks (1 under the others), the
+ * number of its array of checks); the arrays of checks (each the numbers of its checks; numbers are
+ * 1-based). Each of the last four is one argument: records separated by RECORD, fields by SEPARATOR
+ * (few arguments: less for the client to encode and for Redis to parse). Returns one string: now, then
+ * per admission, after a RECORD, either `1` and the remaining value of each check, then the reset
+ * (ms) of each budget check (an admission's windows reset a window and a bucket from now, its slots
+ * at 0: the caller computes those), or `0`, the refused check (1-based), retry at (ms, -1 if never),
+ * and the remaining value and reset ms of each check; fields separated by SEPARATOR.
  */
 export const ADMIT = `${NOW}
 ${SPLIT}
@@ -139,7 +141,8 @@ local function otherState(c)
   if st then return st end
   if c.kind == 'l' then
     redis.call('ZREMRANGEBYSCORE', key, '-inf', nowS)
-    st = { count = redis.call('ZCARD', key), added = false }
+    -- members: the batch's new slots (lease end, id, ...), added with one ZADD at its end.
+    st = { count = redis.call('ZCARD', key), added = false, members = {} }
   else
     local ttl = redis.call('PTTL', key)
     st = { spent = tonumber(redis.call('GET', key) or '0'), ttl = (ttl > 0) and ttl or 0 }
@@ -168,17 +171,27 @@ local function newestEnd(c, st)
   return math.max(0, (st.newest + 1) * c.size + c.window - now)
 end
 
+-- The batch's arrays of checks (most admissions share one): each a list of the checks above.
+local plans = {}
+for p, text in ipairs(split(ARGV[6], RECORD)) do
+  local list = {}
+  for i, number in ipairs(split(text, FIELD)) do list[i] = checks[tonumber(number)] end
+  plans[p] = list
+end
+
+-- Per admission, the same tables rewritten (a table per admission is a large part of the time).
+local sts, amounts, remaining, reset = {}, {}, {}, {}
 for _, admission in ipairs(split(ARGV[5], RECORD)) do
   local f = split(admission, FIELD)
   local id, weight = f[1], tonumber(f[2])
-  local n = #f - 2
-  local cs, sts, amounts, remaining, reset = {}, {}, {}, {}, {}
+  local cs = plans[tonumber(f[3])]
+  local n = #cs
   local refused, retryAt = 0, 0
   for i = 1, n do
-    local c = checks[tonumber(f[i + 2])]
+    local c = cs[i]
     local kind, limit = c.kind, c.limit
     local amount = (kind == 's') and weight or 1
-    cs[i], amounts[i] = c, amount
+    amounts[i] = amount
     local at = nil
     if kind == 'c' or kind == 's' then
       local st = windowState(c)
@@ -218,19 +231,44 @@ for _, admission in ipairs(split(ARGV[5], RECORD)) do
         remaining[i] = math.max(0, c.limit - st.total)
         reset[i] = (st.bucket + 1) * c.size + c.window - now
       elseif kind == 'l' then
-        redis.call('ZADD', c.key, leaseEnd, id)
+        local members = st.members
+        members[#members + 1] = leaseEnd
+        members[#members + 1] = id
         st.count = st.count + 1
         st.added = true
         remaining[i] = math.max(0, c.limit - st.count)
       end
     end
   end
-  local r = { (refused == 0) and '1' or '0', tostring(refused), tostring(retryAt) }
-  for i = 1, n do
-    r[#r + 1] = tostring(remaining[i])
-    r[#r + 1] = tostring(reset[i])
+  -- Fields go straight into the answer (one concat at the end). An admission's windows reset a window
+  -- and a bucket from now and slots at 0, which the caller knows: only its remaining values are sent,
+  -- then its budgets' resets.
+  out[#out + 1] = RECORD
+  if refused == 0 then
+    out[#out + 1] = '1'
+    for i = 1, n do
+      out[#out + 1] = FIELD
+      out[#out + 1] = remaining[i]
+    end
+    for i = 1, n do
+      if cs[i].kind == 'b' then
+        out[#out + 1] = FIELD
+        out[#out + 1] = reset[i]
+      end
+    end
+  else
+    out[#out + 1] = '0'
+    out[#out + 1] = FIELD
+    out[#out + 1] = refused
+    out[#out + 1] = FIELD
+    out[#out + 1] = retryAt
+    for i = 1, n do
+      out[#out + 1] = FIELD
+      out[#out + 1] = remaining[i]
+      out[#out + 1] = FIELD
+      out[#out + 1] = reset[i]
+    end
   end
-  out[#out + 1] = table.concat(r, FIELD)
 end
 
 for c = 1, #checks do
@@ -239,7 +277,10 @@ for c = 1, #checks do
   if st and st ~= true then
     states[ch.key] = true
     if ch.kind == 'l' then
-      if st.added then redis.call('PEXPIRE', ch.key, leaseTtl) end
+      if st.added then
+        redis.call('ZADD', ch.key, unpack(st.members))
+        redis.call('PEXPIRE', ch.key, leaseTtl)
+      end
     elseif (ch.kind == 'c' or ch.kind == 's') and st.dirty then
       if st.added ~= 0 then
         redis.call('HSET', ch.key, int(st.bucket), int(st.held + st.added), 't', int(st.total),
@@ -253,7 +294,7 @@ for c = 1, #checks do
     end
   end
 end
-return table.concat(out, RECORD)`;
+return table.concat(out)`;
 
 /** KEYS: budgets. ARGV: amount, then a ttl in ms per key ('' for none), set when the key has none. */
 export const SPEND = `
