@@ -392,10 +392,12 @@ export function anthropicErrorType(status: number): string {
 }
 
 /** Anthropic's error body. */
-export function anthropicError(status: number, message: string, requestId?: string): Json {
+export function anthropicError(status: number, message: string, requestId?: string, code?: string): Json {
   return {
     type: 'error',
-    error: { type: anthropicErrorType(status), message },
+    // `code`: the gateway's own error code (docs/errors.md) beside Anthropic's type, which says less
+    // (a refused key, a missing one and an expired one are all `authentication_error`).
+    error: { type: anthropicErrorType(status), message, ...(code ? { code } : {}) },
     ...(requestId ? { request_id: requestId } : {}),
   };
 }
@@ -469,11 +471,13 @@ export class MessagesStream {
     return this.started ? event('ping', {}) : this.start(undefined);
   }
 
-  /** A broken stream's end: Anthropic's error event. */
-  error(status: number, message: string): string {
+  /** A broken stream's end: Anthropic's error event (with the gateway's code when there is one). */
+  error(status: number, message: string, code?: string): string {
     if (this.ended) return '';
     this.ended = true;
-    return event('error', { error: { type: anthropicErrorType(status), message } });
+    return event('error', {
+      error: { type: anthropicErrorType(status), message, ...(code ? { code } : {}) },
+    });
   }
 
   private start(id: unknown): string {

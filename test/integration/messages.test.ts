@@ -312,7 +312,12 @@ describe('POST /v1/messages: Anthropic’s Messages API in front of any endpoint
     expect(none.status).toBe(401);
     expect(await none.json()).toMatchObject({
       type: 'error',
-      error: { type: 'authentication_error', message: expect.stringContaining("'x-api-key: <your key>'") },
+      error: {
+        type: 'authentication_error',
+        message: expect.stringContaining("'x-api-key: <your key>'"),
+        // The gateway's own code beside Anthropic's type: which 401 this is, for programs.
+        code: 'missing_api_key',
+      },
     });
 
     // Bad bodies: 400 naming the field, in Anthropic's shape.
@@ -423,6 +428,23 @@ describe('POST /v1/messages: Anthropic’s Messages API in front of any endpoint
     // The SDK tells the error event's message and type.
     expect((err as Error).message).toContain('lost mid-answer');
     expect((err as Error).message).toContain('type: api_error');
+    // The event carries the gateway's code of the break too.
+    const raw = await fetch(`${gw.url}/v1/messages`, {
+      method: 'POST',
+      headers: { 'x-api-key': CLIENT_KEY, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        model: 'llama',
+        max_tokens: 50,
+        stream: true,
+        messages: [{ role: 'user', content: 'x' }],
+      }),
+    });
+    const events = await raw.text();
+    const broken = /event: error\ndata: (.*)\n/.exec(events);
+    expect(JSON.parse(broken![1]!)).toMatchObject({
+      type: 'error',
+      error: { type: 'api_error', code: expect.stringMatching(/^[a-z_]+$/) },
+    });
   });
 
   it('many long streams at once: none waits for another (no cap on the loopback)', async () => {

@@ -3,14 +3,7 @@ import { ERROR_CODES, type ErrorCode } from '../../errors/codes.js';
 import { AuthenticationError, GatewayError, InvalidRequestError } from '../../errors/gateway-error.js';
 import { drained } from '../../services/core/client-response.js';
 import { setEventStreamHeaders } from '../../services/core/sse.js';
-import {
-  anthropicError,
-  anthropicErrorType,
-  chatRequestOf,
-  countTokens,
-  messageOf,
-  MessagesStream,
-} from '../messages-api.js';
+import { anthropicError, chatRequestOf, countTokens, messageOf, MessagesStream } from '../messages-api.js';
 import { SseParser } from '../../services/streaming/sse-parser.js';
 import { estimatePromptTokens } from '../../services/usage/token-estimate.js';
 import { askSelf, passedOnHeader } from '../loopback.js';
@@ -45,9 +38,10 @@ export function messagesRoute(deps: { selfUrl: () => string }): RequestHandler {
       release();
       if (res.destroyed) return;
       if (answer.statusCode !== 200) {
-        trace.errorCode = errorCodeOf(json) ?? `status_${answer.statusCode}`;
+        const code = errorCodeOf(json);
+        trace.errorCode = code ?? `status_${answer.statusCode}`;
         const message = errorMessageOf(json) ?? `The completion failed with status ${answer.statusCode}.`;
-        res.status(answer.statusCode).json(anthropicError(answer.statusCode, message, requestId));
+        res.status(answer.statusCode).json(anthropicError(answer.statusCode, message, requestId, code));
         return;
       }
       res.json(messageOf(json, request.model, request.thinking, inputEstimate));
@@ -78,7 +72,13 @@ export function messagesRoute(deps: { selfUrl: () => string }): RequestHandler {
       release();
     }
     if (!stream.ended)
-      res.write(stream.error(502, 'The stream ended before the answer was complete. Please retry.'));
+      res.write(
+        stream.error(
+          502,
+          'The stream ended before the answer was complete. Please retry.',
+          'upstream_stream_truncated',
+        ),
+      );
     res.end();
   };
 }
@@ -99,7 +99,11 @@ function translated(stream: MessagesStream, data: string): string {
       typeof code === 'string' && Object.hasOwn(ERROR_CODES, code)
         ? ERROR_CODES[code as ErrorCode].status
         : 500;
-    return stream.error(status, typeof message === 'string' ? message : 'The stream broke.');
+    return stream.error(
+      status,
+      typeof message === 'string' ? message : 'The stream broke.',
+      typeof code === 'string' ? code : undefined,
+    );
   }
   return stream.chunk(payload);
 }
@@ -163,9 +167,10 @@ export function apiKeyAsBearer(authDisabled: () => boolean): RequestHandler {
 
 /** Errors of the Messages routes, in Anthropic's shape: JSON before the stream, an error event in it. */
 export const ANTHROPIC_ERRORS: ErrorShape = {
-  body: (error: GatewayError, req: Request) => anthropicError(error.status, error.message, requestIdOf(req)),
+  body: (error: GatewayError, req: Request) =>
+    anthropicError(error.status, error.message, requestIdOf(req), error.code),
   event: (error: GatewayError) =>
-    `event: error\ndata: ${JSON.stringify({ type: 'error', error: { type: anthropicErrorType(error.status), message: error.message } })}\n\n`,
+    `event: error\ndata: ${JSON.stringify(anthropicError(error.status, error.message, undefined, error.code))}\n\n`,
 };
 
 function jsonOf(req: Request): unknown {
