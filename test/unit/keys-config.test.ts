@@ -3,7 +3,7 @@ import { describeConfig } from '../../src/config/describe-config.js';
 import { ConfigError, loadConfig } from '../../src/config/load-config.js';
 import { startupFacts } from '../../src/server/startup-log.js';
 import { estimatePromptTokens } from '../../src/services/usage/token-estimate.js';
-import type { Ticket } from '../../src/stores/counters/counter-store.js';
+import type { CounterStore, Ticket } from '../../src/stores/counters/counter-store.js';
 import { formatDuration } from '../../src/services/limits/refusal.js';
 
 const base = {
@@ -125,22 +125,26 @@ describe('configuration of keys, limits and shared state', () => {
   });
 });
 
+/** A limiter on `counters`, configured by a gateway.yaml of `yaml`; its log lines go to `stream` if given. */
+async function limiterWith(yaml: string, counters: CounterStore, stream?: { write: (line: string) => void }) {
+  const { ConfigStore } = await import('../../src/config/config-store.js');
+  const { Limiter } = await import('../../src/services/limits/limiter.js');
+  const { createLogger } = await import('../../src/observability/logger.js');
+  const config = loadConfig({ env: { ...base, CONFIG_FILE: 'gateway.yaml' }, readFile: () => yaml });
+  return new Limiter({
+    counters,
+    config: new ConfigStore(config),
+    logger: createLogger(stream ? { level: 'info', stream } : { level: 'silent' }),
+  });
+}
+
 describe('the limiter reads its tables by own entries only', () => {
   it('a model named like an Object method has no limits and no price', async () => {
-    const { ConfigStore } = await import('../../src/config/config-store.js');
-    const { Limiter } = await import('../../src/services/limits/limiter.js');
     const { MemoryCounters } = await import('../../src/stores/counters/memory-counters.js');
-    const { createLogger } = await import('../../src/observability/logger.js');
-    const config = loadConfig({
-      env: { ...base, CONFIG_FILE: 'gateway.yaml' },
-      readFile: () =>
-        'pricing:\n  llama: { inputPerMTok: 1, outputPerMTok: 2 }\nlimits:\n  models:\n    llama: { rpm: 5 }\n',
-    });
-    const limiter = new Limiter({
-      counters: new MemoryCounters(),
-      config: new ConfigStore(config),
-      logger: createLogger({ level: 'silent' }),
-    });
+    const limiter = await limiterWith(
+      'pricing:\n  llama: { inputPerMTok: 1, outputPerMTok: 2 }\nlimits:\n  models:\n    llama: { rpm: 5 }\n',
+      new MemoryCounters(),
+    );
     const { staticPrincipal } = await import('../../src/services/core/principal.js');
     const principal = staticPrincipal(Buffer.alloc(32));
     for (const model of ['constructor', '__proto__', 'toString', 'hasOwnProperty']) {
@@ -155,15 +159,8 @@ describe('the limiter reads its tables by own entries only', () => {
 
 describe('the limiter when the counter store fails at the end of a request', () => {
   it('with onStoreError closed, a failed release is noted once and rejects nothing unhandled', async () => {
-    const { ConfigStore } = await import('../../src/config/config-store.js');
-    const { Limiter } = await import('../../src/services/limits/limiter.js');
     const { MemoryCounters } = await import('../../src/stores/counters/memory-counters.js');
-    const { createLogger } = await import('../../src/observability/logger.js');
     const { staticPrincipal } = await import('../../src/services/core/principal.js');
-    const config = loadConfig({
-      env: { ...base, CONFIG_FILE: 'gateway.yaml' },
-      readFile: () => 'limits:\n  global: { rpm: 5, tpm: 100000, maxParallel: 2 }\n  onStoreError: closed\n',
-    });
     // The store answers the admission, then is unreachable when the request ends.
     const counters = new MemoryCounters();
     let down = false;
@@ -174,11 +171,11 @@ describe('the limiter when the counter store fails at the end of a request', () 
         down ? lost() : counters.correct(t, keys, amount),
     });
     const lines: string[] = [];
-    const limiter = new Limiter({
-      counters: failing,
-      config: new ConfigStore(config),
-      logger: createLogger({ level: 'info', stream: { write: (line: string) => lines.push(line) } }),
-    });
+    const limiter = await limiterWith(
+      'limits:\n  global: { rpm: 5, tpm: 100000, maxParallel: 2 }\n  onStoreError: closed\n',
+      failing,
+      { write: (line: string) => lines.push(line) },
+    );
     const unhandled: unknown[] = [];
     const onUnhandled = (err: unknown) => unhandled.push(err);
     process.on('unhandledRejection', onUnhandled);

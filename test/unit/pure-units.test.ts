@@ -194,8 +194,7 @@ describe('ModelRename (modelNames: answers carry the public id)', () => {
 
 describe('FieldReader: the Redis admission answer read in place', () => {
   it('reads integers, negatives, fractions, exponents and empty fields as Number() would', async () => {
-    const { FieldReader } = await import('../../src/stores/counters/redis-counters.js');
-    const { SEPARATOR } = await import('../../src/stores/counters/redis-scripts.js');
+    const { FieldReader, SEPARATOR } = await import('../../src/stores/counters/redis-scripts.js');
     const fields = [
       '1',
       '0',

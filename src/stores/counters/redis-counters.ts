@@ -9,13 +9,20 @@ import {
   SLOT_LEASE_MS,
   Ticket,
   type AdmitResult,
-  type CheckState,
   type CounterCheck,
   type CounterStore,
   type PeerMessage,
 } from './counter-store.js';
 import { withoutPassword } from '../../config/config-problems.js';
-import { ADMIT, RECORD, SEPARATOR, SPEND } from './redis-scripts.js';
+import {
+  ADMIT,
+  admittedStates,
+  FieldReader,
+  RECORD,
+  refusedStates,
+  SEPARATOR,
+  SPEND,
+} from './redis-scripts.js';
 
 const KIND_CODE = { count: 'c', sum: 's', slots: 'l', budget: 'b' } as const;
 /** Admissions per script call: a batch must not hold Redis (single-threaded) for long. */
@@ -131,7 +138,8 @@ export class RedisCounters implements CounterStore {
    */
   admit(id: string, checks: readonly CounterCheck[], amount = 0): Promise<AdmitResult> {
     return new Promise((resolve, reject) => {
-      this.admissions.push({ id, checks, amount, resolve, reject });
+      // Whole amounts: the script adds them with HINCRBY.
+      this.admissions.push({ id, checks, amount: Math.round(amount), resolve, reject });
       this.schedule();
     });
   }
@@ -229,7 +237,7 @@ export class RedisCounters implements CounterStore {
         plan = String(plans.length);
         numbered.set(checks, plan);
       }
-      admissions.push(id + SEPARATOR + String(Math.round(amount)) + SEPARATOR + plan);
+      admissions.push(id + SEPARATOR + String(amount) + SEPARATOR + plan);
     }
     let out: string[];
     try {
@@ -261,15 +269,13 @@ export class RedisCounters implements CounterStore {
         resolve({
           ok: true,
           states: admittedStates(checks, fields, now),
-          ticket: new Ticket(id, now, checks, Math.round(amount)),
+          ticket: new Ticket(id, now, checks, amount),
         });
         continue;
       }
       const index = fields.next() - 1;
       const retryAt = fields.next();
-      const states: CheckState[] = [];
-      for (let j = 0; j < checks.length; j++)
-        states.push({ remaining: fields.next(), resetMs: fields.next() });
+      const states = refusedStates(checks, fields);
       resolve({
         ok: false,
         index,
@@ -471,76 +477,6 @@ export class RedisCounters implements CounterStore {
 
   private clock(): string | number {
     return this.now ? this.now() : '';
-  }
-}
-
-const SEPARATOR_CODE = SEPARATOR.charCodeAt(0);
-
-/**
- * An admission's states from the script's answer: the remaining value of each check, then the reset of
- * each budget. Its windows reset when the bucket it was counted in leaves (a window and a bucket from
- * the bucket's start), its slots at 0.
- */
-function admittedStates(checks: readonly CounterCheck[], fields: FieldReader, now: number): CheckState[] {
-  const states: CheckState[] = [];
-  for (const c of checks) {
-    let resetMs = 0;
-    if (c.kind === 'count' || c.kind === 'sum') {
-      const size = bucketMs(c.windowMs);
-      resetMs = (Math.floor(now / size) + 1) * size + c.windowMs - now;
-    }
-    states.push({ remaining: fields.next(), resetMs });
-  }
-  for (let i = 0; i < checks.length; i++)
-    if (checks[i]!.kind === 'budget') states[i]!.resetMs = fields.next();
-  return states;
-}
-
-/**
- * The numbers of one record of the admission script's answer, read in order without splitting it:
- * integers digit by digit, anything else (a fraction, an exponent) by Number() on its text. A missing
- * field reads as NaN.
- */
-export class FieldReader {
-  private at = 0;
-
-  constructor(private text: string) {}
-
-  /** Starts on another record. */
-  reset(text: string): void {
-    this.text = text;
-    this.at = 0;
-  }
-
-  next(): number {
-    const { text } = this;
-    const start = this.at;
-    if (start > text.length) return Number.NaN;
-    let i = start;
-    let negative = false;
-    if (text.charCodeAt(i) === 45) {
-      negative = true;
-      i++;
-    }
-    let value = 0;
-    let digits = 0;
-    for (; i < text.length; i++) {
-      const c = text.charCodeAt(i);
-      if (c === SEPARATOR_CODE) break;
-      if (c < 48 || c > 57) {
-        // Not a plain integer: read the whole field as JavaScript would.
-        let end = text.indexOf(SEPARATOR, i);
-        if (end < 0) end = text.length;
-        this.at = end + 1;
-        return Number(text.slice(start, end));
-      }
-      value = value * 10 + (c - 48);
-      digits++;
-    }
-    this.at = i + 1;
-    // Beyond 15 digits the sum above may round differently from Number().
-    if (digits === 0 || digits > 15) return Number(text.slice(start, i));
-    return negative ? -value : value;
   }
 }
 

@@ -1,5 +1,8 @@
+import { bucketMs, type CheckState, type CounterCheck } from './counter-store.js';
+
 /**
- * The Lua scripts of the Redis counter store. Each runs atomically in Redis: the check of every limit
+ * The Lua scripts of the Redis counter store, and how their answers are read (`FieldReader`,
+ * `admittedStates`, `refusedStates`). Each runs atomically in Redis: the check of every limit
  * of a request and its counting are one step, so that N replicas admit exactly the limit. Time is
  * Redis's own clock (`TIME`) unless the caller passes one (tests): replicas with skewed clocks still
  * agree on every window.
@@ -229,7 +232,6 @@ for _, admission in ipairs(split(ARGV[5], RECORD)) do
         st.newest = st.bucket
         st.dirty = true
         remaining[i] = math.max(0, c.limit - st.total)
-        reset[i] = (st.bucket + 1) * c.size + c.window - now
       elseif kind == 'l' then
         local members = st.members
         members[#members + 1] = leaseEnd
@@ -305,3 +307,84 @@ for i, key in ipairs(KEYS) do
   if ttl ~= '' and redis.call('PTTL', key) < 0 then redis.call('PEXPIRE', key, ttl) end
 end
 return 1`;
+
+const SEPARATOR_CODE = SEPARATOR.charCodeAt(0);
+
+/**
+ * An admission's states from the script's answer: the remaining value of each check, then the reset of
+ * each budget. Its windows reset when the bucket it was counted in leaves (a window and a bucket from
+ * the bucket's start), its slots at 0.
+ */
+export function admittedStates(
+  checks: readonly CounterCheck[],
+  fields: FieldReader,
+  now: number,
+): CheckState[] {
+  const states: CheckState[] = [];
+  for (const c of checks) {
+    let resetMs = 0;
+    if (c.kind === 'count' || c.kind === 'sum') {
+      const size = bucketMs(c.windowMs);
+      resetMs = (Math.floor(now / size) + 1) * size + c.windowMs - now;
+    }
+    states.push({ remaining: fields.next(), resetMs });
+  }
+  for (let i = 0; i < checks.length; i++)
+    if (checks[i]!.kind === 'budget') states[i]!.resetMs = fields.next();
+  return states;
+}
+
+/** A refused admission's states from the script's answer: the remaining value and reset of each check. */
+export function refusedStates(checks: readonly CounterCheck[], fields: FieldReader): CheckState[] {
+  const states: CheckState[] = [];
+  for (let j = 0; j < checks.length; j++) states.push({ remaining: fields.next(), resetMs: fields.next() });
+  return states;
+}
+
+/**
+ * The numbers of one record of the admission script's answer, read in order without splitting it:
+ * integers digit by digit, anything else (a fraction, an exponent) by Number() on its text. A missing
+ * field reads as NaN.
+ */
+export class FieldReader {
+  private at = 0;
+
+  constructor(private text: string) {}
+
+  /** Starts on another record. */
+  reset(text: string): void {
+    this.text = text;
+    this.at = 0;
+  }
+
+  next(): number {
+    const { text } = this;
+    const start = this.at;
+    if (start > text.length) return Number.NaN;
+    let i = start;
+    let negative = false;
+    if (text.charCodeAt(i) === 45) {
+      negative = true;
+      i++;
+    }
+    let value = 0;
+    let digits = 0;
+    for (; i < text.length; i++) {
+      const c = text.charCodeAt(i);
+      if (c === SEPARATOR_CODE) break;
+      if (c < 48 || c > 57) {
+        // Not a plain integer: read the whole field as JavaScript would.
+        let end = text.indexOf(SEPARATOR, i);
+        if (end < 0) end = text.length;
+        this.at = end + 1;
+        return Number(text.slice(start, end));
+      }
+      value = value * 10 + (c - 48);
+      digits++;
+    }
+    this.at = i + 1;
+    // Beyond 15 digits the sum above may round differently from Number().
+    if (digits === 0 || digits > 15) return Number(text.slice(start, i));
+    return negative ? -value : value;
+  }
+}
